@@ -1,0 +1,191 @@
+// Internal: the runtime's record of one actor — mailbox, scheduling state, the instance.
+#pragma once
+
+#include <troupe/actor.hpp>
+#include <troupe/detail/envelope.hpp>
+#include <troupe/detail/mailbox.hpp>
+#include <troupe/handler.hpp>
+
+#include <atomic>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+namespace troupe::detail {
+
+// Per actor class: lifecycle hooks and destruction.
+struct cell_ops {
+  void (*on_start)(actor_cell& cell);
+  void (*on_stop)(actor_cell& cell);
+  void (*destroy_instance)(actor_cell& cell) noexcept;
+  void (*delete_cell)(actor_cell* cell) noexcept;
+  std::string_view type_name;
+  const void* type_tag;
+};
+
+// What one activation of an actor on a worker ended with.
+enum class activation {
+  idle,       // the mailbox ran dry; the actor is idle until the next send
+  suspended,  // a task handler is waiting; whatever it waits for will schedule the actor
+  yielded,    // the batch limit was reached with messages left; reschedule it
+  finished,   // the actor stopped; the runtime no longer schedules it
+};
+
+enum class stop_cause : std::uint8_t { none, requested, failed, shutdown };
+
+// The actor record is itself the actor's context (no extra pointer per actor).
+// Thread ownership: the fields marked "worker" are touched only by the worker running the actor,
+// and an actor runs on at most one worker at a time (the mailbox word and the wake word below
+// hand it from one thread to the next with release/acquire).
+class actor_cell : public context {
+ public:
+  actor_cell(runtime_core* core, const cell_ops* ops, std::uint64_t id) noexcept
+      : core_(core), ops_(ops), id_(id) {}
+  actor_cell(const actor_cell&) = delete;
+  actor_cell& operator=(const actor_cell&) = delete;
+
+  void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  inline void release() noexcept;
+
+  // Worker: run up to `batch` messages (or resume a suspended handler first).
+  inline activation run(std::size_t batch);
+
+  // Any thread: stop after the current handler; `force` also abandons a suspended task handler.
+  inline void request_stop(bool force) noexcept;
+
+  // Worker, from an awaiter's await_suspend: the handler will suspend at `resume_point` until
+  // wake(generation) is called (from any thread). Returns the generation to wake.
+  std::uint64_t arm_suspension(std::coroutine_handle<> resume_point) noexcept {
+    resume_point_ = resume_point;
+    const std::uint64_t generation = (wake_.load(std::memory_order_relaxed) >> 2) + 1;
+    wake_.store(generation << 2 | wake_armed, std::memory_order_release);
+    return generation;
+  }
+  inline void wake(std::uint64_t generation) noexcept;
+
+  [[nodiscard]] std::uint64_t id() const noexcept { return id_; }
+  [[nodiscard]] runtime_core* core() const noexcept { return core_; }
+  [[nodiscard]] const cell_ops* ops() const noexcept { return ops_; }
+  [[nodiscard]] bool closed() const noexcept { return mailbox_.closed(); }
+
+  mailbox mailbox_;
+  // Registry links, guarded by the runtime's registry mutex.
+  actor_cell* registry_prev_ = nullptr;
+  actor_cell* registry_next_ = nullptr;
+  // Set once the actor stopped because of shutdown, so that late sends say so.
+  std::atomic<bool> stopped_by_shutdown_{false};
+
+ private:
+  friend class troupe::context;
+
+  // Wake word: generation << 2 | state. The generation tells a stale wake-up (a timer of an
+  // abandoned suspension) from the current one.
+  static constexpr std::uint64_t wake_running = 0;  // a worker owns the actor
+  static constexpr std::uint64_t wake_armed = 1;    // a handler is about to suspend
+  static constexpr std::uint64_t wake_suspended = 2;  // suspended; the waker must schedule it
+  static constexpr std::uint64_t wake_woken = 3;      // woken; the resume is pending
+
+  inline int dispatch(envelope* e);       // 1 handled, 0 handler suspended, -1 actor stopped
+  inline int settle_task();               // the same, for the running task handler
+  inline activation after_suspension() noexcept;
+  inline void finish_message(envelope* e) noexcept;
+  inline void fail(std::exception_ptr error, envelope* failing) noexcept;
+  inline void finalize() noexcept;
+  inline void abandon_task() noexcept;
+  inline void destroy_self() noexcept;
+
+  runtime_core* const core_;
+  const cell_ops* const ops_;
+  std::atomic<std::uint32_t> refs_{1};  // one for the runtime while the actor lives
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> force_stop_{false};
+  bool started_ = false;                 // worker: the first activation happened
+  bool start_ran_ = false;               // worker: on_start returned, so on_stop is due
+  stop_cause cause_ = stop_cause::none;  // worker
+  std::atomic<std::uint64_t> wake_{0};
+  const std::uint64_t id_;
+  std::coroutine_handle<> task_;          // worker: the running task handler, if any
+  std::coroutine_handle<> resume_point_;  // worker: where that task suspended
+  promise_base* task_promise_ = nullptr;  // worker
+  envelope* current_ = nullptr;           // worker: the message a task handler is handling
+};
+
+template <class A>
+inline constexpr char type_tag = 0;
+
+template <class A>
+concept has_on_start = requires(A& a) { a.on_start(); };
+template <class A>
+concept has_on_stop = requires(A& a) { a.on_stop(); };
+
+template <class A, class... Args>
+struct actor_constructible
+    : std::bool_constant<std::is_constructible_v<A, context&, Args&&...> ||
+                         std::is_constructible_v<A, Args&&...>> {};
+
+template <class A>
+class typed_cell final : public actor_cell {
+ public:
+  typed_cell(runtime_core* core, std::uint64_t id) noexcept : actor_cell(core, &table, id) {}
+  typed_cell(const typed_cell&) = delete;
+  typed_cell& operator=(const typed_cell&) = delete;
+  ~typed_cell() {}  // the instance is destroyed explicitly, when the actor stops
+
+  template <class... Args>
+  void construct(Args&&... args) {
+    if constexpr (std::is_constructible_v<A, context&, Args&&...>) {
+      ::new (static_cast<void*>(&instance_)) A(static_cast<context&>(*this),
+                                               std::forward<Args>(args)...);
+    } else {
+      ::new (static_cast<void*>(&instance_)) A(std::forward<Args>(args)...);
+    }
+  }
+
+  A& instance() noexcept { return instance_; }
+
+  static void* operator new(std::size_t n) { return block_pool::allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
+
+  static constexpr cell_ops table{
+      [](actor_cell& c) {
+        if constexpr (has_on_start<A>) static_cast<typed_cell&>(c).instance_.on_start();
+      },
+      [](actor_cell& c) {
+        if constexpr (has_on_stop<A>) static_cast<typed_cell&>(c).instance_.on_stop();
+      },
+      [](actor_cell& c) noexcept { static_cast<typed_cell&>(c).instance_.~A(); },
+      [](actor_cell* c) noexcept { delete static_cast<typed_cell*>(c); },
+      type_name<A>(),
+      &type_tag<A>,
+  };
+
+ private:
+  union {
+    A instance_;
+  };
+};
+
+template <class A, class M>
+handler_start invoke_handler(actor_cell& cell, envelope& e) {
+  A& actor = static_cast<typed_cell<A>&>(cell).instance();
+  M& message = static_cast<message_envelope<M>&>(e).message;
+  using result = handler_result_t<A, M>;
+  if constexpr (is_task<result>::value) {
+    auto frame = actor.on(std::move(message)).release();
+    if (!frame) return {};
+    return {frame, &frame.promise()};
+  } else {
+    static_cast<void>(actor.on(std::move(message)));
+    return {};
+  }
+}
+
+template <class A, class M>
+inline constexpr envelope_ops message_ops{&invoke_handler<A, M>, &destroy_envelope<M>,
+                                          type_name<M>()};
+
+}  // namespace troupe::detail

@@ -1,0 +1,756 @@
+// Internal: the runtime core (the state shared by a runtime, its actors and its threads) and
+// the definitions of the handle, context and actor-record functions that need all of it.
+// Included at the end of the public headers that declare those functions; never by users.
+#pragma once
+
+#include <troupe/actor.hpp>
+#include <troupe/dead_letter.hpp>
+#include <troupe/metrics.hpp>
+#include <troupe/ref.hpp>
+#include <troupe/runtime_options.hpp>
+#include <troupe/detail/actor_cell.hpp>
+#include <troupe/detail/counters.hpp>
+#include <troupe/detail/scheduler.hpp>
+#include <troupe/detail/timer_service.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace troupe::detail {
+
+struct access {
+  static address make_address(actor_cell* cell) noexcept {
+    address a;
+    if (cell != nullptr) cell->retain();
+    a.cell_ = cell;
+    return a;
+  }
+  template <class A>
+  static ref<A> make_ref(actor_cell* cell) noexcept {
+    ref<A> r;
+    if (cell != nullptr) cell->retain();
+    r.cell_ = cell;
+    return r;
+  }
+  // Takes over a reference the caller already holds.
+  template <class A>
+  static ref<A> adopt_ref(actor_cell* cell) noexcept {
+    ref<A> r;
+    r.cell_ = cell;
+    return r;
+  }
+  static actor_cell* cell_of(const address& a) noexcept { return a.cell_; }
+};
+
+inline std::string describe(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception (not derived from std::exception)";
+  }
+}
+
+// Shared by a runtime, its actors, threads and timers. Reference-counted: the runtime holds one
+// reference and every actor record one, so a ref that outlives its runtime stays safe to use
+// (its sends are rejected and counted).
+class runtime_core {
+ public:
+  enum class phase : int { running, draining, stopping, stopped };
+
+  runtime_core(troupe::runtime* owner, runtime_options options)
+      : owner_(owner), options_(std::move(options)) {}
+  runtime_core(const runtime_core&) = delete;
+  runtime_core& operator=(const runtime_core&) = delete;
+
+  // Wires the threads; they start running here.
+  void attach(std::unique_ptr<timer_service> timers, std::unique_ptr<worker_pool> pool) {
+    timers_ = std::move(timers);
+    pool_ = std::move(pool);
+    scheduler_ = pool_.get();
+    pool_->start();
+  }
+
+  void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  [[nodiscard]] troupe::runtime* owner() const noexcept { return owner_; }
+  [[nodiscard]] const runtime_options& options() const noexcept { return options_; }
+  [[nodiscard]] timer_service& timers() noexcept { return *timers_; }
+  [[nodiscard]] clock::time_point now() const noexcept { return timers_->now(); }
+  [[nodiscard]] std::size_t worker_count() const noexcept { return scheduler_->thread_count(); }
+  [[nodiscard]] bool accepting() const noexcept {
+    return accepting_.load(std::memory_order_acquire);
+  }
+
+  void schedule(actor_cell* cell) noexcept { scheduler_->schedule(cell); }
+
+  [[nodiscard]] bool internal_thread() const noexcept {
+    return this_thread_identity.core == this;
+  }
+
+  counter_slot& counters_here() noexcept {
+    const thread_identity& id = this_thread_identity;
+    if (id.core == this && id.counters != nullptr) return *id.counters;
+    return shared_counters_;
+  }
+
+  template <class A, class... Args>
+  typed_cell<A>* spawn(Args&&... args) {
+    if (!accepting()) {
+      throw error(errc::runtime_stopped,
+                  "spawn<" + std::string(type_name<A>()) + ">() after shutdown began");
+    }
+    auto* cell = new typed_cell<A>(this, next_id_.fetch_add(1, std::memory_order_relaxed));
+    try {
+      cell->construct(std::forward<Args>(args)...);
+    } catch (...) {
+      delete cell;  // the instance was never constructed
+      throw;
+    }
+    {
+      std::lock_guard lock(registry_mutex_);
+      if (!accepting()) {
+        cell->ops()->destroy_instance(*cell);
+        delete cell;
+        throw error(errc::runtime_stopped,
+                    "spawn<" + std::string(type_name<A>()) + ">() after shutdown began");
+      }
+      link(cell);
+    }
+    retain();        // the actor record's reference to the core
+    cell->retain();  // the caller's ref
+    spawned_.fetch_add(1, std::memory_order_relaxed);
+    // A new mailbox starts "scheduled" (not idle), so the first activation runs on_start.
+    schedule(cell);
+    return cell;
+  }
+
+  // The send path. Counts the attempt (unless it was counted when a delayed send was made),
+  // then queues, dead-letters or rejects the envelope, which it always consumes.
+  bool post(actor_cell* target, envelope* e, bool count_sent) noexcept {
+    counter_slot& counters = counters_here();
+    if (count_sent) counters.add(counters.sent);
+    if (!accepting_.load(std::memory_order_relaxed) && !internal_thread()) {
+      counters.add(counters.rejected);
+      e->destroy();
+      return false;
+    }
+    switch (target->mailbox_.push(e)) {
+      case mailbox::push_result::queued:
+        return true;
+      case mailbox::push_result::woke:
+        schedule(target);
+        return true;
+      case mailbox::push_result::closed:
+        break;
+    }
+    dead_letter_out(target, e, stop_reason_of(target), {});
+    return false;
+  }
+
+  // Counts, reports and destroys a message that will not be handled.
+  void dead_letter_out(actor_cell* target, envelope* e, dead_letter_reason reason,
+                       std::string detail) noexcept {
+    counter_slot& counters = counters_here();
+    counters.add(counters.dead);
+    if (options_.on_dead_letter) {
+      try {
+        const dead_letter record{access::make_address(target), e->ops->message_type, reason,
+                                 e->correlation, std::move(detail)};
+        options_.on_dead_letter(record);
+      } catch (...) {  // a throwing hook must not take the runtime down; documented
+      }
+    }
+    e->destroy();
+  }
+
+  // Counts a send that was refused before an envelope existed.
+  void count_rejected_send() noexcept {
+    counter_slot& counters = counters_here();
+    counters.add(counters.sent);
+    counters.add(counters.rejected);
+  }
+
+  void report_failure(actor_cell* cell, const std::string& what) noexcept {
+    failed_.fetch_add(1, std::memory_order_relaxed);
+    try {
+      if (options_.on_failure) {
+        options_.on_failure(access::make_address(cell), what);
+      } else {
+        const std::string_view type = cell->ops()->type_name;
+        std::fprintf(stderr, "troupe: actor %.*s#%llu failed: %s\n", static_cast<int>(type.size()),
+                     type.data(), static_cast<unsigned long long>(cell->id()), what.c_str());
+      }
+    } catch (...) {
+    }
+  }
+
+  static dead_letter_reason stop_reason_of(const actor_cell* cell) noexcept {
+    return cell->stopped_by_shutdown_.load(std::memory_order_relaxed)
+               ? dead_letter_reason::shutdown
+               : dead_letter_reason::target_stopped;
+  }
+
+  void unregister_cell(actor_cell* cell) noexcept {
+    {
+      std::lock_guard lock(registry_mutex_);
+      unlink(cell);
+    }
+    stopped_.fetch_add(1, std::memory_order_relaxed);
+    if (phase_.load(std::memory_order_acquire) != phase::running) state_cv_.notify_all();
+  }
+
+  // A handler suspended or resumed (shutdown waits for suspended handlers to finish).
+  void add_suspended(std::int64_t n) noexcept {
+    suspended_.fetch_add(n, std::memory_order_seq_cst);
+  }
+
+  // Called by a worker about to park. Wakes shutdown's drain wait, which re-checks quiet().
+  static void worker_idle(const void* raw) noexcept {
+    auto* self = static_cast<const runtime_core*>(raw);
+    if (self->phase_.load(std::memory_order_acquire) == phase::draining) {
+      std::lock_guard lock(self->registry_mutex_);
+      self->state_cv_.notify_all();
+    }
+  }
+
+  // Graceful, bounded: refuse new work from outside, let actors go quiet (no runnable actor, no
+  // suspended handler) for up to `timeout`, then stop every actor (queued messages are
+  // dead-lettered, handlers still suspended are abandoned), join the threads and dead-letter
+  // delayed sends not yet due. Idempotent; must not be called from the runtime's own threads.
+  void shutdown(std::chrono::nanoseconds timeout) {
+    if (internal_thread()) {
+      throw error(errc::shutdown_from_worker,
+                  "shutdown() joins the runtime's threads, so it must be called from outside them "
+                  "(an actor can stop itself with ctx.stop())");
+    }
+    std::lock_guard serial(shutdown_mutex_);
+    if (phase_.load() == phase::stopped) return;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::vector<actor_cell*> cells;
+    {
+      std::unique_lock lock(registry_mutex_);
+      accepting_.store(false, std::memory_order_seq_cst);
+      phase_.store(phase::draining, std::memory_order_seq_cst);
+      while (!quiet() && std::chrono::steady_clock::now() < deadline) {
+        // Parking workers notify; the short bound only covers a notification that raced ahead.
+        state_cv_.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() +
+                                                          std::chrono::milliseconds(5)));
+      }
+      phase_.store(phase::stopping, std::memory_order_seq_cst);
+      for (actor_cell* c = registry_head_; c != nullptr; c = c->registry_next_) {
+        c->retain();
+        cells.push_back(c);
+      }
+    }
+    for (actor_cell* c : cells) {
+      c->stopped_by_shutdown_.store(true, std::memory_order_relaxed);
+      c->request_stop(true);
+      c->release();
+    }
+    {
+      std::unique_lock lock(registry_mutex_);
+      // Unbounded only if a synchronous handler never returns: C++ cannot preempt it.
+      state_cv_.wait(lock, [this] { return live_ == 0; });
+    }
+    scheduler_->stop();
+    timers_->stop();
+    phase_.store(phase::stopped, std::memory_order_seq_cst);
+  }
+
+  [[nodiscard]] runtime_counters snapshot() const noexcept {
+    runtime_counters r;
+    auto add = [&r](const counter_slot& s) {
+      r.sent += s.sent.load(std::memory_order_relaxed);
+      r.handled += s.handled.load(std::memory_order_relaxed);
+      r.dead_lettered += s.dead.load(std::memory_order_relaxed);
+      r.rejected += s.rejected.load(std::memory_order_relaxed);
+    };
+    add(shared_counters_);
+    for (std::size_t i = 0; i < pool_->thread_count(); ++i) add(pool_->at(i).counters);
+    r.spawned = spawned_.load(std::memory_order_relaxed);
+    r.stopped = stopped_.load(std::memory_order_relaxed);
+    r.failed = failed_.load(std::memory_order_relaxed);
+    return r;
+  }
+
+  [[nodiscard]] std::size_t live_actors() const noexcept {
+    std::lock_guard lock(registry_mutex_);
+    return live_;
+  }
+
+  [[nodiscard]] bool stopped() const noexcept { return phase_.load() == phase::stopped; }
+
+ private:
+  ~runtime_core() = default;
+
+  [[nodiscard]] bool quiet() const noexcept {
+    return suspended_.load(std::memory_order_seq_cst) == 0 && scheduler_->idle();
+  }
+
+  void link(actor_cell* cell) noexcept {
+    cell->registry_next_ = registry_head_;
+    if (registry_head_ != nullptr) registry_head_->registry_prev_ = cell;
+    registry_head_ = cell;
+    ++live_;
+  }
+  void unlink(actor_cell* cell) noexcept {
+    if (cell->registry_prev_ != nullptr) {
+      cell->registry_prev_->registry_next_ = cell->registry_next_;
+    } else {
+      registry_head_ = cell->registry_next_;
+    }
+    if (cell->registry_next_ != nullptr) cell->registry_next_->registry_prev_ = cell->registry_prev_;
+    cell->registry_prev_ = cell->registry_next_ = nullptr;
+    --live_;
+  }
+
+  std::atomic<std::size_t> refs_{1};
+  troupe::runtime* owner_;
+  runtime_options options_;
+  std::unique_ptr<timer_service> timers_;
+  std::unique_ptr<worker_pool> pool_;
+  scheduler* scheduler_ = nullptr;
+  counter_slot shared_counters_;
+  std::atomic<std::uint64_t> next_id_{1};
+  std::atomic<std::uint64_t> spawned_{0};
+  std::atomic<std::uint64_t> stopped_{0};
+  std::atomic<std::uint64_t> failed_{0};
+  std::atomic<bool> accepting_{true};
+  std::atomic<phase> phase_{phase::running};
+  std::atomic<std::int64_t> suspended_{0};
+  mutable std::mutex registry_mutex_;
+  mutable std::condition_variable state_cv_;
+  actor_cell* registry_head_ = nullptr;
+  std::size_t live_ = 0;
+  std::mutex shutdown_mutex_;
+};
+
+// ---- timers ----------------------------------------------------------------------------------
+
+class wake_task final : public timer_task {
+ public:
+  explicit wake_task(actor_cell* cell) noexcept : cell_(cell) { cell_->retain(); }
+  void arm(std::uint64_t generation) noexcept { generation_ = generation; }
+  ~wake_task() override { cell_->release(); }
+  void fire() noexcept override { cell_->wake(generation_); }
+
+ private:
+  actor_cell* cell_;
+  std::uint64_t generation_ = 0;
+};
+
+class delayed_send_task final : public timer_task {
+ public:
+  delayed_send_task(actor_cell* target, envelope* e) noexcept : target_(target), envelope_(e) {
+    target_->retain();
+  }
+  ~delayed_send_task() override {
+    if (envelope_ != nullptr) {
+      target_->core()->dead_letter_out(target_, envelope_, dead_letter_reason::shutdown,
+                                       "the runtime shut down before the delay elapsed");
+    }
+    target_->release();
+  }
+  void fire() noexcept override {
+    target_->core()->post(target_, std::exchange(envelope_, nullptr), false);
+  }
+
+ private:
+  actor_cell* target_;
+  envelope* envelope_;
+};
+
+// The awaitable of ctx.sleep_for / sleep_until.
+class sleep_awaiter {
+ public:
+  using troupe_awaitable = void;
+  sleep_awaiter(actor_cell* cell, clock::time_point when) noexcept : cell_(cell), when_(when) {}
+
+  [[nodiscard]] bool await_ready() const noexcept { return when_ <= cell_->core()->now(); }
+  void await_suspend(std::coroutine_handle<> h) {
+    // Allocate before arming: a throw after arming would leave a wake-up nobody delivers.
+    auto task = std::make_unique<wake_task>(cell_);
+    task->arm(cell_->arm_suspension(h));
+    cell_->core()->timers().schedule(when_, std::move(task));
+  }
+  void await_resume() const noexcept {}
+
+ private:
+  actor_cell* cell_;
+  clock::time_point when_;
+};
+
+// ---- sends -----------------------------------------------------------------------------------
+
+template <class A, class M>
+bool send_message(actor_cell* target, M&& message) {
+  if (target == nullptr) throw error(errc::invalid_ref, "send() through an empty ref");
+  using message_type = std::remove_cvref_t<M>;
+  auto* e = new message_envelope<message_type>(&message_ops<A, message_type>,
+                                               std::forward<M>(message));
+  return target->core()->post(target, e, true);
+}
+
+template <class A, class M>
+void send_message_after(actor_cell* target, clock::duration delay, M&& message) {
+  if (target == nullptr) throw error(errc::invalid_ref, "send_after() through an empty ref");
+  runtime_core* core = target->core();
+  if (!core->accepting() && !core->internal_thread()) {
+    core->count_rejected_send();
+    return;
+  }
+  using message_type = std::remove_cvref_t<M>;
+  auto* e = new message_envelope<message_type>(&message_ops<A, message_type>,
+                                               std::forward<M>(message));
+  counter_slot& counters = core->counters_here();
+  counters.add(counters.sent);
+  // From here the task owns the envelope: fired, it posts it; destroyed unfired, it
+  // dead-letters it.
+  core->timers().schedule(core->now() + delay, std::make_unique<delayed_send_task>(target, e));
+}
+
+// ---- the actor record ------------------------------------------------------------------------
+
+inline void actor_cell::release() noexcept {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy_self();
+}
+
+inline void actor_cell::destroy_self() noexcept {
+  runtime_core* core = core_;
+  ops_->delete_cell(this);
+  core->release();
+}
+
+inline activation actor_cell::run(std::size_t batch) {
+  if (task_) {
+    // A suspended task handler was woken (or is being abandoned at shutdown).
+    wake_.store((wake_.load(std::memory_order_acquire) & ~std::uint64_t{3}) | wake_running,
+                std::memory_order_relaxed);
+    if (force_stop_.load(std::memory_order_acquire)) {
+      finalize();
+      return activation::finished;
+    }
+    resume_point_.resume();
+    const int settled = settle_task();
+    if (settled < 0) return activation::finished;
+    if (settled == 0) return after_suspension();
+  }
+  if (!started_) {
+    started_ = true;
+    if (!stop_requested_.load(std::memory_order_acquire)) {
+      try {
+        ops_->on_start(*this);
+        start_ran_ = true;
+      } catch (...) {
+        start_ran_ = false;
+        fail(std::current_exception(), nullptr);
+        return activation::finished;
+      }
+    }
+  }
+  for (std::size_t n = 0; n < batch; ++n) {
+    if (stop_requested_.load(std::memory_order_seq_cst)) {
+      finalize();
+      return activation::finished;
+    }
+    envelope* e = mailbox_.pop();
+    if (e == nullptr) {
+      if (!mailbox_.try_idle()) continue;
+      // A stop request that raced with going idle must not be lost: whoever claims the idle
+      // actor back (it, or a sender that schedules it) sees the flag.
+      if (stop_requested_.load(std::memory_order_seq_cst) && mailbox_.claim_if_idle()) {
+        finalize();
+        return activation::finished;
+      }
+      return activation::idle;
+    }
+    const int outcome = dispatch(e);
+    if (outcome < 0) return activation::finished;
+    if (outcome == 0) return after_suspension();
+  }
+  return activation::yielded;
+}
+
+// The handler just suspended. If a forced stop arrived meanwhile, take the actor back now
+// rather than waiting for whatever it sleeps on.
+inline activation actor_cell::after_suspension() noexcept {
+  if (force_stop_.load(std::memory_order_seq_cst)) {
+    std::uint64_t w = wake_.load(std::memory_order_acquire);
+    if ((w & 3) == wake_suspended &&
+        wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_running,
+                                      std::memory_order_acq_rel)) {
+      core_->add_suspended(-1);
+      finalize();
+      return activation::finished;
+    }
+  }
+  return activation::suspended;
+}
+
+inline int actor_cell::dispatch(envelope* e) {
+  handler_start started;
+  try {
+    started = e->ops->invoke(*this, *e);
+  } catch (...) {
+    fail(std::current_exception(), e);
+    return -1;
+  }
+  if (!started.frame) {
+    finish_message(e);
+    return 1;
+  }
+  task_ = started.frame;
+  task_promise_ = started.promise;
+  current_ = e;
+  resume_point_ = task_;
+  task_.resume();
+  return settle_task();
+}
+
+inline int actor_cell::settle_task() {
+  for (;;) {
+    if (task_.done()) {
+      std::exception_ptr error = task_promise_->error();
+      task_.destroy();
+      task_ = {};
+      task_promise_ = nullptr;
+      envelope* e = std::exchange(current_, nullptr);
+      if (error) {
+        fail(std::move(error), e);
+        return -1;
+      }
+      finish_message(e);
+      return 1;
+    }
+    std::uint64_t w = wake_.load(std::memory_order_acquire);
+    const std::uint64_t generation_bits = w & ~std::uint64_t{3};
+    if ((w & 3) == wake_armed) {
+      core_->add_suspended(1);
+      if (wake_.compare_exchange_strong(w, generation_bits | wake_suspended,
+                                        std::memory_order_acq_rel, std::memory_order_acquire)) {
+        return 0;
+      }
+      core_->add_suspended(-1);
+    }
+    if ((w & 3) == wake_woken) {
+      // The wake-up beat us to it: resume in place.
+      wake_.store(generation_bits | wake_running, std::memory_order_relaxed);
+      resume_point_.resume();
+      continue;
+    }
+    // Suspended without arming: await_transform admits only troupe awaitables, so this is a
+    // bug in one of them. Nothing could ever resume the handler.
+    std::fputs("troupe: internal error: a task handler suspended with no wake-up armed\n", stderr);
+    std::terminate();
+  }
+}
+
+inline void actor_cell::wake(std::uint64_t generation) noexcept {
+  std::uint64_t w = wake_.load(std::memory_order_acquire);
+  for (;;) {
+    if ((w >> 2) != generation) return;  // a stale wake-up of an earlier suspension
+    const std::uint64_t state = w & 3;
+    if (state != wake_armed && state != wake_suspended) return;
+    if (wake_.compare_exchange_weak(w, generation << 2 | wake_woken, std::memory_order_acq_rel,
+                                    std::memory_order_acquire)) {
+      if (state == wake_suspended) {
+        core_->schedule(this);
+        core_->add_suspended(-1);
+      }
+      return;
+    }
+  }
+}
+
+inline void actor_cell::request_stop(bool force) noexcept {
+  if (force) force_stop_.store(true, std::memory_order_seq_cst);
+  stop_requested_.store(true, std::memory_order_seq_cst);
+  if (mailbox_.claim_if_idle()) {
+    core_->schedule(this);
+    return;
+  }
+  if (force) {
+    std::uint64_t w = wake_.load(std::memory_order_acquire);
+    if ((w & 3) == wake_suspended &&
+        wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
+                                      std::memory_order_acq_rel)) {
+      core_->schedule(this);
+      core_->add_suspended(-1);
+    }
+  }
+}
+
+inline void actor_cell::finish_message(envelope* e) noexcept {
+  counter_slot& counters = core_->counters_here();
+  counters.add(counters.handled);
+  e->destroy();
+}
+
+inline void actor_cell::fail(std::exception_ptr error, envelope* failing) noexcept {
+  std::string what;
+  try {
+    what = describe(error);
+  } catch (...) {
+  }
+  if (failing != nullptr) {
+    core_->dead_letter_out(this, failing, dead_letter_reason::handler_failed, what);
+  }
+  core_->report_failure(this, what);
+  cause_ = stop_cause::failed;
+  finalize();
+}
+
+inline void actor_cell::abandon_task() noexcept {
+  task_.destroy();  // also destroys the frames it awaits; their pending wake-ups go stale
+  task_ = {};
+  task_promise_ = nullptr;
+  if (envelope* e = std::exchange(current_, nullptr)) {
+    core_->dead_letter_out(this, e, dead_letter_reason::shutdown,
+                           "the handler was still suspended when the runtime shut down");
+  }
+}
+
+inline void actor_cell::finalize() noexcept {
+  if (task_) abandon_task();
+  envelope* rest = mailbox_.close();
+  const dead_letter_reason reason = runtime_core::stop_reason_of(this);
+  while (rest != nullptr) {
+    envelope* next = rest->next;
+    core_->dead_letter_out(this, rest, reason, {});
+    rest = next;
+  }
+  if (start_ran_) {
+    try {
+      ops_->on_stop(*this);
+    } catch (...) {
+      std::string what;
+      try {
+        what = "on_stop: " + describe(std::current_exception());
+      } catch (...) {
+      }
+      core_->report_failure(this, what);
+    }
+  }
+  if (cause_ == stop_cause::none) {
+    cause_ = stopped_by_shutdown_.load(std::memory_order_relaxed) ? stop_cause::shutdown
+                                                                   : stop_cause::requested;
+  }
+  ops_->destroy_instance(*this);
+  core_->unregister_cell(this);
+  release();  // the runtime's reference
+}
+
+}  // namespace troupe::detail
+
+// ---- handles and context ---------------------------------------------------------------------
+
+namespace troupe {
+
+inline address::address(const address& other) noexcept : cell_(other.cell_) {
+  if (cell_ != nullptr) cell_->retain();
+}
+inline address& address::operator=(const address& other) noexcept {
+  if (other.cell_ != nullptr) other.cell_->retain();
+  if (cell_ != nullptr) cell_->release();
+  cell_ = other.cell_;
+  return *this;
+}
+inline address& address::operator=(address&& other) noexcept {
+  if (this != &other) {
+    if (cell_ != nullptr) cell_->release();
+    cell_ = std::exchange(other.cell_, nullptr);
+  }
+  return *this;
+}
+inline address::~address() {
+  if (cell_ != nullptr) cell_->release();
+}
+inline std::uint64_t address::id() const noexcept { return cell_ != nullptr ? cell_->id() : 0; }
+inline std::string_view address::type_name() const noexcept {
+  return cell_ != nullptr ? cell_->ops()->type_name : std::string_view{};
+}
+inline void address::stop() const {
+  if (cell_ == nullptr) throw error(errc::invalid_ref, "stop() through an empty address");
+  cell_->request_stop(false);
+}
+
+namespace detail {
+inline actor_cell& cell_of(const context& ctx) noexcept {
+  return static_cast<actor_cell&>(const_cast<context&>(ctx));
+}
+}  // namespace detail
+
+inline address context::self() const noexcept {
+  return detail::access::make_address(&detail::cell_of(*this));
+}
+
+template <Actor A>
+ref<A> context::self_as() const {
+  detail::actor_cell& cell = detail::cell_of(*this);
+  if (cell.ops()->type_tag != &detail::type_tag<A>) {
+    throw error(errc::bad_actor_type, "self_as<" + std::string(detail::type_name<A>()) +
+                                          ">() on an actor of type " +
+                                          std::string(cell.ops()->type_name));
+  }
+  return detail::access::make_ref<A>(&cell);
+}
+
+inline troupe::runtime& context::runtime() const noexcept {
+  return *detail::cell_of(*this).core()->owner();
+}
+
+template <Actor A, class... Args>
+ref<A> context::spawn(Args&&... args) const {
+  static_assert(detail::actor_constructible<A, Args...>::value,
+                "troupe: spawn<A>(args...): A is constructible neither from "
+                "(troupe::context&, args...) nor from (args...)");
+  return detail::access::adopt_ref<A>(
+      detail::cell_of(*this).core()->template spawn<A>(std::forward<Args>(args)...));
+}
+
+inline void context::stop() noexcept {
+  detail::cell_of(*this).stop_requested_.store(true, std::memory_order_seq_cst);
+}
+
+inline detail::sleep_awaiter context::sleep_for(std::chrono::nanoseconds delay) const {
+  detail::actor_cell& cell = detail::cell_of(*this);
+  return detail::sleep_awaiter{
+      &cell, cell.core()->now() + std::chrono::duration_cast<detail::clock::duration>(delay)};
+}
+
+inline detail::sleep_awaiter context::sleep_until(std::chrono::steady_clock::time_point when) const {
+  return detail::sleep_awaiter{&detail::cell_of(*this), when};
+}
+
+template <Actor A, class M>
+void context::send_after(std::chrono::nanoseconds delay, const ref<A>& target, M&& message) const {
+  using message_type = std::remove_cvref_t<M>;
+  static_assert(detail::actor_has_handler_for_message<A, message_type>::value,
+                "troupe: send_after(): the actor has no on(...) handler for this message type");
+  if constexpr (Handles<A, message_type>) {
+    detail::send_message_after<A>(detail::access::cell_of(target),
+                                  std::chrono::duration_cast<detail::clock::duration>(delay),
+                                  std::forward<M>(message));
+  }
+}
+
+inline std::chrono::steady_clock::time_point context::now() const noexcept {
+  return detail::cell_of(*this).core()->now();
+}
+
+}  // namespace troupe

@@ -1,0 +1,39 @@
+// Internal: message counters, one block per worker thread plus one shared block.
+#pragma once
+
+#include <troupe/detail/config.hpp>
+
+#include <atomic>
+#include <cstdint>
+
+namespace troupe::detail {
+
+// A worker's block has a single writer, so increments are a plain load and store (no locked
+// instruction on the hot path); the shared block, used by every other thread, uses fetch_add.
+// Readers sum all blocks with relaxed loads: exact once the writers are quiet or joined.
+struct alignas(cache_line) counter_slot {
+  std::atomic<std::uint64_t> sent{0};
+  std::atomic<std::uint64_t> handled{0};
+  std::atomic<std::uint64_t> dead{0};
+  std::atomic<std::uint64_t> rejected{0};
+  bool single_writer = false;
+
+  void add(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
+    if (single_writer) {
+      counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    } else {
+      counter.fetch_add(n, std::memory_order_relaxed);
+    }
+  }
+};
+
+// Who the current thread is, for the runtime that asks: one of its workers or its timer thread
+// (an "internal" thread, whose sends are accepted during shutdown), or anyone else.
+struct thread_identity {
+  const void* core = nullptr;
+  counter_slot* counters = nullptr;  // null on internal threads without their own block
+  void* worker = nullptr;
+};
+inline thread_local thread_identity this_thread_identity;
+
+}  // namespace troupe::detail

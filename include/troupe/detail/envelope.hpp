@@ -1,0 +1,63 @@
+// Internal: the envelope that carries one message through a mailbox.
+#pragma once
+
+#include <troupe/detail/fwd.hpp>
+#include <troupe/detail/pool.hpp>
+#include <troupe/task.hpp>
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <string_view>
+#include <utility>
+
+namespace troupe::detail {
+
+struct envelope;
+
+// What starting a handler produced: nothing to drive (it returned) or a task frame to drive.
+struct handler_start {
+  std::coroutine_handle<> frame;   // the handler's task, not yet started; null if it returned
+  promise_base* promise = nullptr; // the same frame's promise, for its exception
+};
+
+// One table per (actor class, message type): how to call the handler and destroy the message.
+struct envelope_ops {
+  handler_start (*invoke)(actor_cell& cell, envelope& e);
+  void (*destroy)(envelope* e) noexcept;
+  std::string_view message_type;
+};
+
+// A message in flight. `next` links it into a mailbox; it is written by the sender before the
+// mailbox's publishing CAS (release) and read by the receiver after its acquire, so it needs no
+// atomic of its own. Small messages fit with this 24-byte header in one 64-byte pool block.
+struct envelope {
+  envelope* next = nullptr;
+  const envelope_ops* ops = nullptr;
+  std::uint64_t correlation = 0;
+
+  void destroy() noexcept { ops->destroy(this); }
+};
+
+template <class M>
+struct message_envelope final : envelope {
+  static_assert(alignof(M) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__,
+                "troupe: over-aligned message types are not supported");
+
+  template <class... Args>
+  explicit message_envelope(const envelope_ops* o, Args&&... args)
+      : envelope{nullptr, o, 0}, message(std::forward<Args>(args)...) {}
+
+  static void* operator new(std::size_t n) { return block_pool::allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
+
+  M message;
+};
+
+template <class M>
+void destroy_envelope(envelope* e) noexcept {
+  delete static_cast<message_envelope<M>*>(e);
+}
+
+}  // namespace troupe::detail

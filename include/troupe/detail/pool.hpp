@@ -1,0 +1,134 @@
+// Internal: the recycling allocator behind envelopes, coroutine frames and actor cells.
+#pragma once
+
+#include <troupe/detail/config.hpp>
+
+#include <cstddef>
+#include <mutex>
+#include <new>
+#include <vector>
+
+namespace troupe::detail {
+
+struct pool_free_node {
+  pool_free_node* next;
+};
+
+// Trivially destructible, so it stays readable while thread_local destructors run: a block
+// freed after the thread's cache is gone goes straight back to operator delete.
+inline thread_local bool block_pool_cache_destroyed = false;
+
+struct pool_thread_cache {
+  pool_free_node* heads[4] = {};
+  std::size_t counts[4] = {};
+  pool_thread_cache() noexcept = default;
+  ~pool_thread_cache() {
+    block_pool_cache_destroyed = true;
+    for (std::size_t c = 0; c < 4; ++c) {
+      while (heads[c] != nullptr) {
+        pool_free_node* next = heads[c]->next;
+        ::operator delete(heads[c]);
+        heads[c] = next;
+      }
+    }
+  }
+};
+
+
+// Small blocks (at most 512 bytes, four size classes) recycle through a free list per thread,
+// so the send path allocates without a lock or a call into malloc. A thread whose list grows
+// past a limit (a receiver freeing what senders allocated) hands a batch of blocks to a central
+// store; a thread whose list is empty takes a batch back. The mutex is paid once per batch.
+// Under AddressSanitizer the pool is bypassed so that use-after-free stays detectable.
+class block_pool {
+ public:
+  static constexpr std::size_t class_count = 4;
+  static constexpr std::size_t max_block = 512;
+  static constexpr std::size_t batch = 64;
+  static constexpr std::size_t local_limit = 4 * batch;
+  static constexpr std::size_t central_limit = 512;  // batches kept per size class
+
+  static constexpr std::size_t size_class(std::size_t n) noexcept {
+    return n <= 64 ? 0 : n <= 128 ? 1 : n <= 256 ? 2 : 3;
+  }
+  static constexpr std::size_t class_bytes(std::size_t c) noexcept { return std::size_t{64} << c; }
+
+  static void* allocate(std::size_t n) {
+    if (TROUPE_DETAIL_ASAN || n > max_block) return ::operator new(n);
+    const std::size_t c = size_class(n);
+    // Always a whole class-sized block: another thread may recycle it for any size in the class.
+    if (block_pool_cache_destroyed) return ::operator new(class_bytes(c));
+    pool_thread_cache& tc = cache;
+    if (tc.heads[c] == nullptr) refill(tc, c);
+    if (pool_free_node* node = tc.heads[c]) {
+      tc.heads[c] = node->next;
+      --tc.counts[c];
+      return node;
+    }
+    return ::operator new(class_bytes(c));
+  }
+
+  static void deallocate(void* p, std::size_t n) noexcept {
+    if (TROUPE_DETAIL_ASAN || n > max_block || block_pool_cache_destroyed) {
+      ::operator delete(p);
+      return;
+    }
+    const std::size_t c = size_class(n);
+    pool_thread_cache& tc = cache;
+    auto* node = static_cast<pool_free_node*>(p);
+    node->next = tc.heads[c];
+    tc.heads[c] = node;
+    if (++tc.counts[c] > local_limit) spill(tc, c);
+  }
+
+ private:
+  struct central_store {
+    std::mutex mutex;
+    std::vector<pool_free_node*> batches[class_count];
+  };
+
+  // Never destroyed: threads may exit (and return blocks) after static destruction began.
+  static central_store& central() noexcept {
+    static central_store* store = new central_store;
+    return *store;
+  }
+
+  static void refill(pool_thread_cache& tc, std::size_t c) {
+    central_store& store = central();
+    std::lock_guard lock(store.mutex);
+    if (store.batches[c].empty()) return;
+    tc.heads[c] = store.batches[c].back();
+    tc.counts[c] = batch;
+    store.batches[c].pop_back();
+  }
+
+  static void spill(pool_thread_cache& tc, std::size_t c) noexcept {
+    // Detach the first `batch` nodes; the rest stay local.
+    pool_free_node* first = tc.heads[c];
+    pool_free_node* last = first;
+    for (std::size_t i = 1; i < batch; ++i) last = last->next;
+    tc.heads[c] = last->next;
+    tc.counts[c] -= batch;
+    last->next = nullptr;
+    central_store& store = central();
+    {
+      std::lock_guard lock(store.mutex);
+      if (store.batches[c].size() < central_limit) {
+        try {
+          store.batches[c].push_back(first);
+          return;
+        } catch (...) {  // no room for the bookkeeping: give the memory back instead
+        }
+      }
+    }
+    while (first != nullptr) {
+      pool_free_node* next = first->next;
+      ::operator delete(first);
+      first = next;
+    }
+  }
+
+  static inline thread_local pool_thread_cache cache;
+};
+
+}  // namespace troupe::detail

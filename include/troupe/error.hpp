@@ -1,0 +1,47 @@
+// troupe::error: the exception type of runtime misuse and failed operations.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace troupe {
+
+// Why an operation failed. Stable values: tests and callers switch on them.
+enum class errc {
+  runtime_stopped = 1,  // the runtime is shutting down or has shut down
+  actor_stopped,        // the target actor has stopped
+  invalid_ref,          // an empty ref or address was used
+  bad_actor_type,       // a typed view of an actor was asked for with the wrong type
+  shutdown_from_worker, // shutdown() was called from one of the runtime's own threads
+  handler_failed,       // a handler threw
+  timeout,              // the operation did not complete in time
+  mailbox_full,         // a bounded mailbox rejected the message
+};
+
+[[nodiscard]] constexpr std::string_view to_string(errc code) noexcept {
+  switch (code) {
+    case errc::runtime_stopped: return "runtime stopped";
+    case errc::actor_stopped: return "actor stopped";
+    case errc::invalid_ref: return "invalid ref";
+    case errc::bad_actor_type: return "bad actor type";
+    case errc::shutdown_from_worker: return "shutdown from a runtime thread";
+    case errc::handler_failed: return "handler failed";
+    case errc::timeout: return "timeout";
+    case errc::mailbox_full: return "mailbox full";
+  }
+  return "unknown error";
+}
+
+// Thrown by troupe for misuse (spawn after shutdown, an empty ref) and failed operations.
+class error : public std::runtime_error {
+ public:
+  error(errc code, const std::string& what)
+      : std::runtime_error("troupe: " + std::string(to_string(code)) + ": " + what), code_(code) {}
+  [[nodiscard]] errc code() const noexcept { return code_; }
+
+ private:
+  errc code_;
+};
+
+}  // namespace troupe

@@ -1,0 +1,94 @@
+// troupe::runtime: worker threads, spawning, delayed sends, counters and shutdown.
+#pragma once
+
+#include <troupe/actor.hpp>
+#include <troupe/dead_letter.hpp>
+#include <troupe/error.hpp>
+#include <troupe/metrics.hpp>
+#include <troupe/ref.hpp>
+#include <troupe/runtime_options.hpp>
+#include <troupe/detail/asio_timer_service.hpp>
+#include <troupe/detail/core.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <utility>
+
+namespace troupe {
+
+// Owns the worker threads (runtime_options::workers) and one timer thread. Thread-safe: any
+// thread may spawn and send. The destructor performs shutdown().
+class runtime {
+ public:
+  runtime() : runtime(runtime_options{}) {}
+  explicit runtime(runtime_options options)
+      : core_(new detail::runtime_core(this, std::move(options))) {
+    try {
+      const runtime_options& o = core_->options();
+      auto timers = std::make_unique<detail::asio_timer_service>(core_);
+      auto pool = std::make_unique<detail::worker_pool>(core_, o.workers, o.batch,
+                                                        &detail::runtime_core::worker_idle);
+      core_->attach(std::move(timers), std::move(pool));
+    } catch (...) {
+      core_->release();
+      throw;
+    }
+  }
+
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+  runtime(runtime&&) = delete;
+  runtime& operator=(runtime&&) = delete;
+
+  ~runtime() {
+    shutdown();
+    core_->release();
+  }
+
+  // Creates an actor of class A from args (preceded by its context if A's constructor takes
+  // troupe::context& first). The constructor runs on the calling thread, so its exceptions
+  // reach the caller; on_start runs on a worker before the first message. Throws
+  // error(runtime_stopped) once shutdown has begun.
+  template <Actor A, class... Args>
+  ref<A> spawn(Args&&... args) {
+    static_assert(detail::actor_constructible<A, Args...>::value,
+                  "troupe: spawn<A>(args...): A is constructible neither from "
+                  "(troupe::context&, args...) nor from (args...)");
+    return detail::access::adopt_ref<A>(core_->template spawn<A>(std::forward<Args>(args)...));
+  }
+
+  // Sends `message` to `target` after `delay` (timer thread; delivered through the mailbox).
+  // Counted as sent now; dead-lettered if the runtime shuts down first; rejected (counted) if
+  // shutdown has begun. Throws error(invalid_ref) on an empty ref.
+  template <Actor A, class M>
+  void send_after(std::chrono::nanoseconds delay, const ref<A>& target, M&& message) {
+    using message_type = std::remove_cvref_t<M>;
+    static_assert(detail::actor_has_handler_for_message<A, message_type>::value,
+                  "troupe: send_after(): the actor has no on(...) handler for this message type");
+    if constexpr (Handles<A, message_type>) {
+      detail::send_message_after<A>(
+          detail::access::cell_of(target),
+          std::chrono::duration_cast<detail::clock::duration>(delay), std::forward<M>(message));
+    }
+  }
+
+  // Graceful and bounded (see runtime_options::shutdown_timeout): stops accepting sends from
+  // outside and spawns, lets actors finish, stops them, dead-letters what is left and joins the
+  // threads. Idempotent. Throws error(shutdown_from_worker) if called from a runtime thread.
+  void shutdown() { core_->shutdown(core_->options().shutdown_timeout); }
+  void shutdown(std::chrono::nanoseconds timeout) { core_->shutdown(timeout); }
+
+  // Message and actor counters; exact once the runtime is quiet or shut down.
+  [[nodiscard]] runtime_counters counters() const noexcept { return core_->snapshot(); }
+  // Actors spawned and not yet stopped.
+  [[nodiscard]] std::size_t live_actors() const noexcept { return core_->live_actors(); }
+  [[nodiscard]] std::size_t worker_count() const noexcept { return core_->worker_count(); }
+  // False once shutdown() has begun.
+  [[nodiscard]] bool accepting() const noexcept { return core_->accepting(); }
+
+ private:
+  detail::runtime_core* core_;
+};
+
+}  // namespace troupe

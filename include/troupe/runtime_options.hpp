@@ -1,0 +1,31 @@
+// troupe::runtime_options: how a runtime is configured.
+#pragma once
+
+#include <troupe/detail/fwd.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <string_view>
+
+namespace troupe {
+
+struct dead_letter;
+
+struct runtime_options {
+  // Worker threads; 0 means std::thread::hardware_concurrency().
+  std::size_t workers = 0;
+  // Messages an actor may handle per activation before others get the worker (fairness).
+  std::size_t batch = 32;
+  // How long shutdown() waits for actors to go quiet (and suspended handlers to finish)
+  // before stopping them anyway.
+  std::chrono::milliseconds shutdown_timeout{5000};
+  // Called for every dead letter, on whichever thread produced it; must be thread-safe and
+  // must not block. Dead letters are counted whether or not this is set.
+  std::function<void(const dead_letter&)> on_dead_letter;
+  // Called when an actor fails (an exception escaped a handler, on_start or on_stop), with the
+  // actor's address and the exception's text; any thread. Unset: one line on stderr.
+  std::function<void(const address&, std::string_view what)> on_failure;
+};
+
+}  // namespace troupe

@@ -1,0 +1,12 @@
+// troupe: coroutine actors over lock-free mailboxes. The umbrella header.
+#pragma once
+
+#include <troupe/actor.hpp>
+#include <troupe/dead_letter.hpp>
+#include <troupe/error.hpp>
+#include <troupe/handler.hpp>
+#include <troupe/metrics.hpp>
+#include <troupe/ref.hpp>
+#include <troupe/runtime.hpp>
+#include <troupe/runtime_options.hpp>
+#include <troupe/task.hpp>
