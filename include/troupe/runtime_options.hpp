@@ -22,10 +22,10 @@ struct runtime_options {
   std::chrono::milliseconds shutdown_timeout{5000};
   // Called for every dead letter, on whichever thread produced it; must be thread-safe and
   // must not block. Dead letters are counted whether or not this is set.
-  std::function<void(const dead_letter&)> on_dead_letter;
+  std::function<void(const dead_letter&)> on_dead_letter{};
   // Called when an actor fails (an exception escaped a handler, on_start or on_stop), with the
   // actor's address and the exception's text; any thread. Unset: one line on stderr.
-  std::function<void(const address&, std::string_view what)> on_failure;
+  std::function<void(const address&, std::string_view what)> on_failure{};
 };
 
 }  // namespace troupe
