@@ -174,14 +174,17 @@ TEST_CASE("shutdown from inside the runtime is refused with shutdown_from_worker
   REQUIRE(code.load() == static_cast<int>(troupe::errc::shutdown_from_worker));
 }
 
-TEST_CASE("delayed sends not yet due at shutdown are dead-lettered", "[runtime][timers]") {
+TEST_CASE("shutdown waits for delayed sends up to its deadline, then dead-letters them", "[runtime][timers]") {
   std::atomic<long> total{0};
   test::observer obs;
   troupe::runtime rt(obs.options());
   auto c = rt.spawn<counter>(&total);
   rt.send_after(1h, c, add{1});
-  rt.shutdown();
-  REQUIRE(total.load() == 0);
+  rt.send_after(1ms, c, add{10});  // due before the deadline: shutdown waits for it
+  const auto start = std::chrono::steady_clock::now();
+  rt.shutdown(100ms);
+  REQUIRE(std::chrono::steady_clock::now() - start >= 100ms);  // waited for the pending send
+  REQUIRE(total.load() == 10);
   REQUIRE(obs.dead_count(troupe::dead_letter_reason::shutdown) == 1);
   test::require_accounted(rt.counters());
 }

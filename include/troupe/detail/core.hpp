@@ -218,6 +218,8 @@ class runtime_core {
   void add_suspended(std::int64_t n) noexcept {
     suspended_.fetch_add(n, std::memory_order_seq_cst);
   }
+  // A delayed send was scheduled or left the timer (shutdown waits for those too).
+  void add_delayed(std::int64_t n) noexcept { delayed_.fetch_add(n, std::memory_order_seq_cst); }
 
   // Called by a worker about to park. Wakes shutdown's drain wait, which re-checks quiet().
   static void worker_idle(const void* raw) noexcept {
@@ -229,9 +231,10 @@ class runtime_core {
   }
 
   // Graceful, bounded: refuse new work from outside, let actors go quiet (no runnable actor, no
-  // suspended handler) for up to `timeout`, then stop every actor (queued messages are
-  // dead-lettered, handlers still suspended are abandoned), join the threads and dead-letter
-  // delayed sends not yet due. Idempotent; must not be called from the runtime's own threads.
+  // suspended handler, no delayed send pending) for up to `timeout`, then stop every actor
+  // (queued messages are dead-lettered, handlers still suspended are abandoned), join the
+  // threads and dead-letter delayed sends not yet due. Idempotent; must not be called from the
+  // runtime's own threads.
   void shutdown(std::chrono::nanoseconds timeout) {
     if (internal_thread()) {
       throw error(errc::shutdown_from_worker,
@@ -299,7 +302,8 @@ class runtime_core {
   ~runtime_core() = default;
 
   [[nodiscard]] bool quiet() const noexcept {
-    return suspended_.load(std::memory_order_seq_cst) == 0 && scheduler_->idle();
+    return delayed_.load(std::memory_order_seq_cst) == 0 &&
+           suspended_.load(std::memory_order_seq_cst) == 0 && scheduler_->idle();
   }
 
   void link(actor_cell* cell) noexcept {
@@ -333,6 +337,7 @@ class runtime_core {
   std::atomic<bool> accepting_{true};
   std::atomic<phase> phase_{phase::running};
   std::atomic<std::int64_t> suspended_{0};
+  std::atomic<std::int64_t> delayed_{0};
   mutable std::mutex registry_mutex_;
   mutable std::condition_variable state_cv_;
   actor_cell* registry_head_ = nullptr;
@@ -358,12 +363,14 @@ class delayed_send_task final : public timer_task {
  public:
   delayed_send_task(actor_cell* target, envelope* e) noexcept : target_(target), envelope_(e) {
     target_->retain();
+    target_->core()->add_delayed(1);
   }
   ~delayed_send_task() override {
     if (envelope_ != nullptr) {
       target_->core()->dead_letter_out(target_, envelope_, dead_letter_reason::shutdown,
                                        "the runtime shut down before the delay elapsed");
     }
+    target_->core()->add_delayed(-1);
     target_->release();
   }
   void fire() noexcept override {

@@ -5,7 +5,7 @@
 #include <troupe/detail/config.hpp>
 #include <troupe/detail/counters.hpp>
 
-#include <concurrentqueue.h>
+#include <concurrentqueue/concurrentqueue.h>
 
 #include <atomic>
 #include <cstddef>

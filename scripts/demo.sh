@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Build one troupe example in Release mode (build/demo) and run it.
+#
+#   TROUPE_DEMO=<stem>   example to run: examples/<stem>.cpp (default: bank, the flagship
+#                        of the current feature set; falls back to hello if it is missing)
+#   extra arguments are passed to the example.
+# Missing tools/packages are apt-get installed when run as root.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib/deps.sh
+source scripts/lib/deps.sh
+
+troupe_require cmd:cmake:cmake cmd:g++:g++ "${TROUPE_LIBRARY_PACKAGES[@]}" || exit 1
+
+demo=${TROUPE_DEMO:-bank}
+if [[ ! -f examples/$demo.cpp ]]; then
+  troupe_log "examples/$demo.cpp does not exist (no target example_$demo); falling back to example_hello"
+  demo=hello
+fi
+if [[ ! -f examples/$demo.cpp ]]; then
+  troupe_log "examples/$demo.cpp does not exist either; nothing to demo"
+  exit 1
+fi
+
+dir=build/demo
+generator=$(troupe_cmake_generator)
+troupe_check_build_dir "$dir" "$generator"
+# ${CXX:-g++}: honour a CXX from the environment.
+CXX=${CXX:-g++} cmake -S . -B "$dir" -G "$generator" -DCMAKE_BUILD_TYPE=Release \
+  -DTROUPE_BUILD_EXAMPLES=ON -DTROUPE_BUILD_TESTS=OFF -DTROUPE_BUILD_BENCH=OFF \
+  -DTROUPE_WERROR=OFF -DTROUPE_SANITIZER= >/dev/null
+cmake --build "$dir" --target "example_$demo" --parallel "$(troupe_nproc)"
+
+# The explanation: the example's leading // comment block, if it has one.
+explanation=$(awk '/^[[:space:]]*\/\// { sub(/^[[:space:]]*\/\/ ?/, ""); print; next } { exit }' "examples/$demo.cpp")
+
+cat <<BANNER
+
+==========================================================================
+ troupe demo: examples/$demo.cpp
+--------------------------------------------------------------------------
+ troupe is a header-only C++20 runtime in which coroutine actors exchange
+ messages through lock-free mailboxes. Handlers are plain member functions
+ or coroutines; every message is handled or dead-lettered, and counted.
+BANNER
+if [[ -n $explanation ]]; then
+  echo "--------------------------------------------------------------------------"
+  printf ' %s\n' "${explanation//$'\n'/$'\n' }"
+fi
+cat <<BANNER
+--------------------------------------------------------------------------
+ binary: $dir/examples/example_$demo   (Release build)
+==========================================================================
+
+BANNER
+
+exec "$dir/examples/example_$demo" "$@"

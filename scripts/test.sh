@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Configure, build and test troupe in several configurations:
+#
+#   gcc    g++,     RelWithDebInfo, -Werror, tests + examples + bench
+#   clang  clang++, RelWithDebInfo, -Werror, tests + examples + bench
+#   tsan   ThreadSanitizer (clang++ by default), tests + examples
+#   asan   AddressSanitizer + UndefinedBehaviorSanitizer (g++ by default), tests + examples
+#
+# Build trees: build/test-<name>. Environment:
+#   TROUPE_TEST_BUILDS="gcc clang"   subset/order of builds (default: gcc clang tsan asan)
+#   TROUPE_TSAN_CXX / TROUPE_ASAN_CXX  compiler of the sanitizer builds (clang++ / g++)
+#   TROUPE_TEST_FRESH=1               wipe the build trees first
+#   TROUPE_TEST_JOBS=N                build/ctest parallelism (default: nproc)
+#   TROUPE_CTEST_ARGS="-L unit"       extra ctest arguments
+# Missing tools/packages are apt-get installed when run as root.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+# shellcheck source=scripts/lib/deps.sh
+source scripts/lib/deps.sh
+
+BUILDS=${TROUPE_TEST_BUILDS:-gcc clang tsan asan}
+TSAN_CXX=${TROUPE_TSAN_CXX:-clang++}
+ASAN_CXX=${TROUPE_ASAN_CXX:-g++}
+JOBS=${TROUPE_TEST_JOBS:-$(troupe_nproc)}
+GENERATOR=$(troupe_cmake_generator)
+read -r -a CTEST_EXTRA <<<"${TROUPE_CTEST_ARGS:-}"
+
+build_cxx() {
+  case $1 in
+    gcc) echo g++ ;;
+    clang) echo clang++ ;;
+    tsan) echo "$TSAN_CXX" ;;
+    asan) echo "$ASAN_CXX" ;;
+    *) return 1 ;;
+  esac
+}
+
+# ---- dependencies ---------------------------------------------------------
+declare -a specs=(cmd:cmake:cmake cmd:python3:python3 "${TROUPE_LIBRARY_PACKAGES[@]}" pkg:catch2)
+need_clang_rt=0
+for b in $BUILDS; do
+  cxx=$(build_cxx "$b") || { troupe_log "unknown build '$b' in TROUPE_TEST_BUILDS (known: gcc clang tsan asan)"; exit 2; }
+  case $cxx in
+    *clang++*) specs+=("cmd:$cxx:clang"); [[ $b == tsan || $b == asan ]] && need_clang_rt=1 ;;
+    *g++*) specs+=("cmd:$cxx:g++") ;;
+    *) specs+=("cmd:$cxx:$cxx") ;;
+  esac
+done
+troupe_require "${specs[@]}" || exit 1
+if [[ $need_clang_rt == 1 ]]; then
+  troupe_require "pkg:$(troupe_clang_rt_package)" || exit 1
+fi
+
+# ---- one build ------------------------------------------------------------
+run_build() {
+  local name=$1
+  local dir="build/test-$name" cxx
+  cxx=$(build_cxx "$name")
+  local -a cfg=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DTROUPE_WERROR=ON
+                -DTROUPE_BUILD_TESTS=ON -DTROUPE_BUILD_EXAMPLES=ON)
+  local -a env=()
+  case $name in
+    gcc | clang) cfg+=(-DTROUPE_BUILD_BENCH=ON -DTROUPE_SANITIZER=) ;;
+    tsan)
+      cfg+=(-DTROUPE_BUILD_BENCH=OFF -DTROUPE_SANITIZER=thread)
+      env+=("TSAN_OPTIONS=halt_on_error=1 second_deadlock_stack=1 suppressions=$ROOT/tests/tsan.supp")
+      ;;
+    asan)
+      cfg+=(-DTROUPE_BUILD_BENCH=OFF -DTROUPE_SANITIZER=address)
+      env+=("ASAN_OPTIONS=detect_leaks=1" "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+      ;;
+  esac
+  if command -v ccache >/dev/null 2>&1; then
+    cfg+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  fi
+
+  [[ ${TROUPE_TEST_FRESH:-0} == 1 ]] && rm -rf "$dir"
+  troupe_check_build_dir "$dir" "$GENERATOR"
+
+  echo "--- [$name] configure ($cxx, $GENERATOR)"
+  CXX=$cxx cmake -S . -B "$dir" -G "$GENERATOR" "${cfg[@]}" || return 1
+  echo "--- [$name] build (-j$JOBS)"
+  cmake --build "$dir" --parallel "$JOBS" || return 1
+  echo "--- [$name] test${env[*]:+ (${env[*]})}"
+  env "${env[@]}" ctest --test-dir "$dir" --output-on-failure --no-tests=error \
+    -j "$JOBS" "${CTEST_EXTRA[@]}" || return 1
+}
+
+# ---- all builds -----------------------------------------------------------
+declare -a results=()
+failed=0
+for b in $BUILDS; do
+  echo
+  echo "=========================================================================="
+  echo "=== troupe: build '$b' ($(build_cxx "$b")) in build/test-$b"
+  echo "=========================================================================="
+  start=$SECONDS
+  if run_build "$b"; then
+    status=PASS
+  else
+    status=FAIL
+    failed=$((failed + 1))
+  fi
+  took=$((SECONDS - start))
+  results+=("$b: $status (${took}s)")
+  echo "=== troupe: build '$b': $status in ${took}s"
+done
+
+echo
+echo "=========================================================================="
+for r in "${results[@]}"; do echo "  $r"; done
+total=$(wc -w <<<"$BUILDS")
+if [[ $failed -eq 0 ]]; then
+  echo "SUMMARY: all $total builds passed [$BUILDS] (root: $ROOT)"
+else
+  echo "SUMMARY: $failed of $total builds FAILED [$BUILDS] (root: $ROOT)"
+  exit 1
+fi
