@@ -62,6 +62,13 @@ class context {
   template <Actor A, class M>
   void send_after(std::chrono::nanoseconds delay, const ref<A>& target, M&& message) const;
 
+  // Death watch: when `target` stops, this actor receives a troupe::down message (at once if
+  // it already has). This actor needs an on(troupe::down) handler: otherwise throws
+  // error(no_down_handler). Throws error(invalid_ref) on an empty address.
+  monitor_handle monitor(const address& target);
+  // Cancels a monitor. Returns false if the down message was already sent (it still arrives).
+  bool demonitor(const monitor_handle& handle);
+
   // The runtime's clock (replaceable, e.g. by a simulated clock).
   [[nodiscard]] std::chrono::steady_clock::time_point now() const noexcept;
 

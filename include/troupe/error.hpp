@@ -1,9 +1,11 @@
 // troupe::error: the exception type of runtime misuse and failed operations.
 #pragma once
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace troupe {
 
@@ -17,6 +19,9 @@ enum class errc {
   handler_failed,       // a handler threw
   timeout,              // the operation did not complete in time
   mailbox_full,         // a bounded mailbox rejected the message
+  broken_promise,       // a reply promise was dropped without a value
+  would_block,          // a blocking wait was attempted on one of the runtime's own threads
+  no_down_handler,      // monitor() from an actor that has no on(troupe::down) handler
 };
 
 [[nodiscard]] constexpr std::string_view to_string(errc code) noexcept {
@@ -29,19 +34,33 @@ enum class errc {
     case errc::handler_failed: return "handler failed";
     case errc::timeout: return "timeout";
     case errc::mailbox_full: return "mailbox full";
+    case errc::broken_promise: return "broken promise";
+    case errc::would_block: return "would block";
+    case errc::no_down_handler: return "no down handler";
   }
   return "unknown error";
 }
 
-// Thrown by troupe for misuse (spawn after shutdown, an empty ref) and failed operations.
+// Thrown by troupe for misuse (spawn after shutdown, an empty ref) and failed operations, such
+// as an ask that timed out. When an ask's handler threw, code() is handler_failed, what() holds
+// the handler's text and cause() the original exception, which rethrow_cause() rethrows with
+// its own type.
 class error : public std::runtime_error {
  public:
-  error(errc code, const std::string& what)
-      : std::runtime_error("troupe: " + std::string(to_string(code)) + ": " + what), code_(code) {}
+  error(errc code, const std::string& what, std::exception_ptr cause = {})
+      : std::runtime_error("troupe: " + std::string(to_string(code)) + ": " + what),
+        code_(code),
+        cause_(std::move(cause)) {}
   [[nodiscard]] errc code() const noexcept { return code_; }
+  [[nodiscard]] const std::exception_ptr& cause() const noexcept { return cause_; }
+  [[noreturn]] void rethrow_cause() const {
+    if (cause_) std::rethrow_exception(cause_);
+    throw *this;
+  }
 
  private:
   errc code_;
+  std::exception_ptr cause_;
 };
 
 }  // namespace troupe

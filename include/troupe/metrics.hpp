@@ -15,6 +15,7 @@ struct runtime_counters {
   std::uint64_t spawned = 0;        // actors spawned
   std::uint64_t stopped = 0;        // actors that have stopped (normally, failed or at shutdown)
   std::uint64_t failed = 0;         // actors that failed (an exception escaped)
+  std::uint64_t open_asks = 0;      // asks whose reply state is still alive
 
   // Messages neither handled nor dead-lettered nor rejected: queued or being handled.
   [[nodiscard]] std::int64_t in_flight() const noexcept {

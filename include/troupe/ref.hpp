@@ -6,6 +6,7 @@
 #include <troupe/error.hpp>
 #include <troupe/handler.hpp>
 
+#include <chrono>
 #include <compare>
 #include <cstddef>
 #include <cstdint>
@@ -17,11 +18,10 @@
 namespace troupe {
 
 // A typed, copyable handle to an actor of class A. send() compiles only for messages A has a
-// handler for. Thread-safe: any thread may send through any copy.
+// handler for. Thread-safe: any thread may send through any copy. A may be incomplete where
+// the ref is declared, so an actor can hold refs of its own class.
 template <class A>
 class ref : public address {
-  static_assert(Actor<A>, "troupe::ref<A>: A must be a non-abstract, non-const class type");
-
  public:
   ref() noexcept = default;
 
@@ -33,6 +33,7 @@ class ref : public address {
   template <class M>
   bool send(M&& message) const {
     using message_type = std::remove_cvref_t<M>;
+    static_assert(Actor<A>, "troupe::ref<A>: A must be a non-abstract, non-const class type");
     static_assert(Message<message_type>, "troupe: a message must be a movable object type");
     static_assert(detail::actor_has_handler_for_message<A, message_type>::value,
                   "troupe: send(): the actor has no on(...) handler for this message type");
@@ -43,8 +44,35 @@ class ref : public address {
     }
   }
 
+  // Request-reply: sends `message` and returns a troupe::reply<R> for the handler's reply (see
+  // ask.hpp). Compiles only if A has a handler for the message that replies. The first form
+  // uses runtime_options::ask_timeout. Throws error(invalid_ref) on an empty ref; every other
+  // failure completes the reply with an error instead.
+  template <class M>
+  auto ask(M&& message) const {
+    return ask_impl(std::forward<M>(message), std::chrono::nanoseconds{0}, true);
+  }
+  template <class M>
+  auto ask(M&& message, std::chrono::nanoseconds timeout) const {
+    return ask_impl(std::forward<M>(message), timeout, false);
+  }
+
  private:
   friend struct detail::access;
+
+  template <class M>
+  auto ask_impl(M&& message, std::chrono::nanoseconds timeout, bool use_default) const {
+    using message_type = std::remove_cvref_t<M>;
+    static_assert(Message<message_type>, "troupe: a message must be a movable object type");
+    static_assert(detail::actor_has_replying_handler_for_message<A, message_type>::value,
+                  "troupe: ask(): the actor has no on(...) handler for this message that replies "
+                  "(returns a value or a task<T>, or takes a troupe::promise<T>)");
+    if constexpr (detail::actor_has_replying_handler_for_message<A, message_type>::value) {
+      return detail::ask_message<A, message_type>(
+          cell_, std::forward<M>(message),
+          std::chrono::duration_cast<detail::clock::duration>(timeout), use_default);
+    }
+  }
 };
 
 }  // namespace troupe

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <troupe/actor.hpp>
+#include <troupe/ask.hpp>
 #include <troupe/dead_letter.hpp>
 #include <troupe/error.hpp>
 #include <troupe/metrics.hpp>
@@ -86,6 +87,8 @@ class runtime {
   [[nodiscard]] std::size_t worker_count() const noexcept { return core_->worker_count(); }
   // False once shutdown() has begun.
   [[nodiscard]] bool accepting() const noexcept { return core_->accepting(); }
+  // Timers waiting to fire (sleeps, delayed sends, ask timeouts), for tests and diagnostics.
+  [[nodiscard]] std::size_t pending_timers() const noexcept { return core_->pending_timers(); }
 
  private:
   detail::runtime_core* core_;

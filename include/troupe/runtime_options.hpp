@@ -20,6 +20,8 @@ struct runtime_options {
   // How long shutdown() waits for actors to go quiet (and suspended handlers to finish)
   // before stopping them anyway.
   std::chrono::milliseconds shutdown_timeout{5000};
+  // The timeout of an ask that names none.
+  std::chrono::milliseconds ask_timeout{5000};
   // Called for every dead letter, on whichever thread produced it; must be thread-safe and
   // must not block. Dead letters are counted whether or not this is set.
   std::function<void(const dead_letter&)> on_dead_letter{};

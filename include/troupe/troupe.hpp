@@ -2,10 +2,12 @@
 #pragma once
 
 #include <troupe/actor.hpp>
+#include <troupe/ask.hpp>
 #include <troupe/dead_letter.hpp>
 #include <troupe/error.hpp>
 #include <troupe/handler.hpp>
 #include <troupe/metrics.hpp>
+#include <troupe/monitor.hpp>
 #include <troupe/ref.hpp>
 #include <troupe/runtime.hpp>
 #include <troupe/runtime_options.hpp>

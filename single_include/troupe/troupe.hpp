@@ -45,6 +45,12 @@ class context;
 class address;
 template <class A>
 class ref;
+template <class R>
+class reply;
+template <class R>
+class promise;
+struct down;
+struct monitor_handle;
 
 namespace detail {
 
@@ -60,6 +66,10 @@ template <class A, class M>
 bool send_message(actor_cell* target, M&& message);
 template <class A, class M>
 void send_message_after(actor_cell* target, clock::duration delay, M&& message);
+template <class A, class M, class Arg>
+auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, bool use_default);
+template <class ActorType, class MessageType>
+struct actor_has_replying_handler_for_message;
 
 }  // namespace detail
 }  // namespace troupe
@@ -67,9 +77,11 @@ void send_message_after(actor_cell* target, clock::duration delay, M&& message);
 // ---- begin troupe/error.hpp ----
 // troupe::error: the exception type of runtime misuse and failed operations.
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace troupe {
 
@@ -83,6 +95,9 @@ enum class errc {
   handler_failed,       // a handler threw
   timeout,              // the operation did not complete in time
   mailbox_full,         // a bounded mailbox rejected the message
+  broken_promise,       // a reply promise was dropped without a value
+  would_block,          // a blocking wait was attempted on one of the runtime's own threads
+  no_down_handler,      // monitor() from an actor that has no on(troupe::down) handler
 };
 
 [[nodiscard]] constexpr std::string_view to_string(errc code) noexcept {
@@ -95,19 +110,33 @@ enum class errc {
     case errc::handler_failed: return "handler failed";
     case errc::timeout: return "timeout";
     case errc::mailbox_full: return "mailbox full";
+    case errc::broken_promise: return "broken promise";
+    case errc::would_block: return "would block";
+    case errc::no_down_handler: return "no down handler";
   }
   return "unknown error";
 }
 
-// Thrown by troupe for misuse (spawn after shutdown, an empty ref) and failed operations.
+// Thrown by troupe for misuse (spawn after shutdown, an empty ref) and failed operations, such
+// as an ask that timed out. When an ask's handler threw, code() is handler_failed, what() holds
+// the handler's text and cause() the original exception, which rethrow_cause() rethrows with
+// its own type.
 class error : public std::runtime_error {
  public:
-  error(errc code, const std::string& what)
-      : std::runtime_error("troupe: " + std::string(to_string(code)) + ": " + what), code_(code) {}
+  error(errc code, const std::string& what, std::exception_ptr cause = {})
+      : std::runtime_error("troupe: " + std::string(to_string(code)) + ": " + what),
+        code_(code),
+        cause_(std::move(cause)) {}
   [[nodiscard]] errc code() const noexcept { return code_; }
+  [[nodiscard]] const std::exception_ptr& cause() const noexcept { return cause_; }
+  [[noreturn]] void rethrow_cause() const {
+    if (cause_) std::rethrow_exception(cause_);
+    throw *this;
+  }
 
  private:
   errc code_;
+  std::exception_ptr cause_;
 };
 
 }  // namespace troupe
@@ -284,10 +313,8 @@ class block_pool {
 // ---- end troupe/detail/pool.hpp ----
 
 #include <coroutine>
-#include <exception>
 #include <optional>
 #include <type_traits>
-#include <utility>
 
 namespace troupe {
 
@@ -530,6 +557,13 @@ class context {
   template <Actor A, class M>
   void send_after(std::chrono::nanoseconds delay, const ref<A>& target, M&& message) const;
 
+  // Death watch: when `target` stops, this actor receives a troupe::down message (at once if
+  // it already has). This actor needs an on(troupe::down) handler: otherwise throws
+  // error(no_down_handler). Throws error(invalid_ref) on an empty address.
+  monitor_handle monitor(const address& target);
+  // Cancels a monitor. Returns false if the down message was already sent (it still arrives).
+  bool demonitor(const monitor_handle& handle);
+
   // The runtime's clock (replaceable, e.g. by a simulated clock).
   [[nodiscard]] std::chrono::steady_clock::time_point now() const noexcept;
 
@@ -545,8 +579,63 @@ class context {
 // the definitions of the handle, context and actor-record functions that need all of it.
 // Included at the end of the public headers that declare those functions; never by users.
 
-// ---- begin troupe/dead_letter.hpp ----
-// troupe::dead_letter: the record of a message that was not handled, and why.
+// ---- begin troupe/ask.hpp ----
+// Request-reply: ref<A>::ask(message) returns a troupe::reply<R>; a handler's return value (or
+// its task's result, or a troupe::promise<R> it fulfils later) is the reply.
+//
+//   struct balance {};                        // a request
+//   class account { long on(balance) const { return cents_; } ... };
+//   long c = acc.ask(balance{}).get();        // from a plain thread (blocks)
+//   long c = co_await acc.ask(balance{}, 200ms);  // inside a task handler (suspends only it)
+//   acc.ask(balance{}).then([](troupe::result<long> r) { ... });  // callback
+//
+// Every ask completes exactly once: with the reply, or with a troupe::error whose code() says
+// why — timeout, actor_stopped (at once, not after the timeout), handler_failed (cause() is the
+// handler's exception), runtime_stopped, mailbox_full, broken_promise. Each ask carries a
+// correlation id that dead letters show.
+
+// ---- begin troupe/detail/counters.hpp ----
+// Internal: message counters, one block per worker thread plus one shared block.
+
+#include <atomic>
+
+namespace troupe::detail {
+
+// A worker's block has a single writer, so increments are a plain load and store (no locked
+// instruction on the hot path); the shared block, used by every other thread, uses fetch_add.
+// Readers sum all blocks with relaxed loads: exact once the writers are quiet or joined.
+struct alignas(cache_line) counter_slot {
+  std::atomic<std::uint64_t> sent{0};
+  std::atomic<std::uint64_t> handled{0};
+  std::atomic<std::uint64_t> dead{0};
+  std::atomic<std::uint64_t> rejected{0};
+  std::atomic<std::uint64_t> asks_opened{0};
+  std::atomic<std::uint64_t> asks_closed{0};
+  bool single_writer = false;
+
+  void add(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
+    if (single_writer) {
+      counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    } else {
+      counter.fetch_add(n, std::memory_order_relaxed);
+    }
+  }
+};
+
+// Who the current thread is, for the runtime that asks: one of its workers or its timer thread
+// (an "internal" thread, whose sends are accepted during shutdown), or anyone else.
+struct thread_identity {
+  const void* core = nullptr;
+  counter_slot* counters = nullptr;  // null on internal threads without their own block
+  void* worker = nullptr;
+  actor_cell* cell = nullptr;  // the actor this worker is running right now
+};
+inline thread_local thread_identity this_thread_identity;
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/counters.hpp ----
+// ---- begin troupe/detail/reply_slot.hpp ----
+// Internal: the shared state of one ask — where the reply (or the error) lands, exactly once.
 
 // ---- begin troupe/detail/address.hpp ----
 // Internal: the definition of troupe::address, kept free of the rest of the core so that the
@@ -600,6 +689,354 @@ struct std::hash<troupe::address> {
 };
 // ---- end troupe/detail/address.hpp ----
 
+namespace troupe::detail {
+
+class timer_task;
+
+// Completion is a claim (one CAS from pending: the winner alone writes the result), then a
+// publish (release store of done, futex notify for blocking waiters), then the waiter: a
+// suspended actor to wake or a callback to run. The waiter and the publisher meet on `waiter_`:
+// whichever of them comes second fires the waiter, so it fires exactly once whatever the order.
+// Reference-counted: the asker's reply<R>, the request envelope (or the promise that replaced
+// it) and the timeout task each hold one.
+class reply_slot_base {
+ public:
+  // Retains `target` (and so the runtime core) for the slot's lifetime.
+  inline reply_slot_base(actor_cell* target, std::uint64_t correlation, address asker) noexcept;
+  reply_slot_base(const reply_slot_base&) = delete;
+  reply_slot_base& operator=(const reply_slot_base&) = delete;
+  inline virtual ~reply_slot_base();
+
+  void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  // Completes with an error unless already complete. Any thread.
+  inline bool fail(errc code, const std::string& text, std::exception_ptr cause = {}) noexcept;
+
+  [[nodiscard]] bool done() const noexcept {
+    return state_.load(std::memory_order_acquire) == state_done;
+  }
+  void wait() const noexcept {
+    for (std::uint32_t s = state_.load(std::memory_order_acquire); s != state_done;
+         s = state_.load(std::memory_order_acquire)) {
+      state_.wait(s, std::memory_order_acquire);
+    }
+  }
+
+  // The waiter: resume a suspended actor...
+  void wake_when_done(actor_cell* cell, std::uint64_t generation) noexcept {
+    wake_cell_ = cell;
+    wake_generation_ = generation;
+    register_waiter();
+  }
+  // ...or run a callback (on the completing thread, or here if already complete).
+  void call_when_done(std::function<void()> callback) noexcept {
+    callback_ = std::move(callback);
+    register_waiter();
+  }
+
+  [[nodiscard]] std::uint64_t correlation() const noexcept { return correlation_; }
+  [[nodiscard]] const std::exception_ptr& error() const noexcept { return error_; }
+  [[nodiscard]] inline runtime_core* core() const noexcept;
+  [[nodiscard]] const address& asker() const noexcept { return asker_; }
+
+  // Pending timeout task; read and written only under the timer service's lock.
+  timer_task* timer_ = nullptr;
+
+ protected:
+  bool claim() noexcept {
+    std::uint32_t expected = state_pending;
+    return state_.compare_exchange_strong(expected, state_claimed, std::memory_order_acq_rel);
+  }
+  inline void publish() noexcept;
+  std::exception_ptr error_;
+
+ private:
+  static constexpr std::uint32_t state_pending = 0;
+  static constexpr std::uint32_t state_claimed = 1;
+  static constexpr std::uint32_t state_done = 2;
+  static constexpr std::uint32_t waiter_none = 0;
+  static constexpr std::uint32_t waiter_registered = 1;
+  static constexpr std::uint32_t waiter_fired = 2;
+
+  void register_waiter() noexcept {
+    if (waiter_.exchange(waiter_registered, std::memory_order_acq_rel) == waiter_fired) fire();
+  }
+  inline void fire() noexcept;
+
+  std::atomic<std::uint32_t> refs_{1};
+  std::atomic<std::uint32_t> state_{state_pending};
+  std::atomic<std::uint32_t> waiter_{waiter_none};
+  actor_cell* target_;
+  std::uint64_t correlation_;
+  address asker_;
+  actor_cell* wake_cell_ = nullptr;
+  std::uint64_t wake_generation_ = 0;
+  std::function<void()> callback_;
+};
+
+template <class R>
+class reply_slot final : public reply_slot_base {
+ public:
+  using reply_slot_base::reply_slot_base;
+
+  // Delivers the reply unless the ask already completed (timed out, say): then the late reply
+  // is dead-lettered as expired. Any thread. Counted as a message either way.
+  inline bool deliver(R&& value) noexcept;
+
+  // Consumer side, after done(): the value, or the error rethrown.
+  R take() {
+    if (error_) std::rethrow_exception(error_);
+    return std::move(*value_);
+  }
+
+ private:
+  std::optional<R> value_;
+};
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/reply_slot.hpp ----
+
+namespace troupe {
+
+// The outcome of an ask, handed to a then() callback: a value or an error.
+template <class R>
+class result {
+ public:
+  explicit result(R value) : value_(std::move(value)) {}
+  explicit result(std::exception_ptr error) noexcept : error_(std::move(error)) {}
+
+  [[nodiscard]] bool has_value() const noexcept { return value_.has_value(); }
+  explicit operator bool() const noexcept { return has_value(); }
+  // The value; rethrows the error (a troupe::error) if there is none.
+  R& value() & {
+    if (!value_) std::rethrow_exception(error_);
+    return *value_;
+  }
+  R&& value() && { return std::move(value()); }
+  [[nodiscard]] const std::exception_ptr& error() const noexcept { return error_; }
+
+ private:
+  std::optional<R> value_;
+  std::exception_ptr error_;
+};
+
+// A reply that will arrive. Move-only; wait for it once, in one of three ways. Dropping it
+// without waiting is fine: the reply is then discarded when it arrives.
+template <class R>
+class [[nodiscard]] reply {
+ public:
+  using value_type = R;
+  using troupe_awaitable = void;
+
+  explicit reply(detail::reply_slot<R>* slot) noexcept : slot_(slot) {}
+  reply(reply&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
+  reply& operator=(reply&& other) noexcept {
+    if (this != &other) {
+      if (slot_ != nullptr) slot_->release();
+      slot_ = std::exchange(other.slot_, nullptr);
+    }
+    return *this;
+  }
+  reply(const reply&) = delete;
+  reply& operator=(const reply&) = delete;
+  ~reply() {
+    if (slot_ != nullptr) slot_->release();
+  }
+
+  [[nodiscard]] std::uint64_t correlation_id() const noexcept { return slot_->correlation(); }
+  [[nodiscard]] bool ready() const noexcept { return slot_->done(); }
+
+  // Blocks the calling thread until the ask completes; returns the reply or throws
+  // troupe::error. Throws error(would_block) on one of a runtime's own threads, where blocking
+  // could deadlock the runtime: there, co_await the reply instead.
+  R get() {
+    if (detail::this_thread_identity.core != nullptr) {
+      throw error(errc::would_block,
+                  "reply::get() on a runtime thread; co_await the reply in a task handler");
+    }
+    slot_->wait();
+    return slot_->take();
+  }
+
+  // Calls f(troupe::result<R>) once, when the ask completes: on the completing thread (a
+  // worker or the timer thread: keep it short, never block) or at once if it already has.
+  template <class F>
+    requires std::is_invocable_v<F&, result<R>>
+  void then(F f) && {
+    detail::reply_slot<R>* slot = std::exchange(slot_, nullptr);
+    slot->call_when_done([slot, f = std::move(f)]() mutable {
+      try {
+        if (slot->error()) {
+          f(result<R>(slot->error()));
+        } else {
+          f(result<R>(slot->take()));
+        }
+      } catch (...) {  // the callback's own exception has nowhere to go
+      }
+      slot->release();
+    });
+  }
+
+  // Awaiting inside a task handler suspends only that handler; the actor stays busy and
+  // resumes through its scheduler when the ask completes.
+  bool await_ready() const noexcept { return slot_->done(); }
+  inline void await_suspend(std::coroutine_handle<> awaiting) noexcept;
+  R await_resume() { return slot_->take(); }
+
+ private:
+  detail::reply_slot<R>* slot_;
+};
+
+// The right to reply later, possibly from another thread or actor: a handler of the form
+// `void on(request, troupe::promise<R> reply)` receives it. Move-only. set_value once;
+// dropping a promise that was never fulfilled completes the ask with error(broken_promise),
+// so an asker never hangs on a forgotten reply.
+template <class R>
+class promise {
+ public:
+  explicit promise(detail::reply_slot<R>* slot) noexcept : slot_(slot) {}
+  promise(promise&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
+  promise& operator=(promise&& other) noexcept {
+    if (this != &other) {
+      abandon();
+      slot_ = std::exchange(other.slot_, nullptr);
+    }
+    return *this;
+  }
+  promise(const promise&) = delete;
+  promise& operator=(const promise&) = delete;
+  ~promise() { abandon(); }
+
+  // Completes the ask with `value`. Returns false if the ask had already completed (timed
+  // out): the late reply is then dead-lettered as expired. Throws error(broken_promise) if this
+  // promise was already used or moved from.
+  bool set_value(R value) {
+    if (slot_ == nullptr) throw error(errc::broken_promise, "set_value on a used promise");
+    detail::reply_slot<R>* slot = std::exchange(slot_, nullptr);
+    const bool delivered = slot->deliver(std::move(value));
+    slot->release();
+    return delivered;
+  }
+
+  // Completes the ask with error(handler_failed) whose cause() is `cause`.
+  void set_exception(std::exception_ptr cause) {
+    if (slot_ == nullptr) throw error(errc::broken_promise, "set_exception on a used promise");
+    detail::reply_slot<R>* slot = std::exchange(slot_, nullptr);
+    slot->fail(errc::handler_failed, "the handler replied with an exception", std::move(cause));
+    slot->release();
+  }
+
+  [[nodiscard]] bool valid() const noexcept { return slot_ != nullptr; }
+  [[nodiscard]] std::uint64_t correlation_id() const noexcept {
+    return slot_ != nullptr ? slot_->correlation() : 0;
+  }
+
+ private:
+  void abandon() noexcept {
+    if (slot_ == nullptr) return;
+    slot_->fail(errc::broken_promise, "the handler dropped its reply promise without a value");
+    std::exchange(slot_, nullptr)->release();
+  }
+
+  detail::reply_slot<R>* slot_;
+};
+
+namespace detail {
+
+// How A replies to M: by returning a value, a task<T> with T non-void, or by taking a
+// troupe::promise<R> as second parameter (found by deducing R from &A::on's overloads).
+template <class A, class M>
+struct promise_handler_probe {
+  template <class R>
+  static R deduce(void (A::*)(M, troupe::promise<R>));
+  template <class R>
+  static R deduce(void (A::*)(const M&, troupe::promise<R>));
+  template <class R>
+  static R deduce(void (A::*)(M&&, troupe::promise<R>));
+  template <class R>
+  static R deduce(void (A::*)(M, troupe::promise<R>) const);
+  template <class R>
+  static R deduce(void (A::*)(const M&, troupe::promise<R>) const);
+};
+
+template <class A, class M, class = void>
+struct promise_reply {
+  static constexpr bool found = false;
+};
+template <class A, class M>
+struct promise_reply<A, M, std::void_t<decltype(promise_handler_probe<A, M>::deduce(&A::on))>> {
+  static constexpr bool found = true;
+  using type = decltype(promise_handler_probe<A, M>::deduce(&A::on));
+};
+
+enum class reply_style { none, returned, task, promised };
+
+template <class A, class M>
+constexpr reply_style reply_style_of() {
+  if constexpr (Handles<A, M>) {
+    using result_type = handler_result_t<A, M>;
+    if constexpr (is_task<result_type>::value) {
+      using inner = typename result_type::promise_type;
+      return std::is_same_v<inner, task_promise<void>> ? reply_style::none : reply_style::task;
+    } else {
+      return std::is_void_v<result_type> ? reply_style::none : reply_style::returned;
+    }
+  } else if constexpr (promise_reply<A, M>::found) {
+    return reply_style::promised;
+  } else {
+    return reply_style::none;
+  }
+}
+
+template <class T>
+struct task_value;
+template <class T>
+struct task_value<task<T>> {
+  using type = T;
+};
+
+template <class A, class M, reply_style Style = reply_style_of<A, M>()>
+struct reply_type {
+  using type = void;
+};
+template <class A, class M>
+struct reply_type<A, M, reply_style::returned> {
+  using type = std::remove_cvref_t<handler_result_t<A, M>>;
+};
+template <class A, class M>
+struct reply_type<A, M, reply_style::task> {
+  using type = typename task_value<handler_result_t<A, M>>::type;
+};
+template <class A, class M>
+struct reply_type<A, M, reply_style::promised> {
+  using type = typename promise_reply<A, M>::type;
+};
+
+// Spelled as a class template so that compilers print both type names when it is false.
+template <class ActorType, class MessageType>
+struct actor_has_replying_handler_for_message {
+  static constexpr bool value = reply_style_of<ActorType, MessageType>() != reply_style::none;
+};
+
+}  // namespace detail
+
+// A replies to M: an ask of M to a ref<A> compiles.
+template <class A, class M>
+concept Replies = detail::reply_style_of<A, std::remove_cvref_t<M>>() != detail::reply_style::none;
+
+// The type of A's reply to M.
+template <class A, class M>
+using reply_type_t = typename detail::reply_type<A, std::remove_cvref_t<M>>::type;
+
+}  // namespace troupe
+
+// ---- end troupe/ask.hpp ----
+// ---- begin troupe/dead_letter.hpp ----
+// troupe::dead_letter: the record of a message that was not handled, and why.
+
 namespace troupe {
 
 enum class dead_letter_reason {
@@ -635,6 +1072,51 @@ struct dead_letter {
 }  // namespace troupe
 
 // ---- end troupe/dead_letter.hpp ----
+// ---- begin troupe/monitor.hpp ----
+// Death watch: ctx.monitor(target) delivers a troupe::down message when the target stops.
+//
+//   class watcher {
+//    public:
+//     explicit watcher(troupe::context& ctx) : ctx_(ctx) {}
+//     void on(watch w) { handle_ = ctx_.monitor(w.target); }
+//     void on(const troupe::down& d) { /* d.who stopped; d.reason says why */ }
+//     ...
+//   };
+
+namespace troupe {
+
+enum class down_reason {
+  normal,    // stopped on request (ctx.stop(), address::stop())
+  failed,    // an exception escaped a handler, on_start or on_stop
+  shutdown,  // the runtime shut down
+};
+
+[[nodiscard]] constexpr std::string_view to_string(down_reason r) noexcept {
+  switch (r) {
+    case down_reason::normal: return "normal";
+    case down_reason::failed: return "failed";
+    case down_reason::shutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
+// The message a monitoring actor receives once, when the monitored actor stops.
+struct down {
+  address who;
+  down_reason reason = down_reason::normal;
+  std::string detail;  // the failure's text for down_reason::failed
+  std::uint64_t monitor_id = 0;
+};
+
+// What ctx.monitor() returns; pass it to ctx.demonitor() to cancel.
+struct monitor_handle {
+  address target;
+  std::uint64_t id = 0;
+};
+
+}  // namespace troupe
+
+// ---- end troupe/monitor.hpp ----
 // ---- begin troupe/metrics.hpp ----
 // Runtime counters: the accounting that lets a test prove sent = handled + dead + rejected.
 
@@ -650,6 +1132,7 @@ struct runtime_counters {
   std::uint64_t spawned = 0;        // actors spawned
   std::uint64_t stopped = 0;        // actors that have stopped (normally, failed or at shutdown)
   std::uint64_t failed = 0;         // actors that failed (an exception escaped)
+  std::uint64_t open_asks = 0;      // asks whose reply state is still alive
 
   // Messages neither handled nor dead-lettered nor rejected: queued or being handled.
   [[nodiscard]] std::int64_t in_flight() const noexcept {
@@ -666,11 +1149,10 @@ struct runtime_counters {
 namespace troupe {
 
 // A typed, copyable handle to an actor of class A. send() compiles only for messages A has a
-// handler for. Thread-safe: any thread may send through any copy.
+// handler for. Thread-safe: any thread may send through any copy. A may be incomplete where
+// the ref is declared, so an actor can hold refs of its own class.
 template <class A>
 class ref : public address {
-  static_assert(Actor<A>, "troupe::ref<A>: A must be a non-abstract, non-const class type");
-
  public:
   ref() noexcept = default;
 
@@ -682,6 +1164,7 @@ class ref : public address {
   template <class M>
   bool send(M&& message) const {
     using message_type = std::remove_cvref_t<M>;
+    static_assert(Actor<A>, "troupe::ref<A>: A must be a non-abstract, non-const class type");
     static_assert(Message<message_type>, "troupe: a message must be a movable object type");
     static_assert(detail::actor_has_handler_for_message<A, message_type>::value,
                   "troupe: send(): the actor has no on(...) handler for this message type");
@@ -692,8 +1175,35 @@ class ref : public address {
     }
   }
 
+  // Request-reply: sends `message` and returns a troupe::reply<R> for the handler's reply (see
+  // ask.hpp). Compiles only if A has a handler for the message that replies. The first form
+  // uses runtime_options::ask_timeout. Throws error(invalid_ref) on an empty ref; every other
+  // failure completes the reply with an error instead.
+  template <class M>
+  auto ask(M&& message) const {
+    return ask_impl(std::forward<M>(message), std::chrono::nanoseconds{0}, true);
+  }
+  template <class M>
+  auto ask(M&& message, std::chrono::nanoseconds timeout) const {
+    return ask_impl(std::forward<M>(message), timeout, false);
+  }
+
  private:
   friend struct detail::access;
+
+  template <class M>
+  auto ask_impl(M&& message, std::chrono::nanoseconds timeout, bool use_default) const {
+    using message_type = std::remove_cvref_t<M>;
+    static_assert(Message<message_type>, "troupe: a message must be a movable object type");
+    static_assert(detail::actor_has_replying_handler_for_message<A, message_type>::value,
+                  "troupe: ask(): the actor has no on(...) handler for this message that replies "
+                  "(returns a value or a task<T>, or takes a troupe::promise<T>)");
+    if constexpr (detail::actor_has_replying_handler_for_message<A, message_type>::value) {
+      return detail::ask_message<A, message_type>(
+          cell_, std::forward<M>(message),
+          std::chrono::duration_cast<detail::clock::duration>(timeout), use_default);
+    }
+  }
 };
 
 }  // namespace troupe
@@ -717,6 +1227,8 @@ struct runtime_options {
   // How long shutdown() waits for actors to go quiet (and suspended handlers to finish)
   // before stopping them anyway.
   std::chrono::milliseconds shutdown_timeout{5000};
+  // The timeout of an ask that names none.
+  std::chrono::milliseconds ask_timeout{5000};
   // Called for every dead letter, on whichever thread produced it; must be thread-safe and
   // must not block. Dead letters are counted whether or not this is set.
   std::function<void(const dead_letter&)> on_dead_letter{};
@@ -748,6 +1260,12 @@ struct envelope_ops {
   handler_start (*invoke)(actor_cell& cell, envelope& e);
   void (*destroy)(envelope* e) noexcept;
   std::string_view message_type;
+  // Asks only (null for plain sends): a task handler finished, so move its result into the
+  // reply (may throw: the handler then counts as failed); or the request will not be handled,
+  // so complete the reply with this error.
+  void (*task_done)(envelope& e, promise_base& result) = nullptr;
+  void (*abort)(envelope& e, errc code, const std::string& detail,
+                const std::exception_ptr& cause) noexcept = nullptr;
 };
 
 // A message in flight. `next` links it into a mailbox; it is written by the sender before the
@@ -787,8 +1305,6 @@ void destroy_envelope(envelope* e) noexcept {
 // Internal: the actor mailbox, a lock-free multi-producer single-consumer queue whose one
 // atomic word also says whether the actor is idle, so that a send both enqueues and, when the
 // actor was idle, claims the right to schedule it, in a single compare-and-swap.
-
-#include <atomic>
 
 namespace troupe::detail {
 
@@ -898,14 +1414,30 @@ class mailbox {
 
 namespace troupe::detail {
 
+enum class stop_cause : std::uint8_t { none, requested, failed, shutdown };
+
 // Per actor class: lifecycle hooks and destruction.
 struct cell_ops {
   void (*on_start)(actor_cell& cell);
   void (*on_stop)(actor_cell& cell);
   void (*destroy_instance)(actor_cell& cell) noexcept;
   void (*delete_cell)(actor_cell* cell) noexcept;
+  // Builds the envelope of a troupe::down for this actor class; null if it has no handler.
+  envelope* (*make_down)(down&& message);
+  bool handles_down;
   std::string_view type_name;
   const void* type_tag;
+};
+
+// One monitor of this actor, held until it stops.
+struct watch_entry {
+  actor_cell* watcher;  // retained
+  std::uint64_t id;
+};
+
+struct watch_state {
+  std::vector<watch_entry> entries;
+  std::string failure;  // the failure's text, kept for monitors that come late
 };
 
 // What one activation of an actor on a worker ended with.
@@ -915,8 +1447,6 @@ enum class activation {
   yielded,    // the batch limit was reached with messages left; reschedule it
   finished,   // the actor stopped; the runtime no longer schedules it
 };
-
-enum class stop_cause : std::uint8_t { none, requested, failed, shutdown };
 
 // The actor record is itself the actor's context (no extra pointer per actor).
 // Thread ownership: the fields marked "worker" are touched only by the worker running the actor,
@@ -953,12 +1483,14 @@ class actor_cell : public context {
   [[nodiscard]] const cell_ops* ops() const noexcept { return ops_; }
   [[nodiscard]] bool closed() const noexcept { return mailbox_.closed(); }
 
+  // Field order packs the record into 120 bytes, so that with a small actor it fills one
+  // 128-byte pool block (the idle-actor memory goal).
   mailbox mailbox_;
   // Registry links, guarded by the runtime's registry mutex.
   actor_cell* registry_prev_ = nullptr;
   actor_cell* registry_next_ = nullptr;
-  // Set once the actor stopped because of shutdown, so that late sends say so.
-  std::atomic<bool> stopped_by_shutdown_{false};
+  // Death watch, guarded by monitor_lock(this); allocated on first monitor or failure.
+  watch_state* watch_ = nullptr;
 
  private:
   friend class troupe::context;
@@ -978,6 +1510,7 @@ class actor_cell : public context {
   inline void finalize() noexcept;
   inline void abandon_task() noexcept;
   inline void destroy_self() noexcept;
+  inline void notify_watchers() noexcept;
 
   runtime_core* const core_;
   const cell_ops* const ops_;
@@ -987,6 +1520,14 @@ class actor_cell : public context {
   bool started_ = false;                 // worker: the first activation happened
   bool start_ran_ = false;               // worker: on_start returned, so on_stop is due
   stop_cause cause_ = stop_cause::none;  // worker
+
+ public:
+  // Set once the actor stopped because of shutdown, so that late sends say so.
+  std::atomic<bool> stopped_by_shutdown_{false};
+  bool sealed_ = false;                       // monitor_lock: stopped, downs go out at once
+  stop_cause exit_cause_ = stop_cause::none;  // monitor_lock: why it stopped, once sealed
+
+ private:
   std::atomic<std::uint64_t> wake_{0};
   const std::uint64_t id_;
   std::coroutine_handle<> task_;          // worker: the running task handler, if any
@@ -994,6 +1535,13 @@ class actor_cell : public context {
   promise_base* task_promise_ = nullptr;  // worker
   envelope* current_ = nullptr;           // worker: the message a task handler is handling
 };
+
+template <class A, class M>
+handler_start invoke_handler(actor_cell& cell, envelope& e);
+
+template <class A, class M>
+inline constexpr envelope_ops message_ops{&invoke_handler<A, M>, &destroy_envelope<M>,
+                                          type_name<M>()};
 
 template <class A>
 inline constexpr char type_tag = 0;
@@ -1040,6 +1588,15 @@ class typed_cell final : public actor_cell {
       },
       [](actor_cell& c) noexcept { static_cast<typed_cell&>(c).instance_.~A(); },
       [](actor_cell* c) noexcept { delete static_cast<typed_cell*>(c); },
+      [](down&& d) -> envelope* {
+        if constexpr (Handles<A, down>) {
+          return new message_envelope<down>(&message_ops<A, down>, std::move(d));
+        } else {
+          static_cast<void>(d);
+          return nullptr;
+        }
+      },
+      Handles<A, down>,
       type_name<A>(),
       &type_tag<A>,
   };
@@ -1065,47 +1622,8 @@ handler_start invoke_handler(actor_cell& cell, envelope& e) {
   }
 }
 
-template <class A, class M>
-inline constexpr envelope_ops message_ops{&invoke_handler<A, M>, &destroy_envelope<M>,
-                                          type_name<M>()};
-
 }  // namespace troupe::detail
 // ---- end troupe/detail/actor_cell.hpp ----
-// ---- begin troupe/detail/counters.hpp ----
-// Internal: message counters, one block per worker thread plus one shared block.
-
-namespace troupe::detail {
-
-// A worker's block has a single writer, so increments are a plain load and store (no locked
-// instruction on the hot path); the shared block, used by every other thread, uses fetch_add.
-// Readers sum all blocks with relaxed loads: exact once the writers are quiet or joined.
-struct alignas(cache_line) counter_slot {
-  std::atomic<std::uint64_t> sent{0};
-  std::atomic<std::uint64_t> handled{0};
-  std::atomic<std::uint64_t> dead{0};
-  std::atomic<std::uint64_t> rejected{0};
-  bool single_writer = false;
-
-  void add(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
-    if (single_writer) {
-      counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-    } else {
-      counter.fetch_add(n, std::memory_order_relaxed);
-    }
-  }
-};
-
-// Who the current thread is, for the runtime that asks: one of its workers or its timer thread
-// (an "internal" thread, whose sends are accepted during shutdown), or anyone else.
-struct thread_identity {
-  const void* core = nullptr;
-  counter_slot* counters = nullptr;  // null on internal threads without their own block
-  void* worker = nullptr;
-};
-inline thread_local thread_identity this_thread_identity;
-
-}  // namespace troupe::detail
-// ---- end troupe/detail/counters.hpp ----
 // ---- begin troupe/detail/scheduler.hpp ----
 // Internal: the scheduler interface and the thread-pool scheduler behind it.
 
@@ -1286,7 +1804,10 @@ class worker_pool final : public scheduler {
       actor_cell* cell = find_work(w);
       if (cell == nullptr) cell = park(w);
       if (cell == nullptr) return;  // stopping
-      if (cell->run(batch_) == activation::yielded) push_local(w, cell);
+      this_thread_identity.cell = cell;
+      const activation outcome = cell->run(batch_);
+      this_thread_identity.cell = nullptr;
+      if (outcome == activation::yielded) push_local(w, cell);
     }
   }
 
@@ -1318,6 +1839,12 @@ class timer_task {
   timer_task& operator=(const timer_task&) = delete;
   virtual ~timer_task() = default;
   virtual void fire() noexcept = 0;
+
+  // Bookkeeping of the service that holds the task (guarded by that service's lock).
+  std::chrono::steady_clock::time_point due_{};
+  std::uint64_t sequence_ = 0;
+  std::size_t heap_index_ = static_cast<std::size_t>(-1);
+  timer_task** handle_ = nullptr;
 };
 
 class timer_service {
@@ -1329,8 +1856,16 @@ class timer_service {
   virtual ~timer_service() = default;
 
   [[nodiscard]] virtual time_point now() const noexcept = 0;
-  // Thread-safe. Tasks due at the same time fire in the order they were scheduled.
-  virtual void schedule(time_point at, std::unique_ptr<timer_task> task) = 0;
+  // Thread-safe. Tasks due at the same time fire in the order they were scheduled. The service
+  // owns the task until it fires (then destroys it) or until cancel() hands it back. If
+  // `handle` is given, the service keeps *handle pointing at the task while it is pending and
+  // nulls it (under its lock) before the task is destroyed, so cancel(handle) never touches a
+  // destroyed task.
+  virtual void schedule(time_point at, std::unique_ptr<timer_task> task,
+                        timer_task** handle = nullptr) = 0;
+  // Thread-safe. Takes back the task *handle refers to if it has not started firing; returns
+  // null if it fired, is firing, or the service stopped.
+  virtual std::unique_ptr<timer_task> cancel(timer_task** handle) noexcept = 0;
   // Stops the timer thread; pending tasks are destroyed without firing. Idempotent.
   virtual void stop() noexcept = 0;
   // Number of tasks waiting to fire.
@@ -1464,6 +1999,9 @@ class runtime_core {
     if (count_sent) counters.add(counters.sent);
     if (!accepting_.load(std::memory_order_relaxed) && !internal_thread()) {
       counters.add(counters.rejected);
+      if (e->ops->abort != nullptr) {
+        e->ops->abort(*e, errc::runtime_stopped, "the runtime is shutting down", {});
+      }
       e->destroy();
       return false;
     }
@@ -1480,20 +2018,79 @@ class runtime_core {
     return false;
   }
 
-  // Counts, reports and destroys a message that will not be handled.
+  // Counts, reports and destroys a message that will not be handled; an ask's reply completes
+  // with the matching error at once (not after its timeout).
   void dead_letter_out(actor_cell* target, envelope* e, dead_letter_reason reason,
-                       std::string detail) noexcept {
+                       const std::string& detail, const std::exception_ptr& cause = {}) noexcept {
+    if (e->ops->abort != nullptr) {
+      std::string why;
+      try {
+        why = detail.empty() ? std::string(to_string(reason)) : detail;
+      } catch (...) {
+      }
+      e->ops->abort(*e, errc_for(reason), why, cause);
+    }
+    record_dead_letter(target, e->ops->message_type, reason, e->correlation, detail);
+    e->destroy();
+  }
+
+  // Counts and reports a dead letter (the message itself is gone or was never an envelope).
+  void record_dead_letter(actor_cell* target, std::string_view type, dead_letter_reason reason,
+                          std::uint64_t correlation, const std::string& detail) noexcept {
+    record_dead_letter(access::make_address(target), type, reason, correlation, detail);
+  }
+  void record_dead_letter(const address& target, std::string_view type, dead_letter_reason reason,
+                          std::uint64_t correlation, const std::string& detail) noexcept {
     counter_slot& counters = counters_here();
     counters.add(counters.dead);
     if (options_.on_dead_letter) {
       try {
-        const dead_letter record{access::make_address(target), e->ops->message_type, reason,
-                                 e->correlation, std::move(detail)};
+        const dead_letter record{target, type, reason, correlation, detail};
         options_.on_dead_letter(record);
       } catch (...) {  // a throwing hook must not take the runtime down; documented
       }
     }
-    e->destroy();
+  }
+
+  static errc errc_for(dead_letter_reason reason) noexcept {
+    switch (reason) {
+      case dead_letter_reason::target_stopped: return errc::actor_stopped;
+      case dead_letter_reason::handler_failed: return errc::handler_failed;
+      case dead_letter_reason::shutdown: return errc::runtime_stopped;
+      case dead_letter_reason::mailbox_full: return errc::mailbox_full;
+      case dead_letter_reason::expired: return errc::timeout;
+      case dead_letter_reason::retries_exhausted: return errc::handler_failed;
+    }
+    return errc::actor_stopped;
+  }
+
+  [[nodiscard]] std::uint64_t next_correlation() noexcept {
+    return next_correlation_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Death watch registrations are rare: a few striped locks serve every actor.
+  static std::mutex& monitor_lock(const actor_cell* cell) noexcept {
+    static std::mutex stripes[64];
+    return stripes[(reinterpret_cast<std::uintptr_t>(cell) >> 6) % 64];
+  }
+  // Sends `watcher` the down message of `who` (counted as a message like any other).
+  void deliver_down(actor_cell* watcher, actor_cell* who, stop_cause cause,
+                    const std::string& detail, std::uint64_t id) noexcept {
+    try {
+      down message{access::make_address(who),
+                   cause == stop_cause::failed     ? down_reason::failed
+                   : cause == stop_cause::shutdown ? down_reason::shutdown
+                                                   : down_reason::normal,
+                   detail, id};
+      if (envelope* e = watcher->ops()->make_down(std::move(message))) post(watcher, e, true);
+    } catch (...) {  // out of memory: the down is lost, and said so
+      record_dead_letter(watcher, type_name<down>(), dead_letter_reason::target_stopped, 0,
+                         "could not allocate the down message");
+    }
+  }
+
+  [[nodiscard]] std::uint64_t next_monitor_id() noexcept {
+    return next_monitor_id_.fetch_add(1, std::memory_order_relaxed);
   }
 
   // Counts a send that was refused before an envelope existed.
@@ -1600,6 +2197,8 @@ class runtime_core {
       r.handled += s.handled.load(std::memory_order_relaxed);
       r.dead_lettered += s.dead.load(std::memory_order_relaxed);
       r.rejected += s.rejected.load(std::memory_order_relaxed);
+      r.open_asks += s.asks_opened.load(std::memory_order_relaxed);
+      r.open_asks -= s.asks_closed.load(std::memory_order_relaxed);
     };
     add(shared_counters_);
     for (std::size_t i = 0; i < pool_->thread_count(); ++i) add(pool_->at(i).counters);
@@ -1615,6 +2214,7 @@ class runtime_core {
   }
 
   [[nodiscard]] bool stopped() const noexcept { return phase_.load() == phase::stopped; }
+  [[nodiscard]] std::size_t pending_timers() const noexcept { return timers_->pending(); }
 
  private:
   ~runtime_core() = default;
@@ -1649,6 +2249,8 @@ class runtime_core {
   scheduler* scheduler_ = nullptr;
   counter_slot shared_counters_;
   std::atomic<std::uint64_t> next_id_{1};
+  std::atomic<std::uint64_t> next_correlation_{1};
+  std::atomic<std::uint64_t> next_monitor_id_{1};
   std::atomic<std::uint64_t> spawned_{0};
   std::atomic<std::uint64_t> stopped_{0};
   std::atomic<std::uint64_t> failed_{0};
@@ -1749,6 +2351,188 @@ void send_message_after(actor_cell* target, clock::duration delay, M&& message) 
   core->timers().schedule(core->now() + delay, std::make_unique<delayed_send_task>(target, e));
 }
 
+// ---- request-reply ---------------------------------------------------------------------------
+
+template <class M, class R>
+struct ask_envelope final : envelope {
+  template <class Arg>
+  ask_envelope(const envelope_ops* o, reply_slot<R>* s, Arg&& arg)
+      : envelope{nullptr, o, s->correlation()}, message(std::forward<Arg>(arg)), slot(s) {}
+  ask_envelope(const ask_envelope&) = delete;
+  ask_envelope& operator=(const ask_envelope&) = delete;
+  ~ask_envelope() {
+    // Every path completes the reply (or hands it to a promise) before this; the guard keeps
+    // "an ask always completes" true even if one did not.
+    if (!promised) slot->fail(errc::actor_stopped, "the request was discarded");
+    slot->release();
+  }
+
+  static void* operator new(std::size_t n) { return block_pool::allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
+
+  M message;
+  reply_slot<R>* slot;
+  bool promised = false;  // a troupe::promise<R> now answers for the reply
+};
+
+template <class A, class M, class R>
+handler_start invoke_ask(actor_cell& cell, envelope& e) {
+  A& actor = static_cast<typed_cell<A>&>(cell).instance();
+  auto& request = static_cast<ask_envelope<M, R>&>(e);
+  constexpr reply_style style = reply_style_of<A, M>();
+  if constexpr (style == reply_style::returned) {
+    request.slot->deliver(R(actor.on(std::move(request.message))));
+    return {};
+  } else if constexpr (style == reply_style::task) {
+    auto frame = actor.on(std::move(request.message)).release();
+    if (!frame) {
+      request.slot->fail(errc::broken_promise, "the handler returned an empty task");
+      return {};
+    }
+    return {frame, &frame.promise()};
+  } else {
+    request.slot->retain();  // the promise's reference
+    request.promised = true;
+    actor.on(std::move(request.message), troupe::promise<R>(request.slot));
+    return {};
+  }
+}
+
+template <class M, class R>
+void ask_task_done(envelope& e, promise_base& result) {
+  auto& request = static_cast<ask_envelope<M, R>&>(e);
+  request.slot->deliver(static_cast<task_promise<R>&>(result).take_result());
+}
+
+template <class M, class R>
+void ask_abort(envelope& e, errc code, const std::string& detail,
+               const std::exception_ptr& cause) noexcept {
+  static_cast<ask_envelope<M, R>&>(e).slot->fail(code, detail, cause);
+}
+
+template <class M, class R>
+void destroy_ask(envelope* e) noexcept {
+  delete static_cast<ask_envelope<M, R>*>(e);
+}
+
+template <class A, class M, class R>
+inline constexpr envelope_ops ask_ops{&invoke_ask<A, M, R>, &destroy_ask<M, R>, type_name<M>(),
+                                      &ask_task_done<M, R>, &ask_abort<M, R>};
+
+// Completes an ask with error(timeout) when its deadline passes first.
+class ask_timeout_task final : public timer_task {
+ public:
+  ask_timeout_task(reply_slot_base* slot, clock::duration timeout) noexcept
+      : slot_(slot), timeout_(timeout) {
+    slot_->retain();
+  }
+  ~ask_timeout_task() override { slot_->release(); }
+  void fire() noexcept override {
+    try {
+      slot_->fail(errc::timeout,
+                  "no reply within " +
+                      std::to_string(
+                          std::chrono::duration_cast<std::chrono::microseconds>(timeout_).count()) +
+                      " us");
+    } catch (...) {
+      slot_->fail(errc::timeout, {});
+    }
+  }
+
+ private:
+  reply_slot_base* slot_;
+  clock::duration timeout_;
+};
+
+template <class A, class M, class Arg>
+auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, bool use_default) {
+  using R = typename reply_type<A, M>::type;
+  static_assert(!std::is_void_v<R>, "troupe: ask(): the handler's reply type is void");
+  if (target == nullptr) throw error(errc::invalid_ref, "ask() through an empty ref");
+  runtime_core* core = target->core();
+  if (use_default) timeout = core->options().ask_timeout;
+  actor_cell* asker = this_thread_identity.core == core ? this_thread_identity.cell : nullptr;
+  auto* slot = new reply_slot<R>(target, core->next_correlation(), access::make_address(asker));
+  troupe::reply<R> result(slot);
+  slot->retain();  // the envelope's reference
+  envelope* e = nullptr;
+  try {
+    e = new ask_envelope<M, R>(&ask_ops<A, M, R>, slot, std::forward<Arg>(message));
+  } catch (...) {
+    slot->release();
+    throw;
+  }
+  core->timers().schedule(core->now() + timeout, std::make_unique<ask_timeout_task>(slot, timeout),
+                          &slot->timer_);
+  core->post(target, e, true);
+  return result;
+}
+
+inline reply_slot_base::reply_slot_base(actor_cell* target, std::uint64_t correlation,
+                                        address asker) noexcept
+    : target_(target), correlation_(correlation), asker_(std::move(asker)) {
+  target_->retain();  // keeps the runtime core alive as long as the reply state
+  counter_slot& counters = target_->core()->counters_here();
+  counters.add(counters.asks_opened);
+}
+
+inline reply_slot_base::~reply_slot_base() {
+  counter_slot& counters = target_->core()->counters_here();
+  counters.add(counters.asks_closed);
+  target_->release();
+}
+
+inline runtime_core* reply_slot_base::core() const noexcept { return target_->core(); }
+
+inline bool reply_slot_base::fail(errc code, const std::string& text,
+                                  std::exception_ptr cause) noexcept {
+  if (!claim()) return false;
+  try {
+    error_ = std::make_exception_ptr(troupe::error(code, text, std::move(cause)));
+  } catch (...) {
+    error_ = std::current_exception();
+  }
+  publish();
+  return true;
+}
+
+inline void reply_slot_base::publish() noexcept {
+  // Cancel first, so that whoever sees the ask done also sees its timer gone. Destroying the
+  // cancelled task drops its reference; the caller still holds one.
+  static_cast<void>(core()->timers().cancel(&timer_));
+  state_.store(state_done, std::memory_order_release);
+  state_.notify_all();
+  if (waiter_.exchange(waiter_fired, std::memory_order_acq_rel) == waiter_registered) fire();
+}
+
+inline void reply_slot_base::fire() noexcept {
+  if (wake_cell_ != nullptr) {
+    wake_cell_->wake(wake_generation_);
+  } else if (callback_) {
+    callback_();
+  }
+}
+
+template <class R>
+bool reply_slot<R>::deliver(R&& value) noexcept {
+  runtime_core* rt = core();
+  counter_slot& counters = rt->counters_here();
+  counters.add(counters.sent);  // a reply is a message
+  if (!claim()) {
+    rt->record_dead_letter(asker(), type_name<R>(), dead_letter_reason::expired, correlation(),
+                           "the ask had already completed (timed out or failed)");
+    return false;
+  }
+  try {
+    value_.emplace(std::move(value));
+  } catch (...) {
+    error_ = std::current_exception();
+  }
+  counters.add(counters.handled);
+  publish();
+  return true;
+}
+
 // ---- the actor record ------------------------------------------------------------------------
 
 inline void actor_cell::release() noexcept {
@@ -1757,6 +2541,7 @@ inline void actor_cell::release() noexcept {
 
 inline void actor_cell::destroy_self() noexcept {
   runtime_core* core = core_;
+  delete watch_;
   ops_->delete_cell(this);
   core->release();
 }
@@ -1851,6 +2636,13 @@ inline int actor_cell::settle_task() {
   for (;;) {
     if (task_.done()) {
       std::exception_ptr error = task_promise_->error();
+      if (!error && current_->ops->task_done != nullptr) {
+        try {
+          current_->ops->task_done(*current_, *task_promise_);  // the reply of an ask
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
       task_.destroy();
       task_ = {};
       task_promise_ = nullptr;
@@ -1933,10 +2725,18 @@ inline void actor_cell::fail(std::exception_ptr error, envelope* failing) noexce
   } catch (...) {
   }
   if (failing != nullptr) {
-    core_->dead_letter_out(this, failing, dead_letter_reason::handler_failed, what);
+    core_->dead_letter_out(this, failing, dead_letter_reason::handler_failed, what, error);
   }
   core_->report_failure(this, what);
   cause_ = stop_cause::failed;
+  {
+    std::lock_guard lock(runtime_core::monitor_lock(this));
+    try {
+      if (watch_ == nullptr) watch_ = new watch_state;
+      watch_->failure = what;
+    } catch (...) {
+    }
+  }
   finalize();
 }
 
@@ -1976,8 +2776,29 @@ inline void actor_cell::finalize() noexcept {
                                                                    : stop_cause::requested;
   }
   ops_->destroy_instance(*this);
+  notify_watchers();
   core_->unregister_cell(this);
   release();  // the runtime's reference
+}
+
+inline void actor_cell::notify_watchers() noexcept {
+  std::vector<watch_entry> watchers;
+  std::string detail;
+  {
+    std::lock_guard lock(runtime_core::monitor_lock(this));
+    sealed_ = true;
+    exit_cause_ = cause_;
+    if (watch_ == nullptr) return;
+    watchers.swap(watch_->entries);
+    try {
+      detail = watch_->failure;
+    } catch (...) {
+    }
+  }
+  for (const watch_entry& w : watchers) {
+    core_->deliver_down(w.watcher, this, cause_, detail, w.id);
+    w.watcher->release();
+  }
 }
 
 }  // namespace troupe::detail
@@ -2074,6 +2895,62 @@ void context::send_after(std::chrono::nanoseconds delay, const ref<A>& target, M
   }
 }
 
+template <class R>
+void reply<R>::await_suspend(std::coroutine_handle<> awaiting) noexcept {
+  detail::actor_cell* cell = detail::this_thread_identity.cell;
+  if (cell == nullptr) {
+    std::fputs("troupe: a reply was awaited outside an actor's task handler\n", stderr);
+    std::terminate();
+  }
+  slot_->wake_when_done(cell, cell->arm_suspension(awaiting));
+}
+
+inline monitor_handle context::monitor(const address& target) {
+  detail::actor_cell& self = detail::cell_of(*this);
+  detail::actor_cell* watched = detail::access::cell_of(target);
+  if (watched == nullptr) throw error(errc::invalid_ref, "monitor() of an empty address");
+  if (!self.ops()->handles_down) {
+    throw error(errc::no_down_handler, std::string(self.ops()->type_name) +
+                                           " monitors an actor but has no on(troupe::down) handler");
+  }
+  detail::runtime_core* core = self.core();
+  const std::uint64_t id = core->next_monitor_id();
+  bool already_stopped = false;
+  detail::stop_cause cause = detail::stop_cause::none;
+  std::string detail_text;
+  {
+    std::lock_guard lock(detail::runtime_core::monitor_lock(watched));
+    if (watched->sealed_) {
+      already_stopped = true;
+      cause = watched->exit_cause_;
+      if (watched->watch_ != nullptr) detail_text = watched->watch_->failure;
+    } else {
+      if (watched->watch_ == nullptr) watched->watch_ = new detail::watch_state;
+      watched->watch_->entries.push_back({&self, id});
+      self.retain();
+    }
+  }
+  if (already_stopped) core->deliver_down(&self, watched, cause, detail_text, id);
+  return monitor_handle{target, id};
+}
+
+inline bool context::demonitor(const monitor_handle& handle) {
+  detail::actor_cell& self = detail::cell_of(*this);
+  detail::actor_cell* watched = detail::access::cell_of(handle.target);
+  if (watched == nullptr) return false;
+  std::lock_guard lock(detail::runtime_core::monitor_lock(watched));
+  if (watched->watch_ == nullptr) return false;
+  auto& entries = watched->watch_->entries;
+  for (auto it = entries.begin(); it != entries.end(); ++it) {
+    if (it->watcher == &self && it->id == handle.id) {
+      entries.erase(it);
+      self.release();  // not the last reference: the running actor holds the runtime's
+      return true;
+    }
+  }
+  return false;
+}
+
 inline std::chrono::steady_clock::time_point context::now() const noexcept {
   return detail::cell_of(*this).core()->now();
 }
@@ -2106,16 +2983,24 @@ class asio_timer_service final : public timer_service {
         }) {}
 
   ~asio_timer_service() override { stop(); }
+  asio_timer_service(const asio_timer_service&) = delete;
+  asio_timer_service& operator=(const asio_timer_service&) = delete;
 
   [[nodiscard]] time_point now() const noexcept override { return std::chrono::steady_clock::now(); }
 
-  void schedule(time_point at, std::unique_ptr<timer_task> task) override {
+  void schedule(time_point at, std::unique_ptr<timer_task> task,
+                timer_task** handle = nullptr) override {
     bool rearm = false;
     {
       std::lock_guard lock(mutex_);
       if (stopped_) return;  // destroying the task accounts for it
-      heap_.push_back(entry{at, sequence_++, std::move(task)});
-      std::push_heap(heap_.begin(), heap_.end(), later);
+      timer_task* raw = task.release();
+      raw->due_ = at;
+      raw->sequence_ = sequence_++;
+      raw->handle_ = handle;
+      if (handle != nullptr) *handle = raw;
+      heap_.push_back(raw);
+      sift_up(heap_.size() - 1);
       if (at < armed_for_) {
         armed_for_ = at;
         rearm = true;
@@ -2124,18 +3009,29 @@ class asio_timer_service final : public timer_service {
     if (rearm) asio::post(io_, [this] { arm(); });
   }
 
+  std::unique_ptr<timer_task> cancel(timer_task** handle) noexcept override {
+    std::lock_guard lock(mutex_);
+    timer_task* task = *handle;
+    if (stopped_ || task == nullptr || task->heap_index_ == npos) return nullptr;
+    remove_at(task->heap_index_);
+    forget(task);
+    // The Asio timer may stay armed for the removed deadline: it then finds nothing due.
+    return std::unique_ptr<timer_task>(task);
+  }
+
   void stop() noexcept override {
-    std::vector<entry> leftovers;
+    std::vector<timer_task*> leftovers;
     {
       std::lock_guard lock(mutex_);
       if (stopped_) return;
       stopped_ = true;
       leftovers.swap(heap_);
+      for (timer_task* task : leftovers) forget(task);
     }
     guard_.reset();
     io_.stop();
     if (thread_.joinable()) thread_.join();
-    leftovers.clear();  // destructors account for what the tasks carried
+    for (timer_task* task : leftovers) delete task;  // destructors account for their cargo
   }
 
   [[nodiscard]] std::size_t pending() const noexcept override {
@@ -2144,13 +3040,54 @@ class asio_timer_service final : public timer_service {
   }
 
  private:
-  struct entry {
-    time_point at;
-    std::uint64_t sequence;
-    std::unique_ptr<timer_task> task;
-  };
-  static bool later(const entry& a, const entry& b) noexcept {
-    return a.at != b.at ? a.at > b.at : a.sequence > b.sequence;
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+  static bool earlier(const timer_task* a, const timer_task* b) noexcept {
+    return a->due_ != b->due_ ? a->due_ < b->due_ : a->sequence_ < b->sequence_;
+  }
+  // Under the lock: the holder of the handle must no longer reach the task.
+  static void forget(timer_task* task) noexcept {
+    if (task->handle_ != nullptr) *task->handle_ = nullptr;
+    task->handle_ = nullptr;
+  }
+  void place(std::size_t i, timer_task* t) noexcept {
+    heap_[i] = t;
+    t->heap_index_ = i;
+  }
+  void sift_up(std::size_t i) noexcept {
+    timer_task* t = heap_[i];
+    while (i > 0) {
+      const std::size_t parent = (i - 1) / 2;
+      if (!earlier(t, heap_[parent])) break;
+      place(i, heap_[parent]);
+      i = parent;
+    }
+    place(i, t);
+  }
+  void sift_down(std::size_t i) noexcept {
+    timer_task* t = heap_[i];
+    const std::size_t n = heap_.size();
+    for (;;) {
+      std::size_t child = 2 * i + 1;
+      if (child >= n) break;
+      if (child + 1 < n && earlier(heap_[child + 1], heap_[child])) ++child;
+      if (!earlier(heap_[child], t)) break;
+      place(i, heap_[child]);
+      i = child;
+    }
+    place(i, t);
+  }
+  timer_task* remove_at(std::size_t i) noexcept {
+    timer_task* removed = heap_[i];
+    timer_task* last = heap_.back();
+    heap_.pop_back();
+    if (i < heap_.size()) {
+      place(i, last);
+      sift_down(i);
+      sift_up(last->heap_index_);
+    }
+    removed->heap_index_ = npos;
+    return removed;
   }
 
   // Timer thread: point the Asio timer at the earliest deadline.
@@ -2162,7 +3099,7 @@ class asio_timer_service final : public timer_service {
         armed_for_ = time_point::max();
         return;
       }
-      first = heap_.front().at;
+      first = heap_.front()->due_;
       armed_for_ = first;
     }
     timer_.expires_at(first);  // cancels a previous wait: its handler sees operation_aborted
@@ -2173,18 +3110,20 @@ class asio_timer_service final : public timer_service {
 
   // Timer thread: fire everything due, outside the lock, then re-arm.
   void expire() {
-    std::vector<std::unique_ptr<timer_task>> due;
+    std::vector<timer_task*> due;
     {
       std::lock_guard lock(mutex_);
       const time_point current = now();
-      while (!heap_.empty() && heap_.front().at <= current) {
-        std::pop_heap(heap_.begin(), heap_.end(), later);
-        due.push_back(std::move(heap_.back().task));
-        heap_.pop_back();
-      }
+      while (!heap_.empty() && heap_.front()->due_ <= current) due.push_back(remove_at(0));
     }
-    for (auto& task : due) task->fire();
-    due.clear();
+    for (timer_task* task : due) {
+      task->fire();
+      {
+        std::lock_guard lock(mutex_);
+        forget(task);
+      }
+      delete task;
+    }
     arm();
   }
 
@@ -2192,7 +3131,7 @@ class asio_timer_service final : public timer_service {
   asio::steady_timer timer_{io_};
   asio::executor_work_guard<asio::io_context::executor_type> guard_;
   mutable std::mutex mutex_;
-  std::vector<entry> heap_;
+  std::vector<timer_task*> heap_;  // a binary min-heap; each task knows its index
   std::uint64_t sequence_ = 0;
   time_point armed_for_ = time_point::max();
   bool stopped_ = false;
@@ -2273,6 +3212,8 @@ class runtime {
   [[nodiscard]] std::size_t worker_count() const noexcept { return core_->worker_count(); }
   // False once shutdown() has begun.
   [[nodiscard]] bool accepting() const noexcept { return core_->accepting(); }
+  // Timers waiting to fire (sleeps, delayed sends, ask timeouts), for tests and diagnostics.
+  [[nodiscard]] std::size_t pending_timers() const noexcept { return core_->pending_timers(); }
 
  private:
   detail::runtime_core* core_;

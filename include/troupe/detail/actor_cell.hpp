@@ -5,17 +5,22 @@
 #include <troupe/detail/envelope.hpp>
 #include <troupe/detail/mailbox.hpp>
 #include <troupe/handler.hpp>
+#include <troupe/monitor.hpp>
 
 #include <atomic>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace troupe::detail {
+
+enum class stop_cause : std::uint8_t { none, requested, failed, shutdown };
 
 // Per actor class: lifecycle hooks and destruction.
 struct cell_ops {
@@ -23,8 +28,22 @@ struct cell_ops {
   void (*on_stop)(actor_cell& cell);
   void (*destroy_instance)(actor_cell& cell) noexcept;
   void (*delete_cell)(actor_cell* cell) noexcept;
+  // Builds the envelope of a troupe::down for this actor class; null if it has no handler.
+  envelope* (*make_down)(down&& message);
+  bool handles_down;
   std::string_view type_name;
   const void* type_tag;
+};
+
+// One monitor of this actor, held until it stops.
+struct watch_entry {
+  actor_cell* watcher;  // retained
+  std::uint64_t id;
+};
+
+struct watch_state {
+  std::vector<watch_entry> entries;
+  std::string failure;  // the failure's text, kept for monitors that come late
 };
 
 // What one activation of an actor on a worker ended with.
@@ -35,7 +54,6 @@ enum class activation {
   finished,   // the actor stopped; the runtime no longer schedules it
 };
 
-enum class stop_cause : std::uint8_t { none, requested, failed, shutdown };
 
 // The actor record is itself the actor's context (no extra pointer per actor).
 // Thread ownership: the fields marked "worker" are touched only by the worker running the actor,
@@ -72,12 +90,14 @@ class actor_cell : public context {
   [[nodiscard]] const cell_ops* ops() const noexcept { return ops_; }
   [[nodiscard]] bool closed() const noexcept { return mailbox_.closed(); }
 
+  // Field order packs the record into 120 bytes, so that with a small actor it fills one
+  // 128-byte pool block (the idle-actor memory goal).
   mailbox mailbox_;
   // Registry links, guarded by the runtime's registry mutex.
   actor_cell* registry_prev_ = nullptr;
   actor_cell* registry_next_ = nullptr;
-  // Set once the actor stopped because of shutdown, so that late sends say so.
-  std::atomic<bool> stopped_by_shutdown_{false};
+  // Death watch, guarded by monitor_lock(this); allocated on first monitor or failure.
+  watch_state* watch_ = nullptr;
 
  private:
   friend class troupe::context;
@@ -97,6 +117,7 @@ class actor_cell : public context {
   inline void finalize() noexcept;
   inline void abandon_task() noexcept;
   inline void destroy_self() noexcept;
+  inline void notify_watchers() noexcept;
 
   runtime_core* const core_;
   const cell_ops* const ops_;
@@ -106,6 +127,14 @@ class actor_cell : public context {
   bool started_ = false;                 // worker: the first activation happened
   bool start_ran_ = false;               // worker: on_start returned, so on_stop is due
   stop_cause cause_ = stop_cause::none;  // worker
+
+ public:
+  // Set once the actor stopped because of shutdown, so that late sends say so.
+  std::atomic<bool> stopped_by_shutdown_{false};
+  bool sealed_ = false;                       // monitor_lock: stopped, downs go out at once
+  stop_cause exit_cause_ = stop_cause::none;  // monitor_lock: why it stopped, once sealed
+
+ private:
   std::atomic<std::uint64_t> wake_{0};
   const std::uint64_t id_;
   std::coroutine_handle<> task_;          // worker: the running task handler, if any
@@ -113,6 +142,13 @@ class actor_cell : public context {
   promise_base* task_promise_ = nullptr;  // worker
   envelope* current_ = nullptr;           // worker: the message a task handler is handling
 };
+
+template <class A, class M>
+handler_start invoke_handler(actor_cell& cell, envelope& e);
+
+template <class A, class M>
+inline constexpr envelope_ops message_ops{&invoke_handler<A, M>, &destroy_envelope<M>,
+                                          type_name<M>()};
 
 template <class A>
 inline constexpr char type_tag = 0;
@@ -159,6 +195,15 @@ class typed_cell final : public actor_cell {
       },
       [](actor_cell& c) noexcept { static_cast<typed_cell&>(c).instance_.~A(); },
       [](actor_cell* c) noexcept { delete static_cast<typed_cell*>(c); },
+      [](down&& d) -> envelope* {
+        if constexpr (Handles<A, down>) {
+          return new message_envelope<down>(&message_ops<A, down>, std::move(d));
+        } else {
+          static_cast<void>(d);
+          return nullptr;
+        }
+      },
+      Handles<A, down>,
       type_name<A>(),
       &type_tag<A>,
   };
@@ -184,8 +229,5 @@ handler_start invoke_handler(actor_cell& cell, envelope& e) {
   }
 }
 
-template <class A, class M>
-inline constexpr envelope_ops message_ops{&invoke_handler<A, M>, &destroy_envelope<M>,
-                                          type_name<M>()};
 
 }  // namespace troupe::detail

@@ -4,12 +4,15 @@
 #pragma once
 
 #include <troupe/actor.hpp>
+#include <troupe/ask.hpp>
 #include <troupe/dead_letter.hpp>
+#include <troupe/monitor.hpp>
 #include <troupe/metrics.hpp>
 #include <troupe/ref.hpp>
 #include <troupe/runtime_options.hpp>
 #include <troupe/detail/actor_cell.hpp>
 #include <troupe/detail/counters.hpp>
+#include <troupe/detail/reply_slot.hpp>
 #include <troupe/detail/scheduler.hpp>
 #include <troupe/detail/timer_service.hpp>
 
@@ -146,6 +149,9 @@ class runtime_core {
     if (count_sent) counters.add(counters.sent);
     if (!accepting_.load(std::memory_order_relaxed) && !internal_thread()) {
       counters.add(counters.rejected);
+      if (e->ops->abort != nullptr) {
+        e->ops->abort(*e, errc::runtime_stopped, "the runtime is shutting down", {});
+      }
       e->destroy();
       return false;
     }
@@ -162,20 +168,79 @@ class runtime_core {
     return false;
   }
 
-  // Counts, reports and destroys a message that will not be handled.
+  // Counts, reports and destroys a message that will not be handled; an ask's reply completes
+  // with the matching error at once (not after its timeout).
   void dead_letter_out(actor_cell* target, envelope* e, dead_letter_reason reason,
-                       std::string detail) noexcept {
+                       const std::string& detail, const std::exception_ptr& cause = {}) noexcept {
+    if (e->ops->abort != nullptr) {
+      std::string why;
+      try {
+        why = detail.empty() ? std::string(to_string(reason)) : detail;
+      } catch (...) {
+      }
+      e->ops->abort(*e, errc_for(reason), why, cause);
+    }
+    record_dead_letter(target, e->ops->message_type, reason, e->correlation, detail);
+    e->destroy();
+  }
+
+  // Counts and reports a dead letter (the message itself is gone or was never an envelope).
+  void record_dead_letter(actor_cell* target, std::string_view type, dead_letter_reason reason,
+                          std::uint64_t correlation, const std::string& detail) noexcept {
+    record_dead_letter(access::make_address(target), type, reason, correlation, detail);
+  }
+  void record_dead_letter(const address& target, std::string_view type, dead_letter_reason reason,
+                          std::uint64_t correlation, const std::string& detail) noexcept {
     counter_slot& counters = counters_here();
     counters.add(counters.dead);
     if (options_.on_dead_letter) {
       try {
-        const dead_letter record{access::make_address(target), e->ops->message_type, reason,
-                                 e->correlation, std::move(detail)};
+        const dead_letter record{target, type, reason, correlation, detail};
         options_.on_dead_letter(record);
       } catch (...) {  // a throwing hook must not take the runtime down; documented
       }
     }
-    e->destroy();
+  }
+
+  static errc errc_for(dead_letter_reason reason) noexcept {
+    switch (reason) {
+      case dead_letter_reason::target_stopped: return errc::actor_stopped;
+      case dead_letter_reason::handler_failed: return errc::handler_failed;
+      case dead_letter_reason::shutdown: return errc::runtime_stopped;
+      case dead_letter_reason::mailbox_full: return errc::mailbox_full;
+      case dead_letter_reason::expired: return errc::timeout;
+      case dead_letter_reason::retries_exhausted: return errc::handler_failed;
+    }
+    return errc::actor_stopped;
+  }
+
+  [[nodiscard]] std::uint64_t next_correlation() noexcept {
+    return next_correlation_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Death watch registrations are rare: a few striped locks serve every actor.
+  static std::mutex& monitor_lock(const actor_cell* cell) noexcept {
+    static std::mutex stripes[64];
+    return stripes[(reinterpret_cast<std::uintptr_t>(cell) >> 6) % 64];
+  }
+  // Sends `watcher` the down message of `who` (counted as a message like any other).
+  void deliver_down(actor_cell* watcher, actor_cell* who, stop_cause cause,
+                    const std::string& detail, std::uint64_t id) noexcept {
+    try {
+      down message{access::make_address(who),
+                   cause == stop_cause::failed     ? down_reason::failed
+                   : cause == stop_cause::shutdown ? down_reason::shutdown
+                                                   : down_reason::normal,
+                   detail, id};
+      if (envelope* e = watcher->ops()->make_down(std::move(message))) post(watcher, e, true);
+    } catch (...) {  // out of memory: the down is lost, and said so
+      record_dead_letter(watcher, type_name<down>(), dead_letter_reason::target_stopped, 0,
+                         "could not allocate the down message");
+    }
+  }
+
+  [[nodiscard]] std::uint64_t next_monitor_id() noexcept {
+    return next_monitor_id_.fetch_add(1, std::memory_order_relaxed);
   }
 
   // Counts a send that was refused before an envelope existed.
@@ -282,6 +347,8 @@ class runtime_core {
       r.handled += s.handled.load(std::memory_order_relaxed);
       r.dead_lettered += s.dead.load(std::memory_order_relaxed);
       r.rejected += s.rejected.load(std::memory_order_relaxed);
+      r.open_asks += s.asks_opened.load(std::memory_order_relaxed);
+      r.open_asks -= s.asks_closed.load(std::memory_order_relaxed);
     };
     add(shared_counters_);
     for (std::size_t i = 0; i < pool_->thread_count(); ++i) add(pool_->at(i).counters);
@@ -297,6 +364,7 @@ class runtime_core {
   }
 
   [[nodiscard]] bool stopped() const noexcept { return phase_.load() == phase::stopped; }
+  [[nodiscard]] std::size_t pending_timers() const noexcept { return timers_->pending(); }
 
  private:
   ~runtime_core() = default;
@@ -331,6 +399,8 @@ class runtime_core {
   scheduler* scheduler_ = nullptr;
   counter_slot shared_counters_;
   std::atomic<std::uint64_t> next_id_{1};
+  std::atomic<std::uint64_t> next_correlation_{1};
+  std::atomic<std::uint64_t> next_monitor_id_{1};
   std::atomic<std::uint64_t> spawned_{0};
   std::atomic<std::uint64_t> stopped_{0};
   std::atomic<std::uint64_t> failed_{0};
@@ -431,6 +501,188 @@ void send_message_after(actor_cell* target, clock::duration delay, M&& message) 
   core->timers().schedule(core->now() + delay, std::make_unique<delayed_send_task>(target, e));
 }
 
+// ---- request-reply ---------------------------------------------------------------------------
+
+template <class M, class R>
+struct ask_envelope final : envelope {
+  template <class Arg>
+  ask_envelope(const envelope_ops* o, reply_slot<R>* s, Arg&& arg)
+      : envelope{nullptr, o, s->correlation()}, message(std::forward<Arg>(arg)), slot(s) {}
+  ask_envelope(const ask_envelope&) = delete;
+  ask_envelope& operator=(const ask_envelope&) = delete;
+  ~ask_envelope() {
+    // Every path completes the reply (or hands it to a promise) before this; the guard keeps
+    // "an ask always completes" true even if one did not.
+    if (!promised) slot->fail(errc::actor_stopped, "the request was discarded");
+    slot->release();
+  }
+
+  static void* operator new(std::size_t n) { return block_pool::allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
+
+  M message;
+  reply_slot<R>* slot;
+  bool promised = false;  // a troupe::promise<R> now answers for the reply
+};
+
+template <class A, class M, class R>
+handler_start invoke_ask(actor_cell& cell, envelope& e) {
+  A& actor = static_cast<typed_cell<A>&>(cell).instance();
+  auto& request = static_cast<ask_envelope<M, R>&>(e);
+  constexpr reply_style style = reply_style_of<A, M>();
+  if constexpr (style == reply_style::returned) {
+    request.slot->deliver(R(actor.on(std::move(request.message))));
+    return {};
+  } else if constexpr (style == reply_style::task) {
+    auto frame = actor.on(std::move(request.message)).release();
+    if (!frame) {
+      request.slot->fail(errc::broken_promise, "the handler returned an empty task");
+      return {};
+    }
+    return {frame, &frame.promise()};
+  } else {
+    request.slot->retain();  // the promise's reference
+    request.promised = true;
+    actor.on(std::move(request.message), troupe::promise<R>(request.slot));
+    return {};
+  }
+}
+
+template <class M, class R>
+void ask_task_done(envelope& e, promise_base& result) {
+  auto& request = static_cast<ask_envelope<M, R>&>(e);
+  request.slot->deliver(static_cast<task_promise<R>&>(result).take_result());
+}
+
+template <class M, class R>
+void ask_abort(envelope& e, errc code, const std::string& detail,
+               const std::exception_ptr& cause) noexcept {
+  static_cast<ask_envelope<M, R>&>(e).slot->fail(code, detail, cause);
+}
+
+template <class M, class R>
+void destroy_ask(envelope* e) noexcept {
+  delete static_cast<ask_envelope<M, R>*>(e);
+}
+
+template <class A, class M, class R>
+inline constexpr envelope_ops ask_ops{&invoke_ask<A, M, R>, &destroy_ask<M, R>, type_name<M>(),
+                                      &ask_task_done<M, R>, &ask_abort<M, R>};
+
+// Completes an ask with error(timeout) when its deadline passes first.
+class ask_timeout_task final : public timer_task {
+ public:
+  ask_timeout_task(reply_slot_base* slot, clock::duration timeout) noexcept
+      : slot_(slot), timeout_(timeout) {
+    slot_->retain();
+  }
+  ~ask_timeout_task() override { slot_->release(); }
+  void fire() noexcept override {
+    try {
+      slot_->fail(errc::timeout,
+                  "no reply within " +
+                      std::to_string(
+                          std::chrono::duration_cast<std::chrono::microseconds>(timeout_).count()) +
+                      " us");
+    } catch (...) {
+      slot_->fail(errc::timeout, {});
+    }
+  }
+
+ private:
+  reply_slot_base* slot_;
+  clock::duration timeout_;
+};
+
+template <class A, class M, class Arg>
+auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, bool use_default) {
+  using R = typename reply_type<A, M>::type;
+  static_assert(!std::is_void_v<R>, "troupe: ask(): the handler's reply type is void");
+  if (target == nullptr) throw error(errc::invalid_ref, "ask() through an empty ref");
+  runtime_core* core = target->core();
+  if (use_default) timeout = core->options().ask_timeout;
+  actor_cell* asker = this_thread_identity.core == core ? this_thread_identity.cell : nullptr;
+  auto* slot = new reply_slot<R>(target, core->next_correlation(), access::make_address(asker));
+  troupe::reply<R> result(slot);
+  slot->retain();  // the envelope's reference
+  envelope* e = nullptr;
+  try {
+    e = new ask_envelope<M, R>(&ask_ops<A, M, R>, slot, std::forward<Arg>(message));
+  } catch (...) {
+    slot->release();
+    throw;
+  }
+  core->timers().schedule(core->now() + timeout, std::make_unique<ask_timeout_task>(slot, timeout),
+                          &slot->timer_);
+  core->post(target, e, true);
+  return result;
+}
+
+inline reply_slot_base::reply_slot_base(actor_cell* target, std::uint64_t correlation,
+                                        address asker) noexcept
+    : target_(target), correlation_(correlation), asker_(std::move(asker)) {
+  target_->retain();  // keeps the runtime core alive as long as the reply state
+  counter_slot& counters = target_->core()->counters_here();
+  counters.add(counters.asks_opened);
+}
+
+inline reply_slot_base::~reply_slot_base() {
+  counter_slot& counters = target_->core()->counters_here();
+  counters.add(counters.asks_closed);
+  target_->release();
+}
+
+inline runtime_core* reply_slot_base::core() const noexcept { return target_->core(); }
+
+inline bool reply_slot_base::fail(errc code, const std::string& text,
+                                  std::exception_ptr cause) noexcept {
+  if (!claim()) return false;
+  try {
+    error_ = std::make_exception_ptr(troupe::error(code, text, std::move(cause)));
+  } catch (...) {
+    error_ = std::current_exception();
+  }
+  publish();
+  return true;
+}
+
+inline void reply_slot_base::publish() noexcept {
+  // Cancel first, so that whoever sees the ask done also sees its timer gone. Destroying the
+  // cancelled task drops its reference; the caller still holds one.
+  static_cast<void>(core()->timers().cancel(&timer_));
+  state_.store(state_done, std::memory_order_release);
+  state_.notify_all();
+  if (waiter_.exchange(waiter_fired, std::memory_order_acq_rel) == waiter_registered) fire();
+}
+
+inline void reply_slot_base::fire() noexcept {
+  if (wake_cell_ != nullptr) {
+    wake_cell_->wake(wake_generation_);
+  } else if (callback_) {
+    callback_();
+  }
+}
+
+template <class R>
+bool reply_slot<R>::deliver(R&& value) noexcept {
+  runtime_core* rt = core();
+  counter_slot& counters = rt->counters_here();
+  counters.add(counters.sent);  // a reply is a message
+  if (!claim()) {
+    rt->record_dead_letter(asker(), type_name<R>(), dead_letter_reason::expired, correlation(),
+                           "the ask had already completed (timed out or failed)");
+    return false;
+  }
+  try {
+    value_.emplace(std::move(value));
+  } catch (...) {
+    error_ = std::current_exception();
+  }
+  counters.add(counters.handled);
+  publish();
+  return true;
+}
+
 // ---- the actor record ------------------------------------------------------------------------
 
 inline void actor_cell::release() noexcept {
@@ -439,6 +691,7 @@ inline void actor_cell::release() noexcept {
 
 inline void actor_cell::destroy_self() noexcept {
   runtime_core* core = core_;
+  delete watch_;
   ops_->delete_cell(this);
   core->release();
 }
@@ -533,6 +786,13 @@ inline int actor_cell::settle_task() {
   for (;;) {
     if (task_.done()) {
       std::exception_ptr error = task_promise_->error();
+      if (!error && current_->ops->task_done != nullptr) {
+        try {
+          current_->ops->task_done(*current_, *task_promise_);  // the reply of an ask
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
       task_.destroy();
       task_ = {};
       task_promise_ = nullptr;
@@ -615,10 +875,18 @@ inline void actor_cell::fail(std::exception_ptr error, envelope* failing) noexce
   } catch (...) {
   }
   if (failing != nullptr) {
-    core_->dead_letter_out(this, failing, dead_letter_reason::handler_failed, what);
+    core_->dead_letter_out(this, failing, dead_letter_reason::handler_failed, what, error);
   }
   core_->report_failure(this, what);
   cause_ = stop_cause::failed;
+  {
+    std::lock_guard lock(runtime_core::monitor_lock(this));
+    try {
+      if (watch_ == nullptr) watch_ = new watch_state;
+      watch_->failure = what;
+    } catch (...) {
+    }
+  }
   finalize();
 }
 
@@ -658,8 +926,29 @@ inline void actor_cell::finalize() noexcept {
                                                                    : stop_cause::requested;
   }
   ops_->destroy_instance(*this);
+  notify_watchers();
   core_->unregister_cell(this);
   release();  // the runtime's reference
+}
+
+inline void actor_cell::notify_watchers() noexcept {
+  std::vector<watch_entry> watchers;
+  std::string detail;
+  {
+    std::lock_guard lock(runtime_core::monitor_lock(this));
+    sealed_ = true;
+    exit_cause_ = cause_;
+    if (watch_ == nullptr) return;
+    watchers.swap(watch_->entries);
+    try {
+      detail = watch_->failure;
+    } catch (...) {
+    }
+  }
+  for (const watch_entry& w : watchers) {
+    core_->deliver_down(w.watcher, this, cause_, detail, w.id);
+    w.watcher->release();
+  }
 }
 
 }  // namespace troupe::detail
@@ -754,6 +1043,63 @@ void context::send_after(std::chrono::nanoseconds delay, const ref<A>& target, M
                                   std::chrono::duration_cast<detail::clock::duration>(delay),
                                   std::forward<M>(message));
   }
+}
+
+
+template <class R>
+void reply<R>::await_suspend(std::coroutine_handle<> awaiting) noexcept {
+  detail::actor_cell* cell = detail::this_thread_identity.cell;
+  if (cell == nullptr) {
+    std::fputs("troupe: a reply was awaited outside an actor's task handler\n", stderr);
+    std::terminate();
+  }
+  slot_->wake_when_done(cell, cell->arm_suspension(awaiting));
+}
+
+inline monitor_handle context::monitor(const address& target) {
+  detail::actor_cell& self = detail::cell_of(*this);
+  detail::actor_cell* watched = detail::access::cell_of(target);
+  if (watched == nullptr) throw error(errc::invalid_ref, "monitor() of an empty address");
+  if (!self.ops()->handles_down) {
+    throw error(errc::no_down_handler, std::string(self.ops()->type_name) +
+                                           " monitors an actor but has no on(troupe::down) handler");
+  }
+  detail::runtime_core* core = self.core();
+  const std::uint64_t id = core->next_monitor_id();
+  bool already_stopped = false;
+  detail::stop_cause cause = detail::stop_cause::none;
+  std::string detail_text;
+  {
+    std::lock_guard lock(detail::runtime_core::monitor_lock(watched));
+    if (watched->sealed_) {
+      already_stopped = true;
+      cause = watched->exit_cause_;
+      if (watched->watch_ != nullptr) detail_text = watched->watch_->failure;
+    } else {
+      if (watched->watch_ == nullptr) watched->watch_ = new detail::watch_state;
+      watched->watch_->entries.push_back({&self, id});
+      self.retain();
+    }
+  }
+  if (already_stopped) core->deliver_down(&self, watched, cause, detail_text, id);
+  return monitor_handle{target, id};
+}
+
+inline bool context::demonitor(const monitor_handle& handle) {
+  detail::actor_cell& self = detail::cell_of(*this);
+  detail::actor_cell* watched = detail::access::cell_of(handle.target);
+  if (watched == nullptr) return false;
+  std::lock_guard lock(detail::runtime_core::monitor_lock(watched));
+  if (watched->watch_ == nullptr) return false;
+  auto& entries = watched->watch_->entries;
+  for (auto it = entries.begin(); it != entries.end(); ++it) {
+    if (it->watcher == &self && it->id == handle.id) {
+      entries.erase(it);
+      self.release();  // not the last reference: the running actor holds the runtime's
+      return true;
+    }
+  }
+  return false;
 }
 
 inline std::chrono::steady_clock::time_point context::now() const noexcept {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <troupe/detail/config.hpp>
+#include <troupe/detail/fwd.hpp>
 
 #include <atomic>
 #include <cstdint>
@@ -16,6 +17,8 @@ struct alignas(cache_line) counter_slot {
   std::atomic<std::uint64_t> handled{0};
   std::atomic<std::uint64_t> dead{0};
   std::atomic<std::uint64_t> rejected{0};
+  std::atomic<std::uint64_t> asks_opened{0};
+  std::atomic<std::uint64_t> asks_closed{0};
   bool single_writer = false;
 
   void add(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
@@ -33,6 +36,7 @@ struct thread_identity {
   const void* core = nullptr;
   counter_slot* counters = nullptr;  // null on internal threads without their own block
   void* worker = nullptr;
+  actor_cell* cell = nullptr;  // the actor this worker is running right now
 };
 inline thread_local thread_identity this_thread_identity;
 

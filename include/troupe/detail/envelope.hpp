@@ -3,12 +3,15 @@
 
 #include <troupe/detail/fwd.hpp>
 #include <troupe/detail/pool.hpp>
+#include <troupe/error.hpp>
 #include <troupe/task.hpp>
 
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <new>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -27,6 +30,12 @@ struct envelope_ops {
   handler_start (*invoke)(actor_cell& cell, envelope& e);
   void (*destroy)(envelope* e) noexcept;
   std::string_view message_type;
+  // Asks only (null for plain sends): a task handler finished, so move its result into the
+  // reply (may throw: the handler then counts as failed); or the request will not be handled,
+  // so complete the reply with this error.
+  void (*task_done)(envelope& e, promise_base& result) = nullptr;
+  void (*abort)(envelope& e, errc code, const std::string& detail,
+                const std::exception_ptr& cause) noexcept = nullptr;
 };
 
 // A message in flight. `next` links it into a mailbox; it is written by the sender before the

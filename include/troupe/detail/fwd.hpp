@@ -11,6 +11,12 @@ class context;
 class address;
 template <class A>
 class ref;
+template <class R>
+class reply;
+template <class R>
+class promise;
+struct down;
+struct monitor_handle;
 
 namespace detail {
 
@@ -26,6 +32,10 @@ template <class A, class M>
 bool send_message(actor_cell* target, M&& message);
 template <class A, class M>
 void send_message_after(actor_cell* target, clock::duration delay, M&& message);
+template <class A, class M, class Arg>
+auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, bool use_default);
+template <class ActorType, class MessageType>
+struct actor_has_replying_handler_for_message;
 
 }  // namespace detail
 }  // namespace troupe

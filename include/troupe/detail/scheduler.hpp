@@ -187,7 +187,10 @@ class worker_pool final : public scheduler {
       actor_cell* cell = find_work(w);
       if (cell == nullptr) cell = park(w);
       if (cell == nullptr) return;  // stopping
-      if (cell->run(batch_) == activation::yielded) push_local(w, cell);
+      this_thread_identity.cell = cell;
+      const activation outcome = cell->run(batch_);
+      this_thread_identity.cell = nullptr;
+      if (outcome == activation::yielded) push_local(w, cell);
     }
   }
 
