@@ -1,8 +1,6 @@
 // bank: the flagship of the foundation — accounts as actors, a coroutine handler that suspends
 // on a timer without blocking a thread, delayed sends, a failing actor whose messages become
 // dead letters, and the runtime's accounting proving that every message is accounted for.
-#include <troupe/troupe.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -13,6 +11,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <troupe/troupe.hpp>
 
 using namespace std::chrono_literals;
 
@@ -124,6 +124,6 @@ int main() {
               static_cast<unsigned long long>(c.dead_lettered),
               static_cast<unsigned long long>(c.rejected),
               c.sent == c.handled + c.dead_lettered + c.rejected ? "every message accounted for"
-                                                                  : "MISMATCH");
+                                                                 : "MISMATCH");
   return c.sent == c.handled + c.dead_lettered + c.rejected ? 0 : 1;
 }

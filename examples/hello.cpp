@@ -1,10 +1,10 @@
 // hello: the smallest complete troupe program — spawn an actor, send it messages, wait for its
 // answer, shut down.
-#include <troupe/troupe.hpp>
-
 #include <future>
 #include <iostream>
 #include <string>
+
+#include <troupe/troupe.hpp>
 
 struct greet {
   std::string name;

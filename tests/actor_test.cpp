@@ -1,8 +1,6 @@
 // Tests of actors and troupe::context (include/troupe/actor.hpp): construction, lifecycle
 // hooks, one handler at a time (also across task suspensions), ordering across suspensions,
 // failures, self, timers and delayed sends.
-#include "support.hpp"
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -11,6 +9,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -226,8 +226,8 @@ struct arm {
 
 class stamper {
  public:
-  stamper(troupe::context& ctx, std::vector<std::pair<int, std::chrono::steady_clock::time_point>>* got,
-          std::latch* done)
+  stamper(troupe::context& ctx,
+          std::vector<std::pair<int, std::chrono::steady_clock::time_point>>* got, std::latch* done)
       : ctx_(ctx), got_(got), done_(done) {}
   void on(stamp s) {
     got_->emplace_back(s.id, std::chrono::steady_clock::now());
@@ -335,8 +335,7 @@ class quitter {
 };
 }  // namespace
 
-TEST_CASE("ctx.stop: messages queued behind the stopping one are dead-lettered",
-          "[actor][stop]") {
+TEST_CASE("ctx.stop: messages queued behind the stopping one are dead-lettered", "[actor][stop]") {
   test::observer obs;
   troupe::runtime rt(obs.options(1));
   auto q = rt.spawn<quitter>();

@@ -1,8 +1,6 @@
 // Tests of request-reply (include/troupe/ask.hpp): replies from sync, task and promise
 // handlers; from plain threads, actors and callbacks; every error; timeouts; late replies;
 // nothing left behind after many asks.
-#include "support.hpp"
-
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -11,6 +9,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -122,13 +122,13 @@ TEST_CASE("an ask to a stopped actor fails at once, not after the timeout", "[as
   // asks with an hour's timeout must fail immediately.
   troupe::errc first = troupe::errc::timeout;
   while ((first = [&] {
-            try {
-              static_cast<void>(s.ask(get{}, 1h).get());
-              return troupe::errc::timeout;  // answered: the stop had not landed yet
-            } catch (const troupe::error& e) {
-              return e.code();
-            }
-          }()) == troupe::errc::timeout) {
+           try {
+             static_cast<void>(s.ask(get{}, 1h).get());
+             return troupe::errc::timeout;  // answered: the stop had not landed yet
+           } catch (const troupe::error& e) {
+             return e.code();
+           }
+         }()) == troupe::errc::timeout) {
   }
   REQUIRE(first == troupe::errc::actor_stopped);
   const auto start = std::chrono::steady_clock::now();
@@ -173,6 +173,35 @@ TEST_CASE("the runtime's default ask timeout applies when none is given", "[ask]
   auto s = rt.spawn<server>();
   REQUIRE(code_of(s.ask(get_later{1s})) == troupe::errc::timeout);
   rt.shutdown(0ms);
+}
+
+namespace {
+struct fulfil {
+  troupe::promise<int> reply;
+  int value;
+};
+struct delegate_get {};
+class helper {
+ public:
+  void on(fulfil f) { f.reply.set_value(f.value * 2); }
+};
+class front {
+ public:
+  explicit front(troupe::ref<helper> h) : helper_(std::move(h)) {}
+  // Hands its reply promise to another actor, which answers the asker directly.
+  void on(delegate_get, troupe::promise<int> reply) { helper_.send(fulfil{std::move(reply), 21}); }
+
+ private:
+  troupe::ref<helper> helper_;
+};
+}  // namespace
+
+TEST_CASE("a reply promise can be delegated to another actor", "[ask][promise]") {
+  troupe::runtime rt(troupe::runtime_options{.workers = 2});
+  auto f = rt.spawn<front>(rt.spawn<helper>());
+  REQUIRE(f.ask(delegate_get{}).get() == 42);
+  rt.shutdown();
+  test::require_accounted(rt.counters());
 }
 
 TEST_CASE("a dropped promise completes the ask with broken_promise", "[ask][promise]") {
@@ -328,5 +357,6 @@ TEST_CASE("1,000,000 asks leave no reply state or timer behind", "[ask][leak]") 
   REQUIRE(rt.pending_timers() == 0);  // every timeout was cancelled when its reply came
   rt.shutdown();
   REQUIRE(rt.counters().open_asks == 0);
+  REQUIRE(troupe::task_frames_alive() == 0);
   test::require_accounted(rt.counters());
 }

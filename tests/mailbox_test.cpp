@@ -1,14 +1,14 @@
 // Tests of the internal mailbox (include/troupe/detail/mailbox.hpp): FIFO, the idle/woke
 // hand-off that guarantees exactly one scheduling per wake-up, and close().
-#include <troupe/detail/mailbox.hpp>
-
-#include <catch2/catch.hpp>
-
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <thread>
 #include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <troupe/detail/mailbox.hpp>
 
 namespace {
 
@@ -113,7 +113,7 @@ TEST_CASE("concurrent producers: per-producer FIFO and one wake-up per idle peri
     if (holders.fetch_sub(1) != 1) violation = true;
     if (box.try_idle()) {
       ++idles;
-      holders.wait(0);  // until a producer's `woke` hands the token back
+      holders.wait(0);                       // until a producer's `woke` hands the token back
     } else if (holders.fetch_add(1) != 0) {  // messages arrived: nobody else can hold it
       violation = true;
     }

@@ -1,9 +1,9 @@
 // Tests of death watch (include/troupe/monitor.hpp): a down message for every stop reason,
 // monitoring a stopped actor, demonitor, and misuse.
-#include "support.hpp"
-
 #include <future>
 #include <stdexcept>
+
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -63,8 +63,7 @@ struct no_down {
   troupe::context& ctx_;
 };
 
-troupe::down watch_until_down(troupe::runtime& rt, const troupe::address& target,
-                              auto&& then) {
+troupe::down watch_until_down(troupe::runtime& rt, const troupe::address& target, auto&& then) {
   std::promise<troupe::down> got;
   std::promise<void> armed;
   auto w = rt.spawn<watcher>(&got);
@@ -76,8 +75,7 @@ troupe::down watch_until_down(troupe::runtime& rt, const troupe::address& target
 
 }  // namespace
 
-TEST_CASE("down messages say why: normal stop, failure with its text, shutdown",
-          "[monitor]") {
+TEST_CASE("down messages say why: normal stop, failure with its text, shutdown", "[monitor]") {
   troupe::runtime_options o;
   o.workers = 2;
   o.on_failure = [](const troupe::address&, std::string_view) {};

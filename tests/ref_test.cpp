@@ -1,12 +1,12 @@
 // Tests of troupe::ref and troupe::address (include/troupe/ref.hpp): FIFO per sender with
 // concurrent senders, identity, stop through a handle, sends to stopped actors, empty handles.
-#include "support.hpp"
-
 #include <atomic>
 #include <latch>
 #include <thread>
 #include <unordered_set>
 #include <vector>
+
+#include "support.hpp"
 
 namespace {
 
@@ -126,7 +126,7 @@ TEST_CASE("stop through a handle: later sends are dead-lettered and counted", "[
   troupe::runtime rt(obs.options());
   auto a = rt.spawn<quiet_actor>();
   a.stop();
-  a.stop();  // idempotent
+  a.stop();       // idempotent
   rt.shutdown();  // the stop has certainly taken effect now
   REQUIRE(rt.counters().stopped == 1);
 

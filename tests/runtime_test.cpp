@@ -1,13 +1,13 @@
 // Tests of troupe::runtime (include/troupe/runtime.hpp): spawning, worker count, shutdown's
 // drain and deadline, accounting of every message, misuse, many actors and stress.
-#include "support.hpp"
-
 #include <atomic>
 #include <chrono>
 #include <latch>
 #include <random>
 #include <thread>
 #include <vector>
+
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -174,7 +174,8 @@ TEST_CASE("shutdown from inside the runtime is refused with shutdown_from_worker
   REQUIRE(code.load() == static_cast<int>(troupe::errc::shutdown_from_worker));
 }
 
-TEST_CASE("shutdown waits for delayed sends up to its deadline, then dead-letters them", "[runtime][timers]") {
+TEST_CASE("shutdown waits for delayed sends up to its deadline, then dead-letters them",
+          "[runtime][timers]") {
   std::atomic<long> total{0};
   test::observer obs;
   troupe::runtime rt(obs.options());

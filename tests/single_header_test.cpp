@@ -1,10 +1,10 @@
 // Compiled with only single_include/ on the include path: the generated single header is
 // complete on its own.
-#include <troupe/troupe.hpp>
+#include <latch>
 
 #include <catch2/catch.hpp>
 
-#include <latch>
+#include <troupe/troupe.hpp>
 
 namespace {
 struct greet {

@@ -1,14 +1,14 @@
 // Test support: collecting dead letters and failures, and the accounting invariant.
 #pragma once
 
-#include <troupe/troupe.hpp>
-
-#include <catch2/catch.hpp>
-
 #include <cstddef>
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <troupe/troupe.hpp>
 
 namespace test {
 

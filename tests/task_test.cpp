@@ -1,11 +1,11 @@
 // Tests of troupe::task (include/troupe/task.hpp): results, exceptions and nesting, driven by
 // a runtime so that handlers that return tasks are exercised the way users write them.
-#include "support.hpp"
-
 #include <latch>
 #include <memory>
 #include <stdexcept>
 #include <string>
+
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -16,7 +16,9 @@ troupe::task<int> depth(int n) {
   co_return 1 + co_await depth(n - 1);
 }
 
-troupe::task<std::unique_ptr<int>> boxed(int v) { co_return std::make_unique<int>(v); }
+troupe::task<std::unique_ptr<int>> boxed(int v) {
+  co_return std::make_unique<int>(v);
+}
 
 troupe::task<int> thrower() {
   throw std::runtime_error("inner failure");

@@ -19,12 +19,12 @@
 // the actor: the message is dead-lettered with the exception's text and the actor stops.
 #pragma once
 
+#include <chrono>
+
 #include <troupe/detail/fwd.hpp>
 #include <troupe/error.hpp>
 #include <troupe/handler.hpp>
 #include <troupe/task.hpp>
-
-#include <chrono>
 
 namespace troupe {
 

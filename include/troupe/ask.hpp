@@ -13,18 +13,18 @@
 // correlation id that dead letters show.
 #pragma once
 
-#include <troupe/detail/counters.hpp>
-#include <troupe/detail/fwd.hpp>
-#include <troupe/detail/reply_slot.hpp>
-#include <troupe/error.hpp>
-#include <troupe/handler.hpp>
-
 #include <coroutine>
 #include <cstdint>
 #include <exception>
 #include <optional>
 #include <type_traits>
 #include <utility>
+
+#include <troupe/detail/counters.hpp>
+#include <troupe/detail/fwd.hpp>
+#include <troupe/detail/reply_slot.hpp>
+#include <troupe/error.hpp>
+#include <troupe/handler.hpp>
 
 namespace troupe {
 
@@ -91,7 +91,7 @@ class [[nodiscard]] reply {
   // Calls f(troupe::result<R>) once, when the ask completes: on the completing thread (a
   // worker or the timer thread: keep it short, never block) or at once if it already has.
   template <class F>
-    requires std::is_invocable_v<F&, result<R>>
+  requires std::is_invocable_v<F&, result<R>>
   void then(F f) && {
     detail::reply_slot<R>* slot = std::exchange(slot_, nullptr);
     slot->call_when_done([slot, f = std::move(f)]() mutable {
@@ -252,7 +252,8 @@ struct actor_has_replying_handler_for_message {
 
 // A replies to M: an ask of M to a ref<A> compiles.
 template <class A, class M>
-concept Replies = detail::reply_style_of<A, std::remove_cvref_t<M>>() != detail::reply_style::none;
+concept Replies = detail::reply_style_of<A, std::remove_cvref_t<M>>()
+!= detail::reply_style::none;
 
 // The type of A's reply to M.
 template <class A, class M>

@@ -1,11 +1,11 @@
 // troupe::dead_letter: the record of a message that was not handled, and why.
 #pragma once
 
-#include <troupe/detail/address.hpp>
-
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+#include <troupe/detail/address.hpp>
 
 namespace troupe {
 
@@ -20,12 +20,18 @@ enum class dead_letter_reason {
 
 [[nodiscard]] constexpr std::string_view to_string(dead_letter_reason r) noexcept {
   switch (r) {
-    case dead_letter_reason::target_stopped: return "target stopped";
-    case dead_letter_reason::handler_failed: return "handler failed";
-    case dead_letter_reason::shutdown: return "shutdown";
-    case dead_letter_reason::mailbox_full: return "mailbox full";
-    case dead_letter_reason::expired: return "expired";
-    case dead_letter_reason::retries_exhausted: return "retries exhausted";
+    case dead_letter_reason::target_stopped:
+      return "target stopped";
+    case dead_letter_reason::handler_failed:
+      return "handler failed";
+    case dead_letter_reason::shutdown:
+      return "shutdown";
+    case dead_letter_reason::mailbox_full:
+      return "mailbox full";
+    case dead_letter_reason::expired:
+      return "expired";
+    case dead_letter_reason::retries_exhausted:
+      return "retries exhausted";
   }
   return "unknown";
 }

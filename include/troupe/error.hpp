@@ -11,32 +11,43 @@ namespace troupe {
 
 // Why an operation failed. Stable values: tests and callers switch on them.
 enum class errc {
-  runtime_stopped = 1,  // the runtime is shutting down or has shut down
-  actor_stopped,        // the target actor has stopped
-  invalid_ref,          // an empty ref or address was used
-  bad_actor_type,       // a typed view of an actor was asked for with the wrong type
-  shutdown_from_worker, // shutdown() was called from one of the runtime's own threads
-  handler_failed,       // a handler threw
-  timeout,              // the operation did not complete in time
-  mailbox_full,         // a bounded mailbox rejected the message
-  broken_promise,       // a reply promise was dropped without a value
-  would_block,          // a blocking wait was attempted on one of the runtime's own threads
-  no_down_handler,      // monitor() from an actor that has no on(troupe::down) handler
+  runtime_stopped = 1,   // the runtime is shutting down or has shut down
+  actor_stopped,         // the target actor has stopped
+  invalid_ref,           // an empty ref or address was used
+  bad_actor_type,        // a typed view of an actor was asked for with the wrong type
+  shutdown_from_worker,  // shutdown() was called from one of the runtime's own threads
+  handler_failed,        // a handler threw
+  timeout,               // the operation did not complete in time
+  mailbox_full,          // a bounded mailbox rejected the message
+  broken_promise,        // a reply promise was dropped without a value
+  would_block,           // a blocking wait was attempted on one of the runtime's own threads
+  no_down_handler,       // monitor() from an actor that has no on(troupe::down) handler
 };
 
 [[nodiscard]] constexpr std::string_view to_string(errc code) noexcept {
   switch (code) {
-    case errc::runtime_stopped: return "runtime stopped";
-    case errc::actor_stopped: return "actor stopped";
-    case errc::invalid_ref: return "invalid ref";
-    case errc::bad_actor_type: return "bad actor type";
-    case errc::shutdown_from_worker: return "shutdown from a runtime thread";
-    case errc::handler_failed: return "handler failed";
-    case errc::timeout: return "timeout";
-    case errc::mailbox_full: return "mailbox full";
-    case errc::broken_promise: return "broken promise";
-    case errc::would_block: return "would block";
-    case errc::no_down_handler: return "no down handler";
+    case errc::runtime_stopped:
+      return "runtime stopped";
+    case errc::actor_stopped:
+      return "actor stopped";
+    case errc::invalid_ref:
+      return "invalid ref";
+    case errc::bad_actor_type:
+      return "bad actor type";
+    case errc::shutdown_from_worker:
+      return "shutdown from a runtime thread";
+    case errc::handler_failed:
+      return "handler failed";
+    case errc::timeout:
+      return "timeout";
+    case errc::mailbox_full:
+      return "mailbox full";
+    case errc::broken_promise:
+      return "broken promise";
+    case errc::would_block:
+      return "would block";
+    case errc::no_down_handler:
+      return "no down handler";
   }
   return "unknown error";
 }

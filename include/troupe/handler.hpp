@@ -1,11 +1,11 @@
 // What makes a class an actor and a type a message: the concepts send() and spawn() check.
 #pragma once
 
-#include <troupe/task.hpp>
-
 #include <string_view>
 #include <type_traits>
 #include <utility>
+
+#include <troupe/task.hpp>
 
 namespace troupe {
 
@@ -22,7 +22,9 @@ concept Actor = std::is_class_v<A> && !std::is_abstract_v<A> && std::is_destruct
 // A has a handler for M: `a.on(std::move(m))` is well formed. The handler may take M by value,
 // by const reference or by rvalue reference, and may return anything or a task<T>.
 template <class A, class M>
-concept Handles = requires(A& actor, M&& message) { actor.on(std::move(message)); };
+concept Handles = requires(A& actor, M&& message) {
+  actor.on(std::move(message));
+};
 
 namespace detail {
 

@@ -9,11 +9,11 @@
 //   };
 #pragma once
 
-#include <troupe/detail/address.hpp>
-
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+#include <troupe/detail/address.hpp>
 
 namespace troupe {
 
@@ -25,9 +25,12 @@ enum class down_reason {
 
 [[nodiscard]] constexpr std::string_view to_string(down_reason r) noexcept {
   switch (r) {
-    case down_reason::normal: return "normal";
-    case down_reason::failed: return "failed";
-    case down_reason::shutdown: return "shutdown";
+    case down_reason::normal:
+      return "normal";
+    case down_reason::failed:
+      return "failed";
+    case down_reason::shutdown:
+      return "shutdown";
   }
   return "unknown";
 }

@@ -1,11 +1,6 @@
 // troupe::address and troupe::ref<A>: untyped and typed handles to an actor.
 #pragma once
 
-#include <troupe/detail/address.hpp>
-#include <troupe/detail/fwd.hpp>
-#include <troupe/error.hpp>
-#include <troupe/handler.hpp>
-
 #include <chrono>
 #include <compare>
 #include <cstddef>
@@ -14,6 +9,11 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+
+#include <troupe/detail/address.hpp>
+#include <troupe/detail/fwd.hpp>
+#include <troupe/error.hpp>
+#include <troupe/handler.hpp>
 
 namespace troupe {
 

@@ -1,20 +1,20 @@
 // troupe::runtime: worker threads, spawning, delayed sends, counters and shutdown.
 #pragma once
 
-#include <troupe/actor.hpp>
-#include <troupe/ask.hpp>
-#include <troupe/dead_letter.hpp>
-#include <troupe/error.hpp>
-#include <troupe/metrics.hpp>
-#include <troupe/ref.hpp>
-#include <troupe/runtime_options.hpp>
-#include <troupe/detail/asio_timer_service.hpp>
-#include <troupe/detail/core.hpp>
-
 #include <chrono>
 #include <cstddef>
 #include <memory>
 #include <utility>
+
+#include <troupe/actor.hpp>
+#include <troupe/ask.hpp>
+#include <troupe/dead_letter.hpp>
+#include <troupe/detail/asio_timer_service.hpp>
+#include <troupe/detail/core.hpp>
+#include <troupe/error.hpp>
+#include <troupe/metrics.hpp>
+#include <troupe/ref.hpp>
+#include <troupe/runtime_options.hpp>
 
 namespace troupe {
 
@@ -68,9 +68,9 @@ class runtime {
     static_assert(detail::actor_has_handler_for_message<A, message_type>::value,
                   "troupe: send_after(): the actor has no on(...) handler for this message type");
     if constexpr (Handles<A, message_type>) {
-      detail::send_message_after<A>(
-          detail::access::cell_of(target),
-          std::chrono::duration_cast<detail::clock::duration>(delay), std::forward<M>(message));
+      detail::send_message_after<A>(detail::access::cell_of(target),
+                                    std::chrono::duration_cast<detail::clock::duration>(delay),
+                                    std::forward<M>(message));
     }
   }
 

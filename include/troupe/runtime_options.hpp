@@ -1,12 +1,12 @@
 // troupe::runtime_options: how a runtime is configured.
 #pragma once
 
-#include <troupe/detail/fwd.hpp>
-
 #include <chrono>
 #include <cstddef>
 #include <functional>
 #include <string_view>
+
+#include <troupe/detail/fwd.hpp>
 
 namespace troupe {
 

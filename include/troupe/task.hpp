@@ -1,13 +1,15 @@
 // troupe::task<T>: the coroutine type of actor handlers.
 #pragma once
 
-#include <troupe/detail/pool.hpp>
-
+#include <atomic>
 #include <coroutine>
+#include <cstdint>
 #include <exception>
 #include <optional>
 #include <type_traits>
 #include <utility>
+
+#include <troupe/detail/pool.hpp>
 
 namespace troupe {
 
@@ -20,7 +22,9 @@ namespace detail {
 // `troupe_awaitable` member type; only those may be awaited inside a task, because a task
 // resumed by anything else would run on a foreign thread, concurrently with its actor.
 template <class A>
-concept troupe_awaitable = requires { typename std::remove_cvref_t<A>::troupe_awaitable; };
+concept troupe_awaitable = requires {
+  typename std::remove_cvref_t<A>::troupe_awaitable;
+};
 
 template <class A>
 struct awaitable_check : std::bool_constant<troupe_awaitable<A>> {};
@@ -28,8 +32,19 @@ struct awaitable_check : std::bool_constant<troupe_awaitable<A>> {};
 class promise_base {
  public:
   // Frames come from the recycling pool: a handler coroutine costs no malloc in steady state.
-  static void* operator new(std::size_t n) { return block_pool::allocate(n); }
-  static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
+  // The live count (one relaxed add per frame, not per message) lets tests prove that no frame
+  // is left behind.
+  static void* operator new(std::size_t n) {
+    void* p = block_pool::allocate(n);
+    live_frames.fetch_add(1, std::memory_order_relaxed);
+    return p;
+  }
+  static void operator delete(void* p, std::size_t n) noexcept {
+    live_frames.fetch_sub(1, std::memory_order_relaxed);
+    block_pool::deallocate(p, n);
+  }
+
+  static inline std::atomic<std::int64_t> live_frames{0};
 
   std::suspend_always initial_suspend() const noexcept { return {}; }
 
@@ -68,7 +83,7 @@ class task_promise final : public promise_base {
   task<T> get_return_object() noexcept;
 
   template <class U>
-    requires std::is_constructible_v<T, U&&>
+  requires std::is_constructible_v<T, U&&>
   void return_value(U&& value) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
     value_.emplace(std::forward<U>(value));
   }
@@ -167,5 +182,10 @@ template <class T>
 struct is_task<task<T>> : std::true_type {};
 
 }  // namespace detail
+
+// Coroutine frames of troupe::task alive in the process (all runtimes); for leak checks.
+[[nodiscard]] inline std::int64_t task_frames_alive() noexcept {
+  return detail::promise_base::live_frames.load(std::memory_order_relaxed);
+}
 
 }  // namespace troupe

@@ -32,10 +32,11 @@
 // across the suspensions of a task handler. An exception escaping a handler (or on_start) fails
 // the actor: the message is dead-lettered with the exception's text and the actor stops.
 
+#include <chrono>
+
 // ---- begin troupe/detail/fwd.hpp ----
 // Internal: forward declarations that let the public headers refer to one another.
 
-#include <chrono>
 #include <cstdint>
 
 namespace troupe {
@@ -87,32 +88,43 @@ namespace troupe {
 
 // Why an operation failed. Stable values: tests and callers switch on them.
 enum class errc {
-  runtime_stopped = 1,  // the runtime is shutting down or has shut down
-  actor_stopped,        // the target actor has stopped
-  invalid_ref,          // an empty ref or address was used
-  bad_actor_type,       // a typed view of an actor was asked for with the wrong type
-  shutdown_from_worker, // shutdown() was called from one of the runtime's own threads
-  handler_failed,       // a handler threw
-  timeout,              // the operation did not complete in time
-  mailbox_full,         // a bounded mailbox rejected the message
-  broken_promise,       // a reply promise was dropped without a value
-  would_block,          // a blocking wait was attempted on one of the runtime's own threads
-  no_down_handler,      // monitor() from an actor that has no on(troupe::down) handler
+  runtime_stopped = 1,   // the runtime is shutting down or has shut down
+  actor_stopped,         // the target actor has stopped
+  invalid_ref,           // an empty ref or address was used
+  bad_actor_type,        // a typed view of an actor was asked for with the wrong type
+  shutdown_from_worker,  // shutdown() was called from one of the runtime's own threads
+  handler_failed,        // a handler threw
+  timeout,               // the operation did not complete in time
+  mailbox_full,          // a bounded mailbox rejected the message
+  broken_promise,        // a reply promise was dropped without a value
+  would_block,           // a blocking wait was attempted on one of the runtime's own threads
+  no_down_handler,       // monitor() from an actor that has no on(troupe::down) handler
 };
 
 [[nodiscard]] constexpr std::string_view to_string(errc code) noexcept {
   switch (code) {
-    case errc::runtime_stopped: return "runtime stopped";
-    case errc::actor_stopped: return "actor stopped";
-    case errc::invalid_ref: return "invalid ref";
-    case errc::bad_actor_type: return "bad actor type";
-    case errc::shutdown_from_worker: return "shutdown from a runtime thread";
-    case errc::handler_failed: return "handler failed";
-    case errc::timeout: return "timeout";
-    case errc::mailbox_full: return "mailbox full";
-    case errc::broken_promise: return "broken promise";
-    case errc::would_block: return "would block";
-    case errc::no_down_handler: return "no down handler";
+    case errc::runtime_stopped:
+      return "runtime stopped";
+    case errc::actor_stopped:
+      return "actor stopped";
+    case errc::invalid_ref:
+      return "invalid ref";
+    case errc::bad_actor_type:
+      return "bad actor type";
+    case errc::shutdown_from_worker:
+      return "shutdown from a runtime thread";
+    case errc::handler_failed:
+      return "handler failed";
+    case errc::timeout:
+      return "timeout";
+    case errc::mailbox_full:
+      return "mailbox full";
+    case errc::broken_promise:
+      return "broken promise";
+    case errc::would_block:
+      return "would block";
+    case errc::no_down_handler:
+      return "no down handler";
   }
   return "unknown error";
 }
@@ -144,16 +156,25 @@ class error : public std::runtime_error {
 // ---- begin troupe/handler.hpp ----
 // What makes a class an actor and a type a message: the concepts send() and spawn() check.
 
+#include <type_traits>
+
 // ---- begin troupe/task.hpp ----
 // troupe::task<T>: the coroutine type of actor handlers.
+
+#include <atomic>
+#include <coroutine>
+#include <optional>
 
 // ---- begin troupe/detail/pool.hpp ----
 // Internal: the recycling allocator behind envelopes, coroutine frames and actor cells.
 
+#include <cstddef>
+#include <mutex>
+#include <new>
+#include <vector>
+
 // ---- begin troupe/detail/config.hpp ----
 // Internal: build-environment detection and small portable helpers.
-
-#include <cstddef>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define TROUPE_DETAIL_ASAN 1
@@ -182,10 +203,6 @@ inline void cpu_relax() noexcept {
 
 }  // namespace troupe::detail
 // ---- end troupe/detail/config.hpp ----
-
-#include <mutex>
-#include <new>
-#include <vector>
 
 namespace troupe::detail {
 
@@ -312,10 +329,6 @@ class block_pool {
 }  // namespace troupe::detail
 // ---- end troupe/detail/pool.hpp ----
 
-#include <coroutine>
-#include <optional>
-#include <type_traits>
-
 namespace troupe {
 
 template <class T = void>
@@ -327,7 +340,9 @@ namespace detail {
 // `troupe_awaitable` member type; only those may be awaited inside a task, because a task
 // resumed by anything else would run on a foreign thread, concurrently with its actor.
 template <class A>
-concept troupe_awaitable = requires { typename std::remove_cvref_t<A>::troupe_awaitable; };
+concept troupe_awaitable = requires {
+  typename std::remove_cvref_t<A>::troupe_awaitable;
+};
 
 template <class A>
 struct awaitable_check : std::bool_constant<troupe_awaitable<A>> {};
@@ -335,8 +350,19 @@ struct awaitable_check : std::bool_constant<troupe_awaitable<A>> {};
 class promise_base {
  public:
   // Frames come from the recycling pool: a handler coroutine costs no malloc in steady state.
-  static void* operator new(std::size_t n) { return block_pool::allocate(n); }
-  static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
+  // The live count (one relaxed add per frame, not per message) lets tests prove that no frame
+  // is left behind.
+  static void* operator new(std::size_t n) {
+    void* p = block_pool::allocate(n);
+    live_frames.fetch_add(1, std::memory_order_relaxed);
+    return p;
+  }
+  static void operator delete(void* p, std::size_t n) noexcept {
+    live_frames.fetch_sub(1, std::memory_order_relaxed);
+    block_pool::deallocate(p, n);
+  }
+
+  static inline std::atomic<std::int64_t> live_frames{0};
 
   std::suspend_always initial_suspend() const noexcept { return {}; }
 
@@ -375,7 +401,7 @@ class task_promise final : public promise_base {
   task<T> get_return_object() noexcept;
 
   template <class U>
-    requires std::is_constructible_v<T, U&&>
+  requires std::is_constructible_v<T, U&&>
   void return_value(U&& value) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
     value_.emplace(std::forward<U>(value));
   }
@@ -475,6 +501,11 @@ struct is_task<task<T>> : std::true_type {};
 
 }  // namespace detail
 
+// Coroutine frames of troupe::task alive in the process (all runtimes); for leak checks.
+[[nodiscard]] inline std::int64_t task_frames_alive() noexcept {
+  return detail::promise_base::live_frames.load(std::memory_order_relaxed);
+}
+
 }  // namespace troupe
 // ---- end troupe/task.hpp ----
 
@@ -493,7 +524,9 @@ concept Actor = std::is_class_v<A> && !std::is_abstract_v<A> && std::is_destruct
 // A has a handler for M: `a.on(std::move(m))` is well formed. The handler may take M by value,
 // by const reference or by rvalue reference, and may return anything or a task<T>.
 template <class A, class M>
-concept Handles = requires(A& actor, M&& message) { actor.on(std::move(message)); };
+concept Handles = requires(A& actor, M&& message) {
+  actor.on(std::move(message));
+};
 
 namespace detail {
 
@@ -579,6 +612,11 @@ class context {
 // the definitions of the handle, context and actor-record functions that need all of it.
 // Included at the end of the public headers that declare those functions; never by users.
 
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <memory>
+
 // ---- begin troupe/ask.hpp ----
 // Request-reply: ref<A>::ask(message) returns a troupe::reply<R>; a handler's return value (or
 // its task's result, or a troupe::promise<R> it fulfils later) is the reply.
@@ -596,8 +634,6 @@ class context {
 
 // ---- begin troupe/detail/counters.hpp ----
 // Internal: message counters, one block per worker thread plus one shared block.
-
-#include <atomic>
 
 namespace troupe::detail {
 
@@ -637,13 +673,14 @@ inline thread_local thread_identity this_thread_identity;
 // ---- begin troupe/detail/reply_slot.hpp ----
 // Internal: the shared state of one ask — where the reply (or the error) lands, exactly once.
 
+#include <functional>
+
 // ---- begin troupe/detail/address.hpp ----
 // Internal: the definition of troupe::address, kept free of the rest of the core so that the
 // public headers that hold an address (ref.hpp, dead_letter.hpp) can include it first.
 // Users include <troupe/ref.hpp>.
 
 #include <compare>
-#include <functional>
 
 namespace troupe {
 
@@ -864,7 +901,7 @@ class [[nodiscard]] reply {
   // Calls f(troupe::result<R>) once, when the ask completes: on the completing thread (a
   // worker or the timer thread: keep it short, never block) or at once if it already has.
   template <class F>
-    requires std::is_invocable_v<F&, result<R>>
+  requires std::is_invocable_v<F&, result<R>>
   void then(F f) && {
     detail::reply_slot<R>* slot = std::exchange(slot_, nullptr);
     slot->call_when_done([slot, f = std::move(f)]() mutable {
@@ -1025,7 +1062,8 @@ struct actor_has_replying_handler_for_message {
 
 // A replies to M: an ask of M to a ref<A> compiles.
 template <class A, class M>
-concept Replies = detail::reply_style_of<A, std::remove_cvref_t<M>>() != detail::reply_style::none;
+concept Replies = detail::reply_style_of<A, std::remove_cvref_t<M>>()
+!= detail::reply_style::none;
 
 // The type of A's reply to M.
 template <class A, class M>
@@ -1050,12 +1088,18 @@ enum class dead_letter_reason {
 
 [[nodiscard]] constexpr std::string_view to_string(dead_letter_reason r) noexcept {
   switch (r) {
-    case dead_letter_reason::target_stopped: return "target stopped";
-    case dead_letter_reason::handler_failed: return "handler failed";
-    case dead_letter_reason::shutdown: return "shutdown";
-    case dead_letter_reason::mailbox_full: return "mailbox full";
-    case dead_letter_reason::expired: return "expired";
-    case dead_letter_reason::retries_exhausted: return "retries exhausted";
+    case dead_letter_reason::target_stopped:
+      return "target stopped";
+    case dead_letter_reason::handler_failed:
+      return "handler failed";
+    case dead_letter_reason::shutdown:
+      return "shutdown";
+    case dead_letter_reason::mailbox_full:
+      return "mailbox full";
+    case dead_letter_reason::expired:
+      return "expired";
+    case dead_letter_reason::retries_exhausted:
+      return "retries exhausted";
   }
   return "unknown";
 }
@@ -1072,173 +1116,6 @@ struct dead_letter {
 }  // namespace troupe
 
 // ---- end troupe/dead_letter.hpp ----
-// ---- begin troupe/monitor.hpp ----
-// Death watch: ctx.monitor(target) delivers a troupe::down message when the target stops.
-//
-//   class watcher {
-//    public:
-//     explicit watcher(troupe::context& ctx) : ctx_(ctx) {}
-//     void on(watch w) { handle_ = ctx_.monitor(w.target); }
-//     void on(const troupe::down& d) { /* d.who stopped; d.reason says why */ }
-//     ...
-//   };
-
-namespace troupe {
-
-enum class down_reason {
-  normal,    // stopped on request (ctx.stop(), address::stop())
-  failed,    // an exception escaped a handler, on_start or on_stop
-  shutdown,  // the runtime shut down
-};
-
-[[nodiscard]] constexpr std::string_view to_string(down_reason r) noexcept {
-  switch (r) {
-    case down_reason::normal: return "normal";
-    case down_reason::failed: return "failed";
-    case down_reason::shutdown: return "shutdown";
-  }
-  return "unknown";
-}
-
-// The message a monitoring actor receives once, when the monitored actor stops.
-struct down {
-  address who;
-  down_reason reason = down_reason::normal;
-  std::string detail;  // the failure's text for down_reason::failed
-  std::uint64_t monitor_id = 0;
-};
-
-// What ctx.monitor() returns; pass it to ctx.demonitor() to cancel.
-struct monitor_handle {
-  address target;
-  std::uint64_t id = 0;
-};
-
-}  // namespace troupe
-
-// ---- end troupe/monitor.hpp ----
-// ---- begin troupe/metrics.hpp ----
-// Runtime counters: the accounting that lets a test prove sent = handled + dead + rejected.
-
-namespace troupe {
-
-// A snapshot of a runtime's message and actor counters (runtime::counters()). Exact once the
-// runtime is quiet or shut down; while messages fly, each field is a recent value.
-struct runtime_counters {
-  std::uint64_t sent = 0;           // every send attempt of a user message
-  std::uint64_t handled = 0;        // handlers that returned (or whose task completed) normally
-  std::uint64_t dead_lettered = 0;  // messages that reached the dead letters
-  std::uint64_t rejected = 0;       // sends refused and reported to the sender
-  std::uint64_t spawned = 0;        // actors spawned
-  std::uint64_t stopped = 0;        // actors that have stopped (normally, failed or at shutdown)
-  std::uint64_t failed = 0;         // actors that failed (an exception escaped)
-  std::uint64_t open_asks = 0;      // asks whose reply state is still alive
-
-  // Messages neither handled nor dead-lettered nor rejected: queued or being handled.
-  [[nodiscard]] std::int64_t in_flight() const noexcept {
-    return static_cast<std::int64_t>(sent) -
-           static_cast<std::int64_t>(handled + dead_lettered + rejected);
-  }
-};
-
-}  // namespace troupe
-// ---- end troupe/metrics.hpp ----
-// ---- begin troupe/ref.hpp ----
-// troupe::address and troupe::ref<A>: untyped and typed handles to an actor.
-
-namespace troupe {
-
-// A typed, copyable handle to an actor of class A. send() compiles only for messages A has a
-// handler for. Thread-safe: any thread may send through any copy. A may be incomplete where
-// the ref is declared, so an actor can hold refs of its own class.
-template <class A>
-class ref : public address {
- public:
-  ref() noexcept = default;
-
-  // Point-to-point, fire-and-forget. Messages from one sender to one actor arrive in order.
-  // Returns true when the message was queued. Returns false when it was not: dead-lettered
-  // because the actor has stopped, or rejected because the runtime is shutting down and the
-  // sender is not one of its actors. Either way it is counted. Throws error(invalid_ref) on an
-  // empty ref.
-  template <class M>
-  bool send(M&& message) const {
-    using message_type = std::remove_cvref_t<M>;
-    static_assert(Actor<A>, "troupe::ref<A>: A must be a non-abstract, non-const class type");
-    static_assert(Message<message_type>, "troupe: a message must be a movable object type");
-    static_assert(detail::actor_has_handler_for_message<A, message_type>::value,
-                  "troupe: send(): the actor has no on(...) handler for this message type");
-    if constexpr (Handles<A, message_type>) {
-      return detail::send_message<A>(cell_, std::forward<M>(message));
-    } else {
-      return false;
-    }
-  }
-
-  // Request-reply: sends `message` and returns a troupe::reply<R> for the handler's reply (see
-  // ask.hpp). Compiles only if A has a handler for the message that replies. The first form
-  // uses runtime_options::ask_timeout. Throws error(invalid_ref) on an empty ref; every other
-  // failure completes the reply with an error instead.
-  template <class M>
-  auto ask(M&& message) const {
-    return ask_impl(std::forward<M>(message), std::chrono::nanoseconds{0}, true);
-  }
-  template <class M>
-  auto ask(M&& message, std::chrono::nanoseconds timeout) const {
-    return ask_impl(std::forward<M>(message), timeout, false);
-  }
-
- private:
-  friend struct detail::access;
-
-  template <class M>
-  auto ask_impl(M&& message, std::chrono::nanoseconds timeout, bool use_default) const {
-    using message_type = std::remove_cvref_t<M>;
-    static_assert(Message<message_type>, "troupe: a message must be a movable object type");
-    static_assert(detail::actor_has_replying_handler_for_message<A, message_type>::value,
-                  "troupe: ask(): the actor has no on(...) handler for this message that replies "
-                  "(returns a value or a task<T>, or takes a troupe::promise<T>)");
-    if constexpr (detail::actor_has_replying_handler_for_message<A, message_type>::value) {
-      return detail::ask_message<A, message_type>(
-          cell_, std::forward<M>(message),
-          std::chrono::duration_cast<detail::clock::duration>(timeout), use_default);
-    }
-  }
-};
-
-}  // namespace troupe
-
-template <class A>
-struct std::hash<troupe::ref<A>> : std::hash<troupe::address> {};
-
-// ---- end troupe/ref.hpp ----
-// ---- begin troupe/runtime_options.hpp ----
-// troupe::runtime_options: how a runtime is configured.
-
-namespace troupe {
-
-struct dead_letter;
-
-struct runtime_options {
-  // Worker threads; 0 means std::thread::hardware_concurrency().
-  std::size_t workers = 0;
-  // Messages an actor may handle per activation before others get the worker (fairness).
-  std::size_t batch = 32;
-  // How long shutdown() waits for actors to go quiet (and suspended handlers to finish)
-  // before stopping them anyway.
-  std::chrono::milliseconds shutdown_timeout{5000};
-  // The timeout of an ask that names none.
-  std::chrono::milliseconds ask_timeout{5000};
-  // Called for every dead letter, on whichever thread produced it; must be thread-safe and
-  // must not block. Dead letters are counted whether or not this is set.
-  std::function<void(const dead_letter&)> on_dead_letter{};
-  // Called when an actor fails (an exception escaped a handler, on_start or on_stop), with the
-  // actor's address and the exception's text; any thread. Unset: one line on stderr.
-  std::function<void(const address&, std::string_view what)> on_failure{};
-};
-
-}  // namespace troupe
-// ---- end troupe/runtime_options.hpp ----
 // ---- begin troupe/detail/actor_cell.hpp ----
 // Internal: the runtime's record of one actor — mailbox, scheduling state, the instance.
 
@@ -1251,8 +1128,8 @@ struct envelope;
 
 // What starting a handler produced: nothing to drive (it returned) or a task frame to drive.
 struct handler_start {
-  std::coroutine_handle<> frame;   // the handler's task, not yet started; null if it returned
-  promise_base* promise = nullptr; // the same frame's promise, for its exception
+  std::coroutine_handle<> frame;    // the handler's task, not yet started; null if it returned
+  promise_base* promise = nullptr;  // the same frame's promise, for its exception
 };
 
 // One table per (actor class, message type): how to call the handler and destroy the message.
@@ -1411,6 +1288,54 @@ class mailbox {
 
 }  // namespace troupe::detail
 // ---- end troupe/detail/mailbox.hpp ----
+// ---- begin troupe/monitor.hpp ----
+// Death watch: ctx.monitor(target) delivers a troupe::down message when the target stops.
+//
+//   class watcher {
+//    public:
+//     explicit watcher(troupe::context& ctx) : ctx_(ctx) {}
+//     void on(watch w) { handle_ = ctx_.monitor(w.target); }
+//     void on(const troupe::down& d) { /* d.who stopped; d.reason says why */ }
+//     ...
+//   };
+
+namespace troupe {
+
+enum class down_reason {
+  normal,    // stopped on request (ctx.stop(), address::stop())
+  failed,    // an exception escaped a handler, on_start or on_stop
+  shutdown,  // the runtime shut down
+};
+
+[[nodiscard]] constexpr std::string_view to_string(down_reason r) noexcept {
+  switch (r) {
+    case down_reason::normal:
+      return "normal";
+    case down_reason::failed:
+      return "failed";
+    case down_reason::shutdown:
+      return "shutdown";
+  }
+  return "unknown";
+}
+
+// The message a monitoring actor receives once, when the monitored actor stops.
+struct down {
+  address who;
+  down_reason reason = down_reason::normal;
+  std::string detail;  // the failure's text for down_reason::failed
+  std::uint64_t monitor_id = 0;
+};
+
+// What ctx.monitor() returns; pass it to ctx.demonitor() to cancel.
+struct monitor_handle {
+  address target;
+  std::uint64_t id = 0;
+};
+
+}  // namespace troupe
+
+// ---- end troupe/monitor.hpp ----
 
 namespace troupe::detail {
 
@@ -1497,13 +1422,13 @@ class actor_cell : public context {
 
   // Wake word: generation << 2 | state. The generation tells a stale wake-up (a timer of an
   // abandoned suspension) from the current one.
-  static constexpr std::uint64_t wake_running = 0;  // a worker owns the actor
-  static constexpr std::uint64_t wake_armed = 1;    // a handler is about to suspend
+  static constexpr std::uint64_t wake_running = 0;    // a worker owns the actor
+  static constexpr std::uint64_t wake_armed = 1;      // a handler is about to suspend
   static constexpr std::uint64_t wake_suspended = 2;  // suspended; the waker must schedule it
   static constexpr std::uint64_t wake_woken = 3;      // woken; the resume is pending
 
-  inline int dispatch(envelope* e);       // 1 handled, 0 handler suspended, -1 actor stopped
-  inline int settle_task();               // the same, for the running task handler
+  inline int dispatch(envelope* e);  // 1 handled, 0 handler suspended, -1 actor stopped
+  inline int settle_task();          // the same, for the running task handler
   inline activation after_suspension() noexcept;
   inline void finish_message(envelope* e) noexcept;
   inline void fail(std::exception_ptr error, envelope* failing) noexcept;
@@ -1547,14 +1472,17 @@ template <class A>
 inline constexpr char type_tag = 0;
 
 template <class A>
-concept has_on_start = requires(A& a) { a.on_start(); };
+concept has_on_start = requires(A& a) {
+  a.on_start();
+};
 template <class A>
-concept has_on_stop = requires(A& a) { a.on_stop(); };
+concept has_on_stop = requires(A& a) {
+  a.on_stop();
+};
 
 template <class A, class... Args>
-struct actor_constructible
-    : std::bool_constant<std::is_constructible_v<A, context&, Args&&...> ||
-                         std::is_constructible_v<A, Args&&...>> {};
+struct actor_constructible : std::bool_constant<std::is_constructible_v<A, context&, Args&&...> ||
+                                                std::is_constructible_v<A, Args&&...>> {};
 
 template <class A>
 class typed_cell final : public actor_cell {
@@ -1567,8 +1495,8 @@ class typed_cell final : public actor_cell {
   template <class... Args>
   void construct(Args&&... args) {
     if constexpr (std::is_constructible_v<A, context&, Args&&...>) {
-      ::new (static_cast<void*>(&instance_)) A(static_cast<context&>(*this),
-                                               std::forward<Args>(args)...);
+      ::new (static_cast<void*>(&instance_))
+          A(static_cast<context&>(*this), std::forward<Args>(args)...);
     } else {
       ::new (static_cast<void*>(&instance_)) A(std::forward<Args>(args)...);
     }
@@ -1627,10 +1555,9 @@ handler_start invoke_handler(actor_cell& cell, envelope& e) {
 // ---- begin troupe/detail/scheduler.hpp ----
 // Internal: the scheduler interface and the thread-pool scheduler behind it.
 
-#include <concurrentqueue/concurrentqueue.h>
-
-#include <memory>
 #include <thread>
+
+#include <concurrentqueue/concurrentqueue.h>
 
 namespace troupe::detail {
 
@@ -1874,10 +1801,128 @@ class timer_service {
 
 }  // namespace troupe::detail
 // ---- end troupe/detail/timer_service.hpp ----
+// ---- begin troupe/metrics.hpp ----
+// Runtime counters: the accounting that lets a test prove sent = handled + dead + rejected.
 
-#include <algorithm>
-#include <condition_variable>
-#include <cstdio>
+namespace troupe {
+
+// A snapshot of a runtime's message and actor counters (runtime::counters()). Exact once the
+// runtime is quiet or shut down; while messages fly, each field is a recent value.
+struct runtime_counters {
+  std::uint64_t sent = 0;           // every send attempt of a user message
+  std::uint64_t handled = 0;        // handlers that returned (or whose task completed) normally
+  std::uint64_t dead_lettered = 0;  // messages that reached the dead letters
+  std::uint64_t rejected = 0;       // sends refused and reported to the sender
+  std::uint64_t spawned = 0;        // actors spawned
+  std::uint64_t stopped = 0;        // actors that have stopped (normally, failed or at shutdown)
+  std::uint64_t failed = 0;         // actors that failed (an exception escaped)
+  std::uint64_t open_asks = 0;      // asks whose reply state is still alive
+
+  // Messages neither handled nor dead-lettered nor rejected: queued or being handled.
+  [[nodiscard]] std::int64_t in_flight() const noexcept {
+    return static_cast<std::int64_t>(sent) -
+           static_cast<std::int64_t>(handled + dead_lettered + rejected);
+  }
+};
+
+}  // namespace troupe
+// ---- end troupe/metrics.hpp ----
+// ---- begin troupe/ref.hpp ----
+// troupe::address and troupe::ref<A>: untyped and typed handles to an actor.
+
+namespace troupe {
+
+// A typed, copyable handle to an actor of class A. send() compiles only for messages A has a
+// handler for. Thread-safe: any thread may send through any copy. A may be incomplete where
+// the ref is declared, so an actor can hold refs of its own class.
+template <class A>
+class ref : public address {
+ public:
+  ref() noexcept = default;
+
+  // Point-to-point, fire-and-forget. Messages from one sender to one actor arrive in order.
+  // Returns true when the message was queued. Returns false when it was not: dead-lettered
+  // because the actor has stopped, or rejected because the runtime is shutting down and the
+  // sender is not one of its actors. Either way it is counted. Throws error(invalid_ref) on an
+  // empty ref.
+  template <class M>
+  bool send(M&& message) const {
+    using message_type = std::remove_cvref_t<M>;
+    static_assert(Actor<A>, "troupe::ref<A>: A must be a non-abstract, non-const class type");
+    static_assert(Message<message_type>, "troupe: a message must be a movable object type");
+    static_assert(detail::actor_has_handler_for_message<A, message_type>::value,
+                  "troupe: send(): the actor has no on(...) handler for this message type");
+    if constexpr (Handles<A, message_type>) {
+      return detail::send_message<A>(cell_, std::forward<M>(message));
+    } else {
+      return false;
+    }
+  }
+
+  // Request-reply: sends `message` and returns a troupe::reply<R> for the handler's reply (see
+  // ask.hpp). Compiles only if A has a handler for the message that replies. The first form
+  // uses runtime_options::ask_timeout. Throws error(invalid_ref) on an empty ref; every other
+  // failure completes the reply with an error instead.
+  template <class M>
+  auto ask(M&& message) const {
+    return ask_impl(std::forward<M>(message), std::chrono::nanoseconds{0}, true);
+  }
+  template <class M>
+  auto ask(M&& message, std::chrono::nanoseconds timeout) const {
+    return ask_impl(std::forward<M>(message), timeout, false);
+  }
+
+ private:
+  friend struct detail::access;
+
+  template <class M>
+  auto ask_impl(M&& message, std::chrono::nanoseconds timeout, bool use_default) const {
+    using message_type = std::remove_cvref_t<M>;
+    static_assert(Message<message_type>, "troupe: a message must be a movable object type");
+    static_assert(detail::actor_has_replying_handler_for_message<A, message_type>::value,
+                  "troupe: ask(): the actor has no on(...) handler for this message that replies "
+                  "(returns a value or a task<T>, or takes a troupe::promise<T>)");
+    if constexpr (detail::actor_has_replying_handler_for_message<A, message_type>::value) {
+      return detail::ask_message<A, message_type>(
+          cell_, std::forward<M>(message),
+          std::chrono::duration_cast<detail::clock::duration>(timeout), use_default);
+    }
+  }
+};
+
+}  // namespace troupe
+
+template <class A>
+struct std::hash<troupe::ref<A>> : std::hash<troupe::address> {};
+
+// ---- end troupe/ref.hpp ----
+// ---- begin troupe/runtime_options.hpp ----
+// troupe::runtime_options: how a runtime is configured.
+
+namespace troupe {
+
+struct dead_letter;
+
+struct runtime_options {
+  // Worker threads; 0 means std::thread::hardware_concurrency().
+  std::size_t workers = 0;
+  // Messages an actor may handle per activation before others get the worker (fairness).
+  std::size_t batch = 32;
+  // How long shutdown() waits for actors to go quiet (and suspended handlers to finish)
+  // before stopping them anyway.
+  std::chrono::milliseconds shutdown_timeout{5000};
+  // The timeout of an ask that names none.
+  std::chrono::milliseconds ask_timeout{5000};
+  // Called for every dead letter, on whichever thread produced it; must be thread-safe and
+  // must not block. Dead letters are counted whether or not this is set.
+  std::function<void(const dead_letter&)> on_dead_letter{};
+  // Called when an actor fails (an exception escaped a handler, on_start or on_stop), with the
+  // actor's address and the exception's text; any thread. Unset: one line on stderr.
+  std::function<void(const address&, std::string_view what)> on_failure{};
+};
+
+}  // namespace troupe
+// ---- end troupe/runtime_options.hpp ----
 
 namespace troupe::detail {
 
@@ -1951,9 +1996,7 @@ class runtime_core {
 
   void schedule(actor_cell* cell) noexcept { scheduler_->schedule(cell); }
 
-  [[nodiscard]] bool internal_thread() const noexcept {
-    return this_thread_identity.core == this;
-  }
+  [[nodiscard]] bool internal_thread() const noexcept { return this_thread_identity.core == this; }
 
   counter_slot& counters_here() noexcept {
     const thread_identity& id = this_thread_identity;
@@ -2054,12 +2097,18 @@ class runtime_core {
 
   static errc errc_for(dead_letter_reason reason) noexcept {
     switch (reason) {
-      case dead_letter_reason::target_stopped: return errc::actor_stopped;
-      case dead_letter_reason::handler_failed: return errc::handler_failed;
-      case dead_letter_reason::shutdown: return errc::runtime_stopped;
-      case dead_letter_reason::mailbox_full: return errc::mailbox_full;
-      case dead_letter_reason::expired: return errc::timeout;
-      case dead_letter_reason::retries_exhausted: return errc::handler_failed;
+      case dead_letter_reason::target_stopped:
+        return errc::actor_stopped;
+      case dead_letter_reason::handler_failed:
+        return errc::handler_failed;
+      case dead_letter_reason::shutdown:
+        return errc::runtime_stopped;
+      case dead_letter_reason::mailbox_full:
+        return errc::mailbox_full;
+      case dead_letter_reason::expired:
+        return errc::timeout;
+      case dead_letter_reason::retries_exhausted:
+        return errc::handler_failed;
     }
     return errc::actor_stopped;
   }
@@ -2236,7 +2285,8 @@ class runtime_core {
     } else {
       registry_head_ = cell->registry_next_;
     }
-    if (cell->registry_next_ != nullptr) cell->registry_next_->registry_prev_ = cell->registry_prev_;
+    if (cell->registry_next_ != nullptr)
+      cell->registry_next_->registry_prev_ = cell->registry_prev_;
     cell->registry_prev_ = cell->registry_next_ = nullptr;
     --live_;
   }
@@ -2328,8 +2378,8 @@ template <class A, class M>
 bool send_message(actor_cell* target, M&& message) {
   if (target == nullptr) throw error(errc::invalid_ref, "send() through an empty ref");
   using message_type = std::remove_cvref_t<M>;
-  auto* e = new message_envelope<message_type>(&message_ops<A, message_type>,
-                                               std::forward<M>(message));
+  auto* e =
+      new message_envelope<message_type>(&message_ops<A, message_type>, std::forward<M>(message));
   return target->core()->post(target, e, true);
 }
 
@@ -2342,8 +2392,8 @@ void send_message_after(actor_cell* target, clock::duration delay, M&& message) 
     return;
   }
   using message_type = std::remove_cvref_t<M>;
-  auto* e = new message_envelope<message_type>(&message_ops<A, message_type>,
-                                               std::forward<M>(message));
+  auto* e =
+      new message_envelope<message_type>(&message_ops<A, message_type>, std::forward<M>(message));
   counter_slot& counters = core->counters_here();
   counters.add(counters.sent);
   // From here the task owns the envelope: fired, it posts it; destroyed unfired, it
@@ -2482,7 +2532,9 @@ inline reply_slot_base::~reply_slot_base() {
   target_->release();
 }
 
-inline runtime_core* reply_slot_base::core() const noexcept { return target_->core(); }
+inline runtime_core* reply_slot_base::core() const noexcept {
+  return target_->core();
+}
 
 inline bool reply_slot_base::fail(errc code, const std::string& text,
                                   std::exception_ptr cause) noexcept {
@@ -2773,7 +2825,7 @@ inline void actor_cell::finalize() noexcept {
   }
   if (cause_ == stop_cause::none) {
     cause_ = stopped_by_shutdown_.load(std::memory_order_relaxed) ? stop_cause::shutdown
-                                                                   : stop_cause::requested;
+                                                                  : stop_cause::requested;
   }
   ops_->destroy_instance(*this);
   notify_watchers();
@@ -2826,7 +2878,9 @@ inline address& address::operator=(address&& other) noexcept {
 inline address::~address() {
   if (cell_ != nullptr) cell_->release();
 }
-inline std::uint64_t address::id() const noexcept { return cell_ != nullptr ? cell_->id() : 0; }
+inline std::uint64_t address::id() const noexcept {
+  return cell_ != nullptr ? cell_->id() : 0;
+}
 inline std::string_view address::type_name() const noexcept {
   return cell_ != nullptr ? cell_->ops()->type_name : std::string_view{};
 }
@@ -2879,7 +2933,8 @@ inline detail::sleep_awaiter context::sleep_for(std::chrono::nanoseconds delay) 
       &cell, cell.core()->now() + std::chrono::duration_cast<detail::clock::duration>(delay)};
 }
 
-inline detail::sleep_awaiter context::sleep_until(std::chrono::steady_clock::time_point when) const {
+inline detail::sleep_awaiter context::sleep_until(
+    std::chrono::steady_clock::time_point when) const {
   return detail::sleep_awaiter{&detail::cell_of(*this), when};
 }
 
@@ -2910,8 +2965,9 @@ inline monitor_handle context::monitor(const address& target) {
   detail::actor_cell* watched = detail::access::cell_of(target);
   if (watched == nullptr) throw error(errc::invalid_ref, "monitor() of an empty address");
   if (!self.ops()->handles_down) {
-    throw error(errc::no_down_handler, std::string(self.ops()->type_name) +
-                                           " monitors an actor but has no on(troupe::down) handler");
+    throw error(errc::no_down_handler,
+                std::string(self.ops()->type_name) +
+                    " monitors an actor but has no on(troupe::down) handler");
   }
   detail::runtime_core* core = self.core();
   const std::uint64_t id = core->next_monitor_id();
@@ -2986,7 +3042,9 @@ class asio_timer_service final : public timer_service {
   asio_timer_service(const asio_timer_service&) = delete;
   asio_timer_service& operator=(const asio_timer_service&) = delete;
 
-  [[nodiscard]] time_point now() const noexcept override { return std::chrono::steady_clock::now(); }
+  [[nodiscard]] time_point now() const noexcept override {
+    return std::chrono::steady_clock::now();
+  }
 
   void schedule(time_point at, std::unique_ptr<timer_task> task,
                 timer_task** handle = nullptr) override {
@@ -3193,9 +3251,9 @@ class runtime {
     static_assert(detail::actor_has_handler_for_message<A, message_type>::value,
                   "troupe: send_after(): the actor has no on(...) handler for this message type");
     if constexpr (Handles<A, message_type>) {
-      detail::send_message_after<A>(
-          detail::access::cell_of(target),
-          std::chrono::duration_cast<detail::clock::duration>(delay), std::forward<M>(message));
+      detail::send_message_after<A>(detail::access::cell_of(target),
+                                    std::chrono::duration_cast<detail::clock::duration>(delay),
+                                    std::forward<M>(message));
     }
   }
 

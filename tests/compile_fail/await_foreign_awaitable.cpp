@@ -1,8 +1,8 @@
 // expect: co_await only troupe awaitables
 // A task may only await what resumes the actor through its scheduler.
-#include <troupe/troupe.hpp>
-
 #include <coroutine>
+
+#include <troupe/troupe.hpp>
 
 struct tick {};
 struct actor {

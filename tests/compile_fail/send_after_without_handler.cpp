@@ -1,8 +1,8 @@
 // expect: actor_has_handler_for_message<.*account.*withdraw
 // Delayed sends are checked like sends.
-#include <troupe/troupe.hpp>
-
 #include <chrono>
+
+#include <troupe/troupe.hpp>
 
 struct deposit {};
 struct withdraw {};

@@ -1,8 +1,8 @@
 // expect: constructible neither
 // spawn<A>(args...) must match a constructor of A, with or without the context first.
-#include <troupe/troupe.hpp>
-
 #include <string>
+
+#include <troupe/troupe.hpp>
 
 struct named {
   explicit named(std::string) {}

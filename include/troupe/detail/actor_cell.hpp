@@ -1,12 +1,6 @@
 // Internal: the runtime's record of one actor — mailbox, scheduling state, the instance.
 #pragma once
 
-#include <troupe/actor.hpp>
-#include <troupe/detail/envelope.hpp>
-#include <troupe/detail/mailbox.hpp>
-#include <troupe/handler.hpp>
-#include <troupe/monitor.hpp>
-
 #include <atomic>
 #include <coroutine>
 #include <cstddef>
@@ -17,6 +11,12 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include <troupe/actor.hpp>
+#include <troupe/detail/envelope.hpp>
+#include <troupe/detail/mailbox.hpp>
+#include <troupe/handler.hpp>
+#include <troupe/monitor.hpp>
 
 namespace troupe::detail {
 
@@ -53,7 +53,6 @@ enum class activation {
   yielded,    // the batch limit was reached with messages left; reschedule it
   finished,   // the actor stopped; the runtime no longer schedules it
 };
-
 
 // The actor record is itself the actor's context (no extra pointer per actor).
 // Thread ownership: the fields marked "worker" are touched only by the worker running the actor,
@@ -104,13 +103,13 @@ class actor_cell : public context {
 
   // Wake word: generation << 2 | state. The generation tells a stale wake-up (a timer of an
   // abandoned suspension) from the current one.
-  static constexpr std::uint64_t wake_running = 0;  // a worker owns the actor
-  static constexpr std::uint64_t wake_armed = 1;    // a handler is about to suspend
+  static constexpr std::uint64_t wake_running = 0;    // a worker owns the actor
+  static constexpr std::uint64_t wake_armed = 1;      // a handler is about to suspend
   static constexpr std::uint64_t wake_suspended = 2;  // suspended; the waker must schedule it
   static constexpr std::uint64_t wake_woken = 3;      // woken; the resume is pending
 
-  inline int dispatch(envelope* e);       // 1 handled, 0 handler suspended, -1 actor stopped
-  inline int settle_task();               // the same, for the running task handler
+  inline int dispatch(envelope* e);  // 1 handled, 0 handler suspended, -1 actor stopped
+  inline int settle_task();          // the same, for the running task handler
   inline activation after_suspension() noexcept;
   inline void finish_message(envelope* e) noexcept;
   inline void fail(std::exception_ptr error, envelope* failing) noexcept;
@@ -154,14 +153,17 @@ template <class A>
 inline constexpr char type_tag = 0;
 
 template <class A>
-concept has_on_start = requires(A& a) { a.on_start(); };
+concept has_on_start = requires(A& a) {
+  a.on_start();
+};
 template <class A>
-concept has_on_stop = requires(A& a) { a.on_stop(); };
+concept has_on_stop = requires(A& a) {
+  a.on_stop();
+};
 
 template <class A, class... Args>
-struct actor_constructible
-    : std::bool_constant<std::is_constructible_v<A, context&, Args&&...> ||
-                         std::is_constructible_v<A, Args&&...>> {};
+struct actor_constructible : std::bool_constant<std::is_constructible_v<A, context&, Args&&...> ||
+                                                std::is_constructible_v<A, Args&&...>> {};
 
 template <class A>
 class typed_cell final : public actor_cell {
@@ -174,8 +176,8 @@ class typed_cell final : public actor_cell {
   template <class... Args>
   void construct(Args&&... args) {
     if constexpr (std::is_constructible_v<A, context&, Args&&...>) {
-      ::new (static_cast<void*>(&instance_)) A(static_cast<context&>(*this),
-                                               std::forward<Args>(args)...);
+      ::new (static_cast<void*>(&instance_))
+          A(static_cast<context&>(*this), std::forward<Args>(args)...);
     } else {
       ::new (static_cast<void*>(&instance_)) A(std::forward<Args>(args)...);
     }
@@ -228,6 +230,5 @@ handler_start invoke_handler(actor_cell& cell, envelope& e) {
     return {};
   }
 }
-
 
 }  // namespace troupe::detail

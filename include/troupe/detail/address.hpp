@@ -3,14 +3,14 @@
 // Users include <troupe/ref.hpp>.
 #pragma once
 
-#include <troupe/detail/fwd.hpp>
-
 #include <compare>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string_view>
 #include <utility>
+
+#include <troupe/detail/fwd.hpp>
 
 namespace troupe {
 

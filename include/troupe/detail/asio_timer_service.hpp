@@ -3,14 +3,6 @@
 // heap entry, not an Asio operation, and an ask timeout that is never reached costs little.
 #pragma once
 
-#include <troupe/detail/counters.hpp>
-#include <troupe/detail/timer_service.hpp>
-
-#include <asio/executor_work_guard.hpp>
-#include <asio/io_context.hpp>
-#include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
-
 #include <algorithm>
 #include <cstdint>
 #include <memory>
@@ -19,6 +11,14 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <troupe/detail/counters.hpp>
+#include <troupe/detail/timer_service.hpp>
 
 namespace troupe::detail {
 
@@ -35,7 +35,9 @@ class asio_timer_service final : public timer_service {
   asio_timer_service(const asio_timer_service&) = delete;
   asio_timer_service& operator=(const asio_timer_service&) = delete;
 
-  [[nodiscard]] time_point now() const noexcept override { return std::chrono::steady_clock::now(); }
+  [[nodiscard]] time_point now() const noexcept override {
+    return std::chrono::steady_clock::now();
+  }
 
   void schedule(time_point at, std::unique_ptr<timer_task> task,
                 timer_task** handle = nullptr) override {

@@ -3,19 +3,6 @@
 // Included at the end of the public headers that declare those functions; never by users.
 #pragma once
 
-#include <troupe/actor.hpp>
-#include <troupe/ask.hpp>
-#include <troupe/dead_letter.hpp>
-#include <troupe/monitor.hpp>
-#include <troupe/metrics.hpp>
-#include <troupe/ref.hpp>
-#include <troupe/runtime_options.hpp>
-#include <troupe/detail/actor_cell.hpp>
-#include <troupe/detail/counters.hpp>
-#include <troupe/detail/reply_slot.hpp>
-#include <troupe/detail/scheduler.hpp>
-#include <troupe/detail/timer_service.hpp>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -28,6 +15,19 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <troupe/actor.hpp>
+#include <troupe/ask.hpp>
+#include <troupe/dead_letter.hpp>
+#include <troupe/detail/actor_cell.hpp>
+#include <troupe/detail/counters.hpp>
+#include <troupe/detail/reply_slot.hpp>
+#include <troupe/detail/scheduler.hpp>
+#include <troupe/detail/timer_service.hpp>
+#include <troupe/metrics.hpp>
+#include <troupe/monitor.hpp>
+#include <troupe/ref.hpp>
+#include <troupe/runtime_options.hpp>
 
 namespace troupe::detail {
 
@@ -101,9 +101,7 @@ class runtime_core {
 
   void schedule(actor_cell* cell) noexcept { scheduler_->schedule(cell); }
 
-  [[nodiscard]] bool internal_thread() const noexcept {
-    return this_thread_identity.core == this;
-  }
+  [[nodiscard]] bool internal_thread() const noexcept { return this_thread_identity.core == this; }
 
   counter_slot& counters_here() noexcept {
     const thread_identity& id = this_thread_identity;
@@ -204,12 +202,18 @@ class runtime_core {
 
   static errc errc_for(dead_letter_reason reason) noexcept {
     switch (reason) {
-      case dead_letter_reason::target_stopped: return errc::actor_stopped;
-      case dead_letter_reason::handler_failed: return errc::handler_failed;
-      case dead_letter_reason::shutdown: return errc::runtime_stopped;
-      case dead_letter_reason::mailbox_full: return errc::mailbox_full;
-      case dead_letter_reason::expired: return errc::timeout;
-      case dead_letter_reason::retries_exhausted: return errc::handler_failed;
+      case dead_letter_reason::target_stopped:
+        return errc::actor_stopped;
+      case dead_letter_reason::handler_failed:
+        return errc::handler_failed;
+      case dead_letter_reason::shutdown:
+        return errc::runtime_stopped;
+      case dead_letter_reason::mailbox_full:
+        return errc::mailbox_full;
+      case dead_letter_reason::expired:
+        return errc::timeout;
+      case dead_letter_reason::retries_exhausted:
+        return errc::handler_failed;
     }
     return errc::actor_stopped;
   }
@@ -386,7 +390,8 @@ class runtime_core {
     } else {
       registry_head_ = cell->registry_next_;
     }
-    if (cell->registry_next_ != nullptr) cell->registry_next_->registry_prev_ = cell->registry_prev_;
+    if (cell->registry_next_ != nullptr)
+      cell->registry_next_->registry_prev_ = cell->registry_prev_;
     cell->registry_prev_ = cell->registry_next_ = nullptr;
     --live_;
   }
@@ -478,8 +483,8 @@ template <class A, class M>
 bool send_message(actor_cell* target, M&& message) {
   if (target == nullptr) throw error(errc::invalid_ref, "send() through an empty ref");
   using message_type = std::remove_cvref_t<M>;
-  auto* e = new message_envelope<message_type>(&message_ops<A, message_type>,
-                                               std::forward<M>(message));
+  auto* e =
+      new message_envelope<message_type>(&message_ops<A, message_type>, std::forward<M>(message));
   return target->core()->post(target, e, true);
 }
 
@@ -492,8 +497,8 @@ void send_message_after(actor_cell* target, clock::duration delay, M&& message) 
     return;
   }
   using message_type = std::remove_cvref_t<M>;
-  auto* e = new message_envelope<message_type>(&message_ops<A, message_type>,
-                                               std::forward<M>(message));
+  auto* e =
+      new message_envelope<message_type>(&message_ops<A, message_type>, std::forward<M>(message));
   counter_slot& counters = core->counters_here();
   counters.add(counters.sent);
   // From here the task owns the envelope: fired, it posts it; destroyed unfired, it
@@ -632,7 +637,9 @@ inline reply_slot_base::~reply_slot_base() {
   target_->release();
 }
 
-inline runtime_core* reply_slot_base::core() const noexcept { return target_->core(); }
+inline runtime_core* reply_slot_base::core() const noexcept {
+  return target_->core();
+}
 
 inline bool reply_slot_base::fail(errc code, const std::string& text,
                                   std::exception_ptr cause) noexcept {
@@ -923,7 +930,7 @@ inline void actor_cell::finalize() noexcept {
   }
   if (cause_ == stop_cause::none) {
     cause_ = stopped_by_shutdown_.load(std::memory_order_relaxed) ? stop_cause::shutdown
-                                                                   : stop_cause::requested;
+                                                                  : stop_cause::requested;
   }
   ops_->destroy_instance(*this);
   notify_watchers();
@@ -976,7 +983,9 @@ inline address& address::operator=(address&& other) noexcept {
 inline address::~address() {
   if (cell_ != nullptr) cell_->release();
 }
-inline std::uint64_t address::id() const noexcept { return cell_ != nullptr ? cell_->id() : 0; }
+inline std::uint64_t address::id() const noexcept {
+  return cell_ != nullptr ? cell_->id() : 0;
+}
 inline std::string_view address::type_name() const noexcept {
   return cell_ != nullptr ? cell_->ops()->type_name : std::string_view{};
 }
@@ -1029,7 +1038,8 @@ inline detail::sleep_awaiter context::sleep_for(std::chrono::nanoseconds delay) 
       &cell, cell.core()->now() + std::chrono::duration_cast<detail::clock::duration>(delay)};
 }
 
-inline detail::sleep_awaiter context::sleep_until(std::chrono::steady_clock::time_point when) const {
+inline detail::sleep_awaiter context::sleep_until(
+    std::chrono::steady_clock::time_point when) const {
   return detail::sleep_awaiter{&detail::cell_of(*this), when};
 }
 
@@ -1044,7 +1054,6 @@ void context::send_after(std::chrono::nanoseconds delay, const ref<A>& target, M
                                   std::forward<M>(message));
   }
 }
-
 
 template <class R>
 void reply<R>::await_suspend(std::coroutine_handle<> awaiting) noexcept {
@@ -1061,8 +1070,9 @@ inline monitor_handle context::monitor(const address& target) {
   detail::actor_cell* watched = detail::access::cell_of(target);
   if (watched == nullptr) throw error(errc::invalid_ref, "monitor() of an empty address");
   if (!self.ops()->handles_down) {
-    throw error(errc::no_down_handler, std::string(self.ops()->type_name) +
-                                           " monitors an actor but has no on(troupe::down) handler");
+    throw error(errc::no_down_handler,
+                std::string(self.ops()->type_name) +
+                    " monitors an actor but has no on(troupe::down) handler");
   }
   detail::runtime_core* core = self.core();
   const std::uint64_t id = core->next_monitor_id();

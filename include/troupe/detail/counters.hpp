@@ -1,11 +1,11 @@
 // Internal: message counters, one block per worker thread plus one shared block.
 #pragma once
 
-#include <troupe/detail/config.hpp>
-#include <troupe/detail/fwd.hpp>
-
 #include <atomic>
 #include <cstdint>
+
+#include <troupe/detail/config.hpp>
+#include <troupe/detail/fwd.hpp>
 
 namespace troupe::detail {
 

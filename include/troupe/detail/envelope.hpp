@@ -1,11 +1,6 @@
 // Internal: the envelope that carries one message through a mailbox.
 #pragma once
 
-#include <troupe/detail/fwd.hpp>
-#include <troupe/detail/pool.hpp>
-#include <troupe/error.hpp>
-#include <troupe/task.hpp>
-
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -15,14 +10,19 @@
 #include <string_view>
 #include <utility>
 
+#include <troupe/detail/fwd.hpp>
+#include <troupe/detail/pool.hpp>
+#include <troupe/error.hpp>
+#include <troupe/task.hpp>
+
 namespace troupe::detail {
 
 struct envelope;
 
 // What starting a handler produced: nothing to drive (it returned) or a task frame to drive.
 struct handler_start {
-  std::coroutine_handle<> frame;   // the handler's task, not yet started; null if it returned
-  promise_base* promise = nullptr; // the same frame's promise, for its exception
+  std::coroutine_handle<> frame;    // the handler's task, not yet started; null if it returned
+  promise_base* promise = nullptr;  // the same frame's promise, for its exception
 };
 
 // One table per (actor class, message type): how to call the handler and destroy the message.

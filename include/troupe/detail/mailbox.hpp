@@ -3,10 +3,10 @@
 // actor was idle, claims the right to schedule it, in a single compare-and-swap.
 #pragma once
 
-#include <troupe/detail/envelope.hpp>
-
 #include <atomic>
 #include <cstdint>
+
+#include <troupe/detail/envelope.hpp>
 
 namespace troupe::detail {
 

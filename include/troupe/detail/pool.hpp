@@ -1,12 +1,12 @@
 // Internal: the recycling allocator behind envelopes, coroutine frames and actor cells.
 #pragma once
 
-#include <troupe/detail/config.hpp>
-
 #include <cstddef>
 #include <mutex>
 #include <new>
 #include <vector>
+
+#include <troupe/detail/config.hpp>
 
 namespace troupe::detail {
 
@@ -33,7 +33,6 @@ struct pool_thread_cache {
     }
   }
 };
-
 
 // Small blocks (at most 512 bytes, four size classes) recycle through a free list per thread,
 // so the send path allocates without a lock or a call into malloc. A thread whose list grows

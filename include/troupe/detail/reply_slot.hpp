@@ -1,10 +1,6 @@
 // Internal: the shared state of one ask — where the reply (or the error) lands, exactly once.
 #pragma once
 
-#include <troupe/detail/address.hpp>
-#include <troupe/detail/fwd.hpp>
-#include <troupe/error.hpp>
-
 #include <atomic>
 #include <cstdint>
 #include <exception>
@@ -12,6 +8,10 @@
 #include <optional>
 #include <string>
 #include <utility>
+
+#include <troupe/detail/address.hpp>
+#include <troupe/detail/fwd.hpp>
+#include <troupe/error.hpp>
 
 namespace troupe::detail {
 

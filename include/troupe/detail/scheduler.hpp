@@ -1,12 +1,6 @@
 // Internal: the scheduler interface and the thread-pool scheduler behind it.
 #pragma once
 
-#include <troupe/detail/actor_cell.hpp>
-#include <troupe/detail/config.hpp>
-#include <troupe/detail/counters.hpp>
-
-#include <concurrentqueue/concurrentqueue.h>
-
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +8,12 @@
 #include <memory>
 #include <thread>
 #include <vector>
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include <troupe/detail/actor_cell.hpp>
+#include <troupe/detail/config.hpp>
+#include <troupe/detail/counters.hpp>
 
 namespace troupe::detail {
 
