@@ -15,35 +15,10 @@
 #include <troupe/troupe.hpp>
 
 #include "bench.hpp"
+#include "runtime_checks.hpp"
 
 namespace troupe_bench {
 namespace {
-
-troupe::runtime_options options_for(const config& c) {
-  troupe::runtime_options o;
-  o.workers = c.workers;
-  return o;
-}
-
-std::string describe(const troupe::runtime_counters& c) {
-  return "sent=" + std::to_string(c.sent) + " handled=" + std::to_string(c.handled) +
-         " dead_lettered=" + std::to_string(c.dead_lettered) +
-         " rejected=" + std::to_string(c.rejected) + " spawned=" + std::to_string(c.spawned) +
-         " stopped=" + std::to_string(c.stopped) + " failed=" + std::to_string(c.failed);
-}
-
-// After shutdown: exactly `messages` were sent and all of them handled; nothing was lost.
-void expect_all_handled(const troupe::runtime_counters& c, std::uint64_t messages,
-                        const std::string& workload) {
-  expect(c.sent == messages && c.handled == messages && c.dead_lettered == 0 && c.rejected == 0 &&
-             c.failed == 0,
-         workload + ": expected " + std::to_string(messages) + " messages sent and handled, got " +
-             describe(c));
-}
-
-void expect_done(bool done, const std::string& workload) {
-  expect(done, workload + ": timed out after " + std::to_string(run_timeout.count()) + " s");
-}
 
 // ---- pingpong --------------------------------------------------------------------------------
 // Two actors of one class bounce a `ball` whose counter says how many hops are left; the actor

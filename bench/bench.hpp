@@ -1,10 +1,10 @@
-// troupe-bench: the pieces shared by the workload files (actor_bench.cpp, mailbox_bench.cpp)
-// and the driver (main.cpp).
+// troupe-bench: the pieces shared by the workload files (actor_bench.cpp, ask_bench.cpp,
+// mailbox_bench.cpp) and the driver (main.cpp).
 //
 // A workload is a function that performs ONE run and returns ONE figure (in the workload's
-// unit). It throws troupe_bench::failure when the run cannot be trusted (a message went
-// missing, a count does not add up, a wait timed out); the driver then reports the workload as
-// failed and exits non-zero.
+// unit), or one figure per row for a workload with rows (workload::rows). It throws
+// troupe_bench::failure when the run cannot be trusted (a message went missing, a count does not
+// add up, a wait timed out); the driver then reports the workload as failed and exits non-zero.
 #pragma once
 
 #include <atomic>
@@ -45,9 +45,17 @@ struct workload {
   bool fresh_process = false;
   std::function<std::string(const config&)> size;  // what one run does, for the JSON report
   std::function<double(const config&)> run;        // one run: the figure, in `unit`
+  // A workload whose one run yields several figures (the percentiles of one latency
+  // distribution) names them here and sets `run_rows` instead of `run`: each run returns one
+  // figure per row, in this order. Every row is reported like a workload of its own (a line of
+  // the table, an entry of the JSON report, with this workload's group, unit and size), and all
+  // rows are taken from the same runs. The workload's name, its group or any row name selects it.
+  std::vector<std::string> rows{};
+  std::function<std::vector<double>(const config&)> run_rows{};
 };
 
 void add_actor_workloads(std::vector<workload>& out);
+void add_ask_workloads(std::vector<workload>& out);
 void add_mailbox_workloads(std::vector<workload>& out);
 
 using clock = std::chrono::steady_clock;

@@ -64,8 +64,10 @@ struct options {
   std::string child;  // internal: run this workload once and print its figure
 };
 
+// One row of the report: a workload, or one row of a workload with rows.
 struct result {
   const workload* w = nullptr;
+  std::string name;  // w->name, or the row's name
   std::vector<double> runs;
   std::string error;  // empty if the workload succeeded
   double median = 0, min = 0, max = 0;
@@ -129,9 +131,29 @@ double median_of(std::vector<double> v) {
   return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+// The names of the rows `w` reports: its own name, or its rows.
+std::vector<std::string> row_names(const workload& w) {
+  return w.rows.empty() ? std::vector<std::string>{w.name} : w.rows;
+}
+
+bool selects(const std::string& s, const workload& w) {
+  const std::vector<std::string> rows = row_names(w);
+  return s == w.name || s == w.group || std::find(rows.begin(), rows.end(), s) != rows.end();
+}
+
+// One repetition of `w` in this process: one figure per row.
+std::vector<double> run_here(const workload& w, const config& cfg) {
+  if (w.rows.empty()) return {w.run(cfg)};
+  std::vector<double> figures = w.run_rows(cfg);
+  expect(figures.size() == w.rows.size(), w.name + ": " + std::to_string(figures.size()) +
+                                              " figures for " + std::to_string(w.rows.size()) +
+                                              " rows");
+  return figures;
+}
+
 // Runs one repetition of `w` in a new process (this executable with --child) and reads its
-// figure from the child's standard output.
-double run_in_fresh_process(const workload& w, const config& cfg) {
+// figures (one per row) from the child's standard output.
+std::vector<double> run_in_fresh_process(const workload& w, const config& cfg) {
   char self[4096];
   const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
   expect(len > 0, w.name + ": cannot find this executable (/proc/self/exe)");
@@ -174,28 +196,43 @@ double run_in_fresh_process(const workload& w, const config& cfg) {
   }
   expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
          w.name + ": the child process failed (see its message above)");
-  char* end = nullptr;
-  const double v = std::strtod(out.c_str(), &end);
-  expect(end != out.c_str(), w.name + ": unreadable figure from the child process: '" + out + "'");
-  return v;
+  std::vector<double> figures;
+  for (const char* p = out.c_str();;) {
+    char* end = nullptr;
+    const double v = std::strtod(p, &end);
+    if (end == p) break;
+    figures.push_back(v);
+    p = end;
+  }
+  expect(figures.size() == row_names(w).size(),
+         w.name + ": unreadable figures from the child process: '" + out + "'");
+  return figures;
 }
 
-result run_workload(const workload& w, const config& cfg, std::size_t repeats) {
-  result r;
-  r.w = &w;
+// One result per row of `w`.
+std::vector<result> run_workload(const workload& w, const config& cfg, std::size_t repeats) {
+  std::vector<result> rows;
+  for (const std::string& name : row_names(w)) {
+    rows.emplace_back();
+    rows.back().w = &w;
+    rows.back().name = name;
+  }
   try {
     for (std::size_t i = 0; i < repeats; ++i) {
-      r.runs.push_back(w.fresh_process ? run_in_fresh_process(w, cfg) : w.run(cfg));
+      const std::vector<double> figures =
+          w.fresh_process ? run_in_fresh_process(w, cfg) : run_here(w, cfg);
+      for (std::size_t k = 0; k < rows.size(); ++k) rows[k].runs.push_back(figures[k]);
     }
   } catch (const std::exception& e) {
-    r.error = e.what();
+    for (result& r : rows) r.error = e.what();
   }
-  if (!r.runs.empty()) {
+  for (result& r : rows) {
+    if (r.runs.empty()) continue;
     r.median = median_of(r.runs);
     r.min = *std::min_element(r.runs.begin(), r.runs.end());
     r.max = *std::max_element(r.runs.begin(), r.runs.end());
   }
-  return r;
+  return rows;
 }
 
 std::string format_figure(double v) {
@@ -225,11 +262,10 @@ void print_header() {
 
 void print_row(const result& r) {
   if (!r.error.empty()) {
-    std::printf("%-*s %-*s %*s\n", name_width, r.w->name.c_str(), unit_width, r.w->unit.c_str(),
+    std::printf("%-*s %-*s %*s\n", name_width, r.name.c_str(), unit_width, r.w->unit.c_str(),
                 figure_width, "FAILED");
-    std::fprintf(stderr, "troupe-bench: %s failed: %s\n", r.w->name.c_str(), r.error.c_str());
   } else {
-    std::printf("%-*s %-*s %*s %*s %*s %5zu\n", name_width, r.w->name.c_str(), unit_width,
+    std::printf("%-*s %-*s %*s %*s %*s %5zu\n", name_width, r.name.c_str(), unit_width,
                 r.w->unit.c_str(), figure_width, format_figure(r.median).c_str(), figure_width,
                 format_figure(r.min).c_str(), figure_width, format_figure(r.max).c_str(),
                 r.runs.size());
@@ -348,7 +384,7 @@ bool write_json(const std::string& path, const std::vector<result>& results, con
   j << "  \"workloads\": [";
   for (std::size_t i = 0; i < results.size(); ++i) {
     const result& r = results[i];
-    j << (i == 0 ? "\n" : ",\n") << "    {\"name\": " << json_string(r.w->name)
+    j << (i == 0 ? "\n" : ",\n") << "    {\"name\": " << json_string(r.name)
       << ", \"unit\": " << json_string(r.w->unit)
       << ", \"lower_is_better\": " << (r.w->lower_is_better ? "true" : "false")
       << ", \"size\": " << json_string(r.w->size(o.cfg));
@@ -375,8 +411,7 @@ int run_child(const options& o, const std::vector<workload>& all) {
   for (const workload& w : all) {
     if (w.name != o.child) continue;
     try {
-      const double v = w.run(o.cfg);
-      std::printf("%.17g\n", v);
+      for (const double v : run_here(w, o.cfg)) std::printf("%.17g\n", v);
       return 0;
     } catch (const std::exception& e) {
       std::fprintf(stderr, "troupe-bench: %s: %s\n", w.name.c_str(), e.what());
@@ -398,29 +433,31 @@ int main_impl(int argc, char** argv) {
 
   std::vector<workload> all;
   add_actor_workloads(all);
+  add_ask_workloads(all);
   add_mailbox_workloads(all);
 
   if (!o.child.empty()) return run_child(o, all);
 
   if (o.list) {
     for (const workload& w : all) {
-      std::printf("%-*s %-8s %-14s %s\n", name_width, w.name.c_str(), w.group.c_str(),
-                  w.unit.c_str(), w.size(o.cfg).c_str());
+      for (const std::string& name : row_names(w)) {
+        std::printf("%-*s %-8s %-14s %s\n", name_width, name.c_str(), w.group.c_str(),
+                    w.unit.c_str(), w.size(o.cfg).c_str());
+      }
     }
     return 0;
   }
 
   std::vector<const workload*> selected;
   for (const workload& w : all) {
-    const bool wanted = o.selection.empty() || std::any_of(o.selection.begin(), o.selection.end(),
-                                                           [&w](const std::string& s) {
-                                                             return s == w.name || s == w.group;
-                                                           });
+    const bool wanted =
+        o.selection.empty() || std::any_of(o.selection.begin(), o.selection.end(),
+                                           [&w](const std::string& s) { return selects(s, w); });
     if (wanted) selected.push_back(&w);
   }
   for (const std::string& s : o.selection) {
-    const bool known = std::any_of(all.begin(), all.end(),
-                                   [&s](const workload& w) { return s == w.name || s == w.group; });
+    const bool known =
+        std::any_of(all.begin(), all.end(), [&s](const workload& w) { return selects(s, w); });
     if (!known) {
       std::fprintf(stderr, "troupe-bench: unknown workload '%s' (see --list)\n%s", s.c_str(),
                    usage_text);
@@ -438,9 +475,14 @@ int main_impl(int argc, char** argv) {
   std::vector<result> results;
   bool ok = true;
   for (const workload* w : selected) {
-    results.push_back(run_workload(*w, o.cfg, repeats));
-    print_row(results.back());
-    if (!results.back().error.empty()) ok = false;
+    const std::vector<result> rows = run_workload(*w, o.cfg, repeats);
+    for (const result& r : rows) print_row(r);
+    if (!rows.front().error.empty()) {
+      std::fprintf(stderr, "troupe-bench: %s failed: %s\n", w->name.c_str(),
+                   rows.front().error.c_str());
+      ok = false;
+    }
+    results.insert(results.end(), rows.begin(), rows.end());
   }
 
   if (!o.json_path.empty() && !write_json(o.json_path, results, o, repeats)) {
