@@ -11,6 +11,7 @@
 namespace troupe {
 
 struct dead_letter;
+struct supervision_event;
 
 struct runtime_options {
   // Worker threads; 0 means std::thread::hardware_concurrency().
@@ -28,6 +29,9 @@ struct runtime_options {
   // Called when an actor fails (an exception escaped a handler, on_start or on_stop), with the
   // actor's address and the exception's text; any thread. Unset: one line on stderr.
   std::function<void(const address&, std::string_view what)> on_failure{};
+  // Called for every supervision event (child started, failed, restarted, stopped; a
+  // supervisor giving up); any thread, must be thread-safe and not block.
+  std::function<void(const supervision_event&)> on_supervision{};
 };
 
 }  // namespace troupe

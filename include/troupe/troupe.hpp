@@ -11,4 +11,5 @@
 #include <troupe/ref.hpp>
 #include <troupe/runtime.hpp>
 #include <troupe/runtime_options.hpp>
+#include <troupe/supervisor.hpp>
 #include <troupe/task.hpp>

@@ -1345,6 +1345,7 @@ enum class stop_cause : std::uint8_t { none, requested, failed, shutdown };
 struct cell_ops {
   void (*on_start)(actor_cell& cell);
   void (*on_stop)(actor_cell& cell);
+  void (*on_failure)(actor_cell& cell, const std::exception_ptr& error);
   void (*destroy_instance)(actor_cell& cell) noexcept;
   void (*delete_cell)(actor_cell* cell) noexcept;
   // Builds the envelope of a troupe::down for this actor class; null if it has no handler.
@@ -1360,9 +1361,23 @@ struct watch_entry {
   std::uint64_t id;
 };
 
+// How a supervised actor reports an exit to its supervisor (set by troupe::supervisor).
+// `waiting`: the child kept its mailbox and waits to be restarted (or stopped); otherwise it is
+// gone for good.
+using exit_notifier = void (*)(actor_cell* supervisor, actor_cell* child, bool failed,
+                               bool waiting, const std::string& reason) noexcept;
+
+enum class restart_kind : std::uint8_t { permanent, transient, temporary };
+
+// The rarely used part of an actor record, allocated on first use: death watch (guarded by
+// monitor_lock) and supervision (set before the actor first runs, then read-only).
 struct watch_state {
   std::vector<watch_entry> entries;
   std::string failure;  // the failure's text, kept for monitors that come late
+  actor_cell* supervisor = nullptr;                // retained while this actor lives
+  std::function<void(actor_cell&)> factory;        // builds a fresh instance for a restart
+  exit_notifier notify = nullptr;
+  restart_kind restart = restart_kind::permanent;
 };
 
 // What one activation of an actor on a worker ended with.
@@ -1436,6 +1451,27 @@ class actor_cell : public context {
   inline void abandon_task() noexcept;
   inline void destroy_self() noexcept;
   inline void notify_watchers() noexcept;
+  inline bool supervised_restartable(bool failed) const noexcept;
+  inline void park_for_supervisor(bool failed, const std::string& reason) noexcept;
+  inline bool restart_instance() noexcept;
+  inline void drop_instance() noexcept;
+  inline activation stop_now() noexcept;
+  inline void kick_parked() noexcept;
+
+ public:
+  // Any thread: restart this supervised actor in place (its mailbox and refs stay), at its next
+  // message boundary, or now if it is idle or waiting for its supervisor.
+  inline void request_restart() noexcept;
+  // Any thread: a stop that a supervisor will not turn into a restart.
+  void request_final_stop() noexcept {
+    final_stop_.store(true, std::memory_order_seq_cst);
+    request_stop(false);
+  }
+  [[nodiscard]] watch_state* extras() const noexcept { return watch_; }
+  // Worker-free setup before the actor first runs (supervised spawn).
+  void set_extras(watch_state* extras) noexcept { watch_ = extras; }
+
+ private:
 
   runtime_core* const core_;
   const cell_ops* const ops_;
@@ -1451,6 +1487,12 @@ class actor_cell : public context {
   std::atomic<bool> stopped_by_shutdown_{false};
   bool sealed_ = false;                       // monitor_lock: stopped, downs go out at once
   stop_cause exit_cause_ = stop_cause::none;  // monitor_lock: why it stopped, once sealed
+  // Supervision: a restart was asked for; the actor waits for its supervisor (no instance);
+  // the next stop is for good (not restarted).
+  std::atomic<bool> restart_requested_{false};
+  std::atomic<bool> parked_{false};
+  std::atomic<bool> final_stop_{false};
+  bool instance_alive_ = true;  // worker
 
  private:
   std::atomic<std::uint64_t> wake_{0};
@@ -1478,6 +1520,10 @@ concept has_on_start = requires(A& a) {
 template <class A>
 concept has_on_stop = requires(A& a) {
   a.on_stop();
+};
+template <class A>
+concept has_on_failure = requires(A& a, const std::exception_ptr& e) {
+  a.on_failure(e);
 };
 
 template <class A, class... Args>
@@ -1513,6 +1559,14 @@ class typed_cell final : public actor_cell {
       },
       [](actor_cell& c) {
         if constexpr (has_on_stop<A>) static_cast<typed_cell&>(c).instance_.on_stop();
+      },
+      [](actor_cell& c, const std::exception_ptr& e) {
+        if constexpr (has_on_failure<A>) {
+          static_cast<typed_cell&>(c).instance_.on_failure(e);
+        } else {
+          static_cast<void>(c);
+          static_cast<void>(e);
+        }
       },
       [](actor_cell& c) noexcept { static_cast<typed_cell&>(c).instance_.~A(); },
       [](actor_cell* c) noexcept { delete static_cast<typed_cell*>(c); },
@@ -1902,6 +1956,7 @@ struct std::hash<troupe::ref<A>> : std::hash<troupe::address> {};
 namespace troupe {
 
 struct dead_letter;
+struct supervision_event;
 
 struct runtime_options {
   // Worker threads; 0 means std::thread::hardware_concurrency().
@@ -1919,6 +1974,9 @@ struct runtime_options {
   // Called when an actor fails (an exception escaped a handler, on_start or on_stop), with the
   // actor's address and the exception's text; any thread. Unset: one line on stderr.
   std::function<void(const address&, std::string_view what)> on_failure{};
+  // Called for every supervision event (child started, failed, restarted, stopped; a
+  // supervisor giving up); any thread, must be thread-safe and not block.
+  std::function<void(const supervision_event&)> on_supervision{};
 };
 
 }  // namespace troupe
@@ -2031,6 +2089,45 @@ class runtime_core {
     cell->retain();  // the caller's ref
     spawned_.fetch_add(1, std::memory_order_relaxed);
     // A new mailbox starts "scheduled" (not idle), so the first activation runs on_start.
+    schedule(cell);
+    return cell;
+  }
+
+  // Spawns an actor under a supervisor: built (now and at every restart) by `factory`.
+  template <class A>
+  typed_cell<A>* spawn_supervised(std::function<void(actor_cell&)> factory, actor_cell* supervisor,
+                                  restart_kind restart, exit_notifier notify) {
+    if (!accepting()) {
+      throw error(errc::runtime_stopped,
+                  "start_child<" + std::string(type_name<A>()) + ">() after shutdown began");
+    }
+    auto extras = std::make_unique<watch_state>();
+    extras->factory = std::move(factory);
+    extras->restart = restart;
+    extras->notify = notify;
+    auto* cell = new typed_cell<A>(this, next_id_.fetch_add(1, std::memory_order_relaxed));
+    try {
+      extras->factory(*cell);
+    } catch (...) {
+      delete cell;
+      throw;
+    }
+    {
+      std::lock_guard lock(registry_mutex_);
+      if (!accepting()) {
+        cell->ops()->destroy_instance(*cell);
+        delete cell;
+        throw error(errc::runtime_stopped,
+                    "start_child<" + std::string(type_name<A>()) + ">() after shutdown began");
+      }
+      supervisor->retain();
+      extras->supervisor = supervisor;
+      cell->set_extras(extras.release());
+      link(cell);
+    }
+    retain();
+    cell->retain();
+    spawned_.fetch_add(1, std::memory_order_relaxed);
     schedule(cell);
     return cell;
   }
@@ -2593,13 +2690,26 @@ inline void actor_cell::release() noexcept {
 
 inline void actor_cell::destroy_self() noexcept {
   runtime_core* core = core_;
+  if (watch_ != nullptr && watch_->supervisor != nullptr) watch_->supervisor->release();
   delete watch_;
   ops_->delete_cell(this);
   core->release();
 }
 
 inline activation actor_cell::run(std::size_t batch) {
-  if (task_) {
+  if (parked_.load(std::memory_order_acquire)) {
+    // Woken while waiting for its supervisor: to be restarted in place, or stopped.
+    parked_.store(false, std::memory_order_relaxed);
+    wake_.store((wake_.load(std::memory_order_acquire) & ~std::uint64_t{3}) | wake_running,
+                std::memory_order_relaxed);
+    if (stop_requested_.load(std::memory_order_seq_cst) ||
+        !restart_requested_.load(std::memory_order_seq_cst)) {
+      finalize();
+      return activation::finished;
+    }
+    restart_requested_.store(false, std::memory_order_seq_cst);
+    if (!restart_instance()) return activation::suspended;
+  } else if (task_) {
     // A suspended task handler was woken (or is being abandoned at shutdown).
     wake_.store((wake_.load(std::memory_order_acquire) & ~std::uint64_t{3}) | wake_running,
                 std::memory_order_relaxed);
@@ -2626,18 +2736,20 @@ inline activation actor_cell::run(std::size_t batch) {
     }
   }
   for (std::size_t n = 0; n < batch; ++n) {
-    if (stop_requested_.load(std::memory_order_seq_cst)) {
-      finalize();
-      return activation::finished;
+    if (stop_requested_.load(std::memory_order_seq_cst)) return stop_now();
+    if (restart_requested_.load(std::memory_order_relaxed) &&
+        restart_requested_.exchange(false, std::memory_order_seq_cst)) {
+      if (!restart_instance()) return activation::suspended;
     }
     envelope* e = mailbox_.pop();
     if (e == nullptr) {
       if (!mailbox_.try_idle()) continue;
-      // A stop request that raced with going idle must not be lost: whoever claims the idle
-      // actor back (it, or a sender that schedules it) sees the flag.
-      if (stop_requested_.load(std::memory_order_seq_cst) && mailbox_.claim_if_idle()) {
-        finalize();
-        return activation::finished;
+      // A stop or restart request that raced with going idle must not be lost: whoever claims
+      // the idle actor back (it, or a sender that schedules it) sees the flag.
+      if ((stop_requested_.load(std::memory_order_seq_cst) ||
+           restart_requested_.load(std::memory_order_seq_cst)) &&
+          mailbox_.claim_if_idle()) {
+        continue;
       }
       return activation::idle;
     }
@@ -2646,6 +2758,105 @@ inline activation actor_cell::run(std::size_t batch) {
     if (outcome == 0) return after_suspension();
   }
   return activation::yielded;
+}
+
+// A stop request reached a message boundary. A supervised permanent child is not stopped but
+// restarted (its supervisor decides when); everything else stops for good.
+inline activation actor_cell::stop_now() noexcept {
+  if (supervised_restartable(false)) {
+    drop_instance();
+    stop_requested_.store(false, std::memory_order_seq_cst);
+    park_for_supervisor(false, "stopped");
+    return activation::suspended;
+  }
+  finalize();
+  return activation::finished;
+}
+
+inline bool actor_cell::supervised_restartable(bool failed) const noexcept {
+  if (watch_ == nullptr || watch_->supervisor == nullptr) return false;
+  if (final_stop_.load(std::memory_order_seq_cst) || force_stop_.load(std::memory_order_seq_cst) ||
+      stopped_by_shutdown_.load(std::memory_order_seq_cst)) {
+    return false;
+  }
+  return watch_->restart == restart_kind::permanent ||
+         (failed && watch_->restart == restart_kind::transient);
+}
+
+// The instance is gone; the mailbox stays and keeps filling. The actor waits, counted as
+// suspended, until its supervisor restarts it (request_restart) or stops it.
+inline void actor_cell::park_for_supervisor(bool failed, const std::string& reason) noexcept {
+  parked_.store(true, std::memory_order_seq_cst);
+  core_->add_suspended(1);
+  const std::uint64_t generation = (wake_.load(std::memory_order_relaxed) >> 2) + 1;
+  std::uint64_t parked_word = generation << 2 | wake_suspended;
+  wake_.store(parked_word, std::memory_order_seq_cst);
+  if (force_stop_.load(std::memory_order_seq_cst) &&
+      wake_.compare_exchange_strong(parked_word, generation << 2 | wake_running,
+                                    std::memory_order_acq_rel)) {
+    // Shutdown raced with the failure: stop for good instead of waiting.
+    core_->add_suspended(-1);
+    parked_.store(false, std::memory_order_relaxed);
+    finalize();
+    return;
+  }
+  watch_->notify(watch_->supervisor, this, failed, true, reason);
+}
+
+inline void actor_cell::drop_instance() noexcept {
+  if (!instance_alive_) return;
+  if (start_ran_) {
+    try {
+      ops_->on_stop(*this);
+    } catch (...) {
+      std::string what;
+      try {
+        what = "on_stop: " + describe(std::current_exception());
+      } catch (...) {
+      }
+      core_->report_failure(this, what);
+    }
+  }
+  ops_->destroy_instance(*this);
+  instance_alive_ = false;
+  start_ran_ = false;
+}
+
+// Builds a fresh instance from the factory and runs on_start; a throw there is a failure like
+// any other (the supervisor counts it towards its restart intensity).
+inline bool actor_cell::restart_instance() noexcept {
+  drop_instance();
+  try {
+    watch_->factory(*this);
+    instance_alive_ = true;
+    started_ = true;
+    ops_->on_start(*this);
+    start_ran_ = true;
+  } catch (...) {
+    fail(std::current_exception(), nullptr);
+    return false;
+  }
+  return true;
+}
+
+inline void actor_cell::request_restart() noexcept {
+  restart_requested_.store(true, std::memory_order_seq_cst);
+  if (mailbox_.claim_if_idle()) {
+    core_->schedule(this);
+    return;
+  }
+  kick_parked();
+}
+
+inline void actor_cell::kick_parked() noexcept {
+  if (!parked_.load(std::memory_order_seq_cst)) return;
+  std::uint64_t w = wake_.load(std::memory_order_acquire);
+  if ((w & 3) == wake_suspended &&
+      wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
+                                    std::memory_order_acq_rel)) {
+    core_->schedule(this);
+    core_->add_suspended(-1);
+  }
 }
 
 // The handler just suspended. If a forced stop arrived meanwhile, take the actor back now
@@ -2761,7 +2972,9 @@ inline void actor_cell::request_stop(bool force) noexcept {
       core_->schedule(this);
       core_->add_suspended(-1);
     }
+    return;
   }
+  kick_parked();  // waiting for its supervisor: a stop ends the wait
 }
 
 inline void actor_cell::finish_message(envelope* e) noexcept {
@@ -2780,7 +2993,6 @@ inline void actor_cell::fail(std::exception_ptr error, envelope* failing) noexce
     core_->dead_letter_out(this, failing, dead_letter_reason::handler_failed, what, error);
   }
   core_->report_failure(this, what);
-  cause_ = stop_cause::failed;
   {
     std::lock_guard lock(runtime_core::monitor_lock(this));
     try {
@@ -2789,6 +3001,18 @@ inline void actor_cell::fail(std::exception_ptr error, envelope* failing) noexce
     } catch (...) {
     }
   }
+  if (supervised_restartable(true)) {
+    if (instance_alive_) {
+      try {
+        ops_->on_failure(*this, error);  // sees the failure before the restart
+      } catch (...) {
+      }
+    }
+    drop_instance();
+    park_for_supervisor(true, what);
+    return;
+  }
+  cause_ = stop_cause::failed;
   finalize();
 }
 
@@ -2811,24 +3035,23 @@ inline void actor_cell::finalize() noexcept {
     core_->dead_letter_out(this, rest, reason, {});
     rest = next;
   }
-  if (start_ran_) {
-    try {
-      ops_->on_stop(*this);
-    } catch (...) {
-      std::string what;
-      try {
-        what = "on_stop: " + describe(std::current_exception());
-      } catch (...) {
-      }
-      core_->report_failure(this, what);
-    }
-  }
+  drop_instance();
   if (cause_ == stop_cause::none) {
     cause_ = stopped_by_shutdown_.load(std::memory_order_relaxed) ? stop_cause::shutdown
                                                                   : stop_cause::requested;
   }
-  ops_->destroy_instance(*this);
   notify_watchers();
+  // A supervisor that stopped its child (or a runtime shutting down) needs no report.
+  if (watch_ != nullptr && watch_->supervisor != nullptr && watch_->notify != nullptr &&
+      !final_stop_.load(std::memory_order_relaxed) &&
+      !stopped_by_shutdown_.load(std::memory_order_relaxed)) {
+    std::string reason;
+    try {
+      reason = cause_ == stop_cause::failed ? watch_->failure : "stopped";
+    } catch (...) {
+    }
+    watch_->notify(watch_->supervisor, this, cause_ == stop_cause::failed, false, reason);
+  }
   core_->unregister_cell(this);
   release();  // the runtime's reference
 }
@@ -3279,3 +3502,318 @@ class runtime {
 
 }  // namespace troupe
 // ---- end troupe/runtime.hpp ----
+// ---- begin troupe/supervisor.hpp ----
+// troupe::supervisor: an actor that starts children and restarts them when they fail.
+//
+//   auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{.max_restarts = 5, .within = 10s});
+//   troupe::ref<worker> w = troupe::start_child<worker>(sup, {.name = "w1"}, args...);
+//   // w stays valid across restarts; messages queued behind a failure go to the new instance.
+//
+// A child fails when an exception escapes one of its handlers (or on_start). The failing
+// message is dead-lettered (an ask gets the error); the child's instance is destroyed (on_stop,
+// and on_failure(std::exception_ptr) first if the class has it) but its mailbox is kept; the
+// supervisor decides, by strategy and restart type, to rebuild it in place from the same
+// arguments, after a backoff delay. More than max_restarts within `within` and the supervisor
+// stops its children (newest first) and fails itself: its own supervisor, or the runtime's
+// on_failure hook for a root, hears of it.
+
+#include <deque>
+#include <random>
+
+namespace troupe {
+
+// When a child is restarted: always (permanent), only after a failure (transient), never
+// (temporary).
+enum class restart_type { permanent, transient, temporary };
+
+// Restart delay: min * factor^(n-1) for the n-th restart in a row, capped at max, spread by
+// ±jitter (a fraction), and back to min after reset_after without a failure.
+struct backoff {
+  std::chrono::milliseconds min{0};
+  std::chrono::milliseconds max{1000};
+  double factor = 2.0;
+  double jitter = 0.0;
+  std::chrono::milliseconds reset_after{5000};
+};
+
+// Strategies: which children restart when one fails.
+struct one_for_one {  // only the failed child
+  int max_restarts = 3;
+  std::chrono::milliseconds within{5000};
+  troupe::backoff backoff{};
+};
+struct one_for_all {  // every child
+  int max_restarts = 3;
+  std::chrono::milliseconds within{5000};
+  troupe::backoff backoff{};
+};
+struct rest_for_one {  // the failed child and those started after it
+  int max_restarts = 3;
+  std::chrono::milliseconds within{5000};
+  troupe::backoff backoff{};
+};
+
+// What a supervisor did, for runtime_options::on_supervision.
+struct supervision_event {
+  enum class kind { started, failed, restarted, stopped, gave_up };
+  kind what;
+  address supervisor;
+  address child;  // empty for gave_up
+  std::string name;
+  std::string reason;
+};
+
+struct child_options {
+  std::string name;
+  restart_type restart = restart_type::permanent;
+};
+
+// Removes (and stops for good) a child. Replies whether it was a child.
+struct remove_child {
+  address child;
+};
+// Replies the children, in start order.
+struct which_children {};
+
+class supervisor;
+
+namespace detail {
+
+struct add_child_request {
+  child_options options;
+  std::function<actor_cell*(actor_cell* supervisor, restart_kind restart, exit_notifier notify)>
+      spawn;
+};
+struct child_exit {
+  address child;
+  bool failed;
+  bool waiting;
+  std::string reason;
+};
+struct restart_due {
+  address child;
+};
+
+}  // namespace detail
+
+class supervisor {
+ public:
+  enum class strategy_kind { one_for_one, one_for_all, rest_for_one };
+
+  supervisor(context& ctx, one_for_one s)
+      : supervisor(ctx, strategy_kind::one_for_one, s.max_restarts, s.within, s.backoff) {}
+  supervisor(context& ctx, one_for_all s)
+      : supervisor(ctx, strategy_kind::one_for_all, s.max_restarts, s.within, s.backoff) {}
+  supervisor(context& ctx, rest_for_one s)
+      : supervisor(ctx, strategy_kind::rest_for_one, s.max_restarts, s.within, s.backoff) {}
+
+  address on(detail::add_child_request request) {
+    detail::actor_cell* self = &detail::cell_of(ctx_);
+    const auto restart = static_cast<detail::restart_kind>(request.options.restart);
+    detail::actor_cell* cell = request.spawn(self, restart, &notify_exit);
+    address child = detail::access::make_address(cell);
+    cell->release();  // the reference spawn returned; `child` holds one
+    children_.push_back(child_record{child, std::move(request.options)});
+    report(supervision_event::kind::started, children_.back(), {});
+    return child;
+  }
+
+  bool on(remove_child request) {
+    auto it = find(request.child);
+    if (it == children_.end()) return false;
+    detail::access::cell_of(it->ref)->request_final_stop();
+    children_.erase(it);
+    return true;
+  }
+
+  std::vector<address> on(which_children) const {
+    std::vector<address> out;
+    for (const auto& c : children_) out.push_back(c.ref);
+    return out;
+  }
+
+  void on(detail::child_exit exit) {
+    auto it = find(exit.child);
+    if (it == children_.end()) {
+      // Removed meanwhile: a child still waiting for a decision is stopped for good.
+      if (exit.waiting) detail::access::cell_of(exit.child)->request_final_stop();
+      return;
+    }
+    if (exit.failed) report(supervision_event::kind::failed, *it, exit.reason);
+    if (!exit.waiting) {  // gone for good (transient after a normal stop, temporary, ...)
+      report(supervision_event::kind::stopped, *it, exit.reason);
+      children_.erase(it);
+      return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    while (!restarts_.empty() && now - restarts_.front() > within_) restarts_.pop_front();
+    if (static_cast<int>(restarts_.size()) >= max_restarts_) {
+      give_up(exit.reason);  // throws: this supervisor fails, its parent decides
+    }
+    restarts_.push_back(now);
+    if (now - last_failure_ > backoff_.reset_after) consecutive_ = 0;
+    last_failure_ = now;
+    ++consecutive_;
+    const auto delay = next_delay();
+    const std::size_t position = static_cast<std::size_t>(it - children_.begin());
+    for (std::size_t i = 0; i < children_.size(); ++i) {
+      if (i == position) continue;
+      const bool also = strategy_ == strategy_kind::one_for_all ||
+                        (strategy_ == strategy_kind::rest_for_one && i > position);
+      if (also) {
+        detail::access::cell_of(children_[i].ref)->request_restart();
+        report(supervision_event::kind::restarted, children_[i], "sibling " + it->options.name);
+      }
+    }
+    if (delay.count() == 0) {
+      detail::access::cell_of(exit.child)->request_restart();
+      report(supervision_event::kind::restarted, *it, exit.reason);
+    } else {
+      ctx_.send_after(delay, ctx_.self_as<supervisor>(), detail::restart_due{exit.child});
+    }
+  }
+
+  void on(detail::restart_due due) {
+    if (auto it = find(due.child); it != children_.end()) {
+      detail::access::cell_of(due.child)->request_restart();
+      report(supervision_event::kind::restarted, *it, "after backoff");
+    } else {
+      detail::access::cell_of(due.child)->request_final_stop();
+    }
+  }
+
+  // Children stop for good when the supervisor stops, newest first.
+  void on_stop() {
+    for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
+      detail::access::cell_of(it->ref)->request_final_stop();
+    }
+    children_.clear();
+  }
+
+ private:
+  struct child_record {
+    address ref;
+    child_options options;
+  };
+
+  supervisor(context& ctx, strategy_kind kind, int max_restarts, std::chrono::milliseconds within,
+             troupe::backoff b)
+      : ctx_(ctx),
+        strategy_(kind),
+        max_restarts_(max_restarts),
+        within_(within),
+        backoff_(b),
+        rng_(static_cast<std::uint32_t>(detail::cell_of(ctx).id())) {}
+
+  std::vector<child_record>::iterator find(const address& a) {
+    return std::find_if(children_.begin(), children_.end(),
+                        [&a](const child_record& c) { return c.ref == a; });
+  }
+
+  std::chrono::milliseconds next_delay() {
+    if (backoff_.min.count() <= 0) return std::chrono::milliseconds{0};
+    double d = static_cast<double>(backoff_.min.count());
+    for (int i = 1; i < consecutive_ && d < static_cast<double>(backoff_.max.count()); ++i) {
+      d *= backoff_.factor;
+    }
+    d = std::min(d, static_cast<double>(backoff_.max.count()));
+    if (backoff_.jitter > 0) {
+      std::uniform_real_distribution<double> spread(1.0 - backoff_.jitter, 1.0 + backoff_.jitter);
+      d *= spread(rng_);
+    }
+    return std::chrono::milliseconds{static_cast<long long>(d)};
+  }
+
+  void report(supervision_event::kind what, const child_record& child, std::string reason) {
+    const auto& hook = detail::cell_of(ctx_).core()->options().on_supervision;
+    if (!hook) return;
+    try {
+      hook(supervision_event{what, ctx_.self(), child.ref, child.options.name, std::move(reason)});
+    } catch (...) {  // a throwing hook must not take the supervisor down
+    }
+  }
+
+  [[noreturn]] void give_up(const std::string& last_reason) {
+    if (const auto& hook = detail::cell_of(ctx_).core()->options().on_supervision) {
+      try {
+        hook(supervision_event{supervision_event::kind::gave_up, ctx_.self(), {}, {}, last_reason});
+      } catch (...) {
+      }
+    }
+    for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
+      detail::access::cell_of(it->ref)->request_final_stop();
+    }
+    children_.clear();
+    throw error(errc::handler_failed, "restart intensity exceeded (" +
+                                          std::to_string(max_restarts_) + " restarts within " +
+                                          std::to_string(within_.count()) +
+                                          " ms); last failure: " + last_reason);
+  }
+
+  static void notify_exit(detail::actor_cell* sup, detail::actor_cell* child, bool failed,
+                          bool waiting, const std::string& reason) noexcept;
+
+  context& ctx_;
+  strategy_kind strategy_;
+  int max_restarts_;
+  std::chrono::milliseconds within_;
+  troupe::backoff backoff_;
+  std::deque<std::chrono::steady_clock::time_point> restarts_;
+  std::chrono::steady_clock::time_point last_failure_{};
+  int consecutive_ = 0;
+  std::minstd_rand rng_;
+  std::vector<child_record> children_;
+};
+
+inline void supervisor::notify_exit(detail::actor_cell* sup, detail::actor_cell* child,
+                                    bool failed, bool waiting, const std::string& reason) noexcept {
+  try {
+    auto* e = new detail::message_envelope<detail::child_exit>(
+        &detail::message_ops<supervisor, detail::child_exit>,
+        detail::child_exit{detail::access::make_address(child), failed, waiting, reason});
+    sup->core()->post(sup, e, true);
+  } catch (...) {
+    // Out of memory: a waiting child would wait forever; stop it for good instead.
+    if (waiting) child->request_final_stop();
+  }
+}
+
+// Starts a child of class A under `sup`, built from args now and at every restart (args are
+// copied into the child's factory). Blocks until the supervisor has registered it: call from a
+// plain thread (from an actor, co_await start_child_async). Throws error(runtime_stopped) during
+// shutdown, and what A's constructor throws.
+template <Actor A, class... Args>
+ref<A> start_child(const ref<supervisor>& sup, child_options options, Args... args) {
+  detail::add_child_request request{
+      std::move(options),
+      [args...](detail::actor_cell* supervisor_cell, detail::restart_kind restart,
+                detail::exit_notifier notify) -> detail::actor_cell* {
+        auto factory = [args...](detail::actor_cell& cell) {
+          static_cast<detail::typed_cell<A>&>(cell).construct(args...);
+        };
+        return supervisor_cell->core()->template spawn_supervised<A>(
+            std::move(factory), supervisor_cell, restart, notify);
+      }};
+  address child = sup.ask(std::move(request)).get();
+  return detail::access::make_ref<A>(detail::access::cell_of(child));
+}
+
+// The same, from inside an actor's task handler.
+template <Actor A, class... Args>
+task<ref<A>> start_child_async(ref<supervisor> sup, child_options options, Args... args) {
+  detail::add_child_request request{
+      std::move(options),
+      [args...](detail::actor_cell* supervisor_cell, detail::restart_kind restart,
+                detail::exit_notifier notify) -> detail::actor_cell* {
+        auto factory = [args...](detail::actor_cell& cell) {
+          static_cast<detail::typed_cell<A>&>(cell).construct(args...);
+        };
+        return supervisor_cell->core()->template spawn_supervised<A>(
+            std::move(factory), supervisor_cell, restart, notify);
+      }};
+  address child = co_await sup.ask(std::move(request));
+  co_return detail::access::make_ref<A>(detail::access::cell_of(child));
+}
+
+}  // namespace troupe
+// ---- end troupe/supervisor.hpp ----

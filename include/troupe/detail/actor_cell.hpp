@@ -3,8 +3,10 @@
 
 #include <atomic>
 #include <coroutine>
+#include <exception>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <new>
 #include <string>
 #include <string_view>
@@ -26,6 +28,7 @@ enum class stop_cause : std::uint8_t { none, requested, failed, shutdown };
 struct cell_ops {
   void (*on_start)(actor_cell& cell);
   void (*on_stop)(actor_cell& cell);
+  void (*on_failure)(actor_cell& cell, const std::exception_ptr& error);
   void (*destroy_instance)(actor_cell& cell) noexcept;
   void (*delete_cell)(actor_cell* cell) noexcept;
   // Builds the envelope of a troupe::down for this actor class; null if it has no handler.
@@ -41,9 +44,23 @@ struct watch_entry {
   std::uint64_t id;
 };
 
+// How a supervised actor reports an exit to its supervisor (set by troupe::supervisor).
+// `waiting`: the child kept its mailbox and waits to be restarted (or stopped); otherwise it is
+// gone for good.
+using exit_notifier = void (*)(actor_cell* supervisor, actor_cell* child, bool failed,
+                               bool waiting, const std::string& reason) noexcept;
+
+enum class restart_kind : std::uint8_t { permanent, transient, temporary };
+
+// The rarely used part of an actor record, allocated on first use: death watch (guarded by
+// monitor_lock) and supervision (set before the actor first runs, then read-only).
 struct watch_state {
   std::vector<watch_entry> entries;
   std::string failure;  // the failure's text, kept for monitors that come late
+  actor_cell* supervisor = nullptr;                // retained while this actor lives
+  std::function<void(actor_cell&)> factory;        // builds a fresh instance for a restart
+  exit_notifier notify = nullptr;
+  restart_kind restart = restart_kind::permanent;
 };
 
 // What one activation of an actor on a worker ended with.
@@ -117,6 +134,27 @@ class actor_cell : public context {
   inline void abandon_task() noexcept;
   inline void destroy_self() noexcept;
   inline void notify_watchers() noexcept;
+  inline bool supervised_restartable(bool failed) const noexcept;
+  inline void park_for_supervisor(bool failed, const std::string& reason) noexcept;
+  inline bool restart_instance() noexcept;
+  inline void drop_instance() noexcept;
+  inline activation stop_now() noexcept;
+  inline void kick_parked() noexcept;
+
+ public:
+  // Any thread: restart this supervised actor in place (its mailbox and refs stay), at its next
+  // message boundary, or now if it is idle or waiting for its supervisor.
+  inline void request_restart() noexcept;
+  // Any thread: a stop that a supervisor will not turn into a restart.
+  void request_final_stop() noexcept {
+    final_stop_.store(true, std::memory_order_seq_cst);
+    request_stop(false);
+  }
+  [[nodiscard]] watch_state* extras() const noexcept { return watch_; }
+  // Worker-free setup before the actor first runs (supervised spawn).
+  void set_extras(watch_state* extras) noexcept { watch_ = extras; }
+
+ private:
 
   runtime_core* const core_;
   const cell_ops* const ops_;
@@ -132,6 +170,12 @@ class actor_cell : public context {
   std::atomic<bool> stopped_by_shutdown_{false};
   bool sealed_ = false;                       // monitor_lock: stopped, downs go out at once
   stop_cause exit_cause_ = stop_cause::none;  // monitor_lock: why it stopped, once sealed
+  // Supervision: a restart was asked for; the actor waits for its supervisor (no instance);
+  // the next stop is for good (not restarted).
+  std::atomic<bool> restart_requested_{false};
+  std::atomic<bool> parked_{false};
+  std::atomic<bool> final_stop_{false};
+  bool instance_alive_ = true;  // worker
 
  private:
   std::atomic<std::uint64_t> wake_{0};
@@ -159,6 +203,10 @@ concept has_on_start = requires(A& a) {
 template <class A>
 concept has_on_stop = requires(A& a) {
   a.on_stop();
+};
+template <class A>
+concept has_on_failure = requires(A& a, const std::exception_ptr& e) {
+  a.on_failure(e);
 };
 
 template <class A, class... Args>
@@ -194,6 +242,14 @@ class typed_cell final : public actor_cell {
       },
       [](actor_cell& c) {
         if constexpr (has_on_stop<A>) static_cast<typed_cell&>(c).instance_.on_stop();
+      },
+      [](actor_cell& c, const std::exception_ptr& e) {
+        if constexpr (has_on_failure<A>) {
+          static_cast<typed_cell&>(c).instance_.on_failure(e);
+        } else {
+          static_cast<void>(c);
+          static_cast<void>(e);
+        }
       },
       [](actor_cell& c) noexcept { static_cast<typed_cell&>(c).instance_.~A(); },
       [](actor_cell* c) noexcept { delete static_cast<typed_cell*>(c); },

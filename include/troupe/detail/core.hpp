@@ -140,6 +140,45 @@ class runtime_core {
     return cell;
   }
 
+  // Spawns an actor under a supervisor: built (now and at every restart) by `factory`.
+  template <class A>
+  typed_cell<A>* spawn_supervised(std::function<void(actor_cell&)> factory, actor_cell* supervisor,
+                                  restart_kind restart, exit_notifier notify) {
+    if (!accepting()) {
+      throw error(errc::runtime_stopped,
+                  "start_child<" + std::string(type_name<A>()) + ">() after shutdown began");
+    }
+    auto extras = std::make_unique<watch_state>();
+    extras->factory = std::move(factory);
+    extras->restart = restart;
+    extras->notify = notify;
+    auto* cell = new typed_cell<A>(this, next_id_.fetch_add(1, std::memory_order_relaxed));
+    try {
+      extras->factory(*cell);
+    } catch (...) {
+      delete cell;
+      throw;
+    }
+    {
+      std::lock_guard lock(registry_mutex_);
+      if (!accepting()) {
+        cell->ops()->destroy_instance(*cell);
+        delete cell;
+        throw error(errc::runtime_stopped,
+                    "start_child<" + std::string(type_name<A>()) + ">() after shutdown began");
+      }
+      supervisor->retain();
+      extras->supervisor = supervisor;
+      cell->set_extras(extras.release());
+      link(cell);
+    }
+    retain();
+    cell->retain();
+    spawned_.fetch_add(1, std::memory_order_relaxed);
+    schedule(cell);
+    return cell;
+  }
+
   // The send path. Counts the attempt (unless it was counted when a delayed send was made),
   // then queues, dead-letters or rejects the envelope, which it always consumes.
   bool post(actor_cell* target, envelope* e, bool count_sent) noexcept {
@@ -698,13 +737,26 @@ inline void actor_cell::release() noexcept {
 
 inline void actor_cell::destroy_self() noexcept {
   runtime_core* core = core_;
+  if (watch_ != nullptr && watch_->supervisor != nullptr) watch_->supervisor->release();
   delete watch_;
   ops_->delete_cell(this);
   core->release();
 }
 
 inline activation actor_cell::run(std::size_t batch) {
-  if (task_) {
+  if (parked_.load(std::memory_order_acquire)) {
+    // Woken while waiting for its supervisor: to be restarted in place, or stopped.
+    parked_.store(false, std::memory_order_relaxed);
+    wake_.store((wake_.load(std::memory_order_acquire) & ~std::uint64_t{3}) | wake_running,
+                std::memory_order_relaxed);
+    if (stop_requested_.load(std::memory_order_seq_cst) ||
+        !restart_requested_.load(std::memory_order_seq_cst)) {
+      finalize();
+      return activation::finished;
+    }
+    restart_requested_.store(false, std::memory_order_seq_cst);
+    if (!restart_instance()) return activation::suspended;
+  } else if (task_) {
     // A suspended task handler was woken (or is being abandoned at shutdown).
     wake_.store((wake_.load(std::memory_order_acquire) & ~std::uint64_t{3}) | wake_running,
                 std::memory_order_relaxed);
@@ -731,18 +783,20 @@ inline activation actor_cell::run(std::size_t batch) {
     }
   }
   for (std::size_t n = 0; n < batch; ++n) {
-    if (stop_requested_.load(std::memory_order_seq_cst)) {
-      finalize();
-      return activation::finished;
+    if (stop_requested_.load(std::memory_order_seq_cst)) return stop_now();
+    if (restart_requested_.load(std::memory_order_relaxed) &&
+        restart_requested_.exchange(false, std::memory_order_seq_cst)) {
+      if (!restart_instance()) return activation::suspended;
     }
     envelope* e = mailbox_.pop();
     if (e == nullptr) {
       if (!mailbox_.try_idle()) continue;
-      // A stop request that raced with going idle must not be lost: whoever claims the idle
-      // actor back (it, or a sender that schedules it) sees the flag.
-      if (stop_requested_.load(std::memory_order_seq_cst) && mailbox_.claim_if_idle()) {
-        finalize();
-        return activation::finished;
+      // A stop or restart request that raced with going idle must not be lost: whoever claims
+      // the idle actor back (it, or a sender that schedules it) sees the flag.
+      if ((stop_requested_.load(std::memory_order_seq_cst) ||
+           restart_requested_.load(std::memory_order_seq_cst)) &&
+          mailbox_.claim_if_idle()) {
+        continue;
       }
       return activation::idle;
     }
@@ -751,6 +805,105 @@ inline activation actor_cell::run(std::size_t batch) {
     if (outcome == 0) return after_suspension();
   }
   return activation::yielded;
+}
+
+// A stop request reached a message boundary. A supervised permanent child is not stopped but
+// restarted (its supervisor decides when); everything else stops for good.
+inline activation actor_cell::stop_now() noexcept {
+  if (supervised_restartable(false)) {
+    drop_instance();
+    stop_requested_.store(false, std::memory_order_seq_cst);
+    park_for_supervisor(false, "stopped");
+    return activation::suspended;
+  }
+  finalize();
+  return activation::finished;
+}
+
+inline bool actor_cell::supervised_restartable(bool failed) const noexcept {
+  if (watch_ == nullptr || watch_->supervisor == nullptr) return false;
+  if (final_stop_.load(std::memory_order_seq_cst) || force_stop_.load(std::memory_order_seq_cst) ||
+      stopped_by_shutdown_.load(std::memory_order_seq_cst)) {
+    return false;
+  }
+  return watch_->restart == restart_kind::permanent ||
+         (failed && watch_->restart == restart_kind::transient);
+}
+
+// The instance is gone; the mailbox stays and keeps filling. The actor waits, counted as
+// suspended, until its supervisor restarts it (request_restart) or stops it.
+inline void actor_cell::park_for_supervisor(bool failed, const std::string& reason) noexcept {
+  parked_.store(true, std::memory_order_seq_cst);
+  core_->add_suspended(1);
+  const std::uint64_t generation = (wake_.load(std::memory_order_relaxed) >> 2) + 1;
+  std::uint64_t parked_word = generation << 2 | wake_suspended;
+  wake_.store(parked_word, std::memory_order_seq_cst);
+  if (force_stop_.load(std::memory_order_seq_cst) &&
+      wake_.compare_exchange_strong(parked_word, generation << 2 | wake_running,
+                                    std::memory_order_acq_rel)) {
+    // Shutdown raced with the failure: stop for good instead of waiting.
+    core_->add_suspended(-1);
+    parked_.store(false, std::memory_order_relaxed);
+    finalize();
+    return;
+  }
+  watch_->notify(watch_->supervisor, this, failed, true, reason);
+}
+
+inline void actor_cell::drop_instance() noexcept {
+  if (!instance_alive_) return;
+  if (start_ran_) {
+    try {
+      ops_->on_stop(*this);
+    } catch (...) {
+      std::string what;
+      try {
+        what = "on_stop: " + describe(std::current_exception());
+      } catch (...) {
+      }
+      core_->report_failure(this, what);
+    }
+  }
+  ops_->destroy_instance(*this);
+  instance_alive_ = false;
+  start_ran_ = false;
+}
+
+// Builds a fresh instance from the factory and runs on_start; a throw there is a failure like
+// any other (the supervisor counts it towards its restart intensity).
+inline bool actor_cell::restart_instance() noexcept {
+  drop_instance();
+  try {
+    watch_->factory(*this);
+    instance_alive_ = true;
+    started_ = true;
+    ops_->on_start(*this);
+    start_ran_ = true;
+  } catch (...) {
+    fail(std::current_exception(), nullptr);
+    return false;
+  }
+  return true;
+}
+
+inline void actor_cell::request_restart() noexcept {
+  restart_requested_.store(true, std::memory_order_seq_cst);
+  if (mailbox_.claim_if_idle()) {
+    core_->schedule(this);
+    return;
+  }
+  kick_parked();
+}
+
+inline void actor_cell::kick_parked() noexcept {
+  if (!parked_.load(std::memory_order_seq_cst)) return;
+  std::uint64_t w = wake_.load(std::memory_order_acquire);
+  if ((w & 3) == wake_suspended &&
+      wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
+                                    std::memory_order_acq_rel)) {
+    core_->schedule(this);
+    core_->add_suspended(-1);
+  }
 }
 
 // The handler just suspended. If a forced stop arrived meanwhile, take the actor back now
@@ -866,7 +1019,9 @@ inline void actor_cell::request_stop(bool force) noexcept {
       core_->schedule(this);
       core_->add_suspended(-1);
     }
+    return;
   }
+  kick_parked();  // waiting for its supervisor: a stop ends the wait
 }
 
 inline void actor_cell::finish_message(envelope* e) noexcept {
@@ -885,7 +1040,6 @@ inline void actor_cell::fail(std::exception_ptr error, envelope* failing) noexce
     core_->dead_letter_out(this, failing, dead_letter_reason::handler_failed, what, error);
   }
   core_->report_failure(this, what);
-  cause_ = stop_cause::failed;
   {
     std::lock_guard lock(runtime_core::monitor_lock(this));
     try {
@@ -894,6 +1048,18 @@ inline void actor_cell::fail(std::exception_ptr error, envelope* failing) noexce
     } catch (...) {
     }
   }
+  if (supervised_restartable(true)) {
+    if (instance_alive_) {
+      try {
+        ops_->on_failure(*this, error);  // sees the failure before the restart
+      } catch (...) {
+      }
+    }
+    drop_instance();
+    park_for_supervisor(true, what);
+    return;
+  }
+  cause_ = stop_cause::failed;
   finalize();
 }
 
@@ -916,24 +1082,23 @@ inline void actor_cell::finalize() noexcept {
     core_->dead_letter_out(this, rest, reason, {});
     rest = next;
   }
-  if (start_ran_) {
-    try {
-      ops_->on_stop(*this);
-    } catch (...) {
-      std::string what;
-      try {
-        what = "on_stop: " + describe(std::current_exception());
-      } catch (...) {
-      }
-      core_->report_failure(this, what);
-    }
-  }
+  drop_instance();
   if (cause_ == stop_cause::none) {
     cause_ = stopped_by_shutdown_.load(std::memory_order_relaxed) ? stop_cause::shutdown
                                                                   : stop_cause::requested;
   }
-  ops_->destroy_instance(*this);
   notify_watchers();
+  // A supervisor that stopped its child (or a runtime shutting down) needs no report.
+  if (watch_ != nullptr && watch_->supervisor != nullptr && watch_->notify != nullptr &&
+      !final_stop_.load(std::memory_order_relaxed) &&
+      !stopped_by_shutdown_.load(std::memory_order_relaxed)) {
+    std::string reason;
+    try {
+      reason = cause_ == stop_cause::failed ? watch_->failure : "stopped";
+    } catch (...) {
+    }
+    watch_->notify(watch_->supervisor, this, cause_ == stop_cause::failed, false, reason);
+  }
   core_->unregister_cell(this);
   release();  // the runtime's reference
 }

@@ -1,0 +1,391 @@
+// Tests of troupe::supervisor (include/troupe/supervisor.hpp): strategies, restart types,
+// intensity and escalation, backoff, refs and mailboxes across restarts, hooks, and a chaos
+// run that checks every message is accounted for.
+#include "support.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// Records what happens to children, and lets the test wait for a number of events.
+struct journal {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::map<std::string, int> constructions;
+  std::vector<std::string> log;
+  std::vector<std::chrono::steady_clock::time_point> starts;
+  std::vector<troupe::supervision_event> events;
+  std::vector<std::string> root_failures;
+
+  void record(const std::string& line) {
+    std::lock_guard lock(mutex);
+    log.push_back(line);
+    changed.notify_all();
+  }
+  void constructed(const std::string& name) {
+    std::lock_guard lock(mutex);
+    ++constructions[name];
+    starts.push_back(std::chrono::steady_clock::now());
+    changed.notify_all();
+  }
+  int count(troupe::supervision_event::kind k) {
+    int n = 0;
+    for (const auto& e : events) n += e.what == k ? 1 : 0;
+    return n;
+  }
+  // Waits (no timeout needed: ctest's limit catches a hang) until pred holds.
+  template <class Pred>
+  void wait_for(Pred pred) {
+    std::unique_lock lock(mutex);
+    changed.wait(lock, [&] { return pred(); });
+  }
+
+  troupe::runtime_options options(std::size_t workers = 2) {
+    troupe::runtime_options o;
+    o.workers = workers;
+    o.on_supervision = [this](const troupe::supervision_event& e) {
+      std::lock_guard lock(mutex);
+      events.push_back(e);
+      changed.notify_all();
+    };
+    o.on_failure = [this](const troupe::address& who, std::string_view what) {
+      std::lock_guard lock(mutex);
+      if (who.type_name().find("supervisor") != std::string_view::npos) {
+        root_failures.emplace_back(what);
+      }
+      changed.notify_all();
+    };
+    return o;
+  }
+};
+
+struct boom {};
+struct quit {};
+struct generation {};
+struct item {
+  int n;
+};
+struct items {};
+
+class member {
+ public:
+  member(std::string name, journal* j) : name_(std::move(name)), journal_(j) {
+    journal_->constructed(name_);
+    std::lock_guard lock(journal_->mutex);
+    generation_ = journal_->constructions[name_];
+  }
+  void on_start() { journal_->record(name_ + ":start"); }
+  void on_stop() { journal_->record(name_ + ":stop"); }
+  void on_failure(const std::exception_ptr&) { journal_->record(name_ + ":failure"); }
+  void on(boom) { throw std::runtime_error(name_ + " exploded"); }
+  int on(generation) const { return generation_; }
+  void on(item i) {
+    if (i.n < 0) throw std::runtime_error("negative item");
+    seen_.push_back(i.n);
+  }
+  std::vector<int> on(items) const { return seen_; }
+
+ private:
+  std::string name_;
+  journal* journal_;
+  int generation_ = 0;
+  std::vector<int> seen_;
+};
+
+class quitter {
+ public:
+  quitter(troupe::context& ctx, std::string name, journal* j) : ctx_(ctx), name_(std::move(name)) {
+    j->constructed(name_);
+  }
+  void on(quit) { ctx_.stop(); }
+  void on(boom) { throw std::runtime_error("quitter exploded"); }
+  int on(generation) const { return 1; }
+
+ private:
+  troupe::context& ctx_;
+  std::string name_;
+};
+
+template <class Strategy>
+std::map<std::string, int> fail_in_position(int position) {
+  journal j;
+  troupe::runtime rt(j.options());
+  auto sup = rt.spawn<troupe::supervisor>(Strategy{.max_restarts = 10, .within = 60s});
+  std::vector<troupe::ref<member>> kids;
+  for (const char* name : {"a", "b", "c"}) {
+    kids.push_back(troupe::start_child<member>(sup, {.name = name}, std::string(name), &j));
+  }
+  const int expected_restarts =
+      std::is_same_v<Strategy, troupe::one_for_one>   ? 1
+      : std::is_same_v<Strategy, troupe::one_for_all> ? 3
+                                                      : 3 - position;
+  kids[static_cast<std::size_t>(position)].send(boom{});
+  j.wait_for([&] {
+    int n = 0;
+    for (const auto& e : j.events) n += e.what == troupe::supervision_event::kind::restarted;
+    return n == expected_restarts;
+  });
+  std::map<std::string, int> generations;
+  for (std::size_t i = 0; i < kids.size(); ++i) {
+    generations[std::string(1, static_cast<char>('a' + i))] = kids[i].ask(generation{}).get();
+  }
+  return generations;
+}
+
+}  // namespace
+
+TEST_CASE("one_for_one restarts only the failed child", "[supervisor][strategy]") {
+  REQUIRE(fail_in_position<troupe::one_for_one>(0) ==
+          std::map<std::string, int>{{"a", 2}, {"b", 1}, {"c", 1}});
+  REQUIRE(fail_in_position<troupe::one_for_one>(1) ==
+          std::map<std::string, int>{{"a", 1}, {"b", 2}, {"c", 1}});
+  REQUIRE(fail_in_position<troupe::one_for_one>(2) ==
+          std::map<std::string, int>{{"a", 1}, {"b", 1}, {"c", 2}});
+}
+
+TEST_CASE("one_for_all restarts every child", "[supervisor][strategy]") {
+  for (int p = 0; p < 3; ++p) {
+    REQUIRE(fail_in_position<troupe::one_for_all>(p) ==
+            std::map<std::string, int>{{"a", 2}, {"b", 2}, {"c", 2}});
+  }
+}
+
+TEST_CASE("rest_for_one restarts the failed child and those started after it",
+          "[supervisor][strategy]") {
+  REQUIRE(fail_in_position<troupe::rest_for_one>(0) ==
+          std::map<std::string, int>{{"a", 2}, {"b", 2}, {"c", 2}});
+  REQUIRE(fail_in_position<troupe::rest_for_one>(1) ==
+          std::map<std::string, int>{{"a", 1}, {"b", 2}, {"c", 2}});
+  REQUIRE(fail_in_position<troupe::rest_for_one>(2) ==
+          std::map<std::string, int>{{"a", 1}, {"b", 1}, {"c", 2}});
+}
+
+TEST_CASE("restart types decide after a normal stop and after a failure",
+          "[supervisor][restart_type]") {
+  journal j;
+  troupe::runtime_options o = j.options();
+  o.on_failure = [](const troupe::address&, std::string_view) {};
+  troupe::runtime rt(o);
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{.max_restarts = 10, .within = 60s});
+  using troupe::restart_type;
+  auto constructions = [&j](const std::string& name) {
+    std::lock_guard lock(j.mutex);
+    return j.constructions[name];
+  };
+  auto stopped_for_good = [](const troupe::ref<quitter>& q) {
+    try {
+      static_cast<void>(q.ask(generation{}).get());
+      return false;
+    } catch (const troupe::error& e) {
+      return e.code() == troupe::errc::actor_stopped;
+    }
+  };
+
+  SECTION("permanent: restarted after a normal stop and after a failure") {
+    auto q = troupe::start_child<quitter>(sup, {.name = "p", .restart = restart_type::permanent},
+                                          std::string("p"), &j);
+    q.send(quit{});
+    j.wait_for([&] { return j.constructions["p"] == 2; });
+    q.send(boom{});
+    j.wait_for([&] { return j.constructions["p"] == 3; });
+    REQUIRE(q.ask(generation{}).get() == 1);
+  }
+  SECTION("transient: stopped for good after a normal stop, restarted after a failure") {
+    auto q = troupe::start_child<quitter>(sup, {.name = "t", .restart = restart_type::transient},
+                                          std::string("t"), &j);
+    q.send(boom{});
+    j.wait_for([&] { return j.constructions["t"] == 2; });
+    q.send(quit{});
+    j.wait_for([&] { return j.count(troupe::supervision_event::kind::stopped) == 1; });
+    REQUIRE(stopped_for_good(q));
+    REQUIRE(constructions("t") == 2);
+  }
+  SECTION("temporary: never restarted") {
+    auto q = troupe::start_child<quitter>(sup, {.name = "x", .restart = restart_type::temporary},
+                                          std::string("x"), &j);
+    q.send(boom{});
+    j.wait_for([&] { return j.count(troupe::supervision_event::kind::stopped) == 1; });
+    REQUIRE(stopped_for_good(q));
+    REQUIRE(constructions("x") == 1);
+  }
+}
+
+TEST_CASE("refs stay valid and the mailbox survives a restart, in order",
+          "[supervisor][mailbox]") {
+  journal j;
+  troupe::runtime_options o = j.options(1);
+  o.on_failure = [](const troupe::address&, std::string_view) {};
+  test::observer obs;
+  o.on_dead_letter = [&obs](const troupe::dead_letter& d) {
+    std::lock_guard lock(obs.mutex);
+    obs.dead.push_back({d.target.id(), std::string(d.message_type), d.reason, d.detail});
+  };
+  troupe::runtime rt(o);
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{});
+  auto m = troupe::start_child<member>(sup, {.name = "m"}, std::string("m"), &j);
+  for (int i = 0; i < 100; ++i) m.send(item{i == 50 ? -1 : i});
+  // The new instance got everything after the failing item, in order.
+  j.wait_for([&] { return j.constructions["m"] == 2; });
+  const std::vector<int> after = m.ask(items{}).get();
+  std::vector<int> expected;
+  for (int i = 51; i < 100; ++i) expected.push_back(i);
+  // Items 0..49 went to the first instance; the first instance is gone with its state.
+  REQUIRE(after == expected);
+  REQUIRE(obs.dead_count(troupe::dead_letter_reason::handler_failed) == 1);
+  rt.shutdown();
+  test::require_accounted(rt.counters());
+}
+
+namespace {
+struct explode_on_ask {};
+class asked {
+ public:
+  asked(std::string name, journal* j) { j->constructed(name); }
+  int on(explode_on_ask) { throw std::runtime_error("no answer"); }
+  int on(generation) const { return 0; }
+};
+}  // namespace
+
+TEST_CASE("a supervised child's failing ask completes with handler_failed",
+          "[supervisor][ask]") {
+  journal j;
+  troupe::runtime_options o = j.options();
+  o.on_failure = [](const troupe::address&, std::string_view) {};
+  troupe::runtime rt(o);
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{});
+  auto a = troupe::start_child<asked>(sup, {.name = "a"}, std::string("a"), &j);
+  try {
+    static_cast<void>(a.ask(explode_on_ask{}).get());
+    FAIL("no error");
+  } catch (const troupe::error& e) {
+    REQUIRE(e.code() == troupe::errc::handler_failed);
+    REQUIRE(std::string(e.what()).find("no answer") != std::string::npos);
+  }
+  j.wait_for([&] { return j.constructions["a"] == 2; });
+  REQUIRE(a.ask(generation{}).get() == 0);  // the same ref reaches the new instance
+}
+
+TEST_CASE("hooks run in order across a restart", "[supervisor][hooks]") {
+  journal j;
+  troupe::runtime_options o = j.options(1);
+  o.on_failure = [](const troupe::address&, std::string_view) {};
+  troupe::runtime rt(o);
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{});
+  auto m = troupe::start_child<member>(sup, {.name = "h"}, std::string("h"), &j);
+  m.send(boom{});
+  j.wait_for([&] { return j.constructions["h"] == 2; });
+  REQUIRE(m.ask(generation{}).get() == 2);
+  std::lock_guard lock(j.mutex);
+  REQUIRE(j.log == std::vector<std::string>{"h:start", "h:failure", "h:stop", "h:start"});
+}
+
+TEST_CASE("restart intensity exceeded escalates through two levels", "[supervisor][intensity]") {
+  journal j;
+  troupe::runtime rt(j.options());
+  auto root = rt.spawn<troupe::supervisor>(troupe::one_for_one{.max_restarts = 0, .within = 60s});
+  auto mid = troupe::start_child<troupe::supervisor>(root, {.name = "mid"},
+                                                     troupe::one_for_one{.max_restarts = 1,
+                                                                         .within = 60s});
+  auto m = troupe::start_child<member>(mid, {.name = "leaf"}, std::string("leaf"), &j);
+  m.send(boom{});  // restart 1: allowed
+  j.wait_for([&] { return j.constructions["leaf"] == 2; });
+  m.send(boom{});  // restart 2: mid gives up and fails; root (max 0) gives up and fails
+  j.wait_for([&] { return !j.root_failures.empty() && j.count(troupe::supervision_event::kind::gave_up) == 2; });
+  std::lock_guard lock(j.mutex);
+  bool root_reported = false;
+  for (const auto& f : j.root_failures) {
+    root_reported = root_reported || f.find("restart intensity exceeded") != std::string::npos;
+  }
+  REQUIRE(root_reported);
+}
+
+TEST_CASE("backoff delays grow, are capped, and are never early", "[supervisor][backoff]") {
+  journal j;
+  troupe::runtime_options o = j.options();
+  o.on_failure = [](const troupe::address&, std::string_view) {};
+  troupe::runtime rt(o);
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{
+      .max_restarts = 100,
+      .within = 60s,
+      .backoff = {.min = 10ms, .max = 40ms, .factor = 2.0, .jitter = 0.0, .reset_after = 60s}});
+  auto m = troupe::start_child<member>(sup, {.name = "b"}, std::string("b"), &j);
+  for (int i = 1; i <= 4; ++i) {
+    m.send(boom{});
+    j.wait_for([&] { return j.constructions["b"] == i + 1; });
+  }
+  std::lock_guard lock(j.mutex);
+  const std::vector<std::chrono::milliseconds> minimum{10ms, 20ms, 40ms, 40ms};
+  for (std::size_t i = 0; i < minimum.size(); ++i) {
+    REQUIRE(j.starts[i + 1] - j.starts[i] >= minimum[i]);
+  }
+}
+
+TEST_CASE("backoff resets after a quiet period", "[supervisor][backoff]") {
+  journal j;
+  troupe::runtime_options o = j.options();
+  o.on_failure = [](const troupe::address&, std::string_view) {};
+  troupe::runtime rt(o);
+  // reset_after 0: every failure counts as the first after a quiet period, so the delay stays
+  // at min instead of growing a hundredfold.
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{
+      .max_restarts = 100,
+      .within = 60s,
+      .backoff = {.min = 10ms, .max = 10s, .factor = 100.0, .jitter = 0.0, .reset_after = 0ms}});
+  auto m = troupe::start_child<member>(sup, {.name = "r"}, std::string("r"), &j);
+  for (int i = 1; i <= 3; ++i) {
+    m.send(boom{});
+    j.wait_for([&] { return j.constructions["r"] == i + 1; });
+  }
+  std::lock_guard lock(j.mutex);
+  for (std::size_t i = 1; i < j.starts.size(); ++i) {
+    REQUIRE(j.starts[i] - j.starts[i - 1] >= 10ms);
+    REQUIRE(j.starts[i] - j.starts[i - 1] < 900ms);  // growth would have meant 1 s, then 10 s
+  }
+}
+
+TEST_CASE("chaos: random failures under load, every message accounted for",
+          "[supervisor][chaos]") {
+  constexpr int children = 8;
+  constexpr int threads = 4;
+  constexpr int per_thread = 5'000;
+  journal j;
+  troupe::runtime_options o = j.options();
+  o.on_failure = [](const troupe::address&, std::string_view) {};
+  o.on_supervision = nullptr;
+  troupe::runtime rt(o);
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{.max_restarts = 1'000'000,
+                                                              .within = 1s});
+  std::vector<troupe::ref<member>> kids;
+  for (int i = 0; i < children; ++i) {
+    kids.push_back(troupe::start_child<member>(sup, {.name = std::to_string(i)},
+                                               std::to_string(i), &j));
+  }
+  std::vector<std::thread> senders;
+  for (int t = 0; t < threads; ++t) {
+    senders.emplace_back([&, t] {
+      std::minstd_rand rng(static_cast<unsigned>(t) + 7);
+      for (int i = 0; i < per_thread; ++i) {
+        const bool fail = rng() % 50 == 0;
+        kids[rng() % children].send(item{fail ? -1 : i});
+      }
+    });
+  }
+  for (auto& s : senders) s.join();
+  rt.shutdown();
+  auto c = rt.counters();
+  test::require_accounted(c);
+  REQUIRE(c.handled + c.dead_lettered >= static_cast<std::uint64_t>(threads * per_thread));
+  REQUIRE(rt.live_actors() == 0);
+}
