@@ -2,13 +2,13 @@
 // worker and a sub-supervisor (one_for_all) of two workers that share state and must restart
 // together. Failures restart actors in place: the refs stay valid and messages queued behind a
 // failure reach the new instance. Every supervision event is printed.
-#include <troupe/troupe.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+
+#include <troupe/troupe.hpp>
 
 using namespace std::chrono_literals;
 
@@ -51,8 +51,7 @@ int main() {
   std::mutex print;
   troupe::runtime_options options;
   options.on_supervision = [&](const troupe::supervision_event& e) {
-    static constexpr const char* kinds[] = {"started", "failed", "restarted", "stopped",
-                                            "gave up"};
+    static constexpr const char* kinds[] = {"started", "failed", "restarted", "stopped", "gave up"};
     std::lock_guard lock(print);
     std::printf("event: %s %s%s%s\n", e.name.c_str(), kinds[static_cast<int>(e.what)],
                 e.reason.empty() ? "" : ": ", e.reason.c_str());

@@ -1,8 +1,6 @@
 // Tests of troupe::supervisor (include/troupe/supervisor.hpp): strategies, restart types,
 // intensity and escalation, backoff, refs and mailboxes across restarts, hooks, and a chaos
 // run that checks every message is accounted for.
-#include "support.hpp"
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -14,6 +12,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -127,10 +127,9 @@ std::map<std::string, int> fail_in_position(int position) {
   for (const char* name : {"a", "b", "c"}) {
     kids.push_back(troupe::start_child<member>(sup, {.name = name}, std::string(name), &j));
   }
-  const int expected_restarts =
-      std::is_same_v<Strategy, troupe::one_for_one>   ? 1
-      : std::is_same_v<Strategy, troupe::one_for_all> ? 3
-                                                      : 3 - position;
+  const int expected_restarts = std::is_same_v<Strategy, troupe::one_for_one>   ? 1
+                                : std::is_same_v<Strategy, troupe::one_for_all> ? 3
+                                                                                : 3 - position;
   kids[static_cast<std::size_t>(position)].send(boom{});
   j.wait_for([&] {
     int n = 0;
@@ -222,8 +221,7 @@ TEST_CASE("restart types decide after a normal stop and after a failure",
   }
 }
 
-TEST_CASE("refs stay valid and the mailbox survives a restart, in order",
-          "[supervisor][mailbox]") {
+TEST_CASE("refs stay valid and the mailbox survives a restart, in order", "[supervisor][mailbox]") {
   journal j;
   troupe::runtime_options o = j.options(1);
   o.on_failure = [](const troupe::address&, std::string_view) {};
@@ -258,8 +256,7 @@ class asked {
 };
 }  // namespace
 
-TEST_CASE("a supervised child's failing ask completes with handler_failed",
-          "[supervisor][ask]") {
+TEST_CASE("a supervised child's failing ask completes with handler_failed", "[supervisor][ask]") {
   journal j;
   troupe::runtime_options o = j.options();
   o.on_failure = [](const troupe::address&, std::string_view) {};
@@ -295,14 +292,15 @@ TEST_CASE("restart intensity exceeded escalates through two levels", "[superviso
   journal j;
   troupe::runtime rt(j.options());
   auto root = rt.spawn<troupe::supervisor>(troupe::one_for_one{.max_restarts = 0, .within = 60s});
-  auto mid = troupe::start_child<troupe::supervisor>(root, {.name = "mid"},
-                                                     troupe::one_for_one{.max_restarts = 1,
-                                                                         .within = 60s});
+  auto mid = troupe::start_child<troupe::supervisor>(
+      root, {.name = "mid"}, troupe::one_for_one{.max_restarts = 1, .within = 60s});
   auto m = troupe::start_child<member>(mid, {.name = "leaf"}, std::string("leaf"), &j);
   m.send(boom{});  // restart 1: allowed
   j.wait_for([&] { return j.constructions["leaf"] == 2; });
   m.send(boom{});  // restart 2: mid gives up and fails; root (max 0) gives up and fails
-  j.wait_for([&] { return !j.root_failures.empty() && j.count(troupe::supervision_event::kind::gave_up) == 2; });
+  j.wait_for([&] {
+    return !j.root_failures.empty() && j.count(troupe::supervision_event::kind::gave_up) == 2;
+  });
   std::lock_guard lock(j.mutex);
   bool root_reported = false;
   for (const auto& f : j.root_failures) {
@@ -355,8 +353,7 @@ TEST_CASE("backoff resets after a quiet period", "[supervisor][backoff]") {
   }
 }
 
-TEST_CASE("chaos: random failures under load, every message accounted for",
-          "[supervisor][chaos]") {
+TEST_CASE("chaos: random failures under load, every message accounted for", "[supervisor][chaos]") {
   constexpr int children = 8;
   constexpr int threads = 4;
   constexpr int per_thread = 5'000;
@@ -365,12 +362,12 @@ TEST_CASE("chaos: random failures under load, every message accounted for",
   o.on_failure = [](const troupe::address&, std::string_view) {};
   o.on_supervision = nullptr;
   troupe::runtime rt(o);
-  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{.max_restarts = 1'000'000,
-                                                              .within = 1s});
+  auto sup =
+      rt.spawn<troupe::supervisor>(troupe::one_for_one{.max_restarts = 1'000'000, .within = 1s});
   std::vector<troupe::ref<member>> kids;
   for (int i = 0; i < children; ++i) {
-    kids.push_back(troupe::start_child<member>(sup, {.name = std::to_string(i)},
-                                               std::to_string(i), &j));
+    kids.push_back(
+        troupe::start_child<member>(sup, {.name = std::to_string(i)}, std::to_string(i), &j));
   }
   std::vector<std::thread> senders;
   for (int t = 0; t < threads; ++t) {
@@ -388,4 +385,26 @@ TEST_CASE("chaos: random failures under load, every message accounted for",
   test::require_accounted(c);
   REQUIRE(c.handled + c.dead_lettered >= static_cast<std::uint64_t>(threads * per_thread));
   REQUIRE(rt.live_actors() == 0);
+}
+
+TEST_CASE("children can be added and removed at run time", "[supervisor]") {
+  journal j;
+  troupe::runtime rt(j.options());
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{});
+  auto a = troupe::start_child<member>(sup, {.name = "a"}, std::string("a"), &j);
+  auto b = troupe::start_child<member>(sup, {.name = "b"}, std::string("b"), &j);
+  REQUIRE(sup.ask(troupe::which_children{}).get() ==
+          std::vector<troupe::address>{troupe::address(a), troupe::address(b)});
+  REQUIRE(sup.ask(troupe::remove_child{a}).get());
+  REQUIRE_FALSE(sup.ask(troupe::remove_child{a}).get());
+  REQUIRE(sup.ask(troupe::which_children{}).get() == std::vector<troupe::address>{b});
+  // The removed child stopped for good: it is not restarted.
+  try {
+    static_cast<void>(a.ask(generation{}).get());
+    FAIL("a removed child answered");
+  } catch (const troupe::error& e) {
+    REQUIRE(e.code() == troupe::errc::actor_stopped);
+  }
+  std::lock_guard lock(j.mutex);
+  REQUIRE(j.constructions["a"] == 1);
 }

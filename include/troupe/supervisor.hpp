@@ -13,11 +13,6 @@
 // on_failure hook for a root, hears of it.
 #pragma once
 
-#include <troupe/actor.hpp>
-#include <troupe/ask.hpp>
-#include <troupe/ref.hpp>
-#include <troupe/runtime_options.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <deque>
@@ -26,6 +21,11 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <troupe/actor.hpp>
+#include <troupe/ask.hpp>
+#include <troupe/ref.hpp>
+#include <troupe/runtime_options.hpp>
 
 namespace troupe {
 
@@ -272,8 +272,8 @@ class supervisor {
   std::vector<child_record> children_;
 };
 
-inline void supervisor::notify_exit(detail::actor_cell* sup, detail::actor_cell* child,
-                                    bool failed, bool waiting, const std::string& reason) noexcept {
+inline void supervisor::notify_exit(detail::actor_cell* sup, detail::actor_cell* child, bool failed,
+                                    bool waiting, const std::string& reason) noexcept {
   try {
     auto* e = new detail::message_envelope<detail::child_exit>(
         &detail::message_ops<supervisor, detail::child_exit>,

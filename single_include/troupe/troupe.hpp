@@ -1364,8 +1364,8 @@ struct watch_entry {
 // How a supervised actor reports an exit to its supervisor (set by troupe::supervisor).
 // `waiting`: the child kept its mailbox and waits to be restarted (or stopped); otherwise it is
 // gone for good.
-using exit_notifier = void (*)(actor_cell* supervisor, actor_cell* child, bool failed,
-                               bool waiting, const std::string& reason) noexcept;
+using exit_notifier = void (*)(actor_cell* supervisor, actor_cell* child, bool failed, bool waiting,
+                               const std::string& reason) noexcept;
 
 enum class restart_kind : std::uint8_t { permanent, transient, temporary };
 
@@ -1373,9 +1373,9 @@ enum class restart_kind : std::uint8_t { permanent, transient, temporary };
 // monitor_lock) and supervision (set before the actor first runs, then read-only).
 struct watch_state {
   std::vector<watch_entry> entries;
-  std::string failure;  // the failure's text, kept for monitors that come late
-  actor_cell* supervisor = nullptr;                // retained while this actor lives
-  std::function<void(actor_cell&)> factory;        // builds a fresh instance for a restart
+  std::string failure;                       // the failure's text, kept for monitors that come late
+  actor_cell* supervisor = nullptr;          // retained while this actor lives
+  std::function<void(actor_cell&)> factory;  // builds a fresh instance for a restart
   exit_notifier notify = nullptr;
   restart_kind restart = restart_kind::permanent;
 };
@@ -1472,7 +1472,6 @@ class actor_cell : public context {
   void set_extras(watch_state* extras) noexcept { watch_ = extras; }
 
  private:
-
   runtime_core* const core_;
   const cell_ops* const ops_;
   std::atomic<std::uint32_t> refs_{1};  // one for the runtime while the actor lives
@@ -3765,8 +3764,8 @@ class supervisor {
   std::vector<child_record> children_;
 };
 
-inline void supervisor::notify_exit(detail::actor_cell* sup, detail::actor_cell* child,
-                                    bool failed, bool waiting, const std::string& reason) noexcept {
+inline void supervisor::notify_exit(detail::actor_cell* sup, detail::actor_cell* child, bool failed,
+                                    bool waiting, const std::string& reason) noexcept {
   try {
     auto* e = new detail::message_envelope<detail::child_exit>(
         &detail::message_ops<supervisor, detail::child_exit>,

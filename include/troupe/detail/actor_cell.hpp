@@ -3,9 +3,9 @@
 
 #include <atomic>
 #include <coroutine>
-#include <exception>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <new>
 #include <string>
@@ -47,8 +47,8 @@ struct watch_entry {
 // How a supervised actor reports an exit to its supervisor (set by troupe::supervisor).
 // `waiting`: the child kept its mailbox and waits to be restarted (or stopped); otherwise it is
 // gone for good.
-using exit_notifier = void (*)(actor_cell* supervisor, actor_cell* child, bool failed,
-                               bool waiting, const std::string& reason) noexcept;
+using exit_notifier = void (*)(actor_cell* supervisor, actor_cell* child, bool failed, bool waiting,
+                               const std::string& reason) noexcept;
 
 enum class restart_kind : std::uint8_t { permanent, transient, temporary };
 
@@ -56,9 +56,9 @@ enum class restart_kind : std::uint8_t { permanent, transient, temporary };
 // monitor_lock) and supervision (set before the actor first runs, then read-only).
 struct watch_state {
   std::vector<watch_entry> entries;
-  std::string failure;  // the failure's text, kept for monitors that come late
-  actor_cell* supervisor = nullptr;                // retained while this actor lives
-  std::function<void(actor_cell&)> factory;        // builds a fresh instance for a restart
+  std::string failure;                       // the failure's text, kept for monitors that come late
+  actor_cell* supervisor = nullptr;          // retained while this actor lives
+  std::function<void(actor_cell&)> factory;  // builds a fresh instance for a restart
   exit_notifier notify = nullptr;
   restart_kind restart = restart_kind::permanent;
 };
@@ -155,7 +155,6 @@ class actor_cell : public context {
   void set_extras(watch_state* extras) noexcept { watch_ = extras; }
 
  private:
-
   runtime_core* const core_;
   const cell_ops* const ops_;
   std::atomic<std::uint32_t> refs_{1};  // one for the runtime while the actor lives
