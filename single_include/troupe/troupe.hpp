@@ -819,6 +819,10 @@ class reply_slot final : public reply_slot_base {
  public:
   using reply_slot_base::reply_slot_base;
 
+  // One per ask: recycled through the pool like envelopes, not malloc'd.
+  static void* operator new(std::size_t n) { return block_pool::allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
+
   // Delivers the reply unless the ask already completed (timed out, say): then the late reply
   // is dead-lettered as expired. Any thread. Counted as a message either way.
   inline bool deliver(R&& value) noexcept;
@@ -1713,9 +1717,9 @@ class worker_pool final : public scheduler {
   static constexpr unsigned max_streak = 64;  // `next` runs before the FIFO queue gets a turn
   static constexpr int spin_rounds = 64;
 
-  void push_local(worker& w, actor_cell* cell) noexcept {
+  void push_local(worker& w, actor_cell* cell, bool wake_a_thief = true) noexcept {
     if (!w.queue.enqueue(w.token, cell)) std::terminate();
-    notify_if_idle();
+    if (wake_a_thief) notify_if_idle();
   }
 
   // Pairs with the parking sequence in park(): either the parking worker's final look finds the
@@ -1735,7 +1739,10 @@ class worker_pool final : public scheduler {
         ++w.streak;
         return std::exchange(w.next, nullptr);
       }
-      push_local(w, std::exchange(w.next, nullptr));
+      // Fairness only: this worker takes it (or an older entry) from its own queue next, so
+      // waking a parked worker to steal it would cost a futex call for nothing (it showed as
+      // the p99 tail of ping-pong and asks).
+      push_local(w, std::exchange(w.next, nullptr), false);
     }
     w.streak = 0;
     if (w.queue.try_dequeue_from_producer(w.token, cell)) return cell;
@@ -2509,7 +2516,7 @@ struct ask_envelope final : envelope {
   ~ask_envelope() {
     // Every path completes the reply (or hands it to a promise) before this; the guard keeps
     // "an ask always completes" true even if one did not.
-    if (!promised) slot->fail(errc::actor_stopped, "the request was discarded");
+    if (!promised && !slot->done()) slot->fail(errc::actor_stopped, "the request was discarded");
     slot->release();
   }
 
@@ -2568,6 +2575,9 @@ inline constexpr envelope_ops ask_ops{&invoke_ask<A, M, R>, &destroy_ask<M, R>, 
 // Completes an ask with error(timeout) when its deadline passes first.
 class ask_timeout_task final : public timer_task {
  public:
+  static void* operator new(std::size_t n) { return block_pool::allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
+
   ask_timeout_task(reply_slot_base* slot, clock::duration timeout) noexcept
       : slot_(slot), timeout_(timeout) {
     slot_->retain();

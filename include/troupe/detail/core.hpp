@@ -557,7 +557,7 @@ struct ask_envelope final : envelope {
   ~ask_envelope() {
     // Every path completes the reply (or hands it to a promise) before this; the guard keeps
     // "an ask always completes" true even if one did not.
-    if (!promised) slot->fail(errc::actor_stopped, "the request was discarded");
+    if (!promised && !slot->done()) slot->fail(errc::actor_stopped, "the request was discarded");
     slot->release();
   }
 
@@ -616,6 +616,9 @@ inline constexpr envelope_ops ask_ops{&invoke_ask<A, M, R>, &destroy_ask<M, R>, 
 // Completes an ask with error(timeout) when its deadline passes first.
 class ask_timeout_task final : public timer_task {
  public:
+  static void* operator new(std::size_t n) { return block_pool::allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
+
   ask_timeout_task(reply_slot_base* slot, clock::duration timeout) noexcept
       : slot_(slot), timeout_(timeout) {
     slot_->retain();

@@ -11,6 +11,7 @@
 
 #include <troupe/detail/address.hpp>
 #include <troupe/detail/fwd.hpp>
+#include <troupe/detail/pool.hpp>
 #include <troupe/error.hpp>
 
 namespace troupe::detail {
@@ -105,6 +106,10 @@ template <class R>
 class reply_slot final : public reply_slot_base {
  public:
   using reply_slot_base::reply_slot_base;
+
+  // One per ask: recycled through the pool like envelopes, not malloc'd.
+  static void* operator new(std::size_t n) { return block_pool::allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
 
   // Delivers the reply unless the ask already completed (timed out, say): then the late reply
   // is dead-lettered as expired. Any thread. Counted as a message either way.

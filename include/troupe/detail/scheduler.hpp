@@ -116,9 +116,9 @@ class worker_pool final : public scheduler {
   static constexpr unsigned max_streak = 64;  // `next` runs before the FIFO queue gets a turn
   static constexpr int spin_rounds = 64;
 
-  void push_local(worker& w, actor_cell* cell) noexcept {
+  void push_local(worker& w, actor_cell* cell, bool wake_a_thief = true) noexcept {
     if (!w.queue.enqueue(w.token, cell)) std::terminate();
-    notify_if_idle();
+    if (wake_a_thief) notify_if_idle();
   }
 
   // Pairs with the parking sequence in park(): either the parking worker's final look finds the
@@ -138,7 +138,10 @@ class worker_pool final : public scheduler {
         ++w.streak;
         return std::exchange(w.next, nullptr);
       }
-      push_local(w, std::exchange(w.next, nullptr));
+      // Fairness only: this worker takes it (or an older entry) from its own queue next, so
+      // waking a parked worker to steal it would cost a futex call for nothing (it showed as
+      // the p99 tail of ping-pong and asks).
+      push_local(w, std::exchange(w.next, nullptr), false);
     }
     w.streak = 0;
     if (w.queue.try_dequeue_from_producer(w.token, cell)) return cell;
