@@ -408,3 +408,55 @@ TEST_CASE("children can be added and removed at run time", "[supervisor]") {
   std::lock_guard lock(j.mutex);
   REQUIRE(j.constructions["a"] == 1);
 }
+
+namespace {
+struct nap_forever {};
+class sleepy {
+ public:
+  sleepy(troupe::context& ctx, std::string name, journal* j)
+      : ctx_(ctx), name_(std::move(name)), j_(j) {}
+  troupe::task<void> on(nap_forever) {
+    j_->record(name_ + ":napping");
+    co_await ctx_.sleep_for(1h);
+  }
+  void on_stop() { j_->record(name_ + ":stop"); }
+
+ private:
+  troupe::context& ctx_;
+  std::string name_;
+  journal* j_;
+};
+}  // namespace
+
+TEST_CASE("stop_tree stops children newest first, depth first, each within its timeout",
+          "[supervisor][shutdown]") {
+  journal j;
+  troupe::runtime rt(j.options());
+  auto root = rt.spawn<troupe::supervisor>(troupe::one_for_one{});
+  troupe::start_child<member>(root, {.name = "a"}, std::string("a"), &j);
+  auto mid = troupe::start_child<troupe::supervisor>(root, {.name = "mid"}, troupe::one_for_all{});
+  troupe::start_child<member>(mid, {.name = "b"}, std::string("b"), &j);
+  troupe::start_child<member>(mid, {.name = "c"}, std::string("c"), &j);
+  auto d = troupe::start_child<sleepy>(root, {.name = "d", .shutdown_timeout = 20ms},
+                                       std::string("d"), &j);
+  d.send(nap_forever{});
+  j.wait_for([&] {
+    for (const auto& line : j.log) {
+      if (line == "d:napping") return true;
+    }
+    return false;
+  });
+  const auto start = std::chrono::steady_clock::now();
+  REQUIRE(root.ask(troupe::stop_tree{}).get() == 1);  // d had to be forced
+  REQUIRE(std::chrono::steady_clock::now() - start >= 20ms);
+  std::vector<std::string> stops;
+  {
+    std::lock_guard lock(j.mutex);
+    for (const auto& line : j.log) {
+      if (line.size() > 5 && line.substr(line.size() - 5) == ":stop") stops.push_back(line);
+    }
+  }
+  REQUIRE(stops == std::vector<std::string>{"d:stop", "c:stop", "b:stop", "a:stop"});
+  rt.shutdown();
+  REQUIRE(rt.counters().stopped == 6);  // the tree, the root included
+}

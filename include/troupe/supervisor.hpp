@@ -73,7 +73,15 @@ struct supervision_event {
 struct child_options {
   std::string name;
   restart_type restart = restart_type::permanent;
+  // How long stop_tree waits for this child to stop before forcing it (a forced stop abandons a
+  // suspended handler; a synchronous handler that never returns cannot be interrupted).
+  std::chrono::milliseconds shutdown_timeout{5000};
 };
+
+// Ordered shutdown of a tree: the supervisor stops its children newest first, one after the
+// other, each within its shutdown_timeout (child supervisors do the same with theirs), then
+// stops itself. Replies how many children had to be forced.
+struct stop_tree {};
 
 // Removes (and stops for good) a child. Replies whether it was a child.
 struct remove_child {
@@ -187,6 +195,32 @@ class supervisor {
     } else {
       detail::access::cell_of(due.child)->request_final_stop();
     }
+  }
+
+  task<std::size_t> on(stop_tree) {
+    std::size_t forced = 0;
+    while (!children_.empty()) {
+      child_record child = std::move(children_.back());
+      children_.pop_back();
+      detail::actor_cell* cell = detail::access::cell_of(child.ref);
+      detail::runtime_core* core = cell->core();
+      if (cell->ops()->type_tag == &detail::type_tag<supervisor>) {
+        cell->final_stop_.store(true, std::memory_order_seq_cst);
+        detail::access::make_ref<supervisor>(cell).send(stop_tree{});
+      } else {
+        cell->request_final_stop();
+      }
+      const auto timeout =
+          std::chrono::duration_cast<detail::clock::duration>(child.options.shutdown_timeout);
+      if (!co_await detail::stopped_awaiter(cell, core->now() + timeout)) {
+        ++forced;
+        cell->request_stop(true);
+        static_cast<void>(co_await detail::stopped_awaiter(cell, core->now() + timeout));
+      }
+      report(supervision_event::kind::stopped, child, "stop_tree");
+    }
+    ctx_.stop();
+    co_return forced;
   }
 
   // Children stop for good when the supervisor stops, newest first.

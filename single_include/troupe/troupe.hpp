@@ -1363,6 +1363,9 @@ struct cell_ops {
 struct watch_entry {
   actor_cell* watcher;  // retained
   std::uint64_t id;
+  // Set for an actor that awaits this one's stop in a task handler (a supervisor stopping its
+  // children in order): it is woken with this generation instead of receiving a down message.
+  std::uint64_t wake_generation = 0;
 };
 
 // How a supervised actor reports an exit to its supervisor (set by troupe::supervisor).
@@ -3080,10 +3083,56 @@ inline void actor_cell::notify_watchers() noexcept {
     }
   }
   for (const watch_entry& w : watchers) {
-    core_->deliver_down(w.watcher, this, cause_, detail, w.id);
+    if (w.wake_generation != 0) {
+      w.watcher->wake(w.wake_generation);
+    } else {
+      core_->deliver_down(w.watcher, this, cause_, detail, w.id);
+    }
     w.watcher->release();
   }
 }
+
+// Awaitable in a task handler: resumes when `target` has stopped for good, or at `deadline`;
+// yields whether it stopped.
+class stopped_awaiter {
+ public:
+  using troupe_awaitable = void;
+  stopped_awaiter(actor_cell* target, clock::time_point deadline) noexcept
+      : target_(target), deadline_(deadline) {}
+
+  [[nodiscard]] bool await_ready() const noexcept { return stopped(); }
+  void await_suspend(std::coroutine_handle<> awaiting) {
+    actor_cell* self = this_thread_identity.cell;
+    auto timeout = std::make_unique<wake_task>(self);
+    const std::uint64_t generation = self->arm_suspension(awaiting);
+    timeout->arm(generation);
+    bool already = false;
+    {
+      std::lock_guard lock(runtime_core::monitor_lock(target_));
+      if (target_->sealed_) {
+        already = true;
+      } else {
+        if (target_->watch_ == nullptr) target_->watch_ = new watch_state;
+        self->retain();
+        target_->watch_->entries.push_back({self, 0, generation});
+      }
+    }
+    if (already) {
+      self->wake(generation);
+      return;
+    }
+    self->core()->timers().schedule(deadline_, std::move(timeout));
+  }
+  [[nodiscard]] bool await_resume() const noexcept { return stopped(); }
+
+ private:
+  [[nodiscard]] bool stopped() const noexcept {
+    std::lock_guard lock(runtime_core::monitor_lock(target_));
+    return target_->sealed_;
+  }
+  actor_cell* target_;
+  clock::time_point deadline_;
+};
 
 }  // namespace troupe::detail
 
@@ -3575,7 +3624,15 @@ struct supervision_event {
 struct child_options {
   std::string name;
   restart_type restart = restart_type::permanent;
+  // How long stop_tree waits for this child to stop before forcing it (a forced stop abandons a
+  // suspended handler; a synchronous handler that never returns cannot be interrupted).
+  std::chrono::milliseconds shutdown_timeout{5000};
 };
+
+// Ordered shutdown of a tree: the supervisor stops its children newest first, one after the
+// other, each within its shutdown_timeout (child supervisors do the same with theirs), then
+// stops itself. Replies how many children had to be forced.
+struct stop_tree {};
 
 // Removes (and stops for good) a child. Replies whether it was a child.
 struct remove_child {
@@ -3689,6 +3746,32 @@ class supervisor {
     } else {
       detail::access::cell_of(due.child)->request_final_stop();
     }
+  }
+
+  task<std::size_t> on(stop_tree) {
+    std::size_t forced = 0;
+    while (!children_.empty()) {
+      child_record child = std::move(children_.back());
+      children_.pop_back();
+      detail::actor_cell* cell = detail::access::cell_of(child.ref);
+      detail::runtime_core* core = cell->core();
+      if (cell->ops()->type_tag == &detail::type_tag<supervisor>) {
+        cell->final_stop_.store(true, std::memory_order_seq_cst);
+        detail::access::make_ref<supervisor>(cell).send(stop_tree{});
+      } else {
+        cell->request_final_stop();
+      }
+      const auto timeout =
+          std::chrono::duration_cast<detail::clock::duration>(child.options.shutdown_timeout);
+      if (!co_await detail::stopped_awaiter(cell, core->now() + timeout)) {
+        ++forced;
+        cell->request_stop(true);
+        static_cast<void>(co_await detail::stopped_awaiter(cell, core->now() + timeout));
+      }
+      report(supervision_event::kind::stopped, child, "stop_tree");
+    }
+    ctx_.stop();
+    co_return forced;
   }
 
   // Children stop for good when the supervisor stops, newest first.

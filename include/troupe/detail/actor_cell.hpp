@@ -42,6 +42,9 @@ struct cell_ops {
 struct watch_entry {
   actor_cell* watcher;  // retained
   std::uint64_t id;
+  // Set for an actor that awaits this one's stop in a task handler (a supervisor stopping its
+  // children in order): it is woken with this generation instead of receiving a down message.
+  std::uint64_t wake_generation = 0;
 };
 
 // How a supervised actor reports an exit to its supervisor (set by troupe::supervisor).

@@ -1121,10 +1121,56 @@ inline void actor_cell::notify_watchers() noexcept {
     }
   }
   for (const watch_entry& w : watchers) {
-    core_->deliver_down(w.watcher, this, cause_, detail, w.id);
+    if (w.wake_generation != 0) {
+      w.watcher->wake(w.wake_generation);
+    } else {
+      core_->deliver_down(w.watcher, this, cause_, detail, w.id);
+    }
     w.watcher->release();
   }
 }
+
+// Awaitable in a task handler: resumes when `target` has stopped for good, or at `deadline`;
+// yields whether it stopped.
+class stopped_awaiter {
+ public:
+  using troupe_awaitable = void;
+  stopped_awaiter(actor_cell* target, clock::time_point deadline) noexcept
+      : target_(target), deadline_(deadline) {}
+
+  [[nodiscard]] bool await_ready() const noexcept { return stopped(); }
+  void await_suspend(std::coroutine_handle<> awaiting) {
+    actor_cell* self = this_thread_identity.cell;
+    auto timeout = std::make_unique<wake_task>(self);
+    const std::uint64_t generation = self->arm_suspension(awaiting);
+    timeout->arm(generation);
+    bool already = false;
+    {
+      std::lock_guard lock(runtime_core::monitor_lock(target_));
+      if (target_->sealed_) {
+        already = true;
+      } else {
+        if (target_->watch_ == nullptr) target_->watch_ = new watch_state;
+        self->retain();
+        target_->watch_->entries.push_back({self, 0, generation});
+      }
+    }
+    if (already) {
+      self->wake(generation);
+      return;
+    }
+    self->core()->timers().schedule(deadline_, std::move(timeout));
+  }
+  [[nodiscard]] bool await_resume() const noexcept { return stopped(); }
+
+ private:
+  [[nodiscard]] bool stopped() const noexcept {
+    std::lock_guard lock(runtime_core::monitor_lock(target_));
+    return target_->sealed_;
+  }
+  actor_cell* target_;
+  clock::time_point deadline_;
+};
 
 }  // namespace troupe::detail
 
