@@ -20,6 +20,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
+#include <string_view>
 
 #include <troupe/detail/fwd.hpp>
 #include <troupe/error.hpp>
@@ -68,6 +70,11 @@ class context {
   monitor_handle monitor(const address& target);
   // Cancels a monitor. Returns false if the down message was already sent (it still arrives).
   bool demonitor(const monitor_handle& handle);
+
+  // Publishes `event` on `subject` (see topic.hpp); returns the number of deliveries. Throws
+  // error(invalid_subject) for a malformed subject.
+  template <class E>
+  std::size_t publish(std::string_view subject, E&& event) const;
 
   // The runtime's clock (replaceable, e.g. by a simulated clock).
   [[nodiscard]] std::chrono::steady_clock::time_point now() const noexcept;

@@ -22,6 +22,7 @@ enum class errc {
   broken_promise,        // a reply promise was dropped without a value
   would_block,           // a blocking wait was attempted on one of the runtime's own threads
   no_down_handler,       // monitor() from an actor that has no on(troupe::down) handler
+  invalid_subject,       // a malformed topic subject or subscription pattern
 };
 
 [[nodiscard]] constexpr std::string_view to_string(errc code) noexcept {
@@ -46,6 +47,8 @@ enum class errc {
       return "broken promise";
     case errc::would_block:
       return "would block";
+    case errc::invalid_subject:
+      return "invalid subject";
     case errc::no_down_handler:
       return "no down handler";
   }

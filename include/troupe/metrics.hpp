@@ -16,6 +16,8 @@ struct runtime_counters {
   std::uint64_t stopped = 0;        // actors that have stopped (normally, failed or at shutdown)
   std::uint64_t failed = 0;         // actors that failed (an exception escaped)
   std::uint64_t open_asks = 0;      // asks whose reply state is still alive
+  std::uint64_t published = 0;      // topic publishes
+  std::uint64_t unrouted = 0;       // publishes that matched no subscriber (not an error)
 
   // Messages neither handled nor dead-lettered nor rejected: queued or being handled.
   [[nodiscard]] std::int64_t in_flight() const noexcept {

@@ -15,6 +15,7 @@
 #include <troupe/metrics.hpp>
 #include <troupe/ref.hpp>
 #include <troupe/runtime_options.hpp>
+#include <troupe/topic.hpp>
 
 namespace troupe {
 
@@ -72,6 +73,31 @@ class runtime {
                                     std::chrono::duration_cast<detail::clock::duration>(delay),
                                     std::forward<M>(message));
     }
+  }
+
+  // Subscribes `subscriber` to events of type E on subjects matching `pattern` (see topic.hpp),
+  // within `g` if it names a consumer group. Compiles only if A has on(const E&). Throws
+  // error(invalid_subject) for a malformed pattern, error(invalid_ref) for an empty ref.
+  template <class E, Actor A>
+  [[nodiscard]] subscription subscribe(std::string_view pattern, const ref<A>& subscriber,
+                                       group g = {}) {
+    static_assert(detail::actor_has_handler_for_event<A, E>::value,
+                  "troupe: subscribe<E>(): the actor has no on(const E&) handler for this event");
+    if constexpr (HandlesEvent<A, E>) {
+      return detail::subscribe_actor<E, A>(detail::access::cell_of(subscriber), pattern,
+                                           std::move(g.name));
+    } else {
+      return {};
+    }
+  }
+
+  // Publishes `event` on `subject` to every matching subscription (once per group); returns the
+  // number of deliveries. Thread-safe. Throws error(invalid_subject) for a malformed subject.
+  template <class E>
+  std::size_t publish(std::string_view subject, E&& event) {
+    using event_type = std::remove_cvref_t<E>;
+    return detail::publish_event<event_type>(
+        core_, subject, std::make_shared<const event_type>(std::forward<E>(event)));
   }
 
   // Graceful and bounded (see runtime_options::shutdown_timeout): stops accepting sends from

@@ -13,3 +13,4 @@
 #include <troupe/runtime_options.hpp>
 #include <troupe/supervisor.hpp>
 #include <troupe/task.hpp>
+#include <troupe/topic.hpp>

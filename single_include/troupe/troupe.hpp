@@ -33,11 +33,14 @@
 // the actor: the message is dead-lettered with the exception's text and the actor stops.
 
 #include <chrono>
+#include <cstddef>
+#include <string_view>
 
 // ---- begin troupe/detail/fwd.hpp ----
 // Internal: forward declarations that let the public headers refer to one another.
 
 #include <cstdint>
+#include <memory>
 
 namespace troupe {
 
@@ -71,6 +74,9 @@ template <class A, class M, class Arg>
 auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, bool use_default);
 template <class ActorType, class MessageType>
 struct actor_has_replying_handler_for_message;
+template <class E>
+std::size_t publish_event(runtime_core* core, std::string_view subject,
+                          std::shared_ptr<const E> event);
 
 }  // namespace detail
 }  // namespace troupe
@@ -81,7 +87,6 @@ struct actor_has_replying_handler_for_message;
 #include <exception>
 #include <stdexcept>
 #include <string>
-#include <string_view>
 #include <utility>
 
 namespace troupe {
@@ -99,6 +104,7 @@ enum class errc {
   broken_promise,        // a reply promise was dropped without a value
   would_block,           // a blocking wait was attempted on one of the runtime's own threads
   no_down_handler,       // monitor() from an actor that has no on(troupe::down) handler
+  invalid_subject,       // a malformed topic subject or subscription pattern
 };
 
 [[nodiscard]] constexpr std::string_view to_string(errc code) noexcept {
@@ -123,6 +129,8 @@ enum class errc {
       return "broken promise";
     case errc::would_block:
       return "would block";
+    case errc::invalid_subject:
+      return "invalid subject";
     case errc::no_down_handler:
       return "no down handler";
   }
@@ -168,7 +176,6 @@ class error : public std::runtime_error {
 // ---- begin troupe/detail/pool.hpp ----
 // Internal: the recycling allocator behind envelopes, coroutine frames and actor cells.
 
-#include <cstddef>
 #include <mutex>
 #include <new>
 #include <vector>
@@ -597,6 +604,11 @@ class context {
   // Cancels a monitor. Returns false if the down message was already sent (it still arrives).
   bool demonitor(const monitor_handle& handle);
 
+  // Publishes `event` on `subject` (see topic.hpp); returns the number of deliveries. Throws
+  // error(invalid_subject) for a malformed subject.
+  template <class E>
+  std::size_t publish(std::string_view subject, E&& event) const;
+
   // The runtime's clock (replaceable, e.g. by a simulated clock).
   [[nodiscard]] std::chrono::steady_clock::time_point now() const noexcept;
 
@@ -615,7 +627,6 @@ class context {
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
-#include <memory>
 
 // ---- begin troupe/ask.hpp ----
 // Request-reply: ref<A>::ask(message) returns a troupe::reply<R>; a handler's return value (or
@@ -1532,9 +1543,18 @@ concept has_on_failure = requires(A& a, const std::exception_ptr& e) {
   a.on_failure(e);
 };
 
+// An aggregate actor (a struct of fields) is built with braces: clang 14 does not implement
+// parenthesized aggregate initialization.
 template <class A, class... Args>
-struct actor_constructible : std::bool_constant<std::is_constructible_v<A, context&, Args&&...> ||
-                                                std::is_constructible_v<A, Args&&...>> {};
+concept brace_constructible = std::is_aggregate_v<A> && requires(Args&&... args) {
+  A{std::forward<Args>(args)...};
+};
+
+template <class A, class... Args>
+struct actor_constructible
+    : std::bool_constant<std::is_constructible_v<A, context&, Args&&...> ||
+                         std::is_constructible_v<A, Args&&...> || brace_constructible<A, Args...>> {
+};
 
 template <class A>
 class typed_cell final : public actor_cell {
@@ -1549,8 +1569,10 @@ class typed_cell final : public actor_cell {
     if constexpr (std::is_constructible_v<A, context&, Args&&...>) {
       ::new (static_cast<void*>(&instance_))
           A(static_cast<context&>(*this), std::forward<Args>(args)...);
-    } else {
+    } else if constexpr (std::is_constructible_v<A, Args&&...>) {
       ::new (static_cast<void*>(&instance_)) A(std::forward<Args>(args)...);
+    } else {
+      ::new (static_cast<void*>(&instance_)) A{std::forward<Args>(args)...};
     }
   }
 
@@ -1864,6 +1886,170 @@ class timer_service {
 
 }  // namespace troupe::detail
 // ---- end troupe/detail/timer_service.hpp ----
+// ---- begin troupe/detail/topic_registry.hpp ----
+// Internal: subscriptions to dotted subjects, matched through a trie of tokens.
+
+#include <map>
+#include <shared_mutex>
+
+namespace troupe::detail {
+
+// Splits a subject ("orders.eu.created") or, with `pattern`, a subscription pattern that may use
+// `*` (exactly one token) and `>` (one or more trailing tokens, last only) into its tokens.
+// Throws error(invalid_subject) for an empty subject or token, or a misplaced wildcard.
+inline std::vector<std::string_view> split_subject(std::string_view subject, bool pattern) {
+  auto invalid = [&](const char* why) {
+    throw error(errc::invalid_subject, "'" + std::string(subject) + "': " + why);
+  };
+  if (subject.empty()) invalid("empty subject");
+  std::vector<std::string_view> tokens;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t dot = subject.find('.', start);
+    const std::string_view token =
+        subject.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (token.empty()) invalid("empty token");
+    for (char ch : token) {
+      if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') invalid("whitespace in a token");
+    }
+    const bool wildcard = token == "*" || token == ">";
+    if (!wildcard &&
+        (token.find('*') != std::string_view::npos || token.find('>') != std::string_view::npos)) {
+      invalid("a wildcard must be a whole token");
+    }
+    if (wildcard && !pattern) invalid("wildcards are for subscriptions, not for publishing");
+    tokens.push_back(token);
+    if (dot == std::string_view::npos) break;
+    if (token == ">") invalid("'>' must be the last token");
+    start = dot + 1;
+  }
+  return tokens;
+}
+
+// One subscription. Shared between the trie and the subscription handle, so that a publish
+// that matched it can finish delivering after it was removed.
+struct subscriber_entry {
+  using deliver_fn = bool (*)(actor_cell* target, const std::shared_ptr<const void>& event);
+
+  subscriber_entry(actor_cell* c, const void* type, deliver_fn d, std::string g,
+                   std::string p) noexcept
+      : cell(c), event_type(type), deliver(d), group(std::move(g)), pattern(std::move(p)) {}
+  subscriber_entry(const subscriber_entry&) = delete;
+  subscriber_entry& operator=(const subscriber_entry&) = delete;
+  inline ~subscriber_entry();
+
+  actor_cell* cell;  // retained
+  const void* event_type;
+  deliver_fn deliver;
+  std::string group;  // empty: every event; otherwise one member of the group per event
+  std::string pattern;
+  std::atomic<bool> active{true};
+};
+
+class topic_registry {
+ public:
+  using entry_ptr = std::shared_ptr<subscriber_entry>;
+
+  void add(const entry_ptr& entry) {
+    const auto tokens = split_subject(entry->pattern, true);
+    std::unique_lock lock(mutex_);
+    node* n = &root_;
+    for (std::string_view token : tokens) n = n->child(token);
+    n->subscribers.push_back(entry);
+    ++count_;
+  }
+
+  void remove(const entry_ptr& entry) {
+    entry->active.store(false, std::memory_order_release);
+    const auto tokens = split_subject(entry->pattern, true);
+    std::unique_lock lock(mutex_);
+    node* n = &root_;
+    for (std::string_view token : tokens) {
+      n = n->find(token);
+      if (n == nullptr) return;
+    }
+    auto& subs = n->subscribers;
+    for (auto it = subs.begin(); it != subs.end(); ++it) {
+      if (*it == entry) {
+        subs.erase(it);
+        --count_;
+        return;
+      }
+    }
+  }
+
+  // Appends the active subscriptions of `event_type` whose pattern matches `tokens`.
+  void match(const std::vector<std::string_view>& tokens, const void* event_type,
+             std::vector<entry_ptr>& out) const {
+    std::shared_lock lock(mutex_);
+    walk(root_, tokens, 0, event_type, out);
+  }
+
+  [[nodiscard]] bool empty() const noexcept {
+    std::shared_lock lock(mutex_);
+    return count_ == 0;
+  }
+
+  // Spreads a group's events over its members.
+  std::uint64_t next_turn() noexcept { return turn_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  struct node {
+    std::map<std::string, std::unique_ptr<node>, std::less<>> children;
+    std::unique_ptr<node> one;   // '*'
+    std::unique_ptr<node> rest;  // '>'
+    std::vector<entry_ptr> subscribers;
+
+    node* child(std::string_view token) {
+      std::unique_ptr<node>* slot = nullptr;
+      if (token == "*") {
+        slot = &one;
+      } else if (token == ">") {
+        slot = &rest;
+      } else {
+        auto it = children.find(token);
+        if (it == children.end()) it = children.emplace(std::string(token), nullptr).first;
+        slot = &it->second;
+      }
+      if (!*slot) *slot = std::make_unique<node>();
+      return slot->get();
+    }
+    node* find(std::string_view token) const {
+      if (token == "*") return one.get();
+      if (token == ">") return rest.get();
+      auto it = children.find(token);
+      return it == children.end() ? nullptr : it->second.get();
+    }
+  };
+
+  static void collect(const node& n, const void* event_type, std::vector<entry_ptr>& out) {
+    for (const auto& e : n.subscribers) {
+      if (e->event_type == event_type && e->active.load(std::memory_order_acquire)) {
+        out.push_back(e);
+      }
+    }
+  }
+
+  static void walk(const node& n, const std::vector<std::string_view>& tokens, std::size_t i,
+                   const void* event_type, std::vector<entry_ptr>& out) {
+    if (i == tokens.size()) {
+      collect(n, event_type, out);
+      return;
+    }
+    if (n.rest) collect(*n.rest, event_type, out);  // '>' takes all remaining (at least one)
+    if (n.one) walk(*n.one, tokens, i + 1, event_type, out);
+    auto it = n.children.find(tokens[i]);
+    if (it != n.children.end()) walk(*it->second, tokens, i + 1, event_type, out);
+  }
+
+  mutable std::shared_mutex mutex_;
+  node root_;
+  std::size_t count_ = 0;
+  std::atomic<std::uint64_t> turn_{0};
+};
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/topic_registry.hpp ----
 // ---- begin troupe/metrics.hpp ----
 // Runtime counters: the accounting that lets a test prove sent = handled + dead + rejected.
 
@@ -1880,6 +2066,8 @@ struct runtime_counters {
   std::uint64_t stopped = 0;        // actors that have stopped (normally, failed or at shutdown)
   std::uint64_t failed = 0;         // actors that failed (an exception escaped)
   std::uint64_t open_asks = 0;      // asks whose reply state is still alive
+  std::uint64_t published = 0;      // topic publishes
+  std::uint64_t unrouted = 0;       // publishes that matched no subscriber (not an error)
 
   // Messages neither handled nor dead-lettered nor rejected: queued or being handled.
   [[nodiscard]] std::int64_t in_flight() const noexcept {
@@ -2199,7 +2387,24 @@ class runtime_core {
       } catch (...) {  // a throwing hook must not take the runtime down; documented
       }
     }
+    // The dead-letter topic. A dead letter of a dead-letter event is counted but not published
+    // again (no feedback loop).
+    static thread_local bool publishing_dead_letter = false;
+    if (!publishing_dead_letter && !topics_.empty()) {
+      publishing_dead_letter = true;
+      try {
+        publish_event<dead_letter>(this, "troupe.dead_letter",
+                                   std::make_shared<const dead_letter>(
+                                       dead_letter{target, type, reason, correlation, detail}));
+      } catch (...) {
+      }
+      publishing_dead_letter = false;
+    }
   }
+
+  [[nodiscard]] topic_registry& topics() noexcept { return topics_; }
+  void count_publish() noexcept { published_.fetch_add(1, std::memory_order_relaxed); }
+  void count_unrouted() noexcept { unrouted_.fetch_add(1, std::memory_order_relaxed); }
 
   static errc errc_for(dead_letter_reason reason) noexcept {
     switch (reason) {
@@ -2360,6 +2565,8 @@ class runtime_core {
     r.spawned = spawned_.load(std::memory_order_relaxed);
     r.stopped = stopped_.load(std::memory_order_relaxed);
     r.failed = failed_.load(std::memory_order_relaxed);
+    r.published = published_.load(std::memory_order_relaxed);
+    r.unrouted = unrouted_.load(std::memory_order_relaxed);
     return r;
   }
 
@@ -2407,6 +2614,9 @@ class runtime_core {
   std::atomic<std::uint64_t> next_id_{1};
   std::atomic<std::uint64_t> next_correlation_{1};
   std::atomic<std::uint64_t> next_monitor_id_{1};
+  std::atomic<std::uint64_t> published_{0};
+  std::atomic<std::uint64_t> unrouted_{0};
+  topic_registry topics_;
   std::atomic<std::uint64_t> spawned_{0};
   std::atomic<std::uint64_t> stopped_{0};
   std::atomic<std::uint64_t> failed_{0};
@@ -3293,6 +3503,191 @@ inline std::chrono::steady_clock::time_point context::now() const noexcept {
 }
 
 }  // namespace troupe
+
+// ---- begin troupe/topic.hpp ----
+// Topics: publish typed events on dotted subjects; subscribers match them with patterns that
+// may use `*` (exactly one token) and `>` (one or more trailing tokens), as NATS subjects do.
+//
+//   struct user_registered { std::string email; };
+//   auto sub = rt.subscribe<user_registered>("user.*", mailer);        // RAII: unsubscribes
+//   auto a = rt.subscribe<user_registered>("user.>", billing_1, troupe::group{"billing"});
+//   auto b = rt.subscribe<user_registered>("user.>", billing_2, troupe::group{"billing"});
+//   rt.publish("user.registered", user_registered{"ada@example.org"});  // or ctx.publish(...)
+//
+// An event is built once and shared immutably by every subscriber it reaches (a handler takes
+// it as `const E&`). Every plain subscriber gets each event; within a group, one member gets it
+// (in turn; a stopped member's share goes to the others). A publish that matches nobody is
+// counted (runtime_counters::unrouted), not an error. Dead letters are also published, as
+// troupe::dead_letter events on the subject troupe::dead_letter_subject.
+
+namespace troupe {
+
+// Names a consumer group: subscriptions with the same group share its events.
+struct group {
+  std::string name;
+};
+
+// The subject dead letters are published on.
+inline constexpr std::string_view dead_letter_subject = "troupe.dead_letter";
+
+// A live subscription; unsubscribes when destroyed. Move-only. unsubscribe() is thread-safe and
+// may race with publishes: once it returns no new publish reaches the subscriber (a delivery
+// already under way may still arrive).
+class subscription {
+ public:
+  subscription() noexcept = default;
+  explicit subscription(std::shared_ptr<detail::subscriber_entry> entry) noexcept
+      : entry_(std::move(entry)) {}
+  subscription(subscription&&) noexcept = default;
+  subscription& operator=(subscription&& other) noexcept {
+    if (this != &other) {
+      unsubscribe();
+      entry_ = std::move(other.entry_);
+    }
+    return *this;
+  }
+  subscription(const subscription&) = delete;
+  subscription& operator=(const subscription&) = delete;
+  ~subscription() { unsubscribe(); }
+
+  void unsubscribe() noexcept {
+    if (!entry_) return;
+    try {
+      entry_->cell->core()->topics().remove(entry_);
+    } catch (...) {  // the pattern was validated when subscribing: cannot throw here
+    }
+    entry_.reset();
+  }
+  [[nodiscard]] bool active() const noexcept { return static_cast<bool>(entry_); }
+  [[nodiscard]] std::string_view pattern() const noexcept {
+    return entry_ ? std::string_view(entry_->pattern) : std::string_view{};
+  }
+
+ private:
+  std::shared_ptr<detail::subscriber_entry> entry_;
+};
+
+// A handles events of type E: `a.on(const E&)` is well formed.
+template <class A, class E>
+concept HandlesEvent = requires(A& actor, const E& event) {
+  actor.on(event);
+};
+
+namespace detail {
+
+template <class ActorType, class EventType>
+struct actor_has_handler_for_event {
+  static constexpr bool value = HandlesEvent<ActorType, EventType>;
+};
+
+template <class E>
+struct event_envelope final : envelope {
+  event_envelope(const envelope_ops* o, std::shared_ptr<const E> e) noexcept
+      : envelope{nullptr, o, 0}, event(std::move(e)) {}
+  static void* operator new(std::size_t n) { return block_pool::allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
+  std::shared_ptr<const E> event;
+};
+
+template <class A, class E>
+handler_start invoke_event(actor_cell& cell, envelope& e) {
+  A& actor = static_cast<typed_cell<A>&>(cell).instance();
+  const E& event = *static_cast<event_envelope<E>&>(e).event;
+  using result = decltype(actor.on(event));
+  if constexpr (is_task<result>::value) {
+    auto frame = actor.on(event).release();
+    if (!frame) return {};
+    return {frame, &frame.promise()};
+  } else {
+    static_cast<void>(actor.on(event));
+    return {};
+  }
+}
+
+template <class E>
+void destroy_event(envelope* e) noexcept {
+  delete static_cast<event_envelope<E>*>(e);
+}
+
+template <class A, class E>
+inline constexpr envelope_ops event_ops{&invoke_event<A, E>, &destroy_event<E>, type_name<E>()};
+
+template <class A, class E>
+bool deliver_event(actor_cell* target, const std::shared_ptr<const void>& event) {
+  auto* e = new event_envelope<E>(&event_ops<A, E>, std::static_pointer_cast<const E>(event));
+  return target->core()->post(target, e, true);
+}
+
+template <class E>
+std::size_t publish_event(runtime_core* core, std::string_view subject,
+                          std::shared_ptr<const E> event) {
+  const auto tokens = split_subject(subject, false);
+  core->count_publish();
+  std::vector<topic_registry::entry_ptr> matched;
+  core->topics().match(tokens, &type_tag<E>, matched);
+  if (matched.empty()) {
+    core->count_unrouted();
+    return 0;
+  }
+  const std::shared_ptr<const void> erased = std::move(event);
+  std::size_t delivered = 0;
+  std::vector<const std::string*> groups_done;
+  for (std::size_t i = 0; i < matched.size(); ++i) {
+    const auto& entry = matched[i];
+    if (entry->group.empty()) {
+      delivered += entry->deliver(entry->cell, erased) ? 1 : 0;
+      continue;
+    }
+    bool done = false;
+    for (const std::string* g : groups_done) done = done || *g == entry->group;
+    if (done) continue;
+    groups_done.push_back(&entry->group);
+    std::vector<const subscriber_entry*> members;
+    for (std::size_t k = i; k < matched.size(); ++k) {
+      if (matched[k]->group == entry->group) members.push_back(matched[k].get());
+    }
+    // One member per event, in turn; a stopped member is skipped, so its share goes to the
+    // others. If every member has stopped, the first takes it (and dead-letters it).
+    const std::size_t first = core->topics().next_turn() % members.size();
+    const subscriber_entry* chosen = members[first];
+    for (std::size_t k = 0; k < members.size(); ++k) {
+      const subscriber_entry* m = members[(first + k) % members.size()];
+      if (!m->cell->closed()) {
+        chosen = m;
+        break;
+      }
+    }
+    delivered += chosen->deliver(chosen->cell, erased) ? 1 : 0;
+  }
+  return delivered;
+}
+
+template <class E, class A>
+subscription subscribe_actor(actor_cell* cell, std::string_view pattern, std::string group_name) {
+  if (cell == nullptr) throw error(errc::invalid_ref, "subscribe() with an empty ref");
+  cell->retain();  // the entry's reference, released by ~subscriber_entry
+  auto entry = std::make_shared<subscriber_entry>(cell, &type_tag<E>, &deliver_event<A, E>,
+                                                  std::move(group_name), std::string(pattern));
+  cell->core()->topics().add(entry);  // validates the pattern
+  return subscription(std::move(entry));
+}
+
+inline subscriber_entry::~subscriber_entry() {
+  if (cell != nullptr) cell->release();
+}
+
+}  // namespace detail
+
+template <class E>
+std::size_t context::publish(std::string_view subject, E&& event) const {
+  using event_type = std::remove_cvref_t<E>;
+  return detail::publish_event<event_type>(
+      detail::cell_of(*this).core(), subject,
+      std::make_shared<const event_type>(std::forward<E>(event)));
+}
+
+}  // namespace troupe
+// ---- end troupe/topic.hpp ----
 // ---- end troupe/detail/core.hpp ----
 // ---- end troupe/actor.hpp ----
 // ---- begin troupe/runtime.hpp ----
@@ -3536,6 +3931,31 @@ class runtime {
                                     std::chrono::duration_cast<detail::clock::duration>(delay),
                                     std::forward<M>(message));
     }
+  }
+
+  // Subscribes `subscriber` to events of type E on subjects matching `pattern` (see topic.hpp),
+  // within `g` if it names a consumer group. Compiles only if A has on(const E&). Throws
+  // error(invalid_subject) for a malformed pattern, error(invalid_ref) for an empty ref.
+  template <class E, Actor A>
+  [[nodiscard]] subscription subscribe(std::string_view pattern, const ref<A>& subscriber,
+                                       group g = {}) {
+    static_assert(detail::actor_has_handler_for_event<A, E>::value,
+                  "troupe: subscribe<E>(): the actor has no on(const E&) handler for this event");
+    if constexpr (HandlesEvent<A, E>) {
+      return detail::subscribe_actor<E, A>(detail::access::cell_of(subscriber), pattern,
+                                           std::move(g.name));
+    } else {
+      return {};
+    }
+  }
+
+  // Publishes `event` on `subject` to every matching subscription (once per group); returns the
+  // number of deliveries. Thread-safe. Throws error(invalid_subject) for a malformed subject.
+  template <class E>
+  std::size_t publish(std::string_view subject, E&& event) {
+    using event_type = std::remove_cvref_t<E>;
+    return detail::publish_event<event_type>(
+        core_, subject, std::make_shared<const event_type>(std::forward<E>(event)));
   }
 
   // Graceful and bounded (see runtime_options::shutdown_timeout): stops accepting sends from

@@ -211,9 +211,18 @@ concept has_on_failure = requires(A& a, const std::exception_ptr& e) {
   a.on_failure(e);
 };
 
+// An aggregate actor (a struct of fields) is built with braces: clang 14 does not implement
+// parenthesized aggregate initialization.
 template <class A, class... Args>
-struct actor_constructible : std::bool_constant<std::is_constructible_v<A, context&, Args&&...> ||
-                                                std::is_constructible_v<A, Args&&...>> {};
+concept brace_constructible = std::is_aggregate_v<A> && requires(Args&&... args) {
+  A{std::forward<Args>(args)...};
+};
+
+template <class A, class... Args>
+struct actor_constructible
+    : std::bool_constant<std::is_constructible_v<A, context&, Args&&...> ||
+                         std::is_constructible_v<A, Args&&...> || brace_constructible<A, Args...>> {
+};
 
 template <class A>
 class typed_cell final : public actor_cell {
@@ -228,8 +237,10 @@ class typed_cell final : public actor_cell {
     if constexpr (std::is_constructible_v<A, context&, Args&&...>) {
       ::new (static_cast<void*>(&instance_))
           A(static_cast<context&>(*this), std::forward<Args>(args)...);
-    } else {
+    } else if constexpr (std::is_constructible_v<A, Args&&...>) {
       ::new (static_cast<void*>(&instance_)) A(std::forward<Args>(args)...);
+    } else {
+      ::new (static_cast<void*>(&instance_)) A{std::forward<Args>(args)...};
     }
   }
 

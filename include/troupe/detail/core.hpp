@@ -24,6 +24,7 @@
 #include <troupe/detail/reply_slot.hpp>
 #include <troupe/detail/scheduler.hpp>
 #include <troupe/detail/timer_service.hpp>
+#include <troupe/detail/topic_registry.hpp>
 #include <troupe/metrics.hpp>
 #include <troupe/monitor.hpp>
 #include <troupe/ref.hpp>
@@ -237,7 +238,24 @@ class runtime_core {
       } catch (...) {  // a throwing hook must not take the runtime down; documented
       }
     }
+    // The dead-letter topic. A dead letter of a dead-letter event is counted but not published
+    // again (no feedback loop).
+    static thread_local bool publishing_dead_letter = false;
+    if (!publishing_dead_letter && !topics_.empty()) {
+      publishing_dead_letter = true;
+      try {
+        publish_event<dead_letter>(this, "troupe.dead_letter",
+                                   std::make_shared<const dead_letter>(
+                                       dead_letter{target, type, reason, correlation, detail}));
+      } catch (...) {
+      }
+      publishing_dead_letter = false;
+    }
   }
+
+  [[nodiscard]] topic_registry& topics() noexcept { return topics_; }
+  void count_publish() noexcept { published_.fetch_add(1, std::memory_order_relaxed); }
+  void count_unrouted() noexcept { unrouted_.fetch_add(1, std::memory_order_relaxed); }
 
   static errc errc_for(dead_letter_reason reason) noexcept {
     switch (reason) {
@@ -398,6 +416,8 @@ class runtime_core {
     r.spawned = spawned_.load(std::memory_order_relaxed);
     r.stopped = stopped_.load(std::memory_order_relaxed);
     r.failed = failed_.load(std::memory_order_relaxed);
+    r.published = published_.load(std::memory_order_relaxed);
+    r.unrouted = unrouted_.load(std::memory_order_relaxed);
     return r;
   }
 
@@ -445,6 +465,9 @@ class runtime_core {
   std::atomic<std::uint64_t> next_id_{1};
   std::atomic<std::uint64_t> next_correlation_{1};
   std::atomic<std::uint64_t> next_monitor_id_{1};
+  std::atomic<std::uint64_t> published_{0};
+  std::atomic<std::uint64_t> unrouted_{0};
+  topic_registry topics_;
   std::atomic<std::uint64_t> spawned_{0};
   std::atomic<std::uint64_t> stopped_{0};
   std::atomic<std::uint64_t> failed_{0};
@@ -1331,3 +1354,5 @@ inline std::chrono::steady_clock::time_point context::now() const noexcept {
 }
 
 }  // namespace troupe
+
+#include <troupe/topic.hpp>

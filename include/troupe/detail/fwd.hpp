@@ -2,7 +2,10 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string_view>
 
 namespace troupe {
 
@@ -36,6 +39,9 @@ template <class A, class M, class Arg>
 auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, bool use_default);
 template <class ActorType, class MessageType>
 struct actor_has_replying_handler_for_message;
+template <class E>
+std::size_t publish_event(runtime_core* core, std::string_view subject,
+                          std::shared_ptr<const E> event);
 
 }  // namespace detail
 }  // namespace troupe

@@ -1,0 +1,173 @@
+// Internal: subscriptions to dotted subjects, matched through a trie of tokens.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <troupe/detail/fwd.hpp>
+#include <troupe/error.hpp>
+
+namespace troupe::detail {
+
+// Splits a subject ("orders.eu.created") or, with `pattern`, a subscription pattern that may use
+// `*` (exactly one token) and `>` (one or more trailing tokens, last only) into its tokens.
+// Throws error(invalid_subject) for an empty subject or token, or a misplaced wildcard.
+inline std::vector<std::string_view> split_subject(std::string_view subject, bool pattern) {
+  auto invalid = [&](const char* why) {
+    throw error(errc::invalid_subject, "'" + std::string(subject) + "': " + why);
+  };
+  if (subject.empty()) invalid("empty subject");
+  std::vector<std::string_view> tokens;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t dot = subject.find('.', start);
+    const std::string_view token =
+        subject.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (token.empty()) invalid("empty token");
+    for (char ch : token) {
+      if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') invalid("whitespace in a token");
+    }
+    const bool wildcard = token == "*" || token == ">";
+    if (!wildcard &&
+        (token.find('*') != std::string_view::npos || token.find('>') != std::string_view::npos)) {
+      invalid("a wildcard must be a whole token");
+    }
+    if (wildcard && !pattern) invalid("wildcards are for subscriptions, not for publishing");
+    tokens.push_back(token);
+    if (dot == std::string_view::npos) break;
+    if (token == ">") invalid("'>' must be the last token");
+    start = dot + 1;
+  }
+  return tokens;
+}
+
+// One subscription. Shared between the trie and the subscription handle, so that a publish
+// that matched it can finish delivering after it was removed.
+struct subscriber_entry {
+  using deliver_fn = bool (*)(actor_cell* target, const std::shared_ptr<const void>& event);
+
+  subscriber_entry(actor_cell* c, const void* type, deliver_fn d, std::string g,
+                   std::string p) noexcept
+      : cell(c), event_type(type), deliver(d), group(std::move(g)), pattern(std::move(p)) {}
+  subscriber_entry(const subscriber_entry&) = delete;
+  subscriber_entry& operator=(const subscriber_entry&) = delete;
+  inline ~subscriber_entry();
+
+  actor_cell* cell;  // retained
+  const void* event_type;
+  deliver_fn deliver;
+  std::string group;  // empty: every event; otherwise one member of the group per event
+  std::string pattern;
+  std::atomic<bool> active{true};
+};
+
+class topic_registry {
+ public:
+  using entry_ptr = std::shared_ptr<subscriber_entry>;
+
+  void add(const entry_ptr& entry) {
+    const auto tokens = split_subject(entry->pattern, true);
+    std::unique_lock lock(mutex_);
+    node* n = &root_;
+    for (std::string_view token : tokens) n = n->child(token);
+    n->subscribers.push_back(entry);
+    ++count_;
+  }
+
+  void remove(const entry_ptr& entry) {
+    entry->active.store(false, std::memory_order_release);
+    const auto tokens = split_subject(entry->pattern, true);
+    std::unique_lock lock(mutex_);
+    node* n = &root_;
+    for (std::string_view token : tokens) {
+      n = n->find(token);
+      if (n == nullptr) return;
+    }
+    auto& subs = n->subscribers;
+    for (auto it = subs.begin(); it != subs.end(); ++it) {
+      if (*it == entry) {
+        subs.erase(it);
+        --count_;
+        return;
+      }
+    }
+  }
+
+  // Appends the active subscriptions of `event_type` whose pattern matches `tokens`.
+  void match(const std::vector<std::string_view>& tokens, const void* event_type,
+             std::vector<entry_ptr>& out) const {
+    std::shared_lock lock(mutex_);
+    walk(root_, tokens, 0, event_type, out);
+  }
+
+  [[nodiscard]] bool empty() const noexcept {
+    std::shared_lock lock(mutex_);
+    return count_ == 0;
+  }
+
+  // Spreads a group's events over its members.
+  std::uint64_t next_turn() noexcept { return turn_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  struct node {
+    std::map<std::string, std::unique_ptr<node>, std::less<>> children;
+    std::unique_ptr<node> one;   // '*'
+    std::unique_ptr<node> rest;  // '>'
+    std::vector<entry_ptr> subscribers;
+
+    node* child(std::string_view token) {
+      std::unique_ptr<node>* slot = nullptr;
+      if (token == "*") {
+        slot = &one;
+      } else if (token == ">") {
+        slot = &rest;
+      } else {
+        auto it = children.find(token);
+        if (it == children.end()) it = children.emplace(std::string(token), nullptr).first;
+        slot = &it->second;
+      }
+      if (!*slot) *slot = std::make_unique<node>();
+      return slot->get();
+    }
+    node* find(std::string_view token) const {
+      if (token == "*") return one.get();
+      if (token == ">") return rest.get();
+      auto it = children.find(token);
+      return it == children.end() ? nullptr : it->second.get();
+    }
+  };
+
+  static void collect(const node& n, const void* event_type, std::vector<entry_ptr>& out) {
+    for (const auto& e : n.subscribers) {
+      if (e->event_type == event_type && e->active.load(std::memory_order_acquire)) {
+        out.push_back(e);
+      }
+    }
+  }
+
+  static void walk(const node& n, const std::vector<std::string_view>& tokens, std::size_t i,
+                   const void* event_type, std::vector<entry_ptr>& out) {
+    if (i == tokens.size()) {
+      collect(n, event_type, out);
+      return;
+    }
+    if (n.rest) collect(*n.rest, event_type, out);  // '>' takes all remaining (at least one)
+    if (n.one) walk(*n.one, tokens, i + 1, event_type, out);
+    auto it = n.children.find(tokens[i]);
+    if (it != n.children.end()) walk(*it->second, tokens, i + 1, event_type, out);
+  }
+
+  mutable std::shared_mutex mutex_;
+  node root_;
+  std::size_t count_ = 0;
+  std::atomic<std::uint64_t> turn_{0};
+};
+
+}  // namespace troupe::detail
