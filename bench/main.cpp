@@ -436,6 +436,7 @@ int main_impl(int argc, char** argv) {
   add_ask_workloads(all);
   add_restart_workloads(all);
   add_topic_workloads(all);
+  add_queue_workloads(all);
   add_mailbox_workloads(all);
 
   if (!o.child.empty()) return run_child(o, all);

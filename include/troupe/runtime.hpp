@@ -13,6 +13,7 @@
 #include <troupe/detail/core.hpp>
 #include <troupe/error.hpp>
 #include <troupe/metrics.hpp>
+#include <troupe/queue.hpp>
 #include <troupe/ref.hpp>
 #include <troupe/runtime_options.hpp>
 #include <troupe/topic.hpp>
@@ -98,6 +99,13 @@ class runtime {
     using event_type = std::remove_cvref_t<E>;
     return detail::publish_event<event_type>(
         core_, subject, std::make_shared<const event_type>(std::forward<E>(event)));
+  }
+
+  // Creates a work queue of items of type T (see queue.hpp).
+  template <class T>
+  work_queue<T> make_queue(queue_options options = {}) {
+    static_assert(Message<T>, "troupe: a work-queue item must be a movable object type");
+    return work_queue<T>(std::make_shared<detail::queue_state<T>>(core_, std::move(options)));
   }
 
   // Graceful and bounded (see runtime_options::shutdown_timeout): stops accepting sends from

@@ -4,10 +4,12 @@
 #include <troupe/actor.hpp>
 #include <troupe/ask.hpp>
 #include <troupe/dead_letter.hpp>
+#include <troupe/dead_letter_reason.hpp>
 #include <troupe/error.hpp>
 #include <troupe/handler.hpp>
 #include <troupe/metrics.hpp>
 #include <troupe/monitor.hpp>
+#include <troupe/queue.hpp>
 #include <troupe/ref.hpp>
 #include <troupe/runtime.hpp>
 #include <troupe/runtime_options.hpp>

@@ -190,6 +190,7 @@ class runtime_core {
       if (e->ops->abort != nullptr) {
         e->ops->abort(*e, errc::runtime_stopped, "the runtime is shutting down", {});
       }
+      if (e->ops->reroute != nullptr) e->ops->reroute(*e, dead_letter_reason::shutdown);
       e->destroy();
       return false;
     }
@@ -218,6 +219,7 @@ class runtime_core {
       }
       e->ops->abort(*e, errc_for(reason), why, cause);
     }
+    if (e->ops->reroute != nullptr) reason = e->ops->reroute(*e, reason);
     record_dead_letter(target, e->ops->message_type, reason, e->correlation, detail);
     e->destroy();
   }
@@ -1355,4 +1357,5 @@ inline std::chrono::steady_clock::time_point context::now() const noexcept {
 
 }  // namespace troupe
 
+#include <troupe/queue.hpp>
 #include <troupe/topic.hpp>

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <utility>
 
+#include <troupe/dead_letter_reason.hpp>
 #include <troupe/detail/fwd.hpp>
 #include <troupe/detail/pool.hpp>
 #include <troupe/error.hpp>
@@ -36,6 +37,9 @@ struct envelope_ops {
   void (*task_done)(envelope& e, promise_base& result) = nullptr;
   void (*abort)(envelope& e, errc code, const std::string& detail,
                 const std::exception_ptr& cause) noexcept = nullptr;
+  // Work-queue items only: the item was not handled; the queue takes it back (to redeliver it)
+  // and says how to record this attempt (handler_failed, or retries_exhausted on the last).
+  dead_letter_reason (*reroute)(envelope& e, dead_letter_reason reason) noexcept = nullptr;
 };
 
 // A message in flight. `next` links it into a mailbox; it is written by the sender before the
