@@ -286,3 +286,84 @@ TEST_CASE("stress: many senders, many actors, actor-to-actor traffic", "[runtime
   test::require_accounted(c);
   peers.clear();
 }
+
+namespace {
+
+struct chaos_msg {
+  int n;
+};
+struct chaos_ask {
+  int n;
+};
+struct chaos_stop {};
+
+// Fails on some messages, stops itself on others, replies to asks: every way a message can end.
+class chaotic {
+ public:
+  explicit chaotic(troupe::context& ctx) : ctx_(ctx) {}
+  void on(chaos_msg m) {
+    if (m.n % 97 == 0) throw std::runtime_error("chaos");
+  }
+  int on(chaos_ask a) {
+    if (a.n % 89 == 0) throw std::runtime_error("chaos ask");
+    return a.n;
+  }
+  void on(chaos_stop) { ctx_.stop(); }
+
+ private:
+  troupe::context& ctx_;
+};
+
+}  // namespace
+
+TEST_CASE("accounting under stress: random stops, failures, asks and restarts",
+          "[runtime][accounting][stress]") {
+  constexpr int actors = 16;
+  constexpr int threads = 4;
+  constexpr int per_thread = 4'000;
+  test::observer obs;
+  troupe::runtime_options o = obs.options();
+  o.on_dead_letter = nullptr;  // a vector of every dead letter is not the point here
+  troupe::runtime rt(o);
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{.max_restarts = 1'000'000,
+                                                              .within = 1s});
+  std::vector<troupe::ref<chaotic>> targets;
+  for (int i = 0; i < actors; ++i) {
+    // Half supervised (restarted in place), half plain (stop for good when they fail).
+    targets.push_back(i % 2 == 0 ? troupe::start_child<chaotic>(sup, {.name = std::to_string(i)})
+                                 : rt.spawn<chaotic>());
+  }
+  std::atomic<int> asks_completed{0};
+  std::vector<std::thread> senders;
+  for (int t = 0; t < threads; ++t) {
+    senders.emplace_back([&, t] {
+      std::minstd_rand rng(static_cast<unsigned>(t) * 31 + 1);
+      for (int i = 0; i < per_thread; ++i) {
+        auto& target = targets[rng() % actors];
+        switch (rng() % 10) {
+          case 0:
+            target.send(chaos_stop{});
+            break;
+          case 1:
+          case 2:
+            try {
+              static_cast<void>(target.ask(chaos_ask{i}, 10s).get());
+            } catch (const troupe::error&) {
+            }
+            asks_completed.fetch_add(1);
+            break;
+          default:
+            target.send(chaos_msg{i});
+        }
+      }
+    });
+  }
+  for (auto& s : senders) s.join();
+  rt.shutdown();
+  const auto c = rt.counters();
+  test::require_accounted(c);
+  REQUIRE(c.open_asks == 0);
+  REQUIRE(rt.live_actors() == 0);
+  REQUIRE(c.failed > 0);
+  REQUIRE(c.dead_lettered > 0);
+}
