@@ -44,6 +44,20 @@ class ref : public address {
     }
   }
 
+  // Flow control for actor senders: co_await in a task handler; sends `message` as soon as the
+  // target's bounded mailbox has room (at once for an unbounded one), suspending only that
+  // handler meanwhile. If the target stops, the message is dead-lettered.
+  template <class M>
+  task<void> send_when_ready(M&& message) const {
+    using message_type = std::remove_cvref_t<M>;
+    static_assert(Message<message_type>, "troupe: a message must be a movable object type");
+    static_assert(detail::actor_has_handler_for_message<A, message_type>::value,
+                  "troupe: send_when_ready(): the actor has no on(...) handler for this message "
+                  "type");
+    if (cell_ == nullptr) throw error(errc::invalid_ref, "send_when_ready() through an empty ref");
+    return detail::send_when_ready<A, message_type>(cell_, message_type(std::forward<M>(message)));
+  }
+
   // Request-reply: sends `message` and returns a troupe::reply<R> for the handler's reply (see
   // ask.hpp). Compiles only if A has a handler for the message that replies. The first form
   // uses runtime_options::ask_timeout. Throws error(invalid_ref) on an empty ref; every other

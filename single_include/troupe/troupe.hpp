@@ -42,136 +42,15 @@
 #include <cstdint>
 #include <memory>
 
-namespace troupe {
-
-class runtime;
-class context;
-class address;
-template <class A>
-class ref;
-template <class R>
-class reply;
-template <class R>
-class promise;
-struct down;
-struct monitor_handle;
-
-namespace detail {
-
-class actor_cell;
-class runtime_core;
-class sleep_awaiter;
-struct access;
-
-using clock = std::chrono::steady_clock;
-
-// Defined in detail/core.hpp, after the types they need are complete.
-template <class A, class M>
-bool send_message(actor_cell* target, M&& message);
-template <class A, class M>
-void send_message_after(actor_cell* target, clock::duration delay, M&& message);
-template <class A, class M, class Arg>
-auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, bool use_default);
-template <class ActorType, class MessageType>
-struct actor_has_replying_handler_for_message;
-template <class E>
-std::size_t publish_event(runtime_core* core, std::string_view subject,
-                          std::shared_ptr<const E> event);
-
-}  // namespace detail
-}  // namespace troupe
-// ---- end troupe/detail/fwd.hpp ----
-// ---- begin troupe/error.hpp ----
-// troupe::error: the exception type of runtime misuse and failed operations.
-
-#include <exception>
-#include <stdexcept>
-#include <string>
-#include <utility>
-
-namespace troupe {
-
-// Why an operation failed. Stable values: tests and callers switch on them.
-enum class errc {
-  runtime_stopped = 1,   // the runtime is shutting down or has shut down
-  actor_stopped,         // the target actor has stopped
-  invalid_ref,           // an empty ref or address was used
-  bad_actor_type,        // a typed view of an actor was asked for with the wrong type
-  shutdown_from_worker,  // shutdown() was called from one of the runtime's own threads
-  handler_failed,        // a handler threw
-  timeout,               // the operation did not complete in time
-  mailbox_full,          // a bounded mailbox rejected the message
-  broken_promise,        // a reply promise was dropped without a value
-  would_block,           // a blocking wait was attempted on one of the runtime's own threads
-  no_down_handler,       // monitor() from an actor that has no on(troupe::down) handler
-  invalid_subject,       // a malformed topic subject or subscription pattern
-};
-
-[[nodiscard]] constexpr std::string_view to_string(errc code) noexcept {
-  switch (code) {
-    case errc::runtime_stopped:
-      return "runtime stopped";
-    case errc::actor_stopped:
-      return "actor stopped";
-    case errc::invalid_ref:
-      return "invalid ref";
-    case errc::bad_actor_type:
-      return "bad actor type";
-    case errc::shutdown_from_worker:
-      return "shutdown from a runtime thread";
-    case errc::handler_failed:
-      return "handler failed";
-    case errc::timeout:
-      return "timeout";
-    case errc::mailbox_full:
-      return "mailbox full";
-    case errc::broken_promise:
-      return "broken promise";
-    case errc::would_block:
-      return "would block";
-    case errc::invalid_subject:
-      return "invalid subject";
-    case errc::no_down_handler:
-      return "no down handler";
-  }
-  return "unknown error";
-}
-
-// Thrown by troupe for misuse (spawn after shutdown, an empty ref) and failed operations, such
-// as an ask that timed out. When an ask's handler threw, code() is handler_failed, what() holds
-// the handler's text and cause() the original exception, which rethrow_cause() rethrows with
-// its own type.
-class error : public std::runtime_error {
- public:
-  error(errc code, const std::string& what, std::exception_ptr cause = {})
-      : std::runtime_error("troupe: " + std::string(to_string(code)) + ": " + what),
-        code_(code),
-        cause_(std::move(cause)) {}
-  [[nodiscard]] errc code() const noexcept { return code_; }
-  [[nodiscard]] const std::exception_ptr& cause() const noexcept { return cause_; }
-  [[noreturn]] void rethrow_cause() const {
-    if (cause_) std::rethrow_exception(cause_);
-    throw *this;
-  }
-
- private:
-  errc code_;
-  std::exception_ptr cause_;
-};
-
-}  // namespace troupe
-// ---- end troupe/error.hpp ----
-// ---- begin troupe/handler.hpp ----
-// What makes a class an actor and a type a message: the concepts send() and spawn() check.
-
-#include <type_traits>
-
 // ---- begin troupe/task.hpp ----
 // troupe::task<T>: the coroutine type of actor handlers.
 
 #include <atomic>
 #include <coroutine>
+#include <exception>
 #include <optional>
+#include <type_traits>
+#include <utility>
 
 // ---- begin troupe/detail/pool.hpp ----
 // Internal: the recycling allocator behind envelopes, coroutine frames and actor cells.
@@ -515,6 +394,128 @@ struct is_task<task<T>> : std::true_type {};
 
 }  // namespace troupe
 // ---- end troupe/task.hpp ----
+
+namespace troupe {
+
+class runtime;
+class context;
+class address;
+template <class A>
+class ref;
+template <class R>
+class reply;
+template <class R>
+class promise;
+struct down;
+struct monitor_handle;
+
+namespace detail {
+
+class actor_cell;
+class runtime_core;
+class sleep_awaiter;
+struct access;
+
+using clock = std::chrono::steady_clock;
+
+// Defined in detail/core.hpp, after the types they need are complete.
+template <class A, class M>
+bool send_message(actor_cell* target, M&& message);
+template <class A, class M>
+void send_message_after(actor_cell* target, clock::duration delay, M&& message);
+template <class A, class M, class Arg>
+auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, bool use_default);
+template <class ActorType, class MessageType>
+struct actor_has_replying_handler_for_message;
+template <class A, class M>
+task<void> send_when_ready(actor_cell* target, M message);
+template <class E>
+std::size_t publish_event(runtime_core* core, std::string_view subject,
+                          std::shared_ptr<const E> event);
+
+}  // namespace detail
+}  // namespace troupe
+// ---- end troupe/detail/fwd.hpp ----
+// ---- begin troupe/error.hpp ----
+// troupe::error: the exception type of runtime misuse and failed operations.
+
+#include <stdexcept>
+#include <string>
+
+namespace troupe {
+
+// Why an operation failed. Stable values: tests and callers switch on them.
+enum class errc {
+  runtime_stopped = 1,   // the runtime is shutting down or has shut down
+  actor_stopped,         // the target actor has stopped
+  invalid_ref,           // an empty ref or address was used
+  bad_actor_type,        // a typed view of an actor was asked for with the wrong type
+  shutdown_from_worker,  // shutdown() was called from one of the runtime's own threads
+  handler_failed,        // a handler threw
+  timeout,               // the operation did not complete in time
+  mailbox_full,          // a bounded mailbox rejected the message
+  broken_promise,        // a reply promise was dropped without a value
+  would_block,           // a blocking wait was attempted on one of the runtime's own threads
+  no_down_handler,       // monitor() from an actor that has no on(troupe::down) handler
+  invalid_subject,       // a malformed topic subject or subscription pattern
+};
+
+[[nodiscard]] constexpr std::string_view to_string(errc code) noexcept {
+  switch (code) {
+    case errc::runtime_stopped:
+      return "runtime stopped";
+    case errc::actor_stopped:
+      return "actor stopped";
+    case errc::invalid_ref:
+      return "invalid ref";
+    case errc::bad_actor_type:
+      return "bad actor type";
+    case errc::shutdown_from_worker:
+      return "shutdown from a runtime thread";
+    case errc::handler_failed:
+      return "handler failed";
+    case errc::timeout:
+      return "timeout";
+    case errc::mailbox_full:
+      return "mailbox full";
+    case errc::broken_promise:
+      return "broken promise";
+    case errc::would_block:
+      return "would block";
+    case errc::invalid_subject:
+      return "invalid subject";
+    case errc::no_down_handler:
+      return "no down handler";
+  }
+  return "unknown error";
+}
+
+// Thrown by troupe for misuse (spawn after shutdown, an empty ref) and failed operations, such
+// as an ask that timed out. When an ask's handler threw, code() is handler_failed, what() holds
+// the handler's text and cause() the original exception, which rethrow_cause() rethrows with
+// its own type.
+class error : public std::runtime_error {
+ public:
+  error(errc code, const std::string& what, std::exception_ptr cause = {})
+      : std::runtime_error("troupe: " + std::string(to_string(code)) + ": " + what),
+        code_(code),
+        cause_(std::move(cause)) {}
+  [[nodiscard]] errc code() const noexcept { return code_; }
+  [[nodiscard]] const std::exception_ptr& cause() const noexcept { return cause_; }
+  [[noreturn]] void rethrow_cause() const {
+    if (cause_) std::rethrow_exception(cause_);
+    throw *this;
+  }
+
+ private:
+  errc code_;
+  std::exception_ptr cause_;
+};
+
+}  // namespace troupe
+// ---- end troupe/error.hpp ----
+// ---- begin troupe/handler.hpp ----
+// What makes a class an actor and a type a message: the concepts send() and spawn() check.
 
 namespace troupe {
 
@@ -1314,6 +1315,47 @@ class mailbox {
 
 }  // namespace troupe::detail
 // ---- end troupe/detail/mailbox.hpp ----
+// ---- begin troupe/mailbox.hpp ----
+// Mailbox options: an actor's mailbox is unbounded unless its class declares a bound.
+//
+//   class ingest {
+//    public:
+//     static constexpr troupe::mailbox_options mailbox{.capacity = 1000,
+//                                                      .overflow = troupe::overflow::reject};
+//     void on(const sample&);
+//   };
+//
+// Overflow policies, when `capacity` messages are already waiting:
+//   reject       the send fails: send() returns false (counted as rejected); an ask completes
+//                with error(mailbox_full)
+//   drop_newest  the new message is dead-lettered (reason mailbox_full)
+//   drop_oldest  the new message is queued and the oldest waiting one is dead-lettered
+// and, whatever the policy, an actor sender can wait for room instead:
+//   co_await target.send_when_ready(message);  // suspends only that handler, never blocks
+
+namespace troupe {
+
+enum class overflow { reject, drop_newest, drop_oldest };
+
+struct mailbox_options {
+  std::size_t capacity = 0;  // 0: unbounded
+  troupe::overflow overflow = troupe::overflow::reject;
+};
+
+namespace detail {
+
+template <class A>
+constexpr mailbox_options mailbox_options_of() {
+  if constexpr (requires { A::mailbox; }) {
+    return A::mailbox;
+  } else {
+    return {};
+  }
+}
+
+}  // namespace detail
+}  // namespace troupe
+// ---- end troupe/mailbox.hpp ----
 // ---- begin troupe/monitor.hpp ----
 // Death watch: ctx.monitor(target) delivers a troupe::down message when the target stops.
 //
@@ -1379,6 +1421,7 @@ struct cell_ops {
   bool handles_down;
   std::string_view type_name;
   const void* type_tag;
+  mailbox_options mailbox;  // the class's bound, if it declares one
 };
 
 // One monitor of this actor, held until it stops.
@@ -1407,6 +1450,11 @@ struct watch_state {
   std::function<void(actor_cell&)> factory;  // builds a fresh instance for a restart
   exit_notifier notify = nullptr;
   restart_kind restart = restart_kind::permanent;
+  // Bounded mailboxes: messages waiting, and actors waiting for room (send_when_ready; the
+  // list is guarded by monitor_lock, the count tells the consumer whether to look).
+  std::atomic<std::size_t> depth{0};
+  std::atomic<std::size_t> room_waiter_count{0};
+  std::vector<std::pair<actor_cell*, std::uint64_t>> room_waiters;
 };
 
 // What one activation of an actor on a worker ended with.
@@ -1485,6 +1533,12 @@ class actor_cell : public context {
   inline bool restart_instance() noexcept;
   inline void drop_instance() noexcept;
   inline activation stop_now() noexcept;
+  inline bool account_bounded_pop(envelope* e) noexcept;
+
+ public:
+  inline void wake_room_waiters() noexcept;
+
+ private:
   inline void kick_parked() noexcept;
 
  public:
@@ -1620,6 +1674,7 @@ class typed_cell final : public actor_cell {
       Handles<A, down>,
       type_name<A>(),
       &type_tag<A>,
+      mailbox_options_of<A>(),
   };
 
  private:
@@ -2121,6 +2176,20 @@ class ref : public address {
     }
   }
 
+  // Flow control for actor senders: co_await in a task handler; sends `message` as soon as the
+  // target's bounded mailbox has room (at once for an unbounded one), suspending only that
+  // handler meanwhile. If the target stops, the message is dead-lettered.
+  template <class M>
+  task<void> send_when_ready(M&& message) const {
+    using message_type = std::remove_cvref_t<M>;
+    static_assert(Message<message_type>, "troupe: a message must be a movable object type");
+    static_assert(detail::actor_has_handler_for_message<A, message_type>::value,
+                  "troupe: send_when_ready(): the actor has no on(...) handler for this message "
+                  "type");
+    if (cell_ == nullptr) throw error(errc::invalid_ref, "send_when_ready() through an empty ref");
+    return detail::send_when_ready<A, message_type>(cell_, message_type(std::forward<M>(message)));
+  }
+
   // Request-reply: sends `message` and returns a troupe::reply<R> for the handler's reply (see
   // ask.hpp). Compiles only if A has a handler for the message that replies. The first form
   // uses runtime_options::ask_timeout. Throws error(invalid_ref) on an empty ref; every other
@@ -2291,6 +2360,7 @@ class runtime_core {
         throw error(errc::runtime_stopped,
                     "spawn<" + std::string(type_name<A>()) + ">() after shutdown began");
       }
+      if (cell->ops()->mailbox.capacity != 0) cell->set_extras(new watch_state);
       link(cell);
     }
     retain();        // the actor record's reference to the core
@@ -2354,6 +2424,26 @@ class runtime_core {
       e->destroy();
       return false;
     }
+    if (target->ops()->mailbox.capacity != 0) [[unlikely]] {
+      if (!admit_bounded(target, e)) return false;
+    }
+    return enqueue(target, e);
+  }
+
+  // send_when_ready's send: a slot of the bounded mailbox is already reserved.
+  bool post_reserved(actor_cell* target, envelope* e) noexcept {
+    counter_slot& counters = counters_here();
+    counters.add(counters.sent);
+    if (!accepting_.load(std::memory_order_relaxed) && !internal_thread()) {
+      target->extras()->depth.fetch_sub(1, std::memory_order_seq_cst);
+      counters.add(counters.rejected);
+      e->destroy();
+      return false;
+    }
+    return enqueue(target, e);
+  }
+
+  bool enqueue(actor_cell* target, envelope* e) noexcept {
     switch (target->mailbox_.push(e)) {
       case mailbox::push_result::queued:
         return true;
@@ -2364,6 +2454,29 @@ class runtime_core {
         break;
     }
     dead_letter_out(target, e, stop_reason_of(target), {});
+    return false;
+  }
+
+  // A bounded mailbox's admission: reserve a slot, or apply the overflow policy (and consume
+  // the envelope). Out of line: unbounded sends never pay for it.
+  [[gnu::noinline, gnu::cold]] bool admit_bounded(actor_cell* target, envelope* e) noexcept {
+    counter_slot& counters = counters_here();
+    const mailbox_options& bound = target->ops()->mailbox;
+    std::atomic<std::size_t>& depth = target->extras()->depth;
+    if (depth.fetch_add(1, std::memory_order_seq_cst) < bound.capacity ||
+        bound.overflow == overflow::drop_oldest) {
+      return true;
+    }
+    depth.fetch_sub(1, std::memory_order_seq_cst);
+    if (bound.overflow == overflow::reject) {
+      counters.add(counters.rejected);
+      if (e->ops->abort != nullptr)
+        e->ops->abort(*e, errc::mailbox_full, "the mailbox is full", {});
+      if (e->ops->reroute != nullptr) e->ops->reroute(*e, dead_letter_reason::mailbox_full);
+      e->destroy();
+    } else {
+      dead_letter_out(target, e, dead_letter_reason::mailbox_full, "the mailbox is full");
+    }
     return false;
   }
 
@@ -2703,6 +2816,59 @@ class sleep_awaiter {
 
 // ---- sends -----------------------------------------------------------------------------------
 
+// Awaits room in a bounded mailbox (or its actor's end): every waiter is woken when a message
+// leaves the mailbox, and retries.
+class room_awaiter {
+ public:
+  using troupe_awaitable = void;
+  explicit room_awaiter(actor_cell* target) noexcept : target_(target) {}
+  [[nodiscard]] bool await_ready() const noexcept { return has_room(); }
+  void await_suspend(std::coroutine_handle<> awaiting) {
+    actor_cell* self = this_thread_identity.cell;
+    watch_state* x = target_->extras();
+    const std::uint64_t generation = self->arm_suspension(awaiting);
+    {
+      std::lock_guard lock(runtime_core::monitor_lock(target_));
+      x->room_waiters.emplace_back(self, generation);
+      self->retain();
+      x->room_waiter_count.fetch_add(1, std::memory_order_seq_cst);
+    }
+    // A message that left between our look and our registration woke nobody: look again.
+    if (has_room() || target_->closed()) target_->wake_room_waiters();
+  }
+  void await_resume() const noexcept {}
+
+ private:
+  [[nodiscard]] bool has_room() const noexcept {
+    return target_->extras()->depth.load(std::memory_order_seq_cst) <
+           target_->ops()->mailbox.capacity;
+  }
+  actor_cell* target_;
+};
+
+template <class A, class M>
+task<void> send_when_ready(actor_cell* target, M message) {
+  bool reserved = false;
+  const std::size_t capacity = target->ops()->mailbox.capacity;
+  if (capacity != 0) {
+    std::atomic<std::size_t>& depth = target->extras()->depth;
+    while (!target->closed()) {
+      if (depth.fetch_add(1, std::memory_order_seq_cst) < capacity) {
+        reserved = true;
+        break;
+      }
+      depth.fetch_sub(1, std::memory_order_seq_cst);
+      co_await room_awaiter(target);
+    }
+  }
+  auto* e = new message_envelope<M>(&message_ops<A, M>, std::move(message));
+  if (reserved) {
+    target->core()->post_reserved(target, e);
+  } else {
+    target->core()->post(target, e, true);
+  }
+}
+
 template <class A, class M>
 bool send_message(actor_cell* target, M&& message) {
   if (target == nullptr) throw error(errc::invalid_ref, "send() through an empty ref");
@@ -2970,6 +3136,7 @@ inline activation actor_cell::run(std::size_t batch) {
       }
     }
   }
+  const bool bounded = ops_->mailbox.capacity != 0;  // once per activation, not per message
   for (std::size_t n = 0; n < batch; ++n) {
     if (stop_requested_.load(std::memory_order_seq_cst)) return stop_now();
     if (restart_requested_.load(std::memory_order_relaxed) &&
@@ -2988,11 +3155,41 @@ inline activation actor_cell::run(std::size_t batch) {
       }
       return activation::idle;
     }
+    if (bounded && !account_bounded_pop(e)) [[unlikely]]
+      continue;
     const int outcome = dispatch(e);
     if (outcome < 0) return activation::finished;
     if (outcome == 0) return after_suspension();
   }
   return activation::yielded;
+}
+
+// A bounded mailbox gave up a message: update its depth, drop it if it is an oldest one over the
+// bound (drop_oldest), and let actors waiting for room retry. False if `e` was dropped.
+inline bool actor_cell::account_bounded_pop(envelope* e) noexcept {
+  watch_state* x = watch_;
+  const std::size_t before = x->depth.fetch_sub(1, std::memory_order_seq_cst);
+  if (x->room_waiter_count.load(std::memory_order_seq_cst) != 0) wake_room_waiters();
+  if (ops_->mailbox.overflow == overflow::drop_oldest && before > ops_->mailbox.capacity) {
+    core_->dead_letter_out(this, e, dead_letter_reason::mailbox_full,
+                           "dropped as the oldest message of a full mailbox");
+    return false;
+  }
+  return true;
+}
+
+inline void actor_cell::wake_room_waiters() noexcept {
+  std::vector<std::pair<actor_cell*, std::uint64_t>> waiters;
+  {
+    std::lock_guard lock(runtime_core::monitor_lock(this));
+    waiters.swap(watch_->room_waiters);
+    watch_->room_waiter_count.store(0, std::memory_order_seq_cst);
+  }
+  // All of them retry; those that lose the race for the free slots wait again.
+  for (const auto& [cell, generation] : waiters) {
+    cell->wake(generation);
+    cell->release();
+  }
 }
 
 // A stop request reached a message boundary. A supervised permanent child is not stopped but
@@ -3271,6 +3468,9 @@ inline void actor_cell::finalize() noexcept {
     rest = next;
   }
   drop_instance();
+  if (watch_ != nullptr && watch_->room_waiter_count.load(std::memory_order_seq_cst) != 0) {
+    wake_room_waiters();  // senders waiting for room: the message is dead-lettered instead
+  }
   if (cause_ == stop_cause::none) {
     cause_ = stopped_by_shutdown_.load(std::memory_order_relaxed) ? stop_cause::shutdown
                                                                   : stop_cause::requested;

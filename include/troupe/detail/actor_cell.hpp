@@ -18,6 +18,7 @@
 #include <troupe/detail/envelope.hpp>
 #include <troupe/detail/mailbox.hpp>
 #include <troupe/handler.hpp>
+#include <troupe/mailbox.hpp>
 #include <troupe/monitor.hpp>
 
 namespace troupe::detail {
@@ -36,6 +37,7 @@ struct cell_ops {
   bool handles_down;
   std::string_view type_name;
   const void* type_tag;
+  mailbox_options mailbox;  // the class's bound, if it declares one
 };
 
 // One monitor of this actor, held until it stops.
@@ -64,6 +66,11 @@ struct watch_state {
   std::function<void(actor_cell&)> factory;  // builds a fresh instance for a restart
   exit_notifier notify = nullptr;
   restart_kind restart = restart_kind::permanent;
+  // Bounded mailboxes: messages waiting, and actors waiting for room (send_when_ready; the
+  // list is guarded by monitor_lock, the count tells the consumer whether to look).
+  std::atomic<std::size_t> depth{0};
+  std::atomic<std::size_t> room_waiter_count{0};
+  std::vector<std::pair<actor_cell*, std::uint64_t>> room_waiters;
 };
 
 // What one activation of an actor on a worker ended with.
@@ -142,6 +149,12 @@ class actor_cell : public context {
   inline bool restart_instance() noexcept;
   inline void drop_instance() noexcept;
   inline activation stop_now() noexcept;
+  inline bool account_bounded_pop(envelope* e) noexcept;
+
+ public:
+  inline void wake_room_waiters() noexcept;
+
+ private:
   inline void kick_parked() noexcept;
 
  public:
@@ -277,6 +290,7 @@ class typed_cell final : public actor_cell {
       Handles<A, down>,
       type_name<A>(),
       &type_tag<A>,
+      mailbox_options_of<A>(),
   };
 
  private:

@@ -131,6 +131,7 @@ class runtime_core {
         throw error(errc::runtime_stopped,
                     "spawn<" + std::string(type_name<A>()) + ">() after shutdown began");
       }
+      if (cell->ops()->mailbox.capacity != 0) cell->set_extras(new watch_state);
       link(cell);
     }
     retain();        // the actor record's reference to the core
@@ -194,6 +195,26 @@ class runtime_core {
       e->destroy();
       return false;
     }
+    if (target->ops()->mailbox.capacity != 0) [[unlikely]] {
+      if (!admit_bounded(target, e)) return false;
+    }
+    return enqueue(target, e);
+  }
+
+  // send_when_ready's send: a slot of the bounded mailbox is already reserved.
+  bool post_reserved(actor_cell* target, envelope* e) noexcept {
+    counter_slot& counters = counters_here();
+    counters.add(counters.sent);
+    if (!accepting_.load(std::memory_order_relaxed) && !internal_thread()) {
+      target->extras()->depth.fetch_sub(1, std::memory_order_seq_cst);
+      counters.add(counters.rejected);
+      e->destroy();
+      return false;
+    }
+    return enqueue(target, e);
+  }
+
+  bool enqueue(actor_cell* target, envelope* e) noexcept {
     switch (target->mailbox_.push(e)) {
       case mailbox::push_result::queued:
         return true;
@@ -204,6 +225,29 @@ class runtime_core {
         break;
     }
     dead_letter_out(target, e, stop_reason_of(target), {});
+    return false;
+  }
+
+  // A bounded mailbox's admission: reserve a slot, or apply the overflow policy (and consume
+  // the envelope). Out of line: unbounded sends never pay for it.
+  [[gnu::noinline, gnu::cold]] bool admit_bounded(actor_cell* target, envelope* e) noexcept {
+    counter_slot& counters = counters_here();
+    const mailbox_options& bound = target->ops()->mailbox;
+    std::atomic<std::size_t>& depth = target->extras()->depth;
+    if (depth.fetch_add(1, std::memory_order_seq_cst) < bound.capacity ||
+        bound.overflow == overflow::drop_oldest) {
+      return true;
+    }
+    depth.fetch_sub(1, std::memory_order_seq_cst);
+    if (bound.overflow == overflow::reject) {
+      counters.add(counters.rejected);
+      if (e->ops->abort != nullptr)
+        e->ops->abort(*e, errc::mailbox_full, "the mailbox is full", {});
+      if (e->ops->reroute != nullptr) e->ops->reroute(*e, dead_letter_reason::mailbox_full);
+      e->destroy();
+    } else {
+      dead_letter_out(target, e, dead_letter_reason::mailbox_full, "the mailbox is full");
+    }
     return false;
   }
 
@@ -543,6 +587,59 @@ class sleep_awaiter {
 
 // ---- sends -----------------------------------------------------------------------------------
 
+// Awaits room in a bounded mailbox (or its actor's end): every waiter is woken when a message
+// leaves the mailbox, and retries.
+class room_awaiter {
+ public:
+  using troupe_awaitable = void;
+  explicit room_awaiter(actor_cell* target) noexcept : target_(target) {}
+  [[nodiscard]] bool await_ready() const noexcept { return has_room(); }
+  void await_suspend(std::coroutine_handle<> awaiting) {
+    actor_cell* self = this_thread_identity.cell;
+    watch_state* x = target_->extras();
+    const std::uint64_t generation = self->arm_suspension(awaiting);
+    {
+      std::lock_guard lock(runtime_core::monitor_lock(target_));
+      x->room_waiters.emplace_back(self, generation);
+      self->retain();
+      x->room_waiter_count.fetch_add(1, std::memory_order_seq_cst);
+    }
+    // A message that left between our look and our registration woke nobody: look again.
+    if (has_room() || target_->closed()) target_->wake_room_waiters();
+  }
+  void await_resume() const noexcept {}
+
+ private:
+  [[nodiscard]] bool has_room() const noexcept {
+    return target_->extras()->depth.load(std::memory_order_seq_cst) <
+           target_->ops()->mailbox.capacity;
+  }
+  actor_cell* target_;
+};
+
+template <class A, class M>
+task<void> send_when_ready(actor_cell* target, M message) {
+  bool reserved = false;
+  const std::size_t capacity = target->ops()->mailbox.capacity;
+  if (capacity != 0) {
+    std::atomic<std::size_t>& depth = target->extras()->depth;
+    while (!target->closed()) {
+      if (depth.fetch_add(1, std::memory_order_seq_cst) < capacity) {
+        reserved = true;
+        break;
+      }
+      depth.fetch_sub(1, std::memory_order_seq_cst);
+      co_await room_awaiter(target);
+    }
+  }
+  auto* e = new message_envelope<M>(&message_ops<A, M>, std::move(message));
+  if (reserved) {
+    target->core()->post_reserved(target, e);
+  } else {
+    target->core()->post(target, e, true);
+  }
+}
+
 template <class A, class M>
 bool send_message(actor_cell* target, M&& message) {
   if (target == nullptr) throw error(errc::invalid_ref, "send() through an empty ref");
@@ -810,6 +907,7 @@ inline activation actor_cell::run(std::size_t batch) {
       }
     }
   }
+  const bool bounded = ops_->mailbox.capacity != 0;  // once per activation, not per message
   for (std::size_t n = 0; n < batch; ++n) {
     if (stop_requested_.load(std::memory_order_seq_cst)) return stop_now();
     if (restart_requested_.load(std::memory_order_relaxed) &&
@@ -828,11 +926,41 @@ inline activation actor_cell::run(std::size_t batch) {
       }
       return activation::idle;
     }
+    if (bounded && !account_bounded_pop(e)) [[unlikely]]
+      continue;
     const int outcome = dispatch(e);
     if (outcome < 0) return activation::finished;
     if (outcome == 0) return after_suspension();
   }
   return activation::yielded;
+}
+
+// A bounded mailbox gave up a message: update its depth, drop it if it is an oldest one over the
+// bound (drop_oldest), and let actors waiting for room retry. False if `e` was dropped.
+inline bool actor_cell::account_bounded_pop(envelope* e) noexcept {
+  watch_state* x = watch_;
+  const std::size_t before = x->depth.fetch_sub(1, std::memory_order_seq_cst);
+  if (x->room_waiter_count.load(std::memory_order_seq_cst) != 0) wake_room_waiters();
+  if (ops_->mailbox.overflow == overflow::drop_oldest && before > ops_->mailbox.capacity) {
+    core_->dead_letter_out(this, e, dead_letter_reason::mailbox_full,
+                           "dropped as the oldest message of a full mailbox");
+    return false;
+  }
+  return true;
+}
+
+inline void actor_cell::wake_room_waiters() noexcept {
+  std::vector<std::pair<actor_cell*, std::uint64_t>> waiters;
+  {
+    std::lock_guard lock(runtime_core::monitor_lock(this));
+    waiters.swap(watch_->room_waiters);
+    watch_->room_waiter_count.store(0, std::memory_order_seq_cst);
+  }
+  // All of them retry; those that lose the race for the free slots wait again.
+  for (const auto& [cell, generation] : waiters) {
+    cell->wake(generation);
+    cell->release();
+  }
 }
 
 // A stop request reached a message boundary. A supervised permanent child is not stopped but
@@ -1111,6 +1239,9 @@ inline void actor_cell::finalize() noexcept {
     rest = next;
   }
   drop_instance();
+  if (watch_ != nullptr && watch_->room_waiter_count.load(std::memory_order_seq_cst) != 0) {
+    wake_room_waiters();  // senders waiting for room: the message is dead-lettered instead
+  }
   if (cause_ == stop_cause::none) {
     cause_ = stopped_by_shutdown_.load(std::memory_order_relaxed) ? stop_cause::shutdown
                                                                   : stop_cause::requested;

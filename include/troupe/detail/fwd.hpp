@@ -7,6 +7,8 @@
 #include <memory>
 #include <string_view>
 
+#include <troupe/task.hpp>
+
 namespace troupe {
 
 class runtime;
@@ -39,6 +41,8 @@ template <class A, class M, class Arg>
 auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, bool use_default);
 template <class ActorType, class MessageType>
 struct actor_has_replying_handler_for_message;
+template <class A, class M>
+task<void> send_when_ready(actor_cell* target, M message);
 template <class E>
 std::size_t publish_event(runtime_core* core, std::string_view subject,
                           std::shared_ptr<const E> event);

@@ -1,0 +1,42 @@
+// Mailbox options: an actor's mailbox is unbounded unless its class declares a bound.
+//
+//   class ingest {
+//    public:
+//     static constexpr troupe::mailbox_options mailbox{.capacity = 1000,
+//                                                      .overflow = troupe::overflow::reject};
+//     void on(const sample&);
+//   };
+//
+// Overflow policies, when `capacity` messages are already waiting:
+//   reject       the send fails: send() returns false (counted as rejected); an ask completes
+//                with error(mailbox_full)
+//   drop_newest  the new message is dead-lettered (reason mailbox_full)
+//   drop_oldest  the new message is queued and the oldest waiting one is dead-lettered
+// and, whatever the policy, an actor sender can wait for room instead:
+//   co_await target.send_when_ready(message);  // suspends only that handler, never blocks
+#pragma once
+
+#include <cstddef>
+
+namespace troupe {
+
+enum class overflow { reject, drop_newest, drop_oldest };
+
+struct mailbox_options {
+  std::size_t capacity = 0;  // 0: unbounded
+  troupe::overflow overflow = troupe::overflow::reject;
+};
+
+namespace detail {
+
+template <class A>
+constexpr mailbox_options mailbox_options_of() {
+  if constexpr (requires { A::mailbox; }) {
+    return A::mailbox;
+  } else {
+    return {};
+  }
+}
+
+}  // namespace detail
+}  // namespace troupe
