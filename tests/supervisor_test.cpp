@@ -460,3 +460,33 @@ TEST_CASE("stop_tree stops children newest first, depth first, each within its t
   rt.shutdown();
   REQUIRE(rt.counters().stopped == 6);  // the tree, the root included
 }
+
+namespace {
+struct event_sink {
+  std::promise<troupe::supervision_event>* got;
+  bool first = true;
+  void on(const troupe::supervision_event& e) {
+    if (first && e.what == troupe::supervision_event::kind::restarted) {
+      got->set_value(e);
+      first = false;
+    }
+  }
+};
+}  // namespace
+
+TEST_CASE("supervision events are published on the system topic", "[supervisor][topic]") {
+  journal j;
+  troupe::runtime_options o = j.options();
+  o.on_failure = [](const troupe::address&, std::string_view) {};
+  troupe::runtime rt(o);
+  std::promise<troupe::supervision_event> got;
+  auto sub = rt.subscribe<troupe::supervision_event>(troupe::supervision_subject,
+                                                     rt.spawn<event_sink>(&got));
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{});
+  auto m = troupe::start_child<member>(sup, {.name = "watched"}, std::string("watched"), &j);
+  m.send(boom{});
+  const auto e = got.get_future().get();
+  REQUIRE(e.name == "watched");
+  REQUIRE(e.child == m);
+  REQUIRE(e.reason == "watched exploded");
+}

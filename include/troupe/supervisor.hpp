@@ -17,8 +17,10 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -69,6 +71,9 @@ struct supervision_event {
   std::string name;
   std::string reason;
 };
+
+// The subject supervision events are published on (as troupe::supervision_event).
+inline constexpr std::string_view supervision_subject = "troupe.supervision";
 
 struct child_options {
   std::string name;
@@ -266,21 +271,29 @@ class supervisor {
   }
 
   void report(supervision_event::kind what, const child_record& child, std::string reason) {
-    const auto& hook = detail::cell_of(ctx_).core()->options().on_supervision;
-    if (!hook) return;
-    try {
-      hook(supervision_event{what, ctx_.self(), child.ref, child.options.name, std::move(reason)});
-    } catch (...) {  // a throwing hook must not take the supervisor down
+    emit(supervision_event{what, ctx_.self(), child.ref, child.options.name, std::move(reason)});
+  }
+
+  // To the hook, and on the system topic troupe::supervision_subject.
+  void emit(const supervision_event& event) {
+    detail::runtime_core* core = detail::cell_of(ctx_).core();
+    if (const auto& hook = core->options().on_supervision) {
+      try {
+        hook(event);
+      } catch (...) {  // a throwing hook must not take the supervisor down
+      }
+    }
+    if (!core->topics().empty()) {
+      try {
+        detail::publish_event<supervision_event>(core, supervision_subject,
+                                                 std::make_shared<const supervision_event>(event));
+      } catch (...) {
+      }
     }
   }
 
   [[noreturn]] void give_up(const std::string& last_reason) {
-    if (const auto& hook = detail::cell_of(ctx_).core()->options().on_supervision) {
-      try {
-        hook(supervision_event{supervision_event::kind::gave_up, ctx_.self(), {}, {}, last_reason});
-      } catch (...) {
-      }
-    }
+    emit(supervision_event{supervision_event::kind::gave_up, ctx_.self(), {}, {}, last_reason});
     for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
       detail::access::cell_of(it->ref)->request_final_stop();
     }
