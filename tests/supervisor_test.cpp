@@ -490,3 +490,28 @@ TEST_CASE("supervision events are published on the system topic", "[supervisor][
   REQUIRE(e.child == m);
   REQUIRE(e.reason == "watched exploded");
 }
+
+namespace {
+struct build_child {
+  troupe::ref<troupe::supervisor> sup;
+  journal* j;
+};
+struct builder {
+  troupe::task<int> on(build_child b) {
+    // The task is made first, outside the co_await: g++ 12 destroys temporaries of a co_await
+    // operand twice (GCC bug 101367 and kin), so none with a destructor belong there.
+    auto starting = troupe::start_child_async<member>(b.sup, {.name = "async"},
+                                                      std::string("async"), b.j);
+    auto child = co_await std::move(starting);
+    co_return co_await child.ask(generation{});
+  }
+};
+}  // namespace
+
+TEST_CASE("actors start children with start_child_async", "[supervisor]") {
+  journal j;
+  troupe::runtime rt(j.options());
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{});
+  REQUIRE(rt.spawn<builder>().ask(build_child{sup, &j}).get() == 1);
+  REQUIRE(sup.ask(troupe::which_children{}).get().size() == 1);
+}

@@ -332,40 +332,40 @@ inline void supervisor::notify_exit(detail::actor_cell* sup, detail::actor_cell*
   }
 }
 
+namespace detail {
+
+// The request that makes the supervisor spawn a child of class A from copies of args.
+template <Actor A, class... Args>
+add_child_request make_add_child_request(child_options options, Args... args) {
+  return add_child_request{std::move(options),
+                           [args...](actor_cell* supervisor_cell, restart_kind restart,
+                                     exit_notifier notify) -> actor_cell* {
+                             auto factory = [args...](actor_cell& cell) {
+                               static_cast<typed_cell<A>&>(cell).construct(args...);
+                             };
+                             return supervisor_cell->core()->template spawn_supervised<A>(
+                                 std::move(factory), supervisor_cell, restart, notify);
+                           }};
+}
+
+}  // namespace detail
+
 // Starts a child of class A under `sup`, built from args now and at every restart (args are
 // copied into the child's factory). Blocks until the supervisor has registered it: call from a
 // plain thread (from an actor, co_await start_child_async). Throws error(runtime_stopped) during
 // shutdown, and what A's constructor throws.
 template <Actor A, class... Args>
 ref<A> start_child(const ref<supervisor>& sup, child_options options, Args... args) {
-  detail::add_child_request request{
-      std::move(options),
-      [args...](detail::actor_cell* supervisor_cell, detail::restart_kind restart,
-                detail::exit_notifier notify) -> detail::actor_cell* {
-        auto factory = [args...](detail::actor_cell& cell) {
-          static_cast<detail::typed_cell<A>&>(cell).construct(args...);
-        };
-        return supervisor_cell->core()->template spawn_supervised<A>(
-            std::move(factory), supervisor_cell, restart, notify);
-      }};
-  address child = sup.ask(std::move(request)).get();
+  address child =
+      sup.ask(detail::make_add_child_request<A>(std::move(options), std::move(args)...)).get();
   return detail::access::make_ref<A>(detail::access::cell_of(child));
 }
 
 // The same, from inside an actor's task handler.
 template <Actor A, class... Args>
 task<ref<A>> start_child_async(ref<supervisor> sup, child_options options, Args... args) {
-  detail::add_child_request request{
-      std::move(options),
-      [args...](detail::actor_cell* supervisor_cell, detail::restart_kind restart,
-                detail::exit_notifier notify) -> detail::actor_cell* {
-        auto factory = [args...](detail::actor_cell& cell) {
-          static_cast<detail::typed_cell<A>&>(cell).construct(args...);
-        };
-        return supervisor_cell->core()->template spawn_supervised<A>(
-            std::move(factory), supervisor_cell, restart, notify);
-      }};
-  address child = co_await sup.ask(std::move(request));
+  address child =
+      co_await sup.ask(detail::make_add_child_request<A>(std::move(options), std::move(args)...));
   co_return detail::access::make_ref<A>(detail::access::cell_of(child));
 }
 

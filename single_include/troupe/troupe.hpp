@@ -2341,13 +2341,39 @@ class runtime_core {
 
   template <class A, class... Args>
   typed_cell<A>* spawn(Args&&... args) {
-    if (!accepting()) {
-      throw error(errc::runtime_stopped,
-                  "spawn<" + std::string(type_name<A>()) + ">() after shutdown began");
-    }
+    return create<A>(
+        "spawn", [&](typed_cell<A>& cell) { cell.construct(std::forward<Args>(args)...); }, nullptr,
+        nullptr);
+  }
+
+  // Spawns an actor under a supervisor: built (now and at every restart) by `factory`.
+  template <class A>
+  typed_cell<A>* spawn_supervised(std::function<void(actor_cell&)> factory, actor_cell* supervisor,
+                                  restart_kind restart, exit_notifier notify) {
+    auto extras = std::make_unique<watch_state>();
+    extras->factory = std::move(factory);
+    extras->restart = restart;
+    extras->notify = notify;
+    watch_state& x = *extras;
+    return create<A>(
+        "start_child", [&x](typed_cell<A>& cell) { x.factory(cell); }, std::move(extras),
+        supervisor);
+  }
+
+  // Builds the actor record and the instance (on the calling thread, so that the constructor's
+  // exceptions reach the caller), registers it and schedules its first activation (which runs
+  // on_start: a new mailbox starts "scheduled", not idle). Refused once shutdown has begun.
+  template <class A, class Build>
+  typed_cell<A>* create(const char* what, Build&& build, std::unique_ptr<watch_state> extras,
+                        actor_cell* supervisor) {
+    auto refuse = [what] {
+      return error(errc::runtime_stopped, std::string(what) + "<" + std::string(type_name<A>()) +
+                                              ">() after shutdown began");
+    };
+    if (!accepting()) throw refuse();
     auto* cell = new typed_cell<A>(this, next_id_.fetch_add(1, std::memory_order_relaxed));
     try {
-      cell->construct(std::forward<Args>(args)...);
+      build(*cell);
     } catch (...) {
       delete cell;  // the instance was never constructed
       throw;
@@ -2357,54 +2383,20 @@ class runtime_core {
       if (!accepting()) {
         cell->ops()->destroy_instance(*cell);
         delete cell;
-        throw error(errc::runtime_stopped,
-                    "spawn<" + std::string(type_name<A>()) + ">() after shutdown began");
+        throw refuse();
       }
-      if (cell->ops()->mailbox.capacity != 0) cell->set_extras(new watch_state);
+      if (extras == nullptr && cell->ops()->mailbox.capacity != 0) {
+        extras = std::make_unique<watch_state>();
+      }
+      if (supervisor != nullptr) {
+        supervisor->retain();
+        extras->supervisor = supervisor;
+      }
+      cell->set_extras(extras.release());
       link(cell);
     }
     retain();        // the actor record's reference to the core
     cell->retain();  // the caller's ref
-    spawned_.fetch_add(1, std::memory_order_relaxed);
-    // A new mailbox starts "scheduled" (not idle), so the first activation runs on_start.
-    schedule(cell);
-    return cell;
-  }
-
-  // Spawns an actor under a supervisor: built (now and at every restart) by `factory`.
-  template <class A>
-  typed_cell<A>* spawn_supervised(std::function<void(actor_cell&)> factory, actor_cell* supervisor,
-                                  restart_kind restart, exit_notifier notify) {
-    if (!accepting()) {
-      throw error(errc::runtime_stopped,
-                  "start_child<" + std::string(type_name<A>()) + ">() after shutdown began");
-    }
-    auto extras = std::make_unique<watch_state>();
-    extras->factory = std::move(factory);
-    extras->restart = restart;
-    extras->notify = notify;
-    auto* cell = new typed_cell<A>(this, next_id_.fetch_add(1, std::memory_order_relaxed));
-    try {
-      extras->factory(*cell);
-    } catch (...) {
-      delete cell;
-      throw;
-    }
-    {
-      std::lock_guard lock(registry_mutex_);
-      if (!accepting()) {
-        cell->ops()->destroy_instance(*cell);
-        delete cell;
-        throw error(errc::runtime_stopped,
-                    "start_child<" + std::string(type_name<A>()) + ">() after shutdown began");
-      }
-      supervisor->retain();
-      extras->supervisor = supervisor;
-      cell->set_extras(extras.release());
-      link(cell);
-    }
-    retain();
-    cell->retain();
     spawned_.fetch_add(1, std::memory_order_relaxed);
     schedule(cell);
     return cell;
@@ -4835,40 +4827,40 @@ inline void supervisor::notify_exit(detail::actor_cell* sup, detail::actor_cell*
   }
 }
 
+namespace detail {
+
+// The request that makes the supervisor spawn a child of class A from copies of args.
+template <Actor A, class... Args>
+add_child_request make_add_child_request(child_options options, Args... args) {
+  return add_child_request{std::move(options),
+                           [args...](actor_cell* supervisor_cell, restart_kind restart,
+                                     exit_notifier notify) -> actor_cell* {
+                             auto factory = [args...](actor_cell& cell) {
+                               static_cast<typed_cell<A>&>(cell).construct(args...);
+                             };
+                             return supervisor_cell->core()->template spawn_supervised<A>(
+                                 std::move(factory), supervisor_cell, restart, notify);
+                           }};
+}
+
+}  // namespace detail
+
 // Starts a child of class A under `sup`, built from args now and at every restart (args are
 // copied into the child's factory). Blocks until the supervisor has registered it: call from a
 // plain thread (from an actor, co_await start_child_async). Throws error(runtime_stopped) during
 // shutdown, and what A's constructor throws.
 template <Actor A, class... Args>
 ref<A> start_child(const ref<supervisor>& sup, child_options options, Args... args) {
-  detail::add_child_request request{
-      std::move(options),
-      [args...](detail::actor_cell* supervisor_cell, detail::restart_kind restart,
-                detail::exit_notifier notify) -> detail::actor_cell* {
-        auto factory = [args...](detail::actor_cell& cell) {
-          static_cast<detail::typed_cell<A>&>(cell).construct(args...);
-        };
-        return supervisor_cell->core()->template spawn_supervised<A>(
-            std::move(factory), supervisor_cell, restart, notify);
-      }};
-  address child = sup.ask(std::move(request)).get();
+  address child =
+      sup.ask(detail::make_add_child_request<A>(std::move(options), std::move(args)...)).get();
   return detail::access::make_ref<A>(detail::access::cell_of(child));
 }
 
 // The same, from inside an actor's task handler.
 template <Actor A, class... Args>
 task<ref<A>> start_child_async(ref<supervisor> sup, child_options options, Args... args) {
-  detail::add_child_request request{
-      std::move(options),
-      [args...](detail::actor_cell* supervisor_cell, detail::restart_kind restart,
-                detail::exit_notifier notify) -> detail::actor_cell* {
-        auto factory = [args...](detail::actor_cell& cell) {
-          static_cast<detail::typed_cell<A>&>(cell).construct(args...);
-        };
-        return supervisor_cell->core()->template spawn_supervised<A>(
-            std::move(factory), supervisor_cell, restart, notify);
-      }};
-  address child = co_await sup.ask(std::move(request));
+  address child =
+      co_await sup.ask(detail::make_add_child_request<A>(std::move(options), std::move(args)...));
   co_return detail::access::make_ref<A>(detail::access::cell_of(child));
 }
 
