@@ -499,7 +499,7 @@ struct build_child {
 struct builder {
   troupe::task<int> on(build_child b) {
     // The task is made first, outside the co_await: g++ 12 destroys temporaries of a co_await
-    // operand twice (GCC bug 101367 and kin), so none with a destructor belong there.
+    // operand twice (a g++ coroutine bug), so none with a destructor belong there.
     auto starting = troupe::start_child_async<member>(b.sup, {.name = "async"},
                                                       std::string("async"), b.j);
     auto child = co_await std::move(starting);
