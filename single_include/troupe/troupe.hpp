@@ -775,7 +775,10 @@ class reply_slot_base {
   }
 
   // The waiter: resume a suspended actor...
+  // The slot keeps the awaiting actor alive: the actor may be stopped (its task abandoned)
+  // while the reply is still on its way.
   void wake_when_done(actor_cell* cell, std::uint64_t generation) noexcept {
+    retain_cell(cell);
     wake_cell_ = cell;
     wake_generation_ = generation;
     register_waiter();
@@ -814,6 +817,7 @@ class reply_slot_base {
     if (waiter_.exchange(waiter_registered, std::memory_order_acq_rel) == waiter_fired) fire();
   }
   inline void fire() noexcept;
+  static inline void retain_cell(actor_cell* cell) noexcept;
 
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<std::uint32_t> state_{state_pending};
@@ -3017,6 +3021,7 @@ inline reply_slot_base::reply_slot_base(actor_cell* target, std::uint64_t correl
 }
 
 inline reply_slot_base::~reply_slot_base() {
+  if (wake_cell_ != nullptr) wake_cell_->release();
   counter_slot& counters = target_->core()->counters_here();
   counters.add(counters.asks_closed);
   target_->release();
@@ -3025,6 +3030,8 @@ inline reply_slot_base::~reply_slot_base() {
 inline runtime_core* reply_slot_base::core() const noexcept {
   return target_->core();
 }
+
+inline void reply_slot_base::retain_cell(actor_cell* cell) noexcept { cell->retain(); }
 
 inline bool reply_slot_base::fail(errc code, const std::string& text,
                                   std::exception_ptr cause) noexcept {
@@ -3210,6 +3217,9 @@ inline bool actor_cell::supervised_restartable(bool failed) const noexcept {
 // The instance is gone; the mailbox stays and keeps filling. The actor waits, counted as
 // suspended, until its supervisor restarts it (request_restart) or stops it.
 inline void actor_cell::park_for_supervisor(bool failed, const std::string& reason) noexcept {
+  // Once parked, the actor may be restarted or stopped (and freed) elsewhere: keep it alive
+  // until this function is done with it.
+  retain();
   parked_.store(true, std::memory_order_seq_cst);
   core_->add_suspended(1);
   const std::uint64_t generation = (wake_.load(std::memory_order_relaxed) >> 2) + 1;
@@ -3222,9 +3232,11 @@ inline void actor_cell::park_for_supervisor(bool failed, const std::string& reas
     core_->add_suspended(-1);
     parked_.store(false, std::memory_order_relaxed);
     finalize();
+    release();
     return;
   }
   watch_->notify(watch_->supervisor, this, failed, true, reason);
+  release();
 }
 
 inline void actor_cell::drop_instance() noexcept {
@@ -3278,14 +3290,18 @@ inline void actor_cell::kick_parked() noexcept {
   if ((w & 3) == wake_suspended &&
       wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
                                     std::memory_order_acq_rel)) {
-    core_->schedule(this);
+    // Once scheduled the actor may run, stop and be freed elsewhere: touch nothing after.
     core_->add_suspended(-1);
+    core_->schedule(this);
   }
 }
 
 // The handler just suspended. If a forced stop arrived meanwhile, take the actor back now
 // rather than waiting for whatever it sleeps on.
+// Called with the reference settle_task took before publishing the suspension: from that
+// moment another thread may wake, run, stop and free the actor, so this one keeps it alive.
 inline activation actor_cell::after_suspension() noexcept {
+  activation result = activation::suspended;
   if (force_stop_.load(std::memory_order_seq_cst)) {
     std::uint64_t w = wake_.load(std::memory_order_acquire);
     if ((w & 3) == wake_suspended &&
@@ -3293,10 +3309,11 @@ inline activation actor_cell::after_suspension() noexcept {
                                       std::memory_order_acq_rel)) {
       core_->add_suspended(-1);
       finalize();
-      return activation::finished;
+      result = activation::finished;
     }
   }
-  return activation::suspended;
+  release();
+  return result;
 }
 
 inline int actor_cell::dispatch(envelope* e) {
@@ -3345,10 +3362,12 @@ inline int actor_cell::settle_task() {
     const std::uint64_t generation_bits = w & ~std::uint64_t{3};
     if ((w & 3) == wake_armed) {
       core_->add_suspended(1);
+      retain();  // released by after_suspension: see there
       if (wake_.compare_exchange_strong(w, generation_bits | wake_suspended,
                                         std::memory_order_acq_rel, std::memory_order_acquire)) {
         return 0;
       }
+      release();  // not the last reference: this worker still runs the actor
       core_->add_suspended(-1);
     }
     if ((w & 3) == wake_woken) {
@@ -3373,8 +3392,9 @@ inline void actor_cell::wake(std::uint64_t generation) noexcept {
     if (wake_.compare_exchange_weak(w, generation << 2 | wake_woken, std::memory_order_acq_rel,
                                     std::memory_order_acquire)) {
       if (state == wake_suspended) {
-        core_->schedule(this);
+        // Once scheduled the actor may run, stop and be freed elsewhere: touch nothing after.
         core_->add_suspended(-1);
+        core_->schedule(this);
       }
       return;
     }
@@ -3393,8 +3413,9 @@ inline void actor_cell::request_stop(bool force) noexcept {
     if ((w & 3) == wake_suspended &&
         wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
                                       std::memory_order_acq_rel)) {
-      core_->schedule(this);
+      // Once scheduled the actor may run, stop and be freed elsewhere: touch nothing after.
       core_->add_suspended(-1);
+      core_->schedule(this);
     }
     return;
   }

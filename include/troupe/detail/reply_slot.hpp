@@ -51,7 +51,10 @@ class reply_slot_base {
   }
 
   // The waiter: resume a suspended actor...
+  // The slot keeps the awaiting actor alive: the actor may be stopped (its task abandoned)
+  // while the reply is still on its way.
   void wake_when_done(actor_cell* cell, std::uint64_t generation) noexcept {
+    retain_cell(cell);
     wake_cell_ = cell;
     wake_generation_ = generation;
     register_waiter();
@@ -90,6 +93,7 @@ class reply_slot_base {
     if (waiter_.exchange(waiter_registered, std::memory_order_acq_rel) == waiter_fired) fire();
   }
   inline void fire() noexcept;
+  static inline void retain_cell(actor_cell* cell) noexcept;
 
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<std::uint32_t> state_{state_pending};
