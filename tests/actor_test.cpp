@@ -267,8 +267,11 @@ TEST_CASE("delayed sends arrive in deadline order, not before their delay", "[ac
   auto position = [&ids](int id) { return std::find(ids.begin(), ids.end(), id) - ids.begin(); };
   REQUIRE(position(1) < position(2));
   REQUIRE(position(2) < position(3));
-  REQUIRE(got[1].second - sent_at >= 10ms);
-  REQUIRE(got[3].second - sent_at >= 30ms);
+  // By id, not by position: under load the outside send (15 ms) may overtake stamp 2.
+  for (auto& [id, at] : got) {
+    if (id == 2) REQUIRE(at - sent_at >= 10ms);
+    if (id == 3) REQUIRE(at - sent_at >= 30ms);
+  }
   for (auto& [id, at] : got) {
     if (id == 4) REQUIRE(at - outside >= 15ms);
   }
