@@ -77,7 +77,7 @@ int main() {
   };
   options.on_failure = [&](const troupe::address& who, std::string_view what) {
     std::lock_guard lock(print);
-    std::printf("supervision hook: actor #%llu failed: %.*s\n",
+    std::printf("failure hook: actor #%llu failed: %.*s\n",
                 static_cast<unsigned long long>(who.id()), static_cast<int>(what.size()),
                 what.data());
   };
@@ -111,7 +111,8 @@ int main() {
   rt.send_after(10ms, alice, interest{});
 
   // Bob overdraws: the handler throws, bob fails, and what was queued for him becomes dead
-  // letters with the reason (no supervisor yet: it simply stops).
+  // letters with the reason (bob is not supervised, so it simply stops; see
+  // examples/supervision_tree.cpp for restarts).
   bob.send(withdraw{1'000'000});
   bob.send(deposit{5});
 
