@@ -157,20 +157,28 @@ class queue_state : public std::enable_shared_from_this<queue_state<T>> {
     return nullptr;
   }
 
-  // Hands `it` to an idle consumer, or queues it (at the front for a redelivery).
-  void dispatch(item it, bool front = false) {
-    std::unique_lock lock(mutex_);
+  // Under the lock: an idle consumer, marked busy (taken in turn), or null if all are busy.
+  consumer* claim_idle() {
     for (std::size_t k = 0; k < consumers_.size(); ++k) {
       consumer& c = consumers_[(next_ + k) % consumers_.size()];
       if (!c.busy && !c.cell->closed()) {
         next_ = (next_ + k + 1) % consumers_.size();
         c.busy = true;
-        actor_cell* cell = c.cell;
-        const deliver_fn deliver = c.deliver;
-        lock.unlock();
-        send(cell, deliver, std::move(it));
-        return;
+        return &c;
       }
+    }
+    return nullptr;
+  }
+
+  // Hands `it` to an idle consumer, or queues it (at the front for a redelivery).
+  void dispatch(item it, bool front = false) {
+    std::unique_lock lock(mutex_);
+    if (consumer* c = claim_idle()) {
+      actor_cell* cell = c->cell;
+      const deliver_fn deliver = c->deliver;
+      lock.unlock();
+      send(cell, deliver, std::move(it));
+      return;
     }
     if (front) {
       pending_.push_front(std::move(it));
@@ -179,24 +187,17 @@ class queue_state : public std::enable_shared_from_this<queue_state<T>> {
     }
   }
 
-  // Gives idle consumers the items that wait (after a consumer joined).
+  // Gives idle consumers the items that wait (after a consumer joined or came free).
   void feed() {
     for (;;) {
       std::unique_lock lock(mutex_);
       if (pending_.empty()) return;
-      consumer* idle = nullptr;
-      for (consumer& c : consumers_) {
-        if (!c.busy && !c.cell->closed()) {
-          idle = &c;
-          break;
-        }
-      }
-      if (idle == nullptr) return;
-      idle->busy = true;
+      consumer* c = claim_idle();
+      if (c == nullptr) return;
       item next = std::move(pending_.front());
       pending_.pop_front();
-      actor_cell* cell = idle->cell;
-      const deliver_fn deliver = idle->deliver;
+      actor_cell* cell = c->cell;
+      const deliver_fn deliver = c->deliver;
       lock.unlock();
       send(cell, deliver, std::move(next));
     }
@@ -231,19 +232,9 @@ handler_start invoke_queue_item(actor_cell& cell, envelope& e) {
   A& actor = static_cast<typed_cell<A>&>(cell).instance();
   auto& env = static_cast<queue_item_envelope<T>&>(e);
   const T& value = env.it.value;  // by const reference: the item stays whole for a redelivery
-  using result = decltype(actor.on(value));
-  if constexpr (is_task<result>::value) {
-    auto frame = actor.on(value).release();
-    if (!frame) {
-      env.queue->completed(&cell);
-      return {};
-    }
-    return {frame, &frame.promise()};
-  } else {
-    static_cast<void>(actor.on(value));
-    env.queue->completed(&cell);
-    return {};
-  }
+  const handler_start started = start_handler([&]() -> decltype(auto) { return actor.on(value); });
+  if (!started.frame) env.queue->completed(&cell);  // a task's completion reports it later
+  return started;
 }
 
 template <class T>

@@ -97,15 +97,7 @@ template <class A, class E>
 handler_start invoke_event(actor_cell& cell, envelope& e) {
   A& actor = static_cast<typed_cell<A>&>(cell).instance();
   const E& event = *static_cast<event_envelope<E>&>(e).event;
-  using result = decltype(actor.on(event));
-  if constexpr (is_task<result>::value) {
-    auto frame = actor.on(event).release();
-    if (!frame) return {};
-    return {frame, &frame.promise()};
-  } else {
-    static_cast<void>(actor.on(event));
-    return {};
-  }
+  return start_handler([&]() -> decltype(auto) { return actor.on(event); });
 }
 
 template <class E>

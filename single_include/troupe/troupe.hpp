@@ -1687,19 +1687,26 @@ class typed_cell final : public actor_cell {
   };
 };
 
+// Calls a handler: a task it returns is handed to the worker to drive; any other result is
+// dropped. Shared by every kind of delivery (sends, events, work-queue items).
+template <class Call>
+handler_start start_handler(Call&& call) {
+  using result = decltype(call());
+  if constexpr (is_task<result>::value) {
+    auto frame = call().release();
+    if (!frame) return {};
+    return {frame, &frame.promise()};
+  } else {
+    static_cast<void>(call());
+    return {};
+  }
+}
+
 template <class A, class M>
 handler_start invoke_handler(actor_cell& cell, envelope& e) {
   A& actor = static_cast<typed_cell<A>&>(cell).instance();
   M& message = static_cast<message_envelope<M>&>(e).message;
-  using result = handler_result_t<A, M>;
-  if constexpr (is_task<result>::value) {
-    auto frame = actor.on(std::move(message)).release();
-    if (!frame) return {};
-    return {frame, &frame.promise()};
-  } else {
-    static_cast<void>(actor.on(std::move(message)));
-    return {};
-  }
+  return start_handler([&]() -> decltype(auto) { return actor.on(std::move(message)); });
 }
 
 }  // namespace troupe::detail
@@ -2697,7 +2704,6 @@ class runtime_core {
     return live_;
   }
 
-  [[nodiscard]] bool stopped() const noexcept { return phase_.load() == phase::stopped; }
   [[nodiscard]] std::size_t pending_timers() const noexcept { return timers_->pending(); }
 
  private:
@@ -2812,6 +2818,14 @@ class sleep_awaiter {
 
 // ---- sends -----------------------------------------------------------------------------------
 
+// The envelope of a plain send of `message` to an actor of class A.
+template <class A, class M>
+envelope* make_envelope(M&& message) {
+  using message_type = std::remove_cvref_t<M>;
+  return new message_envelope<message_type>(&message_ops<A, message_type>,
+                                            std::forward<M>(message));
+}
+
 // Awaits room in a bounded mailbox (or its actor's end): every waiter is woken when a message
 // leaves the mailbox, and retries.
 class room_awaiter {
@@ -2857,7 +2871,7 @@ task<void> send_when_ready(actor_cell* target, M message) {
       co_await room_awaiter(target);
     }
   }
-  auto* e = new message_envelope<M>(&message_ops<A, M>, std::move(message));
+  envelope* e = make_envelope<A>(std::move(message));
   if (reserved) {
     target->core()->post_reserved(target, e);
   } else {
@@ -2868,9 +2882,7 @@ task<void> send_when_ready(actor_cell* target, M message) {
 template <class A, class M>
 bool send_message(actor_cell* target, M&& message) {
   if (target == nullptr) throw error(errc::invalid_ref, "send() through an empty ref");
-  using message_type = std::remove_cvref_t<M>;
-  auto* e =
-      new message_envelope<message_type>(&message_ops<A, message_type>, std::forward<M>(message));
+  envelope* e = make_envelope<A>(std::forward<M>(message));
   return target->core()->post(target, e, true);
 }
 
@@ -2882,9 +2894,7 @@ void send_message_after(actor_cell* target, clock::duration delay, M&& message) 
     core->count_rejected_send();
     return;
   }
-  using message_type = std::remove_cvref_t<M>;
-  auto* e =
-      new message_envelope<message_type>(&message_ops<A, message_type>, std::forward<M>(message));
+  envelope* e = make_envelope<A>(std::forward<M>(message));
   counter_slot& counters = core->counters_here();
   counters.add(counters.sent);
   // From here the task owns the envelope: fired, it posts it; destroyed unfired, it
@@ -3031,7 +3041,9 @@ inline runtime_core* reply_slot_base::core() const noexcept {
   return target_->core();
 }
 
-inline void reply_slot_base::retain_cell(actor_cell* cell) noexcept { cell->retain(); }
+inline void reply_slot_base::retain_cell(actor_cell* cell) noexcept {
+  cell->retain();
+}
 
 inline bool reply_slot_base::fail(errc code, const std::string& text,
                                   std::exception_ptr cause) noexcept {
@@ -3879,20 +3891,28 @@ class queue_state : public std::enable_shared_from_this<queue_state<T>> {
     return nullptr;
   }
 
-  // Hands `it` to an idle consumer, or queues it (at the front for a redelivery).
-  void dispatch(item it, bool front = false) {
-    std::unique_lock lock(mutex_);
+  // Under the lock: an idle consumer, marked busy (taken in turn), or null if all are busy.
+  consumer* claim_idle() {
     for (std::size_t k = 0; k < consumers_.size(); ++k) {
       consumer& c = consumers_[(next_ + k) % consumers_.size()];
       if (!c.busy && !c.cell->closed()) {
         next_ = (next_ + k + 1) % consumers_.size();
         c.busy = true;
-        actor_cell* cell = c.cell;
-        const deliver_fn deliver = c.deliver;
-        lock.unlock();
-        send(cell, deliver, std::move(it));
-        return;
+        return &c;
       }
+    }
+    return nullptr;
+  }
+
+  // Hands `it` to an idle consumer, or queues it (at the front for a redelivery).
+  void dispatch(item it, bool front = false) {
+    std::unique_lock lock(mutex_);
+    if (consumer* c = claim_idle()) {
+      actor_cell* cell = c->cell;
+      const deliver_fn deliver = c->deliver;
+      lock.unlock();
+      send(cell, deliver, std::move(it));
+      return;
     }
     if (front) {
       pending_.push_front(std::move(it));
@@ -3901,24 +3921,17 @@ class queue_state : public std::enable_shared_from_this<queue_state<T>> {
     }
   }
 
-  // Gives idle consumers the items that wait (after a consumer joined).
+  // Gives idle consumers the items that wait (after a consumer joined or came free).
   void feed() {
     for (;;) {
       std::unique_lock lock(mutex_);
       if (pending_.empty()) return;
-      consumer* idle = nullptr;
-      for (consumer& c : consumers_) {
-        if (!c.busy && !c.cell->closed()) {
-          idle = &c;
-          break;
-        }
-      }
-      if (idle == nullptr) return;
-      idle->busy = true;
+      consumer* c = claim_idle();
+      if (c == nullptr) return;
       item next = std::move(pending_.front());
       pending_.pop_front();
-      actor_cell* cell = idle->cell;
-      const deliver_fn deliver = idle->deliver;
+      actor_cell* cell = c->cell;
+      const deliver_fn deliver = c->deliver;
       lock.unlock();
       send(cell, deliver, std::move(next));
     }
@@ -3953,19 +3966,9 @@ handler_start invoke_queue_item(actor_cell& cell, envelope& e) {
   A& actor = static_cast<typed_cell<A>&>(cell).instance();
   auto& env = static_cast<queue_item_envelope<T>&>(e);
   const T& value = env.it.value;  // by const reference: the item stays whole for a redelivery
-  using result = decltype(actor.on(value));
-  if constexpr (is_task<result>::value) {
-    auto frame = actor.on(value).release();
-    if (!frame) {
-      env.queue->completed(&cell);
-      return {};
-    }
-    return {frame, &frame.promise()};
-  } else {
-    static_cast<void>(actor.on(value));
-    env.queue->completed(&cell);
-    return {};
-  }
+  const handler_start started = start_handler([&]() -> decltype(auto) { return actor.on(value); });
+  if (!started.frame) env.queue->completed(&cell);  // a task's completion reports it later
+  return started;
 }
 
 template <class T>
@@ -4134,15 +4137,7 @@ template <class A, class E>
 handler_start invoke_event(actor_cell& cell, envelope& e) {
   A& actor = static_cast<typed_cell<A>&>(cell).instance();
   const E& event = *static_cast<event_envelope<E>&>(e).event;
-  using result = decltype(actor.on(event));
-  if constexpr (is_task<result>::value) {
-    auto frame = actor.on(event).release();
-    if (!frame) return {};
-    return {frame, &frame.promise()};
-  } else {
-    static_cast<void>(actor.on(event));
-    return {};
-  }
+  return start_handler([&]() -> decltype(auto) { return actor.on(event); });
 }
 
 template <class E>

@@ -299,19 +299,26 @@ class typed_cell final : public actor_cell {
   };
 };
 
+// Calls a handler: a task it returns is handed to the worker to drive; any other result is
+// dropped. Shared by every kind of delivery (sends, events, work-queue items).
+template <class Call>
+handler_start start_handler(Call&& call) {
+  using result = decltype(call());
+  if constexpr (is_task<result>::value) {
+    auto frame = call().release();
+    if (!frame) return {};
+    return {frame, &frame.promise()};
+  } else {
+    static_cast<void>(call());
+    return {};
+  }
+}
+
 template <class A, class M>
 handler_start invoke_handler(actor_cell& cell, envelope& e) {
   A& actor = static_cast<typed_cell<A>&>(cell).instance();
   M& message = static_cast<message_envelope<M>&>(e).message;
-  using result = handler_result_t<A, M>;
-  if constexpr (is_task<result>::value) {
-    auto frame = actor.on(std::move(message)).release();
-    if (!frame) return {};
-    return {frame, &frame.promise()};
-  } else {
-    static_cast<void>(actor.on(std::move(message)));
-    return {};
-  }
+  return start_handler([&]() -> decltype(auto) { return actor.on(std::move(message)); });
 }
 
 }  // namespace troupe::detail

@@ -464,7 +464,6 @@ class runtime_core {
     return live_;
   }
 
-  [[nodiscard]] bool stopped() const noexcept { return phase_.load() == phase::stopped; }
   [[nodiscard]] std::size_t pending_timers() const noexcept { return timers_->pending(); }
 
  private:
@@ -579,6 +578,14 @@ class sleep_awaiter {
 
 // ---- sends -----------------------------------------------------------------------------------
 
+// The envelope of a plain send of `message` to an actor of class A.
+template <class A, class M>
+envelope* make_envelope(M&& message) {
+  using message_type = std::remove_cvref_t<M>;
+  return new message_envelope<message_type>(&message_ops<A, message_type>,
+                                            std::forward<M>(message));
+}
+
 // Awaits room in a bounded mailbox (or its actor's end): every waiter is woken when a message
 // leaves the mailbox, and retries.
 class room_awaiter {
@@ -624,7 +631,7 @@ task<void> send_when_ready(actor_cell* target, M message) {
       co_await room_awaiter(target);
     }
   }
-  auto* e = new message_envelope<M>(&message_ops<A, M>, std::move(message));
+  envelope* e = make_envelope<A>(std::move(message));
   if (reserved) {
     target->core()->post_reserved(target, e);
   } else {
@@ -635,9 +642,7 @@ task<void> send_when_ready(actor_cell* target, M message) {
 template <class A, class M>
 bool send_message(actor_cell* target, M&& message) {
   if (target == nullptr) throw error(errc::invalid_ref, "send() through an empty ref");
-  using message_type = std::remove_cvref_t<M>;
-  auto* e =
-      new message_envelope<message_type>(&message_ops<A, message_type>, std::forward<M>(message));
+  envelope* e = make_envelope<A>(std::forward<M>(message));
   return target->core()->post(target, e, true);
 }
 
@@ -649,9 +654,7 @@ void send_message_after(actor_cell* target, clock::duration delay, M&& message) 
     core->count_rejected_send();
     return;
   }
-  using message_type = std::remove_cvref_t<M>;
-  auto* e =
-      new message_envelope<message_type>(&message_ops<A, message_type>, std::forward<M>(message));
+  envelope* e = make_envelope<A>(std::forward<M>(message));
   counter_slot& counters = core->counters_here();
   counters.add(counters.sent);
   // From here the task owns the envelope: fired, it posts it; destroyed unfired, it
@@ -798,7 +801,9 @@ inline runtime_core* reply_slot_base::core() const noexcept {
   return target_->core();
 }
 
-inline void reply_slot_base::retain_cell(actor_cell* cell) noexcept { cell->retain(); }
+inline void reply_slot_base::retain_cell(actor_cell* cell) noexcept {
+  cell->retain();
+}
 
 inline bool reply_slot_base::fail(errc code, const std::string& text,
                                   std::exception_ptr cause) noexcept {
