@@ -23,6 +23,9 @@ enum class errc {
   would_block,           // a blocking wait was attempted on one of the runtime's own threads
   no_down_handler,       // monitor() from an actor that has no on(troupe::down) handler
   invalid_subject,       // a malformed topic subject or subscription pattern
+  not_retained,          // a replay or offset handler on a subject that keeps no events
+  invalid_offset,        // a replay from an offset outside the retained window
+  retention_conflict,    // a subject retained twice with another event type or capacity
 };
 
 [[nodiscard]] constexpr std::string_view to_string(errc code) noexcept {
@@ -51,6 +54,12 @@ enum class errc {
       return "invalid subject";
     case errc::no_down_handler:
       return "no down handler";
+    case errc::not_retained:
+      return "not retained";
+    case errc::invalid_offset:
+      return "invalid offset";
+    case errc::retention_conflict:
+      return "retention conflict";
   }
   return "unknown error";
 }

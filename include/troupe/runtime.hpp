@@ -92,6 +92,33 @@ class runtime {
     }
   }
 
+  // Subscribes `subscriber` to the retained subject `subject` (no wildcards), first replaying
+  // the kept events from `start`, then live: every offset from `start` on arrives once, in order.
+  // Throws error(not_retained) if `subject` keeps no E events, error(invalid_offset) if `start`
+  // is before the oldest kept offset or after the next one, error(invalid_ref) for an empty ref.
+  template <class E, Actor A>
+  [[nodiscard]] subscription subscribe(std::string_view subject, const ref<A>& subscriber,
+                                       replay start) {
+    static_assert(detail::actor_has_handler_for_event<A, E>::value,
+                  "troupe: subscribe<E>(): the actor has no on(const E&) handler for this event");
+    if constexpr (HandlesEvent<A, E>) {
+      return detail::subscribe_replaying<E, A>(detail::access::cell_of(subscriber), subject, start);
+    } else {
+      return {};
+    }
+  }
+
+  // Makes `subject` (no wildcards) keep its last `capacity` E events with offsets, for replay.
+  // Idempotent for the same E and capacity; events published before it returns have no offset.
+  // Throws error(invalid_subject) for a malformed subject, error(retention_conflict) if the
+  // subject already retains another type or capacity, or if capacity is 0. Thread-safe.
+  template <class E>
+  retained_topic<E> retain(std::string_view subject, std::size_t capacity) {
+    static_assert(Message<E>, "troupe: a retained event must be a movable object type");
+    return retained_topic<E>(core_->topics().retain(subject, &detail::type_tag<E>, capacity),
+                             core_);
+  }
+
   // Publishes `event` on `subject` to every matching subscription (once per group); returns the
   // number of deliveries. Thread-safe. Throws error(invalid_subject) for a malformed subject.
   template <class E>

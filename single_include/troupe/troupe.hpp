@@ -458,6 +458,9 @@ enum class errc {
   would_block,           // a blocking wait was attempted on one of the runtime's own threads
   no_down_handler,       // monitor() from an actor that has no on(troupe::down) handler
   invalid_subject,       // a malformed topic subject or subscription pattern
+  not_retained,          // a replay or offset handler on a subject that keeps no events
+  invalid_offset,        // a replay from an offset outside the retained window
+  retention_conflict,    // a subject retained twice with another event type or capacity
 };
 
 [[nodiscard]] constexpr std::string_view to_string(errc code) noexcept {
@@ -486,6 +489,12 @@ enum class errc {
       return "invalid subject";
     case errc::no_down_handler:
       return "no down handler";
+    case errc::not_retained:
+      return "not retained";
+    case errc::invalid_offset:
+      return "invalid offset";
+    case errc::retention_conflict:
+      return "retention conflict";
   }
   return "unknown error";
 }
@@ -1966,6 +1975,8 @@ class timer_service {
 // ---- begin troupe/detail/topic_registry.hpp ----
 // Internal: subscriptions to dotted subjects, matched through a trie of tokens.
 
+#include <deque>
+#include <limits>
 #include <map>
 #include <shared_mutex>
 
@@ -2003,10 +2014,44 @@ inline std::vector<std::string_view> split_subject(std::string_view subject, boo
   return tokens;
 }
 
+// The offset of an event that was not published on a retained subject.
+inline constexpr std::uint64_t no_offset = std::numeric_limits<std::uint64_t>::max();
+
+// The last `capacity` events published on one retained subject, with their offsets.
+//
+// `mutex` is what makes replay gap- and duplicate-free: a publish holds it from assigning the
+// offset until every live subscriber has the event queued, and a replaying subscriber holds it
+// from queueing the retained events until it is registered as live. So each offset reaches a
+// replaying subscriber exactly once, in order. Lock order: this mutex, then the registry's.
+struct retained_log {
+  retained_log(const void* type, std::size_t cap, std::string subj)
+      : event_type(type), capacity(cap), subject(std::move(subj)) {}
+
+  // Appends under `mutex` (held by the caller); returns the event's offset.
+  std::uint64_t append(std::shared_ptr<const void> event) {
+    events.push_back(std::move(event));
+    if (events.size() > capacity) {
+      events.pop_front();
+      ++first;
+    }
+    return next++;
+  }
+
+  const void* const event_type;
+  const std::size_t capacity;
+  const std::string subject;
+  std::mutex mutex;
+  std::deque<std::shared_ptr<const void>> events;  // offsets [first, next), guarded by mutex
+  std::uint64_t first = 0;                         // guarded by mutex
+  std::uint64_t next = 0;                          // guarded by mutex
+};
+
 // One subscription. Shared between the trie and the subscription handle, so that a publish
 // that matched it can finish delivering after it was removed.
 struct subscriber_entry {
-  using deliver_fn = bool (*)(actor_cell* target, const std::shared_ptr<const void>& event);
+  // Queues `event` (offset: its place in a retained log, or no_offset) for `target`.
+  using deliver_fn = bool (*)(actor_cell* target, const std::shared_ptr<const void>& event,
+                              std::uint64_t offset);
 
   subscriber_entry(actor_cell* c, const void* type, deliver_fn d, std::string g,
                    std::string p) noexcept
@@ -2067,6 +2112,44 @@ class topic_registry {
     return count_ == 0;
   }
 
+  // Makes `subject` keep its last `capacity` events of type `event_type`; returns its log (the
+  // existing one when the same retention was asked for before). Throws error(invalid_subject)
+  // for a malformed or wildcard subject, error(retention_conflict) if the subject already keeps
+  // another event type or another number of events.
+  std::shared_ptr<retained_log> retain(std::string_view subject, const void* event_type,
+                                       std::size_t capacity) {
+    split_subject(subject, false);
+    if (capacity == 0) {
+      throw error(errc::retention_conflict,
+                  "'" + std::string(subject) + "': a retained topic must keep at least 1 event");
+    }
+    std::unique_lock lock(mutex_);
+    auto it = logs_.find(subject);
+    if (it != logs_.end()) {
+      if (it->second->event_type != event_type || it->second->capacity != capacity) {
+        throw error(errc::retention_conflict,
+                    "'" + std::string(subject) +
+                        "' is already retained with another event type or capacity");
+      }
+      return it->second;
+    }
+    auto log = std::make_shared<retained_log>(event_type, capacity, std::string(subject));
+    logs_.emplace(std::string(subject), log);
+    log_count_.store(logs_.size(), std::memory_order_release);
+    return log;
+  }
+
+  // The log of `subject` if it retains events of `event_type`, else null. One relaxed load
+  // when no subject is retained, so plain publishing does not pay for retention.
+  [[nodiscard]] std::shared_ptr<retained_log> find_log(std::string_view subject,
+                                                       const void* event_type) const {
+    if (log_count_.load(std::memory_order_acquire) == 0) return nullptr;
+    std::shared_lock lock(mutex_);
+    auto it = logs_.find(subject);
+    if (it == logs_.end() || it->second->event_type != event_type) return nullptr;
+    return it->second;
+  }
+
   // Spreads a group's events over its members.
   std::uint64_t next_turn() noexcept { return turn_.fetch_add(1, std::memory_order_relaxed); }
 
@@ -2122,6 +2205,8 @@ class topic_registry {
   mutable std::shared_mutex mutex_;
   node root_;
   std::size_t count_ = 0;
+  std::map<std::string, std::shared_ptr<retained_log>, std::less<>> logs_;  // guarded by mutex_
+  std::atomic<std::size_t> log_count_{0};
   std::atomic<std::uint64_t> turn_{0};
 };
 
@@ -3758,8 +3843,6 @@ inline std::chrono::steady_clock::time_point context::now() const noexcept {
 // handle to the queue goes away are dead-lettered (reason shutdown). Each delivery attempt is a
 // message in the runtime's counters.
 
-#include <deque>
-
 namespace troupe {
 
 struct queue_options {
@@ -4063,6 +4146,18 @@ class work_queue {
 // (in turn; a stopped member's share goes to the others). A publish that matches nobody is
 // counted (runtime_counters::unrouted), not an error. Dead letters are also published, as
 // troupe::dead_letter events on the subject troupe::dead_letter_subject.
+//
+// A subject can keep its last N events (a retained topic, like a log partition): each event
+// published there gets the next offset, and a subscriber can replay from an offset (or the
+// oldest kept) and then continue live, with no gap and no duplicate even while publishing goes
+// on. A handler that takes `const troupe::retained<E>&` sees each event's offset.
+//
+//   auto orders = rt.retain<order_placed>("orders.placed", 10'000);
+//   rt.publish("orders.placed", order_placed{...});                     // offset 0, 1, ...
+//   auto sub = rt.subscribe<order_placed>("orders.placed", auditor, troupe::replay::oldest());
+//   orders.window();                                                    // {first, next, capacity}
+
+#include <concepts>
 
 namespace troupe {
 
@@ -4073,6 +4168,69 @@ struct group {
 
 // The subject dead letters are published on.
 inline constexpr std::string_view dead_letter_subject = "troupe.dead_letter";
+
+// Where a subscription to a retained topic starts: at a given offset, or at the oldest event
+// the topic still keeps. Used with runtime::subscribe(subject, ref, replay).
+class replay {
+ public:
+  [[nodiscard]] static constexpr replay from(std::uint64_t offset) noexcept {
+    return replay(offset, false);
+  }
+  [[nodiscard]] static constexpr replay oldest() noexcept { return replay(0, true); }
+  [[nodiscard]] constexpr bool from_oldest() const noexcept { return oldest_; }
+  [[nodiscard]] constexpr std::uint64_t offset() const noexcept { return offset_; }
+
+ private:
+  constexpr replay(std::uint64_t offset, bool oldest) noexcept : offset_(offset), oldest_(oldest) {}
+  std::uint64_t offset_;
+  bool oldest_;
+};
+
+// An event of a retained topic together with its offset: what a handler `on(const
+// troupe::retained<E>&)` receives. `event` is valid for the duration of the handler call;
+// `offset` is troupe::no_offset only for an event published while the subject was being
+// configured to retain (before runtime::retain returned).
+template <class E>
+struct retained {
+  std::uint64_t offset;
+  const E& event;
+};
+
+inline constexpr std::uint64_t no_offset = detail::no_offset;
+
+// The offsets a retained topic keeps: [first, next). `next` is the offset the next publish
+// gets; `next - first` events are retained, at most `capacity`.
+struct retention_window {
+  std::uint64_t first = 0;
+  std::uint64_t next = 0;
+  std::size_t capacity = 0;
+  [[nodiscard]] std::size_t size() const noexcept { return static_cast<std::size_t>(next - first); }
+  friend bool operator==(const retention_window&, const retention_window&) = default;
+};
+
+// A handle on a retained subject (runtime::retain). Copyable; the retention itself lives as
+// long as the runtime, whether or not a handle does. Thread-safe.
+template <class E>
+class retained_topic {
+ public:
+  retained_topic(std::shared_ptr<detail::retained_log> log, detail::runtime_core* core) noexcept
+      : log_(std::move(log)), core_(core) {}
+
+  [[nodiscard]] std::string_view subject() const noexcept { return log_->subject; }
+  // The offsets kept now (a snapshot: publishes may move it right after).
+  [[nodiscard]] retention_window window() const {
+    std::lock_guard lock(log_->mutex);
+    return {log_->first, log_->next, log_->capacity};
+  }
+  // Publishes on this subject, like runtime::publish; returns the offset the event got.
+  template <class Event>
+  requires std::same_as<std::remove_cvref_t<Event>, E> std::uint64_t publish(Event&& event)
+  const;
+
+ private:
+  std::shared_ptr<detail::retained_log> log_;
+  detail::runtime_core* core_;
+};
 
 // A live subscription; unsubscribes when destroyed. Move-only. unsubscribe() is thread-safe and
 // may race with publishes: once it returns no new publish reaches the subscriber (a delivery
@@ -4111,10 +4269,14 @@ class subscription {
   std::shared_ptr<detail::subscriber_entry> entry_;
 };
 
-// A handles events of type E: `a.on(const E&)` is well formed.
+// A handles events of type E: `a.on(const E&)` or `a.on(const troupe::retained<E>&)` is well
+// formed.
 template <class A, class E>
 concept HandlesEvent = requires(A& actor, const E& event) {
   actor.on(event);
+}
+|| requires(A& actor, const retained<E>& r) {
+  actor.on(r);
 };
 
 namespace detail {
@@ -4124,20 +4286,45 @@ struct actor_has_handler_for_event {
   static constexpr bool value = HandlesEvent<ActorType, EventType>;
 };
 
+// A takes events with their offsets (on(const retained<E>&)), and perhaps plain ones too.
+template <class A, class E>
+concept takes_offsets = requires(A& actor, const retained<E>& r) {
+  actor.on(r);
+};
+template <class A, class E>
+concept takes_plain_events = requires(A& actor, const E& event) {
+  actor.on(event);
+};
+
 template <class E>
 struct event_envelope final : envelope {
-  event_envelope(const envelope_ops* o, std::shared_ptr<const E> e) noexcept
-      : envelope{nullptr, o, 0}, event(std::move(e)) {}
+  event_envelope(const envelope_ops* o, std::shared_ptr<const E> e, std::uint64_t off) noexcept
+      : envelope{nullptr, o, 0}, event(std::move(e)), offset(off) {}
   static void* operator new(std::size_t n) { return block_pool::allocate(n); }
   static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
   std::shared_ptr<const E> event;
+  std::uint64_t offset;
 };
 
 template <class A, class E>
 handler_start invoke_event(actor_cell& cell, envelope& e) {
   A& actor = static_cast<typed_cell<A>&>(cell).instance();
-  const E& event = *static_cast<event_envelope<E>&>(e).event;
-  return start_handler([&]() -> decltype(auto) { return actor.on(event); });
+  auto& env = static_cast<event_envelope<E>&>(e);
+  const E& event = *env.event;
+  if constexpr (takes_offsets<A, E> && takes_plain_events<A, E>) {
+    if (env.offset != no_offset) {
+      const retained<E> r{env.offset, event};
+      return start_handler([&]() -> decltype(auto) { return actor.on(r); });
+    }
+  }
+  if constexpr (takes_plain_events<A, E>) {
+    return start_handler([&]() -> decltype(auto) { return actor.on(event); });
+  } else {
+    // Only offsets will do, and make_subscriber checked the subject is retained; an event
+    // published while retention was being configured has none (retained::offset says so).
+    const retained<E> r{env.offset, event};
+    return start_handler([&]() -> decltype(auto) { return actor.on(r); });
+  }
 }
 
 template <class E>
@@ -4149,29 +4336,24 @@ template <class A, class E>
 inline constexpr envelope_ops event_ops{&invoke_event<A, E>, &destroy_event<E>, type_name<E>()};
 
 template <class A, class E>
-bool deliver_event(actor_cell* target, const std::shared_ptr<const void>& event) {
-  auto* e = new event_envelope<E>(&event_ops<A, E>, std::static_pointer_cast<const E>(event));
+bool deliver_event(actor_cell* target, const std::shared_ptr<const void>& event,
+                   std::uint64_t offset) {
+  auto* e =
+      new event_envelope<E>(&event_ops<A, E>, std::static_pointer_cast<const E>(event), offset);
   return target->core()->post(target, e, true);
 }
 
-template <class E>
-std::size_t publish_event(runtime_core* core, std::string_view subject,
-                          std::shared_ptr<const E> event) {
-  const auto tokens = split_subject(subject, false);
-  core->count_publish();
-  std::vector<topic_registry::entry_ptr> matched;
-  core->topics().match(tokens, &type_tag<E>, matched);
-  if (matched.empty()) {
-    core->count_unrouted();
-    return 0;
-  }
-  const std::shared_ptr<const void> erased = std::move(event);
+// Hands `erased` to every matched subscription (one member per group); returns the deliveries.
+inline std::size_t deliver_matched(runtime_core* core,
+                                   const std::vector<topic_registry::entry_ptr>& matched,
+                                   const std::shared_ptr<const void>& erased,
+                                   std::uint64_t offset) {
   std::size_t delivered = 0;
   std::vector<const std::string*> groups_done;
   for (std::size_t i = 0; i < matched.size(); ++i) {
     const auto& entry = matched[i];
     if (entry->group.empty()) {
-      delivered += entry->deliver(entry->cell, erased) ? 1 : 0;
+      delivered += entry->deliver(entry->cell, erased, offset) ? 1 : 0;
       continue;
     }
     bool done = false;
@@ -4193,18 +4375,93 @@ std::size_t publish_event(runtime_core* core, std::string_view subject,
         break;
       }
     }
-    delivered += chosen->deliver(chosen->cell, erased) ? 1 : 0;
+    delivered += chosen->deliver(chosen->cell, erased, offset) ? 1 : 0;
   }
   return delivered;
 }
 
+// Publishes on a retained subject: the offset is assigned and the event queued for every live
+// subscriber under the log's mutex (see retained_log). Returns {offset, deliveries}.
+inline std::pair<std::uint64_t, std::size_t> publish_retained(
+    runtime_core* core, retained_log& log, const std::vector<std::string_view>& tokens,
+    std::shared_ptr<const void> erased) {
+  std::vector<topic_registry::entry_ptr> matched;
+  std::lock_guard lock(log.mutex);
+  const std::uint64_t offset = log.append(erased);
+  core->topics().match(tokens, log.event_type, matched);
+  if (matched.empty()) {
+    core->count_unrouted();
+    return {offset, 0};
+  }
+  return {offset, deliver_matched(core, matched, erased, offset)};
+}
+
+template <class E>
+std::size_t publish_event(runtime_core* core, std::string_view subject,
+                          std::shared_ptr<const E> event) {
+  const auto tokens = split_subject(subject, false);
+  core->count_publish();
+  if (auto log = core->topics().find_log(subject, &type_tag<E>)) [[unlikely]] {
+    return publish_retained(core, *log, tokens, std::move(event)).second;
+  }
+  std::vector<topic_registry::entry_ptr> matched;
+  core->topics().match(tokens, &type_tag<E>, matched);
+  if (matched.empty()) {
+    core->count_unrouted();
+    return 0;
+  }
+  return deliver_matched(core, matched, std::move(event), no_offset);
+}
+
+template <class E, class A>
+std::shared_ptr<subscriber_entry> make_subscriber(actor_cell* cell, std::string_view pattern,
+                                                  std::string group_name) {
+  if (cell == nullptr) throw error(errc::invalid_ref, "subscribe() with an empty ref");
+  if constexpr (!takes_plain_events<A, E>) {
+    // Only offsets will do: the pattern must name a retained subject of E exactly.
+    if (!cell->core()->topics().find_log(pattern, &type_tag<E>)) {
+      throw error(errc::not_retained,
+                  "'" + std::string(pattern) + "' retains no " + std::string(type_name<E>()) +
+                      " events, and the actor only has on(const troupe::retained<" +
+                      std::string(type_name<E>()) + ">&)");
+    }
+  }
+  cell->retain();  // the entry's reference, released by ~subscriber_entry
+  return std::make_shared<subscriber_entry>(cell, &type_tag<E>, &deliver_event<A, E>,
+                                            std::move(group_name), std::string(pattern));
+}
+
 template <class E, class A>
 subscription subscribe_actor(actor_cell* cell, std::string_view pattern, std::string group_name) {
-  if (cell == nullptr) throw error(errc::invalid_ref, "subscribe() with an empty ref");
-  cell->retain();  // the entry's reference, released by ~subscriber_entry
-  auto entry = std::make_shared<subscriber_entry>(cell, &type_tag<E>, &deliver_event<A, E>,
-                                                  std::move(group_name), std::string(pattern));
+  auto entry = make_subscriber<E, A>(cell, pattern, std::move(group_name));
   cell->core()->topics().add(entry);  // validates the pattern
+  return subscription(std::move(entry));
+}
+
+// Replays the retained events from `start`, then registers the subscriber as live, both under
+// the log's mutex, so that no publish falls between the two (see retained_log).
+template <class E, class A>
+subscription subscribe_replaying(actor_cell* cell, std::string_view subject, replay start) {
+  if (cell == nullptr) throw error(errc::invalid_ref, "subscribe() with an empty ref");
+  split_subject(subject, false);  // a replay names one subject: no wildcards
+  auto log = cell->core()->topics().find_log(subject, &type_tag<E>);
+  if (!log) {
+    throw error(errc::not_retained, "'" + std::string(subject) + "' retains no " +
+                                        std::string(type_name<E>()) + " events to replay");
+  }
+  auto entry = make_subscriber<E, A>(cell, subject, {});
+  std::lock_guard lock(log->mutex);
+  const std::uint64_t from = start.from_oldest() ? log->first : start.offset();
+  if (from < log->first || from > log->next) {
+    throw error(errc::invalid_offset, "replay of '" + std::string(subject) + "' from offset " +
+                                          std::to_string(from) + ": the retained window is [" +
+                                          std::to_string(log->first) + ", " +
+                                          std::to_string(log->next) + ")");
+  }
+  for (std::uint64_t offset = from; offset < log->next; ++offset) {
+    entry->deliver(cell, log->events[static_cast<std::size_t>(offset - log->first)], offset);
+  }
+  cell->core()->topics().add(entry);
   return subscription(std::move(entry));
 }
 
@@ -4213,6 +4470,18 @@ inline subscriber_entry::~subscriber_entry() {
 }
 
 }  // namespace detail
+
+template <class E>
+template <class Event>
+requires std::same_as<std::remove_cvref_t<Event>, E> std::uint64_t retained_topic<E>::publish(
+    Event&& event)
+const {
+  const auto tokens = detail::split_subject(log_->subject, false);
+  core_->count_publish();
+  return detail::publish_retained(core_, *log_, tokens,
+                                  std::make_shared<const E>(std::forward<Event>(event)))
+      .first;
+}
 
 template <class E>
 std::size_t context::publish(std::string_view subject, E&& event) const {
@@ -4483,6 +4752,33 @@ class runtime {
     } else {
       return {};
     }
+  }
+
+  // Subscribes `subscriber` to the retained subject `subject` (no wildcards), first replaying
+  // the kept events from `start`, then live: every offset from `start` on arrives once, in order.
+  // Throws error(not_retained) if `subject` keeps no E events, error(invalid_offset) if `start`
+  // is before the oldest kept offset or after the next one, error(invalid_ref) for an empty ref.
+  template <class E, Actor A>
+  [[nodiscard]] subscription subscribe(std::string_view subject, const ref<A>& subscriber,
+                                       replay start) {
+    static_assert(detail::actor_has_handler_for_event<A, E>::value,
+                  "troupe: subscribe<E>(): the actor has no on(const E&) handler for this event");
+    if constexpr (HandlesEvent<A, E>) {
+      return detail::subscribe_replaying<E, A>(detail::access::cell_of(subscriber), subject, start);
+    } else {
+      return {};
+    }
+  }
+
+  // Makes `subject` (no wildcards) keep its last `capacity` E events with offsets, for replay.
+  // Idempotent for the same E and capacity; events published before it returns have no offset.
+  // Throws error(invalid_subject) for a malformed subject, error(retention_conflict) if the
+  // subject already retains another type or capacity, or if capacity is 0. Thread-safe.
+  template <class E>
+  retained_topic<E> retain(std::string_view subject, std::size_t capacity) {
+    static_assert(Message<E>, "troupe: a retained event must be a movable object type");
+    return retained_topic<E>(core_->topics().retain(subject, &detail::type_tag<E>, capacity),
+                             core_);
   }
 
   // Publishes `event` on `subject` to every matching subscription (once per group); returns the

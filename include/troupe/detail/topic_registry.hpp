@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -48,10 +50,44 @@ inline std::vector<std::string_view> split_subject(std::string_view subject, boo
   return tokens;
 }
 
+// The offset of an event that was not published on a retained subject.
+inline constexpr std::uint64_t no_offset = std::numeric_limits<std::uint64_t>::max();
+
+// The last `capacity` events published on one retained subject, with their offsets.
+//
+// `mutex` is what makes replay gap- and duplicate-free: a publish holds it from assigning the
+// offset until every live subscriber has the event queued, and a replaying subscriber holds it
+// from queueing the retained events until it is registered as live. So each offset reaches a
+// replaying subscriber exactly once, in order. Lock order: this mutex, then the registry's.
+struct retained_log {
+  retained_log(const void* type, std::size_t cap, std::string subj)
+      : event_type(type), capacity(cap), subject(std::move(subj)) {}
+
+  // Appends under `mutex` (held by the caller); returns the event's offset.
+  std::uint64_t append(std::shared_ptr<const void> event) {
+    events.push_back(std::move(event));
+    if (events.size() > capacity) {
+      events.pop_front();
+      ++first;
+    }
+    return next++;
+  }
+
+  const void* const event_type;
+  const std::size_t capacity;
+  const std::string subject;
+  std::mutex mutex;
+  std::deque<std::shared_ptr<const void>> events;  // offsets [first, next), guarded by mutex
+  std::uint64_t first = 0;                         // guarded by mutex
+  std::uint64_t next = 0;                          // guarded by mutex
+};
+
 // One subscription. Shared between the trie and the subscription handle, so that a publish
 // that matched it can finish delivering after it was removed.
 struct subscriber_entry {
-  using deliver_fn = bool (*)(actor_cell* target, const std::shared_ptr<const void>& event);
+  // Queues `event` (offset: its place in a retained log, or no_offset) for `target`.
+  using deliver_fn = bool (*)(actor_cell* target, const std::shared_ptr<const void>& event,
+                              std::uint64_t offset);
 
   subscriber_entry(actor_cell* c, const void* type, deliver_fn d, std::string g,
                    std::string p) noexcept
@@ -112,6 +148,44 @@ class topic_registry {
     return count_ == 0;
   }
 
+  // Makes `subject` keep its last `capacity` events of type `event_type`; returns its log (the
+  // existing one when the same retention was asked for before). Throws error(invalid_subject)
+  // for a malformed or wildcard subject, error(retention_conflict) if the subject already keeps
+  // another event type or another number of events.
+  std::shared_ptr<retained_log> retain(std::string_view subject, const void* event_type,
+                                       std::size_t capacity) {
+    split_subject(subject, false);
+    if (capacity == 0) {
+      throw error(errc::retention_conflict,
+                  "'" + std::string(subject) + "': a retained topic must keep at least 1 event");
+    }
+    std::unique_lock lock(mutex_);
+    auto it = logs_.find(subject);
+    if (it != logs_.end()) {
+      if (it->second->event_type != event_type || it->second->capacity != capacity) {
+        throw error(errc::retention_conflict,
+                    "'" + std::string(subject) +
+                        "' is already retained with another event type or capacity");
+      }
+      return it->second;
+    }
+    auto log = std::make_shared<retained_log>(event_type, capacity, std::string(subject));
+    logs_.emplace(std::string(subject), log);
+    log_count_.store(logs_.size(), std::memory_order_release);
+    return log;
+  }
+
+  // The log of `subject` if it retains events of `event_type`, else null. One relaxed load
+  // when no subject is retained, so plain publishing does not pay for retention.
+  [[nodiscard]] std::shared_ptr<retained_log> find_log(std::string_view subject,
+                                                       const void* event_type) const {
+    if (log_count_.load(std::memory_order_acquire) == 0) return nullptr;
+    std::shared_lock lock(mutex_);
+    auto it = logs_.find(subject);
+    if (it == logs_.end() || it->second->event_type != event_type) return nullptr;
+    return it->second;
+  }
+
   // Spreads a group's events over its members.
   std::uint64_t next_turn() noexcept { return turn_.fetch_add(1, std::memory_order_relaxed); }
 
@@ -167,6 +241,8 @@ class topic_registry {
   mutable std::shared_mutex mutex_;
   node root_;
   std::size_t count_ = 0;
+  std::map<std::string, std::shared_ptr<retained_log>, std::less<>> logs_;  // guarded by mutex_
+  std::atomic<std::size_t> log_count_{0};
   std::atomic<std::uint64_t> turn_{0};
 };
 
