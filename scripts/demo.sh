@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build one troupe example in Release mode (build/demo) and run it.
 #
-#   TROUPE_DEMO=<stem>   example to run: examples/<stem>.cpp (default: bank, the flagship
-#                        of the current feature set; falls back to hello if it is missing)
+#   TROUPE_DEMO=<stem>   example to run: examples/<stem>.cpp (default: user_registration, the flagship;
+#                        falls back to hello if it is missing)
 #   extra arguments are passed to the example.
 # Missing tools/packages are apt-get installed when run as root.
 set -euo pipefail
@@ -13,7 +13,7 @@ source scripts/lib/deps.sh
 
 troupe_require cmd:cmake:cmake cmd:g++:g++ "${TROUPE_LIBRARY_PACKAGES[@]}" || exit 1
 
-demo=${TROUPE_DEMO:-bank}
+demo=${TROUPE_DEMO:-user_registration}
 if [[ ! -f examples/$demo.cpp ]]; then
   troupe_log "examples/$demo.cpp does not exist (no target example_$demo); falling back to example_hello"
   demo=hello
