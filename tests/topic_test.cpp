@@ -466,3 +466,34 @@ TEST_CASE("replay then live: no gap and no duplicate while publishing goes on",
   rt.shutdown();
   test::require_accounted(rt.counters());
 }
+
+TEST_CASE("routes stay current: subscribe, unsubscribe and retain after publishes; many subjects",
+          "[topic][route]") {
+  std::atomic<int> count{0};
+  std::atomic<int> total{0};
+  troupe::runtime rt(troupe::runtime_options{.workers = 2});
+  auto sink = rt.spawn<member_sink>(&count, &total);
+  REQUIRE(rt.publish("route.a", registered{}) == 0);  // a route with nobody, now cached
+  {
+    auto s = rt.subscribe<registered>("route.a", sink);
+    REQUIRE(rt.publish("route.a", registered{}) == 1);
+    auto s2 = rt.subscribe<registered>("route.*", sink);
+    REQUIRE(rt.publish("route.a", registered{}) == 2);
+  }
+  REQUIRE(rt.publish("route.a", registered{}) == 0);
+  // More distinct subjects than the route cache keeps: every publish still routes correctly.
+  auto s = rt.subscribe<registered>("many.>", sink);
+  for (int i = 0; i < 5'000; ++i) {
+    REQUIRE(rt.publish("many.s" + std::to_string(i), registered{}) == 1);
+  }
+  wait_total(total, 3 + 5'000);
+  REQUIRE(count.load() == 3 + 5'000);
+  // Retaining a subject that was already published on: later publishes get offsets.
+  auto log = rt.spawn<offset_log>();
+  REQUIRE(rt.publish("route.kept", tick{0}) == 0);
+  auto kept = rt.retain<tick>("route.kept", 8);
+  auto sub = rt.subscribe<tick>("route.kept", log);
+  REQUIRE(rt.publish("route.kept", tick{1}) == 1);
+  require_contiguous(log.ask(get_offsets{}).get(), 0, 1);
+  REQUIRE(kept.window().next == 1);
+}

@@ -221,34 +221,24 @@ bool deliver_event(actor_cell* target, const std::shared_ptr<const void>& event,
   return target->core()->post(target, e, true);
 }
 
-// Hands `erased` to every matched subscription (one member per group); returns the deliveries.
-inline std::size_t deliver_matched(runtime_core* core,
-                                   const std::vector<topic_registry::entry_ptr>& matched,
-                                   const std::shared_ptr<const void>& erased,
-                                   std::uint64_t offset) {
+// Hands `erased` to every subscription of `r` (one member per group); returns the deliveries.
+inline std::size_t deliver_route(runtime_core* core, const route& r,
+                                 const std::shared_ptr<const void>& erased, std::uint64_t offset) {
   std::size_t delivered = 0;
-  std::vector<const std::string*> groups_done;
-  for (std::size_t i = 0; i < matched.size(); ++i) {
-    const auto& entry = matched[i];
-    if (entry->group.empty()) {
-      delivered += entry->deliver(entry->cell, erased, offset) ? 1 : 0;
-      continue;
-    }
-    bool done = false;
-    for (const std::string* g : groups_done) done = done || *g == entry->group;
-    if (done) continue;
-    groups_done.push_back(&entry->group);
-    std::vector<const subscriber_entry*> members;
-    for (std::size_t k = i; k < matched.size(); ++k) {
-      if (matched[k]->group == entry->group) members.push_back(matched[k].get());
-    }
+  for (const auto& entry : r.plain) {
+    // An unsubscribe that raced with this publish: skip it if already visible (not required,
+    // a delivery under way may arrive, but it narrows the window).
+    if (!entry->active.load(std::memory_order_relaxed)) continue;
+    delivered += entry->deliver(entry->cell, erased, offset) ? 1 : 0;
+  }
+  for (const auto& members : r.groups) {
     // One member per event, in turn; a stopped member is skipped, so its share goes to the
     // others. If every member has stopped, the first takes it (and dead-letters it).
     const std::size_t first = core->topics().next_turn() % members.size();
-    const subscriber_entry* chosen = members[first];
+    const subscriber_entry* chosen = members[first].get();
     for (std::size_t k = 0; k < members.size(); ++k) {
-      const subscriber_entry* m = members[(first + k) % members.size()];
-      if (!m->cell->closed()) {
+      const subscriber_entry* m = members[(first + k) % members.size()].get();
+      if (!m->cell->closed() && m->active.load(std::memory_order_relaxed)) {
         chosen = m;
         break;
       }
@@ -259,36 +249,36 @@ inline std::size_t deliver_matched(runtime_core* core,
 }
 
 // Publishes on a retained subject: the offset is assigned and the event queued for every live
-// subscriber under the log's mutex (see retained_log). Returns {offset, deliveries}.
-inline std::pair<std::uint64_t, std::size_t> publish_retained(
-    runtime_core* core, retained_log& log, const std::vector<std::string_view>& tokens,
-    std::shared_ptr<const void> erased) {
-  std::vector<topic_registry::entry_ptr> matched;
+// subscriber under the log's mutex (see retained_log); the route is taken under it too, so a
+// subscriber that registered (under the same mutex) before is in it. Returns {offset,
+// deliveries}.
+inline std::pair<std::uint64_t, std::size_t> publish_retained(runtime_core* core, retained_log& log,
+                                                              std::shared_ptr<const void> erased) {
   std::lock_guard lock(log.mutex);
   const std::uint64_t offset = log.append(erased);
-  core->topics().match(tokens, log.event_type, matched);
-  if (matched.empty()) {
+  const auto r = core->topics().route_for(log.subject, log.event_type);
+  if (r->empty()) {
     core->count_unrouted();
     return {offset, 0};
   }
-  return {offset, deliver_matched(core, matched, erased, offset)};
+  return {offset, deliver_route(core, *r, erased, offset)};
 }
 
 template <class E>
 std::size_t publish_event(runtime_core* core, std::string_view subject,
                           std::shared_ptr<const E> event) {
-  const auto tokens = split_subject(subject, false);
+  auto r = core->topics().route_for(subject, &type_tag<E>);  // validates the subject
   core->count_publish();
-  if (auto log = core->topics().find_log(subject, &type_tag<E>)) [[unlikely]] {
-    return publish_retained(core, *log, tokens, std::move(event)).second;
+  if (r->log) [[unlikely]] {
+    retained_log& log = *r->log;
+    r.reset();
+    return publish_retained(core, log, std::move(event)).second;
   }
-  std::vector<topic_registry::entry_ptr> matched;
-  core->topics().match(tokens, &type_tag<E>, matched);
-  if (matched.empty()) {
+  if (r->empty()) {
     core->count_unrouted();
     return 0;
   }
-  return deliver_matched(core, matched, std::move(event), no_offset);
+  return deliver_route(core, *r, std::move(event), no_offset);
 }
 
 template <class E, class A>
@@ -354,9 +344,8 @@ template <class Event>
 requires std::same_as<std::remove_cvref_t<Event>, E> std::uint64_t retained_topic<E>::publish(
     Event&& event)
 const {
-  const auto tokens = detail::split_subject(log_->subject, false);
   core_->count_publish();
-  return detail::publish_retained(core_, *log_, tokens,
+  return detail::publish_retained(core_, *log_,
                                   std::make_shared<const E>(std::forward<Event>(event)))
       .first;
 }

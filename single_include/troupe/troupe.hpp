@@ -2068,6 +2068,18 @@ struct subscriber_entry {
   std::atomic<bool> active{true};
 };
 
+// Where events of one type published on one subject go: the matching subscriptions, plain ones
+// and groups (members of one group together), and the subject's retained log if it keeps this
+// type. Immutable once built; cached by the registry and shared by concurrent publishes, so a
+// publish copies one pointer instead of one per subscriber.
+struct route {
+  std::vector<std::shared_ptr<subscriber_entry>> plain;
+  std::vector<std::vector<std::shared_ptr<subscriber_entry>>> groups;
+  std::shared_ptr<retained_log> log;
+  std::uint64_t version = 0;  // the registry's version it was built from
+  [[nodiscard]] bool empty() const noexcept { return plain.empty() && groups.empty(); }
+};
+
 class topic_registry {
  public:
   using entry_ptr = std::shared_ptr<subscriber_entry>;
@@ -2079,6 +2091,7 @@ class topic_registry {
     for (std::string_view token : tokens) n = n->child(token);
     n->subscribers.push_back(entry);
     ++count_;
+    version_.fetch_add(1, std::memory_order_seq_cst);
   }
 
   void remove(const entry_ptr& entry) {
@@ -2095,6 +2108,7 @@ class topic_registry {
       if (*it == entry) {
         subs.erase(it);
         --count_;
+        version_.fetch_add(1, std::memory_order_seq_cst);
         return;
       }
     }
@@ -2135,19 +2149,73 @@ class topic_registry {
     }
     auto log = std::make_shared<retained_log>(event_type, capacity, std::string(subject));
     logs_.emplace(std::string(subject), log);
-    log_count_.store(logs_.size(), std::memory_order_release);
+    version_.fetch_add(1, std::memory_order_seq_cst);
     return log;
   }
 
-  // The log of `subject` if it retains events of `event_type`, else null. One relaxed load
-  // when no subject is retained, so plain publishing does not pay for retention.
+  // The log of `subject` if it retains events of `event_type`, else null.
   [[nodiscard]] std::shared_ptr<retained_log> find_log(std::string_view subject,
                                                        const void* event_type) const {
-    if (log_count_.load(std::memory_order_acquire) == 0) return nullptr;
     std::shared_lock lock(mutex_);
-    auto it = logs_.find(subject);
-    if (it == logs_.end() || it->second->event_type != event_type) return nullptr;
-    return it->second;
+    return find_log_locked(subject, event_type);
+  }
+
+  // Where an event of `event_type` published on `subject` goes. Served from a cache while no
+  // subscription or retention has changed since the route was built (a version check), else
+  // built from the trie. Throws error(invalid_subject) for a malformed subject (a cached
+  // subject was validated when its route was built).
+  [[nodiscard]] std::shared_ptr<const route> route_for(std::string_view subject,
+                                                       const void* event_type) {
+    {
+      std::shared_lock lock(cache_mutex_);
+      auto it = cache_.find(subject);
+      if (it != cache_.end()) {
+        for (const auto& [type, r] : it->second) {
+          if (type == event_type && r->version == version_.load(std::memory_order_seq_cst)) {
+            return r;
+          }
+        }
+      }
+    }
+    const auto tokens = split_subject(subject, false);
+    auto built = std::make_shared<route>();
+    {
+      std::shared_lock lock(mutex_);
+      built->version = version_.load(std::memory_order_seq_cst);
+      std::vector<entry_ptr> matched;
+      walk(root_, tokens, 0, event_type, matched);
+      for (std::size_t i = 0; i < matched.size(); ++i) {
+        entry_ptr& e = matched[i];
+        if (!e) continue;  // taken into a group already
+        if (e->group.empty()) {
+          built->plain.push_back(std::move(e));
+          continue;
+        }
+        std::vector<entry_ptr> members;
+        const std::string& g = e->group;
+        for (std::size_t k = i + 1; k < matched.size(); ++k) {
+          if (matched[k] && matched[k]->group == g) members.push_back(std::move(matched[k]));
+        }
+        members.insert(members.begin(), std::move(e));
+        built->groups.push_back(std::move(members));
+      }
+      built->log = find_log_locked(subject, event_type);
+    }
+    std::shared_ptr<const route> result = std::move(built);
+    {
+      std::unique_lock lock(cache_mutex_);
+      if (cache_.size() >= max_cached_subjects) cache_.clear();  // bounded: subjects may be many
+      auto& slots = cache_[std::string(subject)];
+      bool replaced = false;
+      for (auto& [type, r] : slots) {
+        if (type == event_type) {
+          if (r->version <= result->version) r = result;
+          replaced = true;
+        }
+      }
+      if (!replaced) slots.emplace_back(event_type, result);
+    }
+    return result;
   }
 
   // Spreads a group's events over its members.
@@ -2202,11 +2270,26 @@ class topic_registry {
     if (it != n.children.end()) walk(*it->second, tokens, i + 1, event_type, out);
   }
 
+  std::shared_ptr<retained_log> find_log_locked(std::string_view subject,
+                                                const void* event_type) const {
+    auto it = logs_.find(subject);
+    if (it == logs_.end() || it->second->event_type != event_type) return nullptr;
+    return it->second;
+  }
+
+  static constexpr std::size_t max_cached_subjects = 4096;
+
   mutable std::shared_mutex mutex_;
   node root_;
   std::size_t count_ = 0;
   std::map<std::string, std::shared_ptr<retained_log>, std::less<>> logs_;  // guarded by mutex_
-  std::atomic<std::size_t> log_count_{0};
+  // Bumped (under mutex_) by every change a route depends on: subscribe, unsubscribe, retain.
+  std::atomic<std::uint64_t> version_{0};
+  // Routes by subject, then event type; a route is current while its version is version_.
+  std::shared_mutex cache_mutex_;
+  std::map<std::string, std::vector<std::pair<const void*, std::shared_ptr<const route>>>,
+           std::less<>>
+      cache_;  // guarded by cache_mutex_
   std::atomic<std::uint64_t> turn_{0};
 };
 
@@ -4343,34 +4426,24 @@ bool deliver_event(actor_cell* target, const std::shared_ptr<const void>& event,
   return target->core()->post(target, e, true);
 }
 
-// Hands `erased` to every matched subscription (one member per group); returns the deliveries.
-inline std::size_t deliver_matched(runtime_core* core,
-                                   const std::vector<topic_registry::entry_ptr>& matched,
-                                   const std::shared_ptr<const void>& erased,
-                                   std::uint64_t offset) {
+// Hands `erased` to every subscription of `r` (one member per group); returns the deliveries.
+inline std::size_t deliver_route(runtime_core* core, const route& r,
+                                 const std::shared_ptr<const void>& erased, std::uint64_t offset) {
   std::size_t delivered = 0;
-  std::vector<const std::string*> groups_done;
-  for (std::size_t i = 0; i < matched.size(); ++i) {
-    const auto& entry = matched[i];
-    if (entry->group.empty()) {
-      delivered += entry->deliver(entry->cell, erased, offset) ? 1 : 0;
-      continue;
-    }
-    bool done = false;
-    for (const std::string* g : groups_done) done = done || *g == entry->group;
-    if (done) continue;
-    groups_done.push_back(&entry->group);
-    std::vector<const subscriber_entry*> members;
-    for (std::size_t k = i; k < matched.size(); ++k) {
-      if (matched[k]->group == entry->group) members.push_back(matched[k].get());
-    }
+  for (const auto& entry : r.plain) {
+    // An unsubscribe that raced with this publish: skip it if already visible (not required,
+    // a delivery under way may arrive, but it narrows the window).
+    if (!entry->active.load(std::memory_order_relaxed)) continue;
+    delivered += entry->deliver(entry->cell, erased, offset) ? 1 : 0;
+  }
+  for (const auto& members : r.groups) {
     // One member per event, in turn; a stopped member is skipped, so its share goes to the
     // others. If every member has stopped, the first takes it (and dead-letters it).
     const std::size_t first = core->topics().next_turn() % members.size();
-    const subscriber_entry* chosen = members[first];
+    const subscriber_entry* chosen = members[first].get();
     for (std::size_t k = 0; k < members.size(); ++k) {
-      const subscriber_entry* m = members[(first + k) % members.size()];
-      if (!m->cell->closed()) {
+      const subscriber_entry* m = members[(first + k) % members.size()].get();
+      if (!m->cell->closed() && m->active.load(std::memory_order_relaxed)) {
         chosen = m;
         break;
       }
@@ -4381,36 +4454,36 @@ inline std::size_t deliver_matched(runtime_core* core,
 }
 
 // Publishes on a retained subject: the offset is assigned and the event queued for every live
-// subscriber under the log's mutex (see retained_log). Returns {offset, deliveries}.
-inline std::pair<std::uint64_t, std::size_t> publish_retained(
-    runtime_core* core, retained_log& log, const std::vector<std::string_view>& tokens,
-    std::shared_ptr<const void> erased) {
-  std::vector<topic_registry::entry_ptr> matched;
+// subscriber under the log's mutex (see retained_log); the route is taken under it too, so a
+// subscriber that registered (under the same mutex) before is in it. Returns {offset,
+// deliveries}.
+inline std::pair<std::uint64_t, std::size_t> publish_retained(runtime_core* core, retained_log& log,
+                                                              std::shared_ptr<const void> erased) {
   std::lock_guard lock(log.mutex);
   const std::uint64_t offset = log.append(erased);
-  core->topics().match(tokens, log.event_type, matched);
-  if (matched.empty()) {
+  const auto r = core->topics().route_for(log.subject, log.event_type);
+  if (r->empty()) {
     core->count_unrouted();
     return {offset, 0};
   }
-  return {offset, deliver_matched(core, matched, erased, offset)};
+  return {offset, deliver_route(core, *r, erased, offset)};
 }
 
 template <class E>
 std::size_t publish_event(runtime_core* core, std::string_view subject,
                           std::shared_ptr<const E> event) {
-  const auto tokens = split_subject(subject, false);
+  auto r = core->topics().route_for(subject, &type_tag<E>);  // validates the subject
   core->count_publish();
-  if (auto log = core->topics().find_log(subject, &type_tag<E>)) [[unlikely]] {
-    return publish_retained(core, *log, tokens, std::move(event)).second;
+  if (r->log) [[unlikely]] {
+    retained_log& log = *r->log;
+    r.reset();
+    return publish_retained(core, log, std::move(event)).second;
   }
-  std::vector<topic_registry::entry_ptr> matched;
-  core->topics().match(tokens, &type_tag<E>, matched);
-  if (matched.empty()) {
+  if (r->empty()) {
     core->count_unrouted();
     return 0;
   }
-  return deliver_matched(core, matched, std::move(event), no_offset);
+  return deliver_route(core, *r, std::move(event), no_offset);
 }
 
 template <class E, class A>
@@ -4476,9 +4549,8 @@ template <class Event>
 requires std::same_as<std::remove_cvref_t<Event>, E> std::uint64_t retained_topic<E>::publish(
     Event&& event)
 const {
-  const auto tokens = detail::split_subject(log_->subject, false);
   core_->count_publish();
-  return detail::publish_retained(core_, *log_, tokens,
+  return detail::publish_retained(core_, *log_,
                                   std::make_shared<const E>(std::forward<Event>(event)))
       .first;
 }
@@ -4502,7 +4574,6 @@ std::size_t context::publish(std::string_view subject, E&& event) const {
 #include <array>
 #include <bit>
 #include <cmath>
-#include <limits>
 
 namespace troupe {
 

@@ -104,6 +104,18 @@ struct subscriber_entry {
   std::atomic<bool> active{true};
 };
 
+// Where events of one type published on one subject go: the matching subscriptions, plain ones
+// and groups (members of one group together), and the subject's retained log if it keeps this
+// type. Immutable once built; cached by the registry and shared by concurrent publishes, so a
+// publish copies one pointer instead of one per subscriber.
+struct route {
+  std::vector<std::shared_ptr<subscriber_entry>> plain;
+  std::vector<std::vector<std::shared_ptr<subscriber_entry>>> groups;
+  std::shared_ptr<retained_log> log;
+  std::uint64_t version = 0;  // the registry's version it was built from
+  [[nodiscard]] bool empty() const noexcept { return plain.empty() && groups.empty(); }
+};
+
 class topic_registry {
  public:
   using entry_ptr = std::shared_ptr<subscriber_entry>;
@@ -115,6 +127,7 @@ class topic_registry {
     for (std::string_view token : tokens) n = n->child(token);
     n->subscribers.push_back(entry);
     ++count_;
+    version_.fetch_add(1, std::memory_order_seq_cst);
   }
 
   void remove(const entry_ptr& entry) {
@@ -131,6 +144,7 @@ class topic_registry {
       if (*it == entry) {
         subs.erase(it);
         --count_;
+        version_.fetch_add(1, std::memory_order_seq_cst);
         return;
       }
     }
@@ -171,19 +185,73 @@ class topic_registry {
     }
     auto log = std::make_shared<retained_log>(event_type, capacity, std::string(subject));
     logs_.emplace(std::string(subject), log);
-    log_count_.store(logs_.size(), std::memory_order_release);
+    version_.fetch_add(1, std::memory_order_seq_cst);
     return log;
   }
 
-  // The log of `subject` if it retains events of `event_type`, else null. One relaxed load
-  // when no subject is retained, so plain publishing does not pay for retention.
+  // The log of `subject` if it retains events of `event_type`, else null.
   [[nodiscard]] std::shared_ptr<retained_log> find_log(std::string_view subject,
                                                        const void* event_type) const {
-    if (log_count_.load(std::memory_order_acquire) == 0) return nullptr;
     std::shared_lock lock(mutex_);
-    auto it = logs_.find(subject);
-    if (it == logs_.end() || it->second->event_type != event_type) return nullptr;
-    return it->second;
+    return find_log_locked(subject, event_type);
+  }
+
+  // Where an event of `event_type` published on `subject` goes. Served from a cache while no
+  // subscription or retention has changed since the route was built (a version check), else
+  // built from the trie. Throws error(invalid_subject) for a malformed subject (a cached
+  // subject was validated when its route was built).
+  [[nodiscard]] std::shared_ptr<const route> route_for(std::string_view subject,
+                                                       const void* event_type) {
+    {
+      std::shared_lock lock(cache_mutex_);
+      auto it = cache_.find(subject);
+      if (it != cache_.end()) {
+        for (const auto& [type, r] : it->second) {
+          if (type == event_type && r->version == version_.load(std::memory_order_seq_cst)) {
+            return r;
+          }
+        }
+      }
+    }
+    const auto tokens = split_subject(subject, false);
+    auto built = std::make_shared<route>();
+    {
+      std::shared_lock lock(mutex_);
+      built->version = version_.load(std::memory_order_seq_cst);
+      std::vector<entry_ptr> matched;
+      walk(root_, tokens, 0, event_type, matched);
+      for (std::size_t i = 0; i < matched.size(); ++i) {
+        entry_ptr& e = matched[i];
+        if (!e) continue;  // taken into a group already
+        if (e->group.empty()) {
+          built->plain.push_back(std::move(e));
+          continue;
+        }
+        std::vector<entry_ptr> members;
+        const std::string& g = e->group;
+        for (std::size_t k = i + 1; k < matched.size(); ++k) {
+          if (matched[k] && matched[k]->group == g) members.push_back(std::move(matched[k]));
+        }
+        members.insert(members.begin(), std::move(e));
+        built->groups.push_back(std::move(members));
+      }
+      built->log = find_log_locked(subject, event_type);
+    }
+    std::shared_ptr<const route> result = std::move(built);
+    {
+      std::unique_lock lock(cache_mutex_);
+      if (cache_.size() >= max_cached_subjects) cache_.clear();  // bounded: subjects may be many
+      auto& slots = cache_[std::string(subject)];
+      bool replaced = false;
+      for (auto& [type, r] : slots) {
+        if (type == event_type) {
+          if (r->version <= result->version) r = result;
+          replaced = true;
+        }
+      }
+      if (!replaced) slots.emplace_back(event_type, result);
+    }
+    return result;
   }
 
   // Spreads a group's events over its members.
@@ -238,11 +306,26 @@ class topic_registry {
     if (it != n.children.end()) walk(*it->second, tokens, i + 1, event_type, out);
   }
 
+  std::shared_ptr<retained_log> find_log_locked(std::string_view subject,
+                                                const void* event_type) const {
+    auto it = logs_.find(subject);
+    if (it == logs_.end() || it->second->event_type != event_type) return nullptr;
+    return it->second;
+  }
+
+  static constexpr std::size_t max_cached_subjects = 4096;
+
   mutable std::shared_mutex mutex_;
   node root_;
   std::size_t count_ = 0;
   std::map<std::string, std::shared_ptr<retained_log>, std::less<>> logs_;  // guarded by mutex_
-  std::atomic<std::size_t> log_count_{0};
+  // Bumped (under mutex_) by every change a route depends on: subscribe, unsubscribe, retain.
+  std::atomic<std::uint64_t> version_{0};
+  // Routes by subject, then event type; a route is current while its version is version_.
+  std::shared_mutex cache_mutex_;
+  std::map<std::string, std::vector<std::pair<const void*, std::shared_ptr<const route>>>,
+           std::less<>>
+      cache_;  // guarded by cache_mutex_
   std::atomic<std::uint64_t> turn_{0};
 };
 
