@@ -38,6 +38,6 @@ struct thread_identity {
   void* worker = nullptr;
   actor_cell* cell = nullptr;  // the actor this worker is running right now
 };
-inline thread_local thread_identity this_thread_identity;
+inline thread_local constinit thread_identity this_thread_identity;
 
 }  // namespace troupe::detail

@@ -16,23 +16,37 @@ struct pool_free_node {
 
 // Trivially destructible, so it stays readable while thread_local destructors run: a block
 // freed after the thread's cache is gone goes straight back to operator delete.
-inline thread_local bool block_pool_cache_destroyed = false;
+inline thread_local constinit bool block_pool_cache_destroyed = false;
 
+// A thread's free lists. Trivially destructible and constant-initialised on purpose: a
+// thread_local with a destructor is reached through a TLS wrapper call on every access (it must
+// register the destructor on first use), which the hot path should not pay. The lists are
+// freed by pool_cache_reaper instead, armed on a thread's first use of the pool.
 struct pool_thread_cache {
-  pool_free_node* heads[4] = {};
-  std::size_t counts[4] = {};
-  pool_thread_cache() noexcept = default;
-  ~pool_thread_cache() {
+  pool_free_node* heads[4];
+  std::size_t counts[4];
+  bool reaper_armed;
+};
+inline thread_local constinit pool_thread_cache block_pool_cache{};
+
+struct pool_cache_reaper {
+  pool_cache_reaper() noexcept = default;
+  pool_cache_reaper(const pool_cache_reaper&) = delete;
+  pool_cache_reaper& operator=(const pool_cache_reaper&) = delete;
+  ~pool_cache_reaper() {
     block_pool_cache_destroyed = true;
+    pool_thread_cache& tc = block_pool_cache;
     for (std::size_t c = 0; c < 4; ++c) {
-      while (heads[c] != nullptr) {
-        pool_free_node* next = heads[c]->next;
-        ::operator delete(heads[c]);
-        heads[c] = next;
+      while (tc.heads[c] != nullptr) {
+        pool_free_node* next = tc.heads[c]->next;
+        ::operator delete(tc.heads[c]);
+        tc.heads[c] = next;
       }
+      tc.counts[c] = 0;
     }
   }
 };
+inline thread_local pool_cache_reaper block_pool_reaper;
 
 // Small blocks (at most 512 bytes, four size classes) recycle through a free list per thread,
 // so the send path allocates without a lock or a call into malloc. A thread whose list grows
@@ -57,7 +71,9 @@ class block_pool {
     const std::size_t c = size_class(n);
     // Always a whole class-sized block: another thread may recycle it for any size in the class.
     if (block_pool_cache_destroyed) return ::operator new(class_bytes(c));
-    pool_thread_cache& tc = cache;
+    pool_thread_cache& tc = block_pool_cache;
+    if (!tc.reaper_armed) [[unlikely]]
+      arm(tc);
     if (tc.heads[c] == nullptr) refill(tc, c);
     if (pool_free_node* node = tc.heads[c]) {
       tc.heads[c] = node->next;
@@ -73,7 +89,9 @@ class block_pool {
       return;
     }
     const std::size_t c = size_class(n);
-    pool_thread_cache& tc = cache;
+    pool_thread_cache& tc = block_pool_cache;
+    if (!tc.reaper_armed) [[unlikely]]
+      arm(tc);
     auto* node = static_cast<pool_free_node*>(p);
     node->next = tc.heads[c];
     tc.heads[c] = node;
@@ -90,6 +108,12 @@ class block_pool {
   static central_store& central() noexcept {
     static central_store* store = new central_store;
     return *store;
+  }
+
+  // First use of the pool on this thread: touching the reaper registers its destructor.
+  static void arm(pool_thread_cache& tc) noexcept {
+    static_cast<void>(&block_pool_reaper);
+    tc.reaper_armed = true;
   }
 
   static void refill(pool_thread_cache& tc, std::size_t c) {
@@ -126,8 +150,6 @@ class block_pool {
       first = next;
     }
   }
-
-  static inline thread_local pool_thread_cache cache;
 };
 
 }  // namespace troupe::detail
