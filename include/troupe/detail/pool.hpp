@@ -116,13 +116,26 @@ class block_pool {
     tc.reaper_armed = true;
   }
 
+  // Takes a batch from the central store or, when it has none (a sender running ahead of its
+  // receivers), allocates a batch, so that the store's mutex is paid once per batch either way.
   static void refill(pool_thread_cache& tc, std::size_t c) {
     central_store& store = central();
-    std::lock_guard lock(store.mutex);
-    if (store.batches[c].empty()) return;
-    tc.heads[c] = store.batches[c].back();
-    tc.counts[c] = batch;
-    store.batches[c].pop_back();
+    {
+      std::lock_guard lock(store.mutex);
+      if (!store.batches[c].empty()) {
+        tc.heads[c] = store.batches[c].back();
+        tc.counts[c] = batch;
+        store.batches[c].pop_back();
+        return;
+      }
+    }
+    for (std::size_t i = 0; i < batch; ++i) {
+      auto* node = static_cast<pool_free_node*>(::operator new(class_bytes(c), std::nothrow));
+      if (node == nullptr) return;  // allocate() falls back to a throwing operator new
+      node->next = tc.heads[c];
+      tc.heads[c] = node;
+      ++tc.counts[c];
+    }
   }
 
   static void spill(pool_thread_cache& tc, std::size_t c) noexcept {
