@@ -1,7 +1,10 @@
-// supervision_tree: a two-level tree. The root (one_for_one) supervises a flaky payment
-// worker and a sub-supervisor (one_for_all) of two workers that share state and must restart
-// together. Failures restart actors in place: the refs stay valid and messages queued behind a
-// failure reach the new instance. Every supervision event is printed.
+// supervision_tree: a two-level tree showing each strategy. The root (one_for_one) supervises a
+// flaky payment worker and two sub-supervisors: "pipeline" (one_for_all) of two stages that
+// share state and must restart together, and "ingest" (rest_for_one) of a source, a transform
+// and a sink, where a failing transform restarts itself and the sink started after it, not the
+// source. Failures restart actors in place: the refs stay valid and messages queued behind a
+// failure reach the new instance. Every supervision event is printed; at the end the tree is
+// stopped in order (newest child first, depth first).
 #include <chrono>
 #include <cstdio>
 #include <mutex>
@@ -33,17 +36,20 @@ class payments {
   int total_ = 0;
 };
 
+// A stage of a pipeline; a flaky one fails on its second ping.
 class stage {
  public:
-  explicit stage(std::string name) : name_(std::move(name)) {}
+  explicit stage(std::string name, bool flaky = false) : name_(std::move(name)), flaky_(flaky) {}
   void on_start() { std::printf("  %s starts\n", name_.c_str()); }
+  void on_stop() { std::printf("  %s stops\n", name_.c_str()); }
   std::string on(ping) {
-    if (name_ == "parser" && ++pings_ == 2) throw std::runtime_error("parser lost its place");
+    if (flaky_ && ++pings_ == 2) throw std::runtime_error(name_ + " lost its place");
     return name_ + " ok";
   }
 
  private:
   std::string name_;
+  bool flaky_;
   int pings_ = 0;
 };
 
@@ -63,8 +69,15 @@ int main() {
   auto pay = troupe::start_child<payments>(root, {.name = "payments"});
   auto pipeline = troupe::start_child<troupe::supervisor>(
       root, {.name = "pipeline"}, troupe::one_for_all{.max_restarts = 3, .within = 5s});
-  auto parser = troupe::start_child<stage>(pipeline, {.name = "parser"}, std::string("parser"));
+  auto parser =
+      troupe::start_child<stage>(pipeline, {.name = "parser"}, std::string("parser"), true);
   auto writer = troupe::start_child<stage>(pipeline, {.name = "writer"}, std::string("writer"));
+  auto ingest = troupe::start_child<troupe::supervisor>(
+      root, {.name = "ingest"}, troupe::rest_for_one{.max_restarts = 3, .within = 5s});
+  auto source = troupe::start_child<stage>(ingest, {.name = "source"}, std::string("source"));
+  auto transform =
+      troupe::start_child<stage>(ingest, {.name = "transform"}, std::string("transform"), true);
+  auto sink = troupe::start_child<stage>(ingest, {.name = "sink"}, std::string("sink"));
 
   for (int cents : {100, 200, 300, 400, 500}) pay.send(charge{cents});
   // 300 was declined; the restarted instance took 400 and 500, through the same ref.
@@ -79,6 +92,20 @@ int main() {
   // one_for_all: the writer restarted with the parser; both answer again.
   std::printf("%s, %s\n", parser.ask(ping{}).get().c_str(), writer.ask(ping{}).get().c_str());
 
+  // rest_for_one: the transform fails; it and the sink (started after it) restart, the source
+  // does not.
+  std::printf("%s\n", transform.ask(ping{}).get().c_str());
+  try {
+    transform.ask(ping{}).get();
+  } catch (const troupe::error& e) {
+    std::printf("ask failed: %s\n", e.what());
+  }
+  std::printf("%s, %s, %s\n", source.ask(ping{}).get().c_str(), transform.ask(ping{}).get().c_str(),
+              sink.ask(ping{}).get().c_str());
+
+  // Ordered shutdown of the whole tree: newest child first, depth first.
+  std::printf("stopping the tree\n");
+  root.ask(troupe::stop_tree{}).get();
   rt.shutdown();
   const auto c = rt.counters();
   std::printf("sent %llu = handled %llu + dead %llu + rejected %llu\n",
