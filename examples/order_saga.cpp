@@ -232,11 +232,9 @@ struct get_summary {};
 
 class coordinator {
  public:
-  coordinator(troupe::context& ctx, troupe::ref<inventory> inv,
-              troupe::work_queue<charge_request> payments, troupe::ref<refunds> refunder,
-              troupe::ref<shipping> shipper, std::latch* finished)
-      : ctx_(ctx),
-        inventory_(std::move(inv)),
+  coordinator(troupe::ref<inventory> inv, troupe::work_queue<charge_request> payments,
+              troupe::ref<refunds> refunder, troupe::ref<shipping> shipper, std::latch* finished)
+      : inventory_(std::move(inv)),
         payments_(std::move(payments)),
         refunds_(std::move(refunder)),
         shipping_(std::move(shipper)),
@@ -328,7 +326,6 @@ class coordinator {
     finished_->count_down();
   }
 
-  troupe::context& ctx_;
   troupe::ref<inventory> inventory_;
   troupe::work_queue<charge_request> payments_;
   troupe::ref<refunds> refunds_;
