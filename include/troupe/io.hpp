@@ -153,6 +153,7 @@ template <class... Results, class Initiation>
 // handlers up to its timeout. context() is thread-safe as asio::io_context is.
 class io_thread {
  public:
+  // Starts the thread; throws std::system_error if it cannot.
   io_thread() : guard_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
   io_thread(const io_thread&) = delete;
   io_thread& operator=(const io_thread&) = delete;

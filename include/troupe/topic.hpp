@@ -39,6 +39,7 @@ inline constexpr std::string_view dead_letter_subject = "troupe.dead_letter";
 // already under way may still arrive).
 class subscription {
  public:
+  // An inactive subscription; live ones come from subscribe().
   subscription() noexcept = default;
   explicit subscription(std::shared_ptr<detail::subscriber_entry> entry) noexcept
       : entry_(std::move(entry)) {}
@@ -54,6 +55,7 @@ class subscription {
   subscription& operator=(const subscription&) = delete;
   ~subscription() { unsubscribe(); }
 
+  // Ends the subscription now (see above); idempotent.
   void unsubscribe() noexcept {
     if (!entry_) return;
     try {
@@ -62,7 +64,9 @@ class subscription {
     }
     entry_.reset();
   }
+  // True until unsubscribed or moved from.
   [[nodiscard]] bool active() const noexcept { return static_cast<bool>(entry_); }
+  // The pattern subscribed to (empty when inactive).
   [[nodiscard]] std::string_view pattern() const noexcept {
     return entry_ ? std::string_view(entry_->pattern) : std::string_view{};
   }
