@@ -33,8 +33,12 @@ endif()
 
 run_step("configure the consumer" "${CMAKE_COMMAND}" -S "${CONSUMER_SOURCE}" -B "${CONSUMER_BINARY}"
          -G "${GENERATOR}" "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}" ${args})
-run_step("build the consumer" "${CMAKE_COMMAND}" --build "${CONSUMER_BINARY}")
-run_step("run the consumer" "${CONSUMER_BINARY}/consumer")
+run_step("build the consumer" "${CMAKE_COMMAND}" --build "${CONSUMER_BINARY}" --config Debug)
+set(program "${CONSUMER_BINARY}/consumer")
+if(NOT EXISTS "${program}" AND EXISTS "${CONSUMER_BINARY}/Debug/consumer") # multi-config generators
+  set(program "${CONSUMER_BINARY}/Debug/consumer")
+endif()
+run_step("run the consumer" "${program}")
 if(NOT step_output MATCHES "2 \\+ 3 = 5")
   message(FATAL_ERROR "FAIL: the consumer did not print its sum")
 endif()
