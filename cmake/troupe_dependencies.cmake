@@ -15,6 +15,12 @@
 #   Catch2::Catch2          Catch2 v2 (only after troupe_find_catch2());
 #                           #include <catch2/catch.hpp>
 #
+# Variables for the install rules (CMakeLists.txt): TROUPE_ASIO_DIR and
+# TROUPE_CONCURRENTQUEUE_DIR (directories holding asio.hpp / concurrentqueue.h)
+# and TROUPE_ASIO_BUNDLE / TROUPE_CONCURRENTQUEUE_BUNDLE, true when the headers
+# did not come from a plain system include directory (fetched, or an upstream
+# CMake package with another layout) and so are installed with troupe.
+#
 # Variables set for tools that compile outside CMake targets (compile-fail
 # tests): TROUPE_DEPENDENCY_INCLUDE_DIRS -- the include directories of
 # troupe_asio and troupe_concurrentqueue that are *not* compiler-implicit
@@ -80,6 +86,13 @@ if(NOT TARGET troupe_asio)
     if(NOT EXISTS "${_troupe_asio_dir}/asio.hpp")
       message(FATAL_ERROR "troupe: fetched Asio has no ${_troupe_asio_dir}/asio.hpp")
     endif()
+  endif()
+
+  set(TROUPE_ASIO_DIR "${_troupe_asio_dir}")
+  if(_troupe_asio_dir STREQUAL TROUPE_ASIO_INCLUDE_DIR)
+    set(TROUPE_ASIO_BUNDLE FALSE)
+  else()
+    set(TROUPE_ASIO_BUNDLE TRUE)
   endif()
 
   add_library(troupe_asio INTERFACE)
@@ -158,6 +171,15 @@ if(NOT TARGET troupe_concurrentqueue)
       file(GLOB _troupe_cq_headers "${_troupe_cq_dir}/*.h")
       file(COPY ${_troupe_cq_headers} DESTINATION "${_troupe_cq_prefix_dir}/concurrentqueue")
     endif()
+  endif()
+
+  set(TROUPE_CONCURRENTQUEUE_DIR "${_troupe_cq_dir}")
+  # Debian's layout (<dir>/concurrentqueue/concurrentqueue.h) is found again by the installed
+  # package; any other layout is installed with troupe.
+  if(_troupe_cq_dir STREQUAL TROUPE_CONCURRENTQUEUE_INCLUDE_DIR AND _troupe_cq_name STREQUAL "concurrentqueue")
+    set(TROUPE_CONCURRENTQUEUE_BUNDLE FALSE)
+  else()
+    set(TROUPE_CONCURRENTQUEUE_BUNDLE TRUE)
   endif()
 
   add_library(troupe_concurrentqueue INTERFACE)

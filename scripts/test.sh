@@ -38,7 +38,7 @@ build_cxx() {
 }
 
 # ---- dependencies ---------------------------------------------------------
-declare -a specs=(cmd:cmake:cmake cmd:python3:python3 "${TROUPE_LIBRARY_PACKAGES[@]}" pkg:catch2)
+declare -a specs=(cmd:cmake:cmake cmd:python3:python3 cmd:pkg-config:pkgconf "${TROUPE_LIBRARY_PACKAGES[@]}" pkg:catch2)
 need_clang_rt=0
 for b in $BUILDS; do
   cxx=$(build_cxx "$b") || { troupe_log "unknown build '$b' in TROUPE_TEST_BUILDS (known: gcc clang tsan asan)"; exit 2; }

@@ -32,9 +32,11 @@ namespace troupe {
 template <class R>
 class result {
  public:
+  // A completed ask's value, or its error (an exception_ptr to a troupe::error).
   explicit result(R value) : value_(std::move(value)) {}
   explicit result(std::exception_ptr error) noexcept : error_(std::move(error)) {}
 
+  // True if the ask produced a value; then value() does not throw.
   [[nodiscard]] bool has_value() const noexcept { return value_.has_value(); }
   explicit operator bool() const noexcept { return has_value(); }
   // The value; rethrows the error (a troupe::error) if there is none.
@@ -43,6 +45,7 @@ class result {
     return *value_;
   }
   R&& value() && { return std::move(value()); }
+  // The error when there is no value (null otherwise); rethrow it to see its errc.
   [[nodiscard]] const std::exception_ptr& error() const noexcept { return error_; }
 
  private:
@@ -55,9 +58,11 @@ class result {
 template <class R>
 class [[nodiscard]] reply {
  public:
+  // The reply's type, and the tag that lets a task handler co_await a reply.
   using value_type = R;
   using troupe_awaitable = void;
 
+  // Made by ref::ask(); the reply shares the ask's state with the replying side.
   explicit reply(detail::reply_slot<R>* slot) noexcept : slot_(slot) {}
   reply(reply&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
   reply& operator=(reply&& other) noexcept {
@@ -73,7 +78,9 @@ class [[nodiscard]] reply {
     if (slot_ != nullptr) slot_->release();
   }
 
+  // The ask's id, as dead letters and then() callbacks report it. Not on a moved-from reply.
   [[nodiscard]] std::uint64_t correlation_id() const noexcept { return slot_->correlation(); }
+  // True once the ask has completed (get() would not block). Not on a moved-from reply.
   [[nodiscard]] bool ready() const noexcept { return slot_->done(); }
 
   // Blocks the calling thread until the ask completes; returns the reply or throws
@@ -124,6 +131,7 @@ class [[nodiscard]] reply {
 template <class R>
 class promise {
  public:
+  // Made by the runtime for a handler that takes a promise; user code only moves it.
   explicit promise(detail::reply_slot<R>* slot) noexcept : slot_(slot) {}
   promise(promise&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
   promise& operator=(promise&& other) noexcept {
@@ -156,7 +164,9 @@ class promise {
     slot->release();
   }
 
+  // False once used (set_value / set_exception) or moved from.
   [[nodiscard]] bool valid() const noexcept { return slot_ != nullptr; }
+  // The ask's id (0 once the promise is used or moved from).
   [[nodiscard]] std::uint64_t correlation_id() const noexcept {
     return slot_ != nullptr ? slot_->correlation() : 0;
   }

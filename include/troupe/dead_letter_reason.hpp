@@ -5,6 +5,7 @@
 
 namespace troupe {
 
+// Why a message was not handled (dead_letter::reason).
 enum class dead_letter_reason {
   target_stopped,     // the target had stopped, or stopped with the message still queued
   handler_failed,     // the handler threw; `detail` holds the exception's text
@@ -14,6 +15,7 @@ enum class dead_letter_reason {
   retries_exhausted,  // a work-queue item failed on every allowed attempt
 };
 
+// A short English name of the reason, e.g. "retries exhausted".
 [[nodiscard]] constexpr std::string_view to_string(dead_letter_reason r) noexcept {
   switch (r) {
     case dead_letter_reason::target_stopped:

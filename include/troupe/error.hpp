@@ -28,6 +28,7 @@ enum class errc {
   retention_conflict,    // a subject retained twice with another event type or capacity
 };
 
+// A short English name of the code, as it appears in error::what().
 [[nodiscard]] constexpr std::string_view to_string(errc code) noexcept {
   switch (code) {
     case errc::runtime_stopped:
@@ -70,11 +71,14 @@ enum class errc {
 // its own type.
 class error : public std::runtime_error {
  public:
+  // what() becomes "troupe: <code name>: <what>"; `cause` is kept for cause().
   error(errc code, const std::string& what, std::exception_ptr cause = {})
       : std::runtime_error("troupe: " + std::string(to_string(code)) + ": " + what),
         code_(code),
         cause_(std::move(cause)) {}
+  // Why it failed; switch on this rather than on the text.
   [[nodiscard]] errc code() const noexcept { return code_; }
+  // The handler's own exception for handler_failed (null otherwise).
   [[nodiscard]] const std::exception_ptr& cause() const noexcept { return cause_; }
   [[noreturn]] void rethrow_cause() const {
     if (cause_) std::rethrow_exception(cause_);

@@ -20,8 +20,12 @@
 
 namespace troupe {
 
+// What a full bounded mailbox does with one more message (see above): refuse it to the
+// sender, or dead-letter the newest or the oldest one.
 enum class overflow { reject, drop_newest, drop_oldest };
 
+// An actor class's `static constexpr troupe::mailbox_options mailbox{...}`: its mailbox bound
+// (0 = unbounded, the default without the member) and the policy when it is reached.
 struct mailbox_options {
   std::size_t capacity = 0;  // 0: unbounded
   troupe::overflow overflow = troupe::overflow::reject;

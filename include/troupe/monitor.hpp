@@ -17,12 +17,14 @@
 
 namespace troupe {
 
+// Why a monitored actor stopped (down::reason).
 enum class down_reason {
   normal,    // stopped on request (ctx.stop(), address::stop())
   failed,    // an exception escaped a handler, on_start or on_stop
   shutdown,  // the runtime shut down
 };
 
+// A short English name of the reason.
 [[nodiscard]] constexpr std::string_view to_string(down_reason r) noexcept {
   switch (r) {
     case down_reason::normal:
@@ -37,15 +39,19 @@ enum class down_reason {
 
 // The message a monitoring actor receives once, when the monitored actor stops.
 struct down {
+  // The actor that stopped.
   address who;
   down_reason reason = down_reason::normal;
   std::string detail;  // the failure's text for down_reason::failed
+  // The id of the monitor_handle this answers.
   std::uint64_t monitor_id = 0;
 };
 
 // What ctx.monitor() returns; pass it to ctx.demonitor() to cancel.
 struct monitor_handle {
+  // The monitored actor.
   address target;
+  // Unique per monitor call; 0 in a default-constructed handle.
   std::uint64_t id = 0;
 };
 

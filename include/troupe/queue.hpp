@@ -28,6 +28,8 @@
 
 namespace troupe {
 
+// Options of rt.make_queue<T>(): a name for dead-letter details, and how many deliveries an
+// item gets before it is dead-lettered as retries_exhausted (below 1 acts as 1).
 struct queue_options {
   std::string name;
   int max_attempts = 3;  // deliveries of one item before it is dead-lettered
@@ -285,6 +287,7 @@ struct actor_has_handler_for_item {
 template <class T>
 class work_queue {
  public:
+  // Made by runtime::make_queue(); copies share the one queue.
   explicit work_queue(std::shared_ptr<detail::queue_state<T>> state) noexcept
       : state_(std::move(state)) {}
 
@@ -305,7 +308,9 @@ class work_queue {
     return state_->remove_consumer(detail::access::cell_of(consumer));
   }
 
+  // Items waiting for a free consumer (not those in flight); a recent value while items move.
   [[nodiscard]] std::size_t pending() const { return state_->pending(); }
+  // Consumers in the pool now (a stopped consumer leaves it).
   [[nodiscard]] std::size_t consumers() const { return state_->consumer_count(); }
 
  private:

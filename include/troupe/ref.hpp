@@ -23,6 +23,7 @@ namespace troupe {
 template <class A>
 class ref : public address {
  public:
+  // An empty ref: sending through it throws error(invalid_ref).
   ref() noexcept = default;
 
   // Point-to-point, fire-and-forget. Messages from one sender to one actor arrive in order.

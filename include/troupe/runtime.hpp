@@ -24,6 +24,8 @@ namespace troupe {
 // thread may spawn and send. The destructor performs shutdown().
 class runtime {
  public:
+  // Starts the worker threads and the timer thread; throws std::system_error if a thread
+  // cannot be started. Not copyable or movable: actors refer to it.
   runtime() : runtime(runtime_options{}) {}
   explicit runtime(runtime_options options)
       : core_(new detail::runtime_core(this, std::move(options))) {
@@ -145,6 +147,7 @@ class runtime {
   [[nodiscard]] runtime_counters counters() const noexcept { return core_->snapshot(); }
   // Actors spawned and not yet stopped.
   [[nodiscard]] std::size_t live_actors() const noexcept { return core_->live_actors(); }
+  // The number of worker threads (runtime_options::workers resolved).
   [[nodiscard]] std::size_t worker_count() const noexcept { return core_->worker_count(); }
   // False once shutdown() has begun.
   [[nodiscard]] bool accepting() const noexcept { return core_->accepting(); }

@@ -13,6 +13,8 @@ namespace troupe {
 struct dead_letter;
 struct supervision_event;
 
+// Configuration of a troupe::runtime, fixed at construction. Designated initialisers read
+// well: troupe::runtime rt({.workers = 2, .ask_timeout = 1s});
 struct runtime_options {
   // Worker threads; 0 means std::thread::hardware_concurrency().
   std::size_t workers = 0;

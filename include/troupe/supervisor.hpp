@@ -64,17 +64,21 @@ struct rest_for_one {  // the failed child and those started after it
 
 // What a supervisor did, for runtime_options::on_supervision.
 struct supervision_event {
+  // What happened; gave_up: the supervisor exceeded its restart intensity and failed itself.
   enum class kind { started, failed, restarted, stopped, gave_up };
   kind what;
   address supervisor;
   address child;  // empty for gave_up
   std::string name;
+  // The failure's text for failed and gave_up; empty otherwise.
   std::string reason;
 };
 
 // The subject supervision events are published on (as troupe::supervision_event).
 inline constexpr std::string_view supervision_subject = "troupe.supervision";
 
+// How a supervisor treats one child (start_child): its name in supervision events, when it
+// is restarted, and how long stop_tree waits for it.
 struct child_options {
   std::string name;
   restart_type restart = restart_type::permanent;
@@ -116,10 +120,14 @@ struct restart_due {
 
 }  // namespace detail
 
+// An actor that supervises children (start_child) under one strategy; spawn it with
+// rt.spawn<troupe::supervisor>(troupe::one_for_one{...}) or start it as a child of another.
+// Its handlers are its protocol: stop_tree, remove_child, which_children.
 class supervisor {
  public:
   enum class strategy_kind { one_for_one, one_for_all, rest_for_one };
 
+  // One constructor per strategy; the strategy's fields set the restart intensity and backoff.
   supervisor(context& ctx, one_for_one s)
       : supervisor(ctx, strategy_kind::one_for_one, s.max_restarts, s.within, s.backoff) {}
   supervisor(context& ctx, one_for_all s)

@@ -122,6 +122,7 @@ class [[nodiscard]] task {
   using handle_type = std::coroutine_handle<promise_type>;
   using troupe_awaitable = void;
 
+  // An empty task (valid() is false); tasks come from coroutines returning task<T>.
   task() noexcept = default;
   explicit task(handle_type h) noexcept : handle_(h) {}
   task(task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
@@ -138,6 +139,7 @@ class [[nodiscard]] task {
     if (handle_) handle_.destroy();
   }
 
+  // False for an empty or moved-from task.
   [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(handle_); }
 
   class awaiter {
@@ -155,6 +157,8 @@ class [[nodiscard]] task {
     handle_type handle_;
   };
 
+  // Starts the task and suspends the awaiting coroutine until it finishes; yields its result
+  // or rethrows its exception. Await a task once.
   awaiter operator co_await() & noexcept { return awaiter{handle_}; }
   awaiter operator co_await() && noexcept { return awaiter{handle_}; }
 

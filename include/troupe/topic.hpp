@@ -115,6 +115,7 @@ class retained_topic {
 // already under way may still arrive).
 class subscription {
  public:
+  // An inactive subscription; live ones come from subscribe().
   subscription() noexcept = default;
   explicit subscription(std::shared_ptr<detail::subscriber_entry> entry) noexcept
       : entry_(std::move(entry)) {}
@@ -130,6 +131,7 @@ class subscription {
   subscription& operator=(const subscription&) = delete;
   ~subscription() { unsubscribe(); }
 
+  // Ends the subscription now (see above); idempotent.
   void unsubscribe() noexcept {
     if (!entry_) return;
     try {
@@ -138,7 +140,9 @@ class subscription {
     }
     entry_.reset();
   }
+  // True until unsubscribed or moved from.
   [[nodiscard]] bool active() const noexcept { return static_cast<bool>(entry_); }
+  // The pattern subscribed to (empty when inactive).
   [[nodiscard]] std::string_view pattern() const noexcept {
     return entry_ ? std::string_view(entry_->pattern) : std::string_view{};
   }

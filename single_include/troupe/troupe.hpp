@@ -361,6 +361,7 @@ class [[nodiscard]] task {
   using handle_type = std::coroutine_handle<promise_type>;
   using troupe_awaitable = void;
 
+  // An empty task (valid() is false); tasks come from coroutines returning task<T>.
   task() noexcept = default;
   explicit task(handle_type h) noexcept : handle_(h) {}
   task(task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
@@ -377,6 +378,7 @@ class [[nodiscard]] task {
     if (handle_) handle_.destroy();
   }
 
+  // False for an empty or moved-from task.
   [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(handle_); }
 
   class awaiter {
@@ -394,6 +396,8 @@ class [[nodiscard]] task {
     handle_type handle_;
   };
 
+  // Starts the task and suspends the awaiting coroutine until it finishes; yields its result
+  // or rethrows its exception. Await a task once.
   awaiter operator co_await() & noexcept { return awaiter{handle_}; }
   awaiter operator co_await() && noexcept { return awaiter{handle_}; }
 
@@ -498,6 +502,7 @@ enum class errc {
   retention_conflict,    // a subject retained twice with another event type or capacity
 };
 
+// A short English name of the code, as it appears in error::what().
 [[nodiscard]] constexpr std::string_view to_string(errc code) noexcept {
   switch (code) {
     case errc::runtime_stopped:
@@ -540,11 +545,14 @@ enum class errc {
 // its own type.
 class error : public std::runtime_error {
  public:
+  // what() becomes "troupe: <code name>: <what>"; `cause` is kept for cause().
   error(errc code, const std::string& what, std::exception_ptr cause = {})
       : std::runtime_error("troupe: " + std::string(to_string(code)) + ": " + what),
         code_(code),
         cause_(std::move(cause)) {}
+  // Why it failed; switch on this rather than on the text.
   [[nodiscard]] errc code() const noexcept { return code_; }
+  // The handler's own exception for handler_failed (null otherwise).
   [[nodiscard]] const std::exception_ptr& cause() const noexcept { return cause_; }
   [[noreturn]] void rethrow_cause() const {
     if (cause_) std::rethrow_exception(cause_);
@@ -906,9 +914,11 @@ namespace troupe {
 template <class R>
 class result {
  public:
+  // A completed ask's value, or its error (an exception_ptr to a troupe::error).
   explicit result(R value) : value_(std::move(value)) {}
   explicit result(std::exception_ptr error) noexcept : error_(std::move(error)) {}
 
+  // True if the ask produced a value; then value() does not throw.
   [[nodiscard]] bool has_value() const noexcept { return value_.has_value(); }
   explicit operator bool() const noexcept { return has_value(); }
   // The value; rethrows the error (a troupe::error) if there is none.
@@ -917,6 +927,7 @@ class result {
     return *value_;
   }
   R&& value() && { return std::move(value()); }
+  // The error when there is no value (null otherwise); rethrow it to see its errc.
   [[nodiscard]] const std::exception_ptr& error() const noexcept { return error_; }
 
  private:
@@ -929,9 +940,11 @@ class result {
 template <class R>
 class [[nodiscard]] reply {
  public:
+  // The reply's type, and the tag that lets a task handler co_await a reply.
   using value_type = R;
   using troupe_awaitable = void;
 
+  // Made by ref::ask(); the reply shares the ask's state with the replying side.
   explicit reply(detail::reply_slot<R>* slot) noexcept : slot_(slot) {}
   reply(reply&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
   reply& operator=(reply&& other) noexcept {
@@ -947,7 +960,9 @@ class [[nodiscard]] reply {
     if (slot_ != nullptr) slot_->release();
   }
 
+  // The ask's id, as dead letters and then() callbacks report it. Not on a moved-from reply.
   [[nodiscard]] std::uint64_t correlation_id() const noexcept { return slot_->correlation(); }
+  // True once the ask has completed (get() would not block). Not on a moved-from reply.
   [[nodiscard]] bool ready() const noexcept { return slot_->done(); }
 
   // Blocks the calling thread until the ask completes; returns the reply or throws
@@ -998,6 +1013,7 @@ class [[nodiscard]] reply {
 template <class R>
 class promise {
  public:
+  // Made by the runtime for a handler that takes a promise; user code only moves it.
   explicit promise(detail::reply_slot<R>* slot) noexcept : slot_(slot) {}
   promise(promise&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
   promise& operator=(promise&& other) noexcept {
@@ -1030,7 +1046,9 @@ class promise {
     slot->release();
   }
 
+  // False once used (set_value / set_exception) or moved from.
   [[nodiscard]] bool valid() const noexcept { return slot_ != nullptr; }
+  // The ask's id (0 once the promise is used or moved from).
   [[nodiscard]] std::uint64_t correlation_id() const noexcept {
     return slot_ != nullptr ? slot_->correlation() : 0;
   }
@@ -1144,6 +1162,7 @@ using reply_type_t = typename detail::reply_type<A, std::remove_cvref_t<M>>::typ
 
 namespace troupe {
 
+// Why a message was not handled (dead_letter::reason).
 enum class dead_letter_reason {
   target_stopped,     // the target had stopped, or stopped with the message still queued
   handler_failed,     // the handler threw; `detail` holds the exception's text
@@ -1153,6 +1172,7 @@ enum class dead_letter_reason {
   retries_exhausted,  // a work-queue item failed on every allowed attempt
 };
 
+// A short English name of the reason, e.g. "retries exhausted".
 [[nodiscard]] constexpr std::string_view to_string(dead_letter_reason r) noexcept {
   switch (r) {
     case dead_letter_reason::target_stopped:
@@ -1383,8 +1403,12 @@ class mailbox {
 
 namespace troupe {
 
+// What a full bounded mailbox does with one more message (see above): refuse it to the
+// sender, or dead-letter the newest or the oldest one.
 enum class overflow { reject, drop_newest, drop_oldest };
 
+// An actor class's `static constexpr troupe::mailbox_options mailbox{...}`: its mailbox bound
+// (0 = unbounded, the default without the member) and the policy when it is reached.
 struct mailbox_options {
   std::size_t capacity = 0;  // 0: unbounded
   troupe::overflow overflow = troupe::overflow::reject;
@@ -1417,12 +1441,14 @@ constexpr mailbox_options mailbox_options_of() {
 
 namespace troupe {
 
+// Why a monitored actor stopped (down::reason).
 enum class down_reason {
   normal,    // stopped on request (ctx.stop(), address::stop())
   failed,    // an exception escaped a handler, on_start or on_stop
   shutdown,  // the runtime shut down
 };
 
+// A short English name of the reason.
 [[nodiscard]] constexpr std::string_view to_string(down_reason r) noexcept {
   switch (r) {
     case down_reason::normal:
@@ -1437,15 +1463,19 @@ enum class down_reason {
 
 // The message a monitoring actor receives once, when the monitored actor stops.
 struct down {
+  // The actor that stopped.
   address who;
   down_reason reason = down_reason::normal;
   std::string detail;  // the failure's text for down_reason::failed
+  // The id of the monitor_handle this answers.
   std::uint64_t monitor_id = 0;
 };
 
 // What ctx.monitor() returns; pass it to ctx.demonitor() to cancel.
 struct monitor_handle {
+  // The monitored actor.
   address target;
+  // Unique per monitor call; 0 in a default-constructed handle.
   std::uint64_t id = 0;
 };
 
@@ -2369,6 +2399,7 @@ namespace troupe {
 template <class A>
 class ref : public address {
  public:
+  // An empty ref: sending through it throws error(invalid_ref).
   ref() noexcept = default;
 
   // Point-to-point, fire-and-forget. Messages from one sender to one actor arrive in order.
@@ -2449,6 +2480,8 @@ namespace troupe {
 struct dead_letter;
 struct supervision_event;
 
+// Configuration of a troupe::runtime, fixed at construction. Designated initialisers read
+// well: troupe::runtime rt({.workers = 2, .ask_timeout = 1s});
 struct runtime_options {
   // Worker threads; 0 means std::thread::hardware_concurrency().
   std::size_t workers = 0;
@@ -3963,6 +3996,8 @@ inline std::chrono::steady_clock::time_point context::now() const noexcept {
 
 namespace troupe {
 
+// Options of rt.make_queue<T>(): a name for dead-letter details, and how many deliveries an
+// item gets before it is dead-lettered as retries_exhausted (below 1 acts as 1).
 struct queue_options {
   std::string name;
   int max_attempts = 3;  // deliveries of one item before it is dead-lettered
@@ -4220,6 +4255,7 @@ struct actor_has_handler_for_item {
 template <class T>
 class work_queue {
  public:
+  // Made by runtime::make_queue(); copies share the one queue.
   explicit work_queue(std::shared_ptr<detail::queue_state<T>> state) noexcept
       : state_(std::move(state)) {}
 
@@ -4240,7 +4276,9 @@ class work_queue {
     return state_->remove_consumer(detail::access::cell_of(consumer));
   }
 
+  // Items waiting for a free consumer (not those in flight); a recent value while items move.
   [[nodiscard]] std::size_t pending() const { return state_->pending(); }
+  // Consumers in the pool now (a stopped consumer leaves it).
   [[nodiscard]] std::size_t consumers() const { return state_->consumer_count(); }
 
  private:
@@ -4355,6 +4393,7 @@ class retained_topic {
 // already under way may still arrive).
 class subscription {
  public:
+  // An inactive subscription; live ones come from subscribe().
   subscription() noexcept = default;
   explicit subscription(std::shared_ptr<detail::subscriber_entry> entry) noexcept
       : entry_(std::move(entry)) {}
@@ -4370,6 +4409,7 @@ class subscription {
   subscription& operator=(const subscription&) = delete;
   ~subscription() { unsubscribe(); }
 
+  // Ends the subscription now (see above); idempotent.
   void unsubscribe() noexcept {
     if (!entry_) return;
     try {
@@ -4378,7 +4418,9 @@ class subscription {
     }
     entry_.reset();
   }
+  // True until unsubscribed or moved from.
   [[nodiscard]] bool active() const noexcept { return static_cast<bool>(entry_); }
+  // The pattern subscribed to (empty when inactive).
   [[nodiscard]] std::string_view pattern() const noexcept {
     return entry_ ? std::string_view(entry_->pattern) : std::string_view{};
   }
@@ -4602,6 +4644,182 @@ std::size_t context::publish(std::string_view subject, E&& event) const {
 // ---- end troupe/topic.hpp ----
 // ---- end troupe/detail/core.hpp ----
 // ---- end troupe/actor.hpp ----
+// ---- begin troupe/io.hpp ----
+// Awaiting asynchronous I/O (Asio sockets, or any API with completion callbacks) in a task
+// handler, without blocking a worker and without running actor code on the I/O thread:
+//
+//   troupe::io_thread io;                                  // an asio::io_context and its thread
+//   asio::ip::tcp::socket socket(io.context());
+//   ...
+//   troupe::task<void> on(read_request) {                  // in an actor
+//     auto [ec, n] = co_await troupe::async_io<std::error_code, std::size_t>(
+//         [&](auto done) { socket_.async_read_some(asio::buffer(buf_), std::move(done)); });
+//     ...                                                   // resumed on a worker, as the actor
+//   }
+//
+// The initiation runs at once, on the actor's worker; the completion handler it is given only
+// records the results and wakes the actor, so the actor's code resumes on its own scheduler,
+// never on the I/O thread. Like any suspension in a task handler, the actor handles no other
+// message until the operation completes (non-reentrant): give each connection its own actor,
+// and keep a listening socket's accept loop in an actor that re-sends itself a message per
+// connection so that it stays stoppable.
+
+#include <tuple>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+
+namespace troupe {
+
+namespace detail {
+
+template <class... Results>
+struct io_state {
+  std::optional<std::tuple<Results...>> results;  // written once, before the wake-up
+};
+
+// The completion handler handed to the initiation. Called once with the results, or destroyed
+// uncalled (the io_context stopped or went away): either way the actor is woken, so a handler
+// awaiting I/O never hangs on a lost operation.
+template <class... Results>
+class io_completion {
+ public:
+  io_completion(std::shared_ptr<io_state<Results...>> state, actor_cell* cell,
+                std::uint64_t generation) noexcept
+      : state_(std::move(state)), cell_(cell), generation_(generation) {
+    cell_->retain();
+  }
+  io_completion(io_completion&& other) noexcept
+      : state_(std::move(other.state_)),
+        cell_(std::exchange(other.cell_, nullptr)),
+        generation_(other.generation_) {}
+  io_completion& operator=(io_completion&&) = delete;
+  io_completion(const io_completion&) = delete;
+  io_completion& operator=(const io_completion&) = delete;
+  ~io_completion() { finish(); }
+
+  template <class... Args>
+  void operator()(Args&&... args) {
+    if (cell_ == nullptr) return;  // a second call: the contract allows one
+    state_->results.emplace(std::forward<Args>(args)...);
+    finish();
+  }
+
+  // The initiation threw: the awaiter rethrows in the handler, nothing is to be woken.
+  void disarm() noexcept {
+    if (cell_ != nullptr) std::exchange(cell_, nullptr)->release();
+  }
+
+ private:
+  void finish() noexcept {
+    if (cell_ == nullptr) return;
+    actor_cell* cell = std::exchange(cell_, nullptr);
+    // A stale generation (the actor was force-stopped meanwhile) makes this a no-op.
+    cell->wake(generation_);
+    cell->release();
+  }
+
+  std::shared_ptr<io_state<Results...>> state_;
+  actor_cell* cell_;
+  std::uint64_t generation_;
+};
+
+template <class Initiation, class... Results>
+class io_awaiter {
+ public:
+  using troupe_awaitable = void;
+  explicit io_awaiter(Initiation initiation) : initiation_(std::move(initiation)) {}
+
+  [[nodiscard]] bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> awaiting) {
+    actor_cell* self = this_thread_identity.cell;
+    if (self == nullptr) {
+      throw error(errc::invalid_ref, "async_io() awaited outside an actor's task handler");
+    }
+    state_ = std::make_shared<io_state<Results...>>();  // allocate before arming
+    io_completion<Results...> done(state_, self, self->arm_suspension(awaiting));
+    try {
+      initiation_(std::move(done));
+    } catch (...) {
+      // Rethrown in the handler, which runs on at once: its armed suspension is simply
+      // replaced by the next one.
+      done.disarm();
+      throw;
+    }
+  }
+  std::tuple<Results...> await_resume() {
+    if (!state_->results) {
+      throw error(errc::broken_promise,
+                  "an I/O operation's completion handler was destroyed without being called "
+                  "(its io_context stopped or was destroyed first)");
+    }
+    return std::move(*state_->results);
+  }
+
+ private:
+  Initiation initiation_;
+  std::shared_ptr<io_state<Results...>> state_;
+};
+
+}  // namespace detail
+
+// Awaitable in a task handler: calls `initiation(done)` at once on the actor's worker, where
+// `done` is a move-only completion handler taking values convertible to Results...; suspends
+// the handler (not the thread) until `done` is called, from any thread, then resumes the actor
+// on its scheduler with the results as a std::tuple<Results...>. Throws error(broken_promise)
+// if `done` is destroyed uncalled, and whatever the initiation throws. The objects the
+// operation uses (socket, buffer) must outlive it; the actor must not be awaited outside a
+// task handler (error(invalid_ref)). Build it in a local before co_await if the initiation
+// captures by value something with a destructor (the g++ 12 quirk in README).
+template <class... Results, class Initiation>
+[[nodiscard]] detail::io_awaiter<std::decay_t<Initiation>, Results...> async_io(
+    Initiation&& initiation) {
+  static_assert(sizeof...(Results) > 0,
+                "troupe: async_io<Results...>(): name the completion's argument types, e.g. "
+                "async_io<std::error_code, std::size_t>(...)");
+  static_assert(std::is_invocable_v<std::decay_t<Initiation>&, detail::io_completion<Results...>>,
+                "troupe: async_io(): the initiation must be callable with the completion handler");
+  return detail::io_awaiter<std::decay_t<Initiation>, Results...>(
+      std::forward<Initiation>(initiation));
+}
+
+// An asio::io_context run by one thread of its own, for the I/O objects actors await with
+// async_io. The destructor stops the context and joins the thread; operations still pending
+// are destroyed, which wakes their awaiting handlers with error(broken_promise). Close the I/O
+// objects (or destroy this) before the runtime shuts down, or shutdown waits for the awaiting
+// handlers up to its timeout. context() is thread-safe as asio::io_context is.
+class io_thread {
+ public:
+  // Starts the thread; throws std::system_error if it cannot.
+  io_thread() : guard_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
+  io_thread(const io_thread&) = delete;
+  io_thread& operator=(const io_thread&) = delete;
+  ~io_thread() { stop(); }
+
+  // The context to build sockets, acceptors and timers on.
+  [[nodiscard]] asio::io_context& context() noexcept { return io_; }
+
+  // Lets the context finish once it has no work left, then joins the thread. Idempotent; not
+  // from the I/O thread itself.
+  void join() {
+    guard_.reset();
+    if (thread_.joinable()) thread_.join();
+  }
+  // Stops the context at once (pending operations stay pending until destruction) and joins.
+  void stop() {
+    guard_.reset();
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  asio::io_context io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard_;
+  std::thread thread_;  // last: starts after the context exists
+};
+
+}  // namespace troupe
+// ---- end troupe/io.hpp ----
 // ---- begin troupe/latency_histogram.hpp ----
 // troupe::latency_histogram: a lock-free, constant-memory latency histogram with log-linear
 // buckets (in the manner of HdrHistogram), usable on its own by user code.
@@ -4859,8 +5077,6 @@ class latency_histogram {
 // One asio::steady_timer tracks the earliest deadline of a heap of tasks, so a timer costs a
 // heap entry, not an Asio operation, and an ask timeout that is never reached costs little.
 
-#include <asio/executor_work_guard.hpp>
-#include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
@@ -5042,6 +5258,8 @@ namespace troupe {
 // thread may spawn and send. The destructor performs shutdown().
 class runtime {
  public:
+  // Starts the worker threads and the timer thread; throws std::system_error if a thread
+  // cannot be started. Not copyable or movable: actors refer to it.
   runtime() : runtime(runtime_options{}) {}
   explicit runtime(runtime_options options)
       : core_(new detail::runtime_core(this, std::move(options))) {
@@ -5163,6 +5381,7 @@ class runtime {
   [[nodiscard]] runtime_counters counters() const noexcept { return core_->snapshot(); }
   // Actors spawned and not yet stopped.
   [[nodiscard]] std::size_t live_actors() const noexcept { return core_->live_actors(); }
+  // The number of worker threads (runtime_options::workers resolved).
   [[nodiscard]] std::size_t worker_count() const noexcept { return core_->worker_count(); }
   // False once shutdown() has begun.
   [[nodiscard]] bool accepting() const noexcept { return core_->accepting(); }
@@ -5227,17 +5446,21 @@ struct rest_for_one {  // the failed child and those started after it
 
 // What a supervisor did, for runtime_options::on_supervision.
 struct supervision_event {
+  // What happened; gave_up: the supervisor exceeded its restart intensity and failed itself.
   enum class kind { started, failed, restarted, stopped, gave_up };
   kind what;
   address supervisor;
   address child;  // empty for gave_up
   std::string name;
+  // The failure's text for failed and gave_up; empty otherwise.
   std::string reason;
 };
 
 // The subject supervision events are published on (as troupe::supervision_event).
 inline constexpr std::string_view supervision_subject = "troupe.supervision";
 
+// How a supervisor treats one child (start_child): its name in supervision events, when it
+// is restarted, and how long stop_tree waits for it.
 struct child_options {
   std::string name;
   restart_type restart = restart_type::permanent;
@@ -5279,10 +5502,14 @@ struct restart_due {
 
 }  // namespace detail
 
+// An actor that supervises children (start_child) under one strategy; spawn it with
+// rt.spawn<troupe::supervisor>(troupe::one_for_one{...}) or start it as a child of another.
+// Its handlers are its protocol: stop_tree, remove_child, which_children.
 class supervisor {
  public:
   enum class strategy_kind { one_for_one, one_for_all, rest_for_one };
 
+  // One constructor per strategy; the strategy's fields set the restart intensity and backoff.
   supervisor(context& ctx, one_for_one s)
       : supervisor(ctx, strategy_kind::one_for_one, s.max_restarts, s.within, s.backoff) {}
   supervisor(context& ctx, one_for_all s)
