@@ -477,7 +477,7 @@ inline int run(int argc, char** argv, const std::string& program_name,
   const std::size_t repeats = o.repeats.value_or(o.cfg.quick ? 1 : 5);
   std::printf("%s: %s, %zu repeat%s, workers=%zu%s\n", program.c_str(), cpu_model().c_str(),
               repeats, repeats == 1 ? "" : "s", o.cfg.workers,
-              o.cfg.workers == 0 ? " (hardware concurrency)" : "");
+              o.cfg.workers == 0 ? " (the default)" : "");
   print_header();
   std::fflush(stdout);
 
