@@ -4,9 +4,9 @@
 //             left, each actor passes it on with one hop fewer, the one that gets it with none
 //             left signals the end. ns per hop, from the driver's send to the end.
 //   latency:  one-way send->handle latency at a fixed offered load: the driver thread sends
-//             one message every 10 us (100,000/s) to one receiver actor, each stamped with the
-//             time it was meant to be sent (the sender spins until then; a sender that falls
-//             behind sends the late ones at once, still stamped with their intended time). The
+//             one message every 100 us (10,000/s) to one receiver actor, each stamped with the
+//             time it was meant to be sent (the sender sleeps, then spins, until then; a sender
+//             that falls behind sends the late ones at once, still with their intended time). The
 //             receiver stores handle time - intended time; after an unrecorded warm-up, the
 //             exact nearest-rank p50, p99 and p99.9 of the stored samples are reported as the
 //             rows latency_p50, latency_p99, latency_p999 (ns).
@@ -115,10 +115,11 @@ std::vector<double> run_latency(const config& c) {
   state.samples = &samples;
   troupe::runtime rt{options_for(c)};
   auto rx = rt.spawn<stamp_receiver>(&state);
+  precise_sleeps();
   const auto start = clock::now() + std::chrono::milliseconds(1);
   for (std::uint64_t i = 0; i <= state.last; ++i) {
     const auto intended = start + i * latency_interval;
-    spin_until(intended);
+    pace_until(intended);
     rx.send(stamp{intended, i});
   }
   expect_done(state.done.wait_for(run_timeout), "latency");

@@ -295,11 +295,17 @@ def markdown_section(entries: list[dict], mach: dict, meta: dict, command: str,
             fmt_side(e["floor"], True), fmt_ratio(e, "caf"), fmt_ratio(e, "floor"),
             status_text(e) or "—"]) + " |")
     out.append("")
-    sizes = []
+    sizes, shown = [], set()
     for e in entries:
-        for side in SIDES:
-            if e[side]:
-                sizes.append(f"- {e['name']} ({side}): {e[side]['size']}")
+        name = "latency" if e["name"].startswith("latency_") else e["name"]
+        if name in shown:
+            continue
+        shown.add(name)
+        per_side = [(side, e[side]["size"]) for side in SIDES if e[side]]
+        if len({size for _, size in per_side}) == 1:
+            sizes.append(f"- {name}: {per_side[0][1]}")
+        else:
+            sizes.append(f"- {name}: " + "; ".join(f"{side}: {size}" for side, size in per_side))
     out.append("<details><summary>What each side ran</summary>")
     out.append("")
     out += sizes
@@ -388,7 +394,7 @@ def svg_plot(entries: list[dict]) -> str:
     vals = [e[s]["median"] for e in lat for s in SIDES if e[s] and e[s]["median"] > 0]
     parts.append(f'<text x="{px0}" y="25" font-size="14" font-weight="bold">'
                  'One-way latency, ns (log scale)</text>')
-    parts.append(f'<text x="{px0}" y="43" fill="#555">100,000 msgs/s offered, from the '
+    parts.append(f'<text x="{px0}" y="43" fill="#555">10,000 msgs/s offered, from the '
                  'intended send time</text>')
     if vals:
         llo = math.floor(math.log10(min(vals)))

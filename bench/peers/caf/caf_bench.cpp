@@ -23,7 +23,7 @@
 //                     RSS growth / N once every one has run its init; a fresh process per run.
 //   ring              503 actors, each told its successor, pass a token 10,000,000 hops.
 //   latency_*         the offered load of troupe-bench's `latency`: the driver thread
-//                     anon_sends (stamp, intended time, index) every 10 us to one receiver.
+//                     anon_sends (stamp, intended time, index) every 100 us to one receiver.
 #include <algorithm>
 #include <caf/all.hpp>
 #include <chrono>
@@ -373,10 +373,11 @@ std::vector<double> run_latency(const config& c) {
   st.samples = &samples;
   caf_system sys(c);
   auto rx = sys->spawn(stamp_receiver, &st);
+  precise_sleeps();
   const auto start = clock::now() + std::chrono::milliseconds(1);
   for (std::uint64_t i = 0; i <= st.last; ++i) {
     const auto intended = start + i * latency_interval;
-    spin_until(intended);
+    pace_until(intended);
     caf::anon_send(rx, stamp_atom::value, ns_since_epoch(intended), i);
   }
   expect(st.done.wait_for(run_timeout), "latency: timed out");

@@ -4,6 +4,8 @@
 //
 //   pingpong          two threads bounce one atomic counter (each spins until it is its turn,
 //                     then stores the next value): ns per round trip, always cross-core.
+//                     (pingpong, ask and ring fall back from spinning to a futex wait after
+//                     1,024 rounds, so that a loaded machine costs a wake-up, not a time slice.)
 //   ask               the same with a request slot and a reply slot: the asker stores a value
 //                     and a sequence number, the server spins on it, stores value + 1 and the
 //                     sequence number in the reply slot, the asker spins on that and sums.
@@ -24,7 +26,7 @@
 //                     (slot k by thread k % 2): the token crosses cores on every hop but the
 //                     one from slot 502 to slot 0. ns per hop.
 //   latency_*         one-way latency at the offered load of troupe-bench's `latency` (one
-//                     message every 10 us from the main thread, stamped with its intended send
+//                     message every 100 us from the main thread, stamped with its intended send
 //                     time) through an SPSC ring to a receiver thread that spins on it.
 //
 // Spinning threads are what makes these floors: they are not what a runtime can afford when idle.
@@ -65,6 +67,24 @@ void spin_wait(Pred pred) {
     } else {
       std::this_thread::yield();
     }
+  }
+}
+
+// Spins until pred(a's value) holds; after many rounds sleeps on `a` (a futex wait) until it
+// changes. On a quiet machine the partner answers within the spin and nobody sleeps; on a loaded
+// one (other processes on the 2 cores) a descheduled partner would otherwise cost a time slice per
+// handoff. Whoever stores to `a` calls notify_one after (no system call while nobody sleeps).
+template <class T, class Pred>
+T spin_then_wait(std::atomic<T>& a, Pred pred) {
+  for (std::uint32_t n = 0; n < 1024; ++n) {
+    const T v = a.load(std::memory_order_acquire);
+    if (pred(v)) return v;
+    cpu_relax();
+  }
+  for (;;) {
+    const T v = a.load(std::memory_order_acquire);
+    if (pred(v)) return v;
+    a.wait(v, std::memory_order_acquire);
   }
 }
 
@@ -113,14 +133,16 @@ double run_pingpong(const config& c) {
   alignas(line) std::atomic<std::uint64_t> ball{0};
   std::thread other([&] {
     for (std::uint64_t i = 0; i < trips; ++i) {
-      spin_wait([&] { return ball.load(std::memory_order_acquire) == 2 * i + 1; });
+      spin_then_wait(ball, [&](std::uint64_t v) { return v == 2 * i + 1; });
       ball.store(2 * i + 2, std::memory_order_release);
+      ball.notify_one();
     }
   });
   const auto t0 = clock::now();
   for (std::uint64_t i = 0; i < trips; ++i) {
     ball.store(2 * i + 1, std::memory_order_release);
-    spin_wait([&] { return ball.load(std::memory_order_acquire) == 2 * i + 2; });
+    ball.notify_one();
+    spin_then_wait(ball, [&](std::uint64_t v) { return v == 2 * i + 2; });
   }
   const auto t1 = clock::now();
   other.join();
@@ -141,9 +163,10 @@ double run_ask(const config& c) {
   slot reply;
   std::thread server([&] {
     for (std::uint64_t i = 1; i <= n; ++i) {
-      spin_wait([&] { return request.seq.load(std::memory_order_acquire) == i; });
+      spin_then_wait(request.seq, [&](std::uint64_t v) { return v == i; });
       reply.value = request.value + 1;
       reply.seq.store(i, std::memory_order_release);
+      reply.seq.notify_one();
     }
   });
   std::uint64_t sum = 0;
@@ -151,7 +174,8 @@ double run_ask(const config& c) {
   for (std::uint64_t i = 1; i <= n; ++i) {
     request.value = i - 1;
     request.seq.store(i, std::memory_order_release);
-    spin_wait([&] { return reply.seq.load(std::memory_order_acquire) == i; });
+    request.seq.notify_one();
+    spin_then_wait(reply.seq, [&](std::uint64_t v) { return v == i; });
     sum += reply.value;
   }
   const auto t1 = clock::now();
@@ -346,15 +370,19 @@ double run_ring(const config& c) {
       const auto s = static_cast<std::uint64_t>(h) % ring_actors;
       if (s % 2 != me) continue;
       ring_slot& here = slots[s];
-      spin_wait([&] { return here.left.load(std::memory_order_acquire) == hops - h; });
+      spin_then_wait(here.left, [&](std::int64_t v) { return v == hops - h; });
       here.left.store(-1, std::memory_order_relaxed);
-      if (h < hops)
-        slots[(s + 1) % ring_actors].left.store(hops - h - 1, std::memory_order_release);
+      if (h < hops) {
+        std::atomic<std::int64_t>& next = slots[(s + 1) % ring_actors].left;
+        next.store(hops - h - 1, std::memory_order_release);
+        next.notify_one();
+      }
     }
   };
   std::thread odd(serve, 1);
   const auto t0 = clock::now();
   slots[0].left.store(hops, std::memory_order_release);
+  slots[0].left.notify_one();
   serve(0);
   odd.join();
   const auto t1 = clock::now();
@@ -386,10 +414,11 @@ std::vector<double> run_latency(const config& c) {
       if (s.index == last) return;
     }
   });
+  precise_sleeps();
   const auto start = clock::now() + std::chrono::milliseconds(1);
   for (std::uint64_t i = 0; i <= last; ++i) {
     const auto intended = start + i * latency_interval;
-    spin_until(intended);
+    pace_until(intended);
     ring.push(bare_stamp{intended, i});
   }
   receiver.join();
