@@ -16,6 +16,7 @@
 #                queue restart (default: all)
 #
 # Without libcaf-dev (and not root to install it) the CAF column stays empty: never an error.
+# A single run is stopped after TROUPE_BENCH_RUN_TIMEOUT seconds (default 180) and counted failed.
 # Exit status: 0 if every run succeeded, 1 otherwise.
 set -euo pipefail
 
@@ -85,6 +86,7 @@ fi
 
 # ---- run, alternating -------------------------------------------------------------------------
 RUNS=$DIR/runs
+RUN_TIMEOUT=${TROUPE_BENCH_RUN_TIMEOUT:-180}
 rm -rf "$RUNS"
 mkdir -p "$RUNS"
 LOG=$RUNS/log.txt
@@ -99,7 +101,9 @@ for w in "${WORKLOADS[@]}"; do
     for side in "${SIDES[@]}"; do
       if [[ $side != troupe && $PEER_WORKLOADS != *" $w "* ]]; then continue; fi
       json="$RUNS/$side-$w-$r.json"
-      if "${EXE[$side]}" "${SIZE_FLAGS[@]}" --repeats 1 --json "$json" "$w" >>"$LOG" 2>&1; then
+      # A run that takes longer than RUN_TIMEOUT s is stopped and counted as failed (a spin floor
+      # on a heavily loaded machine can take minutes).
+      if timeout "$RUN_TIMEOUT" "${EXE[$side]}" "${SIZE_FLAGS[@]}" --repeats 1 --json "$json" "$w" >>"$LOG" 2>&1; then
         line+=" $side ok"
       else
         line+=" $side FAILED"

@@ -4,8 +4,8 @@
 //
 //   pingpong          two threads bounce one atomic counter (each spins until it is its turn,
 //                     then stores the next value): ns per round trip, always cross-core.
-//                     (pingpong, ask and ring fall back from spinning to a futex wait after
-//                     1,024 rounds, so that a loaded machine costs a wake-up, not a time slice.)
+//                     (Every spin yields the core after 1,024 rounds: on a loaded machine a
+//                     descheduled partner then costs a yield, not a whole time slice.)
 //   ask               the same with a request slot and a reply slot: the asker stores a value
 //                     and a sequence number, the server spins on it, stores value + 1 and the
 //                     sequence number in the reply slot, the asker spins on that and sums.
@@ -70,22 +70,14 @@ void spin_wait(Pred pred) {
   }
 }
 
-// Spins until pred(a's value) holds; after many rounds sleeps on `a` (a futex wait) until it
-// changes. On a quiet machine the partner answers within the spin and nobody sleeps; on a loaded
-// one (other processes on the 2 cores) a descheduled partner would otherwise cost a time slice per
-// handoff. Whoever stores to `a` calls notify_one after (no system call while nobody sleeps).
+// Spins until pred(a's value) holds, yielding the core after many rounds (see spin_wait). A
+// spin handoff needs both threads on a core at once: on a loaded machine these floors collapse
+// (tens of us per round trip), and only a quiet machine shows the real one.
 template <class T, class Pred>
 T spin_then_wait(std::atomic<T>& a, Pred pred) {
-  for (std::uint32_t n = 0; n < 1024; ++n) {
-    const T v = a.load(std::memory_order_acquire);
-    if (pred(v)) return v;
-    cpu_relax();
-  }
-  for (;;) {
-    const T v = a.load(std::memory_order_acquire);
-    if (pred(v)) return v;
-    a.wait(v, std::memory_order_acquire);
-  }
+  T v = a.load(std::memory_order_acquire);
+  spin_wait([&] { return pred(v = a.load(std::memory_order_acquire)); });
+  return v;
 }
 
 // A bounded single-producer/single-consumer ring of T (trivially copyable).
@@ -135,13 +127,11 @@ double run_pingpong(const config& c) {
     for (std::uint64_t i = 0; i < trips; ++i) {
       spin_then_wait(ball, [&](std::uint64_t v) { return v == 2 * i + 1; });
       ball.store(2 * i + 2, std::memory_order_release);
-      ball.notify_one();
     }
   });
   const auto t0 = clock::now();
   for (std::uint64_t i = 0; i < trips; ++i) {
     ball.store(2 * i + 1, std::memory_order_release);
-    ball.notify_one();
     spin_then_wait(ball, [&](std::uint64_t v) { return v == 2 * i + 2; });
   }
   const auto t1 = clock::now();
@@ -166,7 +156,6 @@ double run_ask(const config& c) {
       spin_then_wait(request.seq, [&](std::uint64_t v) { return v == i; });
       reply.value = request.value + 1;
       reply.seq.store(i, std::memory_order_release);
-      reply.seq.notify_one();
     }
   });
   std::uint64_t sum = 0;
@@ -174,7 +163,6 @@ double run_ask(const config& c) {
   for (std::uint64_t i = 1; i <= n; ++i) {
     request.value = i - 1;
     request.seq.store(i, std::memory_order_release);
-    request.seq.notify_one();
     spin_then_wait(reply.seq, [&](std::uint64_t v) { return v == i; });
     sum += reply.value;
   }
@@ -375,14 +363,12 @@ double run_ring(const config& c) {
       if (h < hops) {
         std::atomic<std::int64_t>& next = slots[(s + 1) % ring_actors].left;
         next.store(hops - h - 1, std::memory_order_release);
-        next.notify_one();
       }
     }
   };
   std::thread odd(serve, 1);
   const auto t0 = clock::now();
   slots[0].left.store(hops, std::memory_order_release);
-  slots[0].left.notify_one();
   serve(0);
   odd.join();
   const auto t1 = clock::now();
