@@ -9,10 +9,12 @@
 //
 //   pingpong          a ping actor and a pong actor: ping sends (ping, n), pong's handler returns
 //                     (pong, n) to the sender, ping sends (ping, n - 1) ... ns per round trip.
-//   ask               an asker actor chains N request(server, 5 s, req, i).then(...) (the next
-//                     request is made in the previous one's continuation), the server's handler
-//                     returns i + 1. A 5 s timeout, like troupe's default ask_timeout: each
-//                     request also arms a timeout. ns per ask, timed inside the asker.
+//   ask               an asker actor chains N request(server, infinite, req, i).then(...) (the
+//                     next request is made in the previous one's continuation), the server's
+//                     handler returns i + 1. No timeout (caf::infinite), what CAF's fastest ask
+//                     is: with a 5 s timeout, like troupe's default ask_timeout, each request also
+//                     arms a timer and the figure goes from ~0.95 to ~2.3 us here. troupe's ask
+//                     does arm its timeout. ns per ask, timed inside the asker.
 //   fanin             100 sender actors, on a go message, each send 100,000 messages in one
 //                     handler to one receiver actor, which counts them. msgs/s.
 //   broadcast         100 actors spawned into one anonymous local group (spawn_in_group); the
@@ -126,7 +128,7 @@ struct ask_outcome {
 
 void ask_next(caf::stateful_actor<asker_state>* self, const caf::actor& srv, ask_outcome* out,
               done_signal* done) {
-  self->request(srv, std::chrono::seconds(5), req_atom::value, self->state.next)
+  self->request(srv, caf::infinite, req_atom::value, self->state.next)
       .then(
           [=](std::uint64_t reply) {
             auto& st = self->state;
