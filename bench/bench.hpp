@@ -21,6 +21,8 @@
 #include <thread>
 #include <unistd.h>
 #if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #endif
 #include <vector>
@@ -157,13 +159,40 @@ inline std::string latency_size(const config& c) {
 }
 inline const std::vector<std::string> latency_rows = {"latency_p50", "latency_p99", "latency_p999"};
 
-// Makes this thread's sleeps precise (Linux: 1 ns timer slack instead of the default 50 us), for
-// the latency sender's pacing.
-inline void precise_sleeps() {
+// The latency sender thread's scheduling for the duration of a run: precise sleeps (Linux: 1 ns
+// timer slack instead of the default 50 us) and, where permitted (root), SCHED_FIFO priority 1,
+// so that the load generator is not the thread the OS deschedules on a busy machine (measured
+// here under load: sender lateness p99 0.34 ms and p99.9 3 ms as a normal thread, 22 us and
+// 0.3 ms as SCHED_FIFO). The previous policy is restored on destruction. Not permitted: the
+// thread stays a normal one, silently.
+class latency_sender_scope {
+ public:
+  latency_sender_scope() {
 #if defined(__linux__)
-  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    if (pthread_getschedparam(pthread_self(), &old_policy_, &old_param_) == 0) {
+      sched_param p{};
+      p.sched_priority = 1;
+      raised_ = pthread_setschedparam(pthread_self(), SCHED_FIFO, &p) == 0;
+    }
 #endif
-}
+  }
+  ~latency_sender_scope() {
+#if defined(__linux__)
+    if (raised_) pthread_setschedparam(pthread_self(), old_policy_, &old_param_);
+    prctl(PR_SET_TIMERSLACK, 0UL, 0UL, 0UL, 0UL);  // 0: back to the default slack
+#endif
+  }
+  latency_sender_scope(const latency_sender_scope&) = delete;
+  latency_sender_scope& operator=(const latency_sender_scope&) = delete;
+
+ private:
+#if defined(__linux__)
+  int old_policy_ = 0;
+  sched_param old_param_{};
+  bool raised_ = false;
+#endif
+};
 
 // The latency sender's pacing: sleeps until shortly before `t`, then spins until `t`.
 inline void pace_until(clock::time_point t) {

@@ -115,7 +115,7 @@ std::vector<double> run_latency(const config& c) {
   state.samples = &samples;
   troupe::runtime rt{options_for(c)};
   auto rx = rt.spawn<stamp_receiver>(&state);
-  precise_sleeps();
+  const latency_sender_scope sender_scope;
   const auto start = clock::now() + std::chrono::milliseconds(1);
   for (std::uint64_t i = 0; i <= state.last; ++i) {
     const auto intended = start + i * latency_interval;

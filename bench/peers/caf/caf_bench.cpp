@@ -375,7 +375,7 @@ std::vector<double> run_latency(const config& c) {
   st.samples = &samples;
   caf_system sys(c);
   auto rx = sys->spawn(stamp_receiver, &st);
-  precise_sleeps();
+  const latency_sender_scope sender_scope;
   const auto start = clock::now() + std::chrono::milliseconds(1);
   for (std::uint64_t i = 0; i <= st.last; ++i) {
     const auto intended = start + i * latency_interval;

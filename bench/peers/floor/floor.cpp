@@ -400,7 +400,7 @@ std::vector<double> run_latency(const config& c) {
       if (s.index == last) return;
     }
   });
-  precise_sleeps();
+  const latency_sender_scope sender_scope;
   const auto start = clock::now() + std::chrono::milliseconds(1);
   for (std::uint64_t i = 0; i <= last; ++i) {
     const auto intended = start + i * latency_interval;
