@@ -62,7 +62,7 @@ void player::on(meet m) {
 }
 
 std::uint64_t pingpong_trips(const config& c) {
-  return c.quick ? 100'000 : 1'000'000;
+  return pingpong_size(c);
 }
 
 double run_pingpong(const config& c) {
@@ -130,9 +130,8 @@ class source {
   std::uint64_t count_;
 };
 
-constexpr std::uint64_t fanin_senders = 100;
 std::uint64_t fanin_per_sender(const config& c) {
-  return c.quick ? 2'000 : 100'000;
+  return fanin_size(c);
 }
 
 double run_fanin(const config& c) {
@@ -180,7 +179,7 @@ class one_shot {
 };
 
 std::uint64_t spawn_count(const config& c) {
-  return c.quick ? 50'000 : 1'000'000;
+  return spawn_size(c);
 }
 
 double run_spawn(const config& c) {
@@ -218,7 +217,7 @@ struct idle_actor {
 };
 
 std::uint64_t idle_count(const config& c) {
-  return c.quick ? 50'000 : 1'000'000;
+  return idle_size(c);
 }
 
 double run_idle_actor_bytes(const config& c) {

@@ -133,7 +133,7 @@ void expect_ask_counters(const troupe::runtime_counters& c, std::uint64_t asks,
 // ---- ask -------------------------------------------------------------------------------------
 
 std::uint64_t ask_count(const config& c) {
-  return c.quick ? 50'000 : 1'000'000;
+  return ask_size(c);
 }
 
 double run_ask(const config& c) {
@@ -155,10 +155,10 @@ double run_ask(const config& c) {
 // ---- ask_latency -----------------------------------------------------------------------------
 
 std::uint64_t latency_samples(const config& c) {
-  return c.quick ? 50'000 : 1'000'000;
+  return sized(c, 50'000, 1'000'000);
 }
 std::uint64_t latency_warmup(const config& c) {
-  return c.quick ? 1'000 : 10'000;
+  return c.quick ? 1'000 : 10'000;  // not --size: the size is the number of samples
 }
 
 // The nearest-rank percentile of sorted samples, in per mille (500: the median, 999: p99.9):
@@ -192,7 +192,7 @@ std::vector<double> run_ask_latency(const config& c) {
 // ---- ask_from_thread -------------------------------------------------------------------------
 
 std::uint64_t thread_ask_count(const config& c) {
-  return c.quick ? 5'000 : 200'000;
+  return sized(c, 5'000, 200'000);
 }
 
 double run_ask_from_thread(const config& c) {

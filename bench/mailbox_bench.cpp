@@ -139,7 +139,7 @@ struct moodycamel_queue {
 };
 
 std::size_t mailbox_items(const config& c) {
-  return c.quick ? 400'000 : 4'000'000;
+  return sized(c, 400'000, 4'000'000);
 }
 
 enum class mode {

@@ -32,7 +32,7 @@ struct drainer {
 };
 
 std::uint64_t item_count(const config& c) {
-  return c.quick ? 20'000 : 10'000'000;
+  return sized(c, 20'000, 10'000'000);
 }
 constexpr int consumers = 4;
 

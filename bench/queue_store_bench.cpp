@@ -30,7 +30,7 @@ namespace {
 constexpr int store_consumers = 4;
 
 std::uint64_t store_items(const config& c) {
-  return c.quick ? 50'000 : 10'000'000;
+  return sized(c, 50'000, 10'000'000);
 }
 
 class mutex_deque_store {

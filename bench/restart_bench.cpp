@@ -67,7 +67,7 @@ troupe::one_for_one tolerant() {
 }
 
 std::uint64_t restart_count(const config& c) {
-  return c.quick ? 2'000 : 100'000;
+  return sized(c, 2'000, 100'000);
 }
 
 double run_restart(const config& c) {
@@ -91,7 +91,7 @@ double run_restart(const config& c) {
 }
 
 std::uint64_t probe_count(const config& c) {
-  return c.quick ? 500 : 20'000;
+  return sized(c, 500, 20'000);
 }
 
 double percentile(std::vector<std::int64_t> v, std::size_t per_mille) {

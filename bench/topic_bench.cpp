@@ -33,9 +33,9 @@ struct listener {
 };
 
 std::uint64_t event_count(const config& c) {
-  return c.quick ? 2'000 : 100'000;
+  return broadcast_size(c);
 }
-constexpr std::uint64_t subscribers = 100;
+constexpr std::uint64_t subscribers = broadcast_subscribers;
 
 double run_broadcast(const config& c) {
   const std::uint64_t events = event_count(c);
