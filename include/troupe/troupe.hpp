@@ -7,6 +7,7 @@
 #include <troupe/dead_letter_reason.hpp>
 #include <troupe/error.hpp>
 #include <troupe/handler.hpp>
+#include <troupe/latency_histogram.hpp>
 #include <troupe/mailbox.hpp>
 #include <troupe/metrics.hpp>
 #include <troupe/monitor.hpp>
