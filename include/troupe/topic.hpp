@@ -123,6 +123,7 @@ std::size_t publish_event(runtime_core* core, std::string_view subject,
   core->topics().match(tokens, &type_tag<E>, matched);
   if (matched.empty()) {
     core->count_unrouted();
+    if (core->metrics_on()) core->count_topic(subject, 0);
     return 0;
   }
   const std::shared_ptr<const void> erased = std::move(event);
@@ -155,6 +156,7 @@ std::size_t publish_event(runtime_core* core, std::string_view subject,
     }
     delivered += chosen->deliver(chosen->cell, erased) ? 1 : 0;
   }
+  if (core->metrics_on()) core->count_topic(subject, delivered);
   return delivered;
 }
 

@@ -16,6 +16,7 @@
 
 #include <troupe/actor.hpp>
 #include <troupe/detail/envelope.hpp>
+#include <troupe/detail/instrumentation.hpp>
 #include <troupe/detail/mailbox.hpp>
 #include <troupe/handler.hpp>
 #include <troupe/mailbox.hpp>
@@ -71,6 +72,8 @@ struct watch_state {
   std::atomic<std::size_t> depth{0};
   std::atomic<std::size_t> room_waiter_count{0};
   std::vector<std::pair<actor_cell*, std::uint64_t>> room_waiters;
+  // Runtime metrics (runtime_options::metrics): the record exists from spawn on.
+  actor_stats stats;
 };
 
 // What one activation of an actor on a worker ended with.
@@ -136,7 +139,8 @@ class actor_cell : public context {
   static constexpr std::uint64_t wake_woken = 3;      // woken; the resume is pending
 
   inline int dispatch(envelope* e);  // 1 handled, 0 handler suspended, -1 actor stopped
-  inline int settle_task();          // the same, for the running task handler
+  inline int dispatch_instrumented(envelope* e);  // the same, with metrics or tracing on
+  inline int settle_task();                       // the same, for the running task handler
   inline activation after_suspension() noexcept;
   inline void finish_message(envelope* e) noexcept;
   inline void fail(std::exception_ptr error, envelope* failing) noexcept;

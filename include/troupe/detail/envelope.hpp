@@ -44,11 +44,26 @@ struct envelope_ops {
 
 // A message in flight. `next` links it into a mailbox; it is written by the sender before the
 // mailbox's publishing CAS (release) and read by the receiver after its acquire, so it needs no
-// atomic of its own. Small messages fit with this 24-byte header in one 64-byte pool block.
+// atomic of its own. Messages of up to 24 bytes fit with this 40-byte header in one 64-byte
+// pool block.
 struct envelope {
-  envelope* next = nullptr;
+  envelope(envelope* n, const envelope_ops* o, std::uint64_t c) noexcept
+      : next(n), ops(o), correlation(c) {}
+
+  union {
+    envelope* next;
+    // Metrics and tracing: once popped (the mailbox no longer links it), when its handler
+    // started (metrics_now()).
+    std::int64_t started;
+  };
   const envelope_ops* ops = nullptr;
   std::uint64_t correlation = 0;
+  // Metrics and tracing only, so left unwritten (no cost) by runtimes without them: written by
+  // the send path and read by the handling worker of a runtime with them, and by no one else.
+  // `causation`: the id of the message whose handler sent this one (0: none). `queued`: when it
+  // was queued (metrics_now()).
+  std::uint64_t causation;
+  std::int64_t queued;
 
   void destroy() noexcept { ops->destroy(this); }
 };

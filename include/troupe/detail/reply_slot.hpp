@@ -17,6 +17,7 @@
 namespace troupe::detail {
 
 class timer_task;
+struct message_stats;
 
 // Completion is a claim (one CAS from pending: the winner alone writes the result), then a
 // publish (release store of done, futex notify for blocking waiters), then the waiter: a
@@ -73,6 +74,12 @@ class reply_slot_base {
   // Pending timeout task; read and written only under the timer service's lock.
   timer_task* timer_ = nullptr;
 
+  // Metrics on: when the ask was sent, and where its round trip is recorded on completion.
+  void time_round_trip(message_stats* stats, std::int64_t asked) noexcept {
+    round_trip_ = stats;
+    asked_ = asked;
+  }
+
  protected:
   bool claim() noexcept {
     std::uint32_t expected = state_pending;
@@ -104,6 +111,8 @@ class reply_slot_base {
   actor_cell* wake_cell_ = nullptr;
   std::uint64_t wake_generation_ = 0;
   std::function<void()> callback_;
+  message_stats* round_trip_ = nullptr;
+  std::int64_t asked_ = 0;
 };
 
 template <class R>
