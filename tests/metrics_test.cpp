@@ -90,6 +90,15 @@ const troupe::message_metrics* find(const troupe::metrics_snapshot& m, std::stri
   return nullptr;
 }
 
+// The reply of an ask is out before its handler's end is recorded, so right after the last
+// reply the last handler may not be counted yet; every earlier one is (an actor's handlers run
+// one after another).
+void require_all_but_last(std::uint64_t actual, std::uint64_t expected) {
+  INFO("actual " << actual << " expected " << expected << " (or one less)");
+  REQUIRE(actual <= expected);
+  REQUIRE(actual + 1 >= expected);
+}
+
 const troupe::actor_metrics* find_actor(const troupe::metrics_snapshot& m, std::uint64_t id) {
   for (const auto& a : m.actors) {
     if (a.id == id) return &a;
@@ -247,7 +256,7 @@ TEST_CASE("metrics counts match known traffic") {
   REQUIRE(m.enabled);
   const auto* a = find_actor(m, c.id());
   REQUIRE(a != nullptr);
-  REQUIRE(a->handled == n + 10);
+  require_all_but_last(a->handled, n + 10);
   REQUIRE(a->failed == 0);
   REQUIRE(a->mailbox_depth == 0);
   REQUIRE(a->mailbox_high_water >= 1);
@@ -261,7 +270,7 @@ TEST_CASE("metrics counts match known traffic") {
   const auto* naps = find(m, "counter", "nap");
   REQUIRE(naps != nullptr);
   REQUIRE(naps->ask_round_trip.count() == 10);
-  REQUIRE(naps->service_time.count() == 10);
+  require_all_but_last(naps->service_time.count(), 10);
 }
 
 TEST_CASE("queue wait and service time bound a handler that sleeps") {
@@ -274,7 +283,7 @@ TEST_CASE("queue wait and service time bound a handler that sleeps") {
   const auto m = rt.metrics();
   const auto* naps = find(m, "counter", "nap");
   REQUIRE(naps != nullptr);
-  REQUIRE(naps->service_time.count() == 5);
+  require_all_but_last(naps->service_time.count(), 5);
   REQUIRE(naps->service_time.min() >= 2ms);
   REQUIRE(naps->service_time.max() < 10s);  // generous: a loaded machine
   REQUIRE(naps->queue_wait.max() >= 8ms);
@@ -298,8 +307,8 @@ TEST_CASE("mailbox depth and high-water mark follow a blocked actor") {
   g.ask(nap{}).get();
   m = rt.metrics();
   REQUIRE(find_actor(m, g.id())->mailbox_depth == 0);
-  REQUIRE(find_actor(m, g.id())->mailbox_high_water == 50);
-  REQUIRE(find_actor(m, g.id())->handled == 52);
+  require_all_but_last(find_actor(m, g.id())->mailbox_high_water, 51);  // the nap may queue
+  require_all_but_last(find_actor(m, g.id())->handled, 52);
 }
 
 TEST_CASE("failures, restarts and dead letters are counted per actor") {
@@ -315,7 +324,7 @@ TEST_CASE("failures, restarts and dead letters are counted per actor") {
   REQUIRE(a != nullptr);
   REQUIRE(a->failed == 2);
   REQUIRE(a->restarts == 2);
-  REQUIRE(a->handled == 2);
+  require_all_but_last(a->handled, 2);
   REQUIRE(a->dead_letters == 2);  // each failing message is dead-lettered (handler_failed)
   const auto* booms = find(m, "flaky", "boom");
   REQUIRE(booms != nullptr);
@@ -433,7 +442,8 @@ TEST_CASE("metrics under concurrent senders stay consistent") {
   REQUIRE(c.ask(nap{}).get() == 6000);
   const auto m = rt.metrics();
   REQUIRE(find(m, "counter", "ping")->queue_wait.count() == 6000);
-  REQUIRE(find_actor(m, c.id())->handled == 6001);
+  require_all_but_last(find_actor(m, c.id())->handled, 6001);
   REQUIRE(find_actor(m, c.id())->mailbox_depth == 0);
-  test::require_accounted(m.counters);
+  rt.shutdown();
+  test::require_accounted(rt.metrics().counters);
 }

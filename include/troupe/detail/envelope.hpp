@@ -47,6 +47,7 @@ struct envelope_ops {
 // atomic of its own. Messages of up to 24 bytes fit with this 40-byte header in one 64-byte
 // pool block.
 struct envelope {
+  envelope() noexcept : next(nullptr) {}
   envelope(envelope* n, const envelope_ops* o, std::uint64_t c) noexcept
       : next(n), ops(o), correlation(c) {}
 
