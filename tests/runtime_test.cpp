@@ -325,8 +325,8 @@ TEST_CASE("accounting under stress: random stops, failures, asks and restarts",
   troupe::runtime_options o = obs.options();
   o.on_dead_letter = nullptr;  // a vector of every dead letter is not the point here
   troupe::runtime rt(o);
-  auto sup =
-      rt.spawn<troupe::supervisor>(troupe::one_for_one{.max_restarts = 1'000'000, .within = 1s});
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{.max_restarts = 1'000'000,
+                                                              .within = 1s});
   std::vector<troupe::ref<chaotic>> targets;
   for (int i = 0; i < actors; ++i) {
     // Half supervised (restarted in place), half plain (stop for good when they fail).
