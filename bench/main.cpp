@@ -438,6 +438,7 @@ int main_impl(int argc, char** argv) {
   add_topic_workloads(all);
   add_queue_workloads(all);
   add_mailbox_workloads(all);
+  add_metrics_workloads(all);
 
   if (!o.child.empty()) return run_child(o, all);
 
