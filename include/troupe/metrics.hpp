@@ -51,7 +51,7 @@ struct message_metrics {
   latency_histogram queue_wait;      // enqueued -> handler start
   latency_histogram service_time;    // handler start -> handler end (a task handler's suspensions
                                      // included)
-  latency_histogram ask_round_trip;  // ask sent -> reply (or error) available; asks only
+  latency_histogram ask_round_trip;  // ask request queued -> reply (or error) available
   std::uint64_t failed = 0;          // handlers that threw
 };
 

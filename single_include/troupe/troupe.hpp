@@ -745,7 +745,6 @@ struct std::hash<troupe::address> {
 namespace troupe::detail {
 
 class timer_task;
-struct message_stats;
 
 // Completion is a claim (one CAS from pending: the winner alone writes the result), then a
 // publish (release store of done, futex notify for blocking waiters), then the waiter: a
@@ -802,9 +801,10 @@ class reply_slot_base {
   // Pending timeout task; read and written only under the timer service's lock.
   timer_task* timer_ = nullptr;
 
-  // Metrics on: when the ask was sent, and where its round trip is recorded on completion.
-  void time_round_trip(message_stats* stats, std::int64_t asked) noexcept {
-    round_trip_ = stats;
+  // Metrics on: when the request was queued, and which entry of the runtime's message table
+  // (index + 1) records the round trip on completion.
+  void time_round_trip(std::uint32_t entry, std::int64_t asked) noexcept {
+    round_trip_entry_ = entry;
     asked_ = asked;
   }
 
@@ -833,13 +833,15 @@ class reply_slot_base {
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<std::uint32_t> state_{state_pending};
   std::atomic<std::uint32_t> waiter_{waiter_none};
+  // Metrics: 0, or the message-table entry + 1 that records this ask's round trip. A 32-bit
+  // index fills padding, so that with asked_ a reply_slot<int> still fits a 128-byte block.
+  std::uint32_t round_trip_entry_ = 0;
   actor_cell* target_;
   std::uint64_t correlation_;
   address asker_;
   actor_cell* wake_cell_ = nullptr;
   std::uint64_t wake_generation_ = 0;
   std::function<void()> callback_;
-  message_stats* round_trip_ = nullptr;
   std::int64_t asked_ = 0;
 };
 
@@ -1166,6 +1168,7 @@ struct dead_letter {
 namespace troupe::detail {
 
 struct envelope;
+class reply_slot_base;
 
 // What starting a handler produced: nothing to drive (it returned) or a task frame to drive.
 struct handler_start {
@@ -1187,6 +1190,8 @@ struct envelope_ops {
   // Work-queue items only: the item was not handled; the queue takes it back (to redeliver it)
   // and says how to record this attempt (handler_failed, or retries_exhausted on the last).
   dead_letter_reason (*reroute)(envelope& e, dead_letter_reason reason) noexcept = nullptr;
+  // Asks only: the reply state (metrics time the round trip on it).
+  reply_slot_base* (*reply_of)(envelope& e) noexcept = nullptr;
 };
 
 // A message in flight. `next` links it into a mailbox; it is written by the sender before the
@@ -1560,6 +1565,16 @@ class message_table {
 
   message_stats* find(const envelope_ops* ops, std::string_view actor_type,
                       std::string_view message_type) noexcept {
+    const std::size_t i = index_of(ops, actor_type, message_type);
+    return i < capacity ? at(i) : nullptr;
+  }
+  // The entry at an index that index_of returned (null if its allocation failed).
+  message_stats* at(std::size_t i) noexcept {
+    return slots_[i].stats.load(std::memory_order_acquire);
+  }
+  // The index of the entry of `ops`, inserted if new; capacity if the table is full.
+  std::size_t index_of(const envelope_ops* ops, std::string_view actor_type,
+                       std::string_view message_type) noexcept {
     std::size_t i = hash(ops);
     for (std::size_t probe = 0; probe < capacity; ++probe, i = (i + 1) % capacity) {
       slot& s = slots_[i];
@@ -1573,18 +1588,18 @@ class message_table {
           }
           s.stats.store(stats, std::memory_order_release);
           s.ready.store(true, std::memory_order_release);
-          return stats;
+          return i;
         }
       }
       if (key == ops) {
         // Another thread claimed the slot and is allocating: the wait is once per pair.
         while (!s.ready.load(std::memory_order_acquire)) {
         }
-        return s.stats.load(std::memory_order_acquire);
+        return i;
       }
     }
     untracked_.fetch_add(1, std::memory_order_relaxed);
-    return nullptr;
+    return capacity;
   }
 
   template <class F>
@@ -1908,8 +1923,8 @@ enum class activation {
 // hand it from one thread to the next with release/acquire).
 class actor_cell : public context {
  public:
-  actor_cell(runtime_core* core, const cell_ops* ops, std::uint64_t id) noexcept
-      : core_(core), ops_(ops), id_(id) {}
+  actor_cell(runtime_core* core, const cell_ops* ops, std::uint64_t id, bool instrumented) noexcept
+      : core_(core), ops_(ops), instrumented_(instrumented), id_(id) {}
   actor_cell(const actor_cell&) = delete;
   actor_cell& operator=(const actor_cell&) = delete;
 
@@ -1957,8 +1972,9 @@ class actor_cell : public context {
   static constexpr std::uint64_t wake_woken = 3;      // woken; the resume is pending
 
   inline int dispatch(envelope* e);  // 1 handled, 0 handler suspended, -1 actor stopped
-  inline int dispatch_instrumented(envelope* e);  // the same, with metrics or tracing on
-  inline int settle_task();                       // the same, for the running task handler
+  // The same, with metrics or tracing on.
+  inline int dispatch_instrumented(envelope* e);
+  inline int settle_task();  // the same, for the running task handler
   inline activation after_suspension() noexcept;
   inline void finish_message(envelope* e) noexcept;
   inline void fail(std::exception_ptr error, envelope* failing) noexcept;
@@ -1998,8 +2014,12 @@ class actor_cell : public context {
   std::atomic<std::uint32_t> refs_{1};  // one for the runtime while the actor lives
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> force_stop_{false};
-  bool started_ = false;                 // worker: the first activation happened
-  bool start_ran_ = false;               // worker: on_start returned, so on_stop is due
+  bool started_ = false;        // worker: the first activation happened
+  bool start_ran_ : 1 = false;  // worker: on_start returned, so on_stop is due
+  // The runtime's metrics or tracing are on (constant): the one branch they cost the handling
+  // path when off reads this bit of the record the worker already has in hand (no pointer
+  // chase), and it shares start_ran_'s byte so that the record stays 120 bytes.
+  const bool instrumented_ : 1;
   stop_cause cause_ = stop_cause::none;  // worker
 
  public:
@@ -2062,7 +2082,8 @@ struct actor_constructible
 template <class A>
 class typed_cell final : public actor_cell {
  public:
-  typed_cell(runtime_core* core, std::uint64_t id) noexcept : actor_cell(core, &table, id) {}
+  typed_cell(runtime_core* core, std::uint64_t id, bool instrumented) noexcept
+      : actor_cell(core, &table, id, instrumented) {}
   typed_cell(const typed_cell&) = delete;
   typed_cell& operator=(const typed_cell&) = delete;
   ~typed_cell() {}  // the instance is destroyed explicitly, when the actor stops
@@ -2607,7 +2628,7 @@ struct message_metrics {
   latency_histogram queue_wait;      // enqueued -> handler start
   latency_histogram service_time;    // handler start -> handler end (a task handler's suspensions
                                      // included)
-  latency_histogram ask_round_trip;  // ask sent -> reply (or error) available; asks only
+  latency_histogram ask_round_trip;  // ask request queued -> reply (or error) available
   std::uint64_t failed = 0;          // handlers that threw
 };
 
@@ -2990,7 +3011,8 @@ class runtime_core {
                                               ">() after shutdown began");
     };
     if (!accepting()) throw refuse();
-    auto* cell = new typed_cell<A>(this, next_id_.fetch_add(1, std::memory_order_relaxed));
+    auto* cell =
+        new typed_cell<A>(this, next_id_.fetch_add(1, std::memory_order_relaxed), instrumented_);
     try {
       build(*cell);
     } catch (...) {
@@ -3165,7 +3187,16 @@ class runtime_core {
     if (e->correlation == 0) e->correlation = next_correlation();
     const thread_identity& id = this_thread_identity;
     e->causation = id.core == this ? id.message : 0;
-    if (metrics_on_) target->extras()->stats.queued();
+    if (metrics_on_) {
+      target->extras()->stats.queued();
+      if (e->ops->reply_of != nullptr) {
+        const std::size_t entry =
+            message_stats_->index_of(e->ops, target->ops()->type_name, e->ops->message_type);
+        if (entry < message_table::capacity) {
+          e->ops->reply_of(*e)->time_round_trip(static_cast<std::uint32_t>(entry + 1), e->queued);
+        }
+      }
+    }
     if (trace_ != nullptr) {
       trace_event t = trace_of(trace_point::send, target, e);
       t.time = t.queued;
@@ -3214,6 +3245,12 @@ class runtime_core {
     if (!metrics_on_ || cell == nullptr || cell->core() != this) return nullptr;
     watch_state* x = cell->extras();
     return x != nullptr ? &x->stats : nullptr;
+  }
+
+  void record_round_trip(std::size_t entry, std::int64_t asked) noexcept {
+    if (message_stats* m = message_stats_->at(entry)) {
+      m->ask_round_trip.record(elapsed_ns(asked, metrics_now()));
+    }
   }
 
   void count_topic(std::string_view subject, std::size_t deliveries) noexcept {
@@ -3730,9 +3767,15 @@ void destroy_ask(envelope* e) noexcept {
   delete static_cast<ask_envelope<M, R>*>(e);
 }
 
+template <class M, class R>
+reply_slot_base* ask_reply_of(envelope& e) noexcept {
+  return static_cast<ask_envelope<M, R>&>(e).slot;
+}
+
 template <class A, class M, class R>
 inline constexpr envelope_ops ask_ops{&invoke_ask<A, M, R>, &destroy_ask<M, R>, type_name<M>(),
-                                      &ask_task_done<M, R>, &ask_abort<M, R>};
+                                      &ask_task_done<M, R>, &ask_abort<M, R>,   nullptr,
+                                      &ask_reply_of<M, R>};
 
 // Completes an ask with error(timeout) when its deadline passes first.
 class ask_timeout_task final : public timer_task {
@@ -3780,9 +3823,6 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
     slot->release();
     throw;
   }
-  if (core->metrics_on()) [[unlikely]] {
-    slot->time_round_trip(core->stats_for(target, &ask_ops<A, M, R>), metrics_now());
-  }
   core->timers().schedule(core->now() + timeout, std::make_unique<ask_timeout_task>(slot, timeout),
                           &slot->timer_);
   core->post(target, e, true);
@@ -3828,8 +3868,8 @@ inline void reply_slot_base::publish() noexcept {
   // Cancel first, so that whoever sees the ask done also sees its timer gone. Destroying the
   // cancelled task drops its reference; the caller still holds one.
   static_cast<void>(core()->timers().cancel(&timer_));
-  if (round_trip_ != nullptr) [[unlikely]] {
-    round_trip_->ask_round_trip.record(elapsed_ns(asked_, metrics_now()));
+  if (round_trip_entry_ != 0) [[unlikely]] {
+    core()->record_round_trip(round_trip_entry_ - 1, asked_);
   }
   state_.store(state_done, std::memory_order_release);
   state_.notify_all();
@@ -3899,11 +3939,16 @@ inline activation actor_cell::run(std::size_t batch) {
       finalize();
       return activation::finished;
     }
-    if (core_->instrumented()) [[unlikely]]
-      this_thread_identity.message = current_->correlation;
-    resume_point_.resume();
-    const int settled = settle_task();
-    this_thread_identity.message = 0;
+    int settled;
+    if (instrumented_) [[unlikely]] {
+      this_thread_identity.message = current_->correlation;  // the causation of its sends
+      resume_point_.resume();
+      settled = settle_task();
+      this_thread_identity.message = 0;
+    } else {
+      resume_point_.resume();
+      settled = settle_task();
+    }
     if (settled < 0) return activation::finished;
     if (settled == 0) return after_suspension();
   }
@@ -3941,7 +3986,7 @@ inline activation actor_cell::run(std::size_t batch) {
     }
     if (bounded && !account_bounded_pop(e)) [[unlikely]]
       continue;
-    const int outcome = dispatch(e);
+    const int outcome = instrumented_ ? dispatch_instrumented(e) : dispatch(e);
     if (outcome < 0) return activation::finished;
     if (outcome == 0) return after_suspension();
   }
@@ -4106,8 +4151,6 @@ inline activation actor_cell::after_suspension() noexcept {
 }
 
 inline int actor_cell::dispatch(envelope* e) {
-  if (core_->instrumented()) [[unlikely]]
-    return dispatch_instrumented(e);
   handler_start started;
   try {
     started = e->ops->invoke(*this, *e);
@@ -4172,7 +4215,7 @@ inline int actor_cell::settle_task() {
       task_ = {};
       task_promise_ = nullptr;
       envelope* e = std::exchange(current_, nullptr);
-      if (core_->instrumented()) [[unlikely]]
+      if (instrumented_) [[unlikely]]
         core_->on_handler_end(this, e, error != nullptr);
       if (error) {
         fail(std::move(error), e);

@@ -155,7 +155,8 @@ class runtime_core {
                                               ">() after shutdown began");
     };
     if (!accepting()) throw refuse();
-    auto* cell = new typed_cell<A>(this, next_id_.fetch_add(1, std::memory_order_relaxed));
+    auto* cell =
+        new typed_cell<A>(this, next_id_.fetch_add(1, std::memory_order_relaxed), instrumented_);
     try {
       build(*cell);
     } catch (...) {
@@ -330,7 +331,16 @@ class runtime_core {
     if (e->correlation == 0) e->correlation = next_correlation();
     const thread_identity& id = this_thread_identity;
     e->causation = id.core == this ? id.message : 0;
-    if (metrics_on_) target->extras()->stats.queued();
+    if (metrics_on_) {
+      target->extras()->stats.queued();
+      if (e->ops->reply_of != nullptr) {
+        const std::size_t entry =
+            message_stats_->index_of(e->ops, target->ops()->type_name, e->ops->message_type);
+        if (entry < message_table::capacity) {
+          e->ops->reply_of(*e)->time_round_trip(static_cast<std::uint32_t>(entry + 1), e->queued);
+        }
+      }
+    }
     if (trace_ != nullptr) {
       trace_event t = trace_of(trace_point::send, target, e);
       t.time = t.queued;
@@ -379,6 +389,12 @@ class runtime_core {
     if (!metrics_on_ || cell == nullptr || cell->core() != this) return nullptr;
     watch_state* x = cell->extras();
     return x != nullptr ? &x->stats : nullptr;
+  }
+
+  void record_round_trip(std::size_t entry, std::int64_t asked) noexcept {
+    if (message_stats* m = message_stats_->at(entry)) {
+      m->ask_round_trip.record(elapsed_ns(asked, metrics_now()));
+    }
   }
 
   void count_topic(std::string_view subject, std::size_t deliveries) noexcept {
@@ -895,9 +911,15 @@ void destroy_ask(envelope* e) noexcept {
   delete static_cast<ask_envelope<M, R>*>(e);
 }
 
+template <class M, class R>
+reply_slot_base* ask_reply_of(envelope& e) noexcept {
+  return static_cast<ask_envelope<M, R>&>(e).slot;
+}
+
 template <class A, class M, class R>
 inline constexpr envelope_ops ask_ops{&invoke_ask<A, M, R>, &destroy_ask<M, R>, type_name<M>(),
-                                      &ask_task_done<M, R>, &ask_abort<M, R>};
+                                      &ask_task_done<M, R>, &ask_abort<M, R>,   nullptr,
+                                      &ask_reply_of<M, R>};
 
 // Completes an ask with error(timeout) when its deadline passes first.
 class ask_timeout_task final : public timer_task {
@@ -945,9 +967,6 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
     slot->release();
     throw;
   }
-  if (core->metrics_on()) [[unlikely]] {
-    slot->time_round_trip(core->stats_for(target, &ask_ops<A, M, R>), metrics_now());
-  }
   core->timers().schedule(core->now() + timeout, std::make_unique<ask_timeout_task>(slot, timeout),
                           &slot->timer_);
   core->post(target, e, true);
@@ -993,8 +1012,8 @@ inline void reply_slot_base::publish() noexcept {
   // Cancel first, so that whoever sees the ask done also sees its timer gone. Destroying the
   // cancelled task drops its reference; the caller still holds one.
   static_cast<void>(core()->timers().cancel(&timer_));
-  if (round_trip_ != nullptr) [[unlikely]] {
-    round_trip_->ask_round_trip.record(elapsed_ns(asked_, metrics_now()));
+  if (round_trip_entry_ != 0) [[unlikely]] {
+    core()->record_round_trip(round_trip_entry_ - 1, asked_);
   }
   state_.store(state_done, std::memory_order_release);
   state_.notify_all();
@@ -1064,11 +1083,16 @@ inline activation actor_cell::run(std::size_t batch) {
       finalize();
       return activation::finished;
     }
-    if (core_->instrumented()) [[unlikely]]
-      this_thread_identity.message = current_->correlation;
-    resume_point_.resume();
-    const int settled = settle_task();
-    this_thread_identity.message = 0;
+    int settled;
+    if (instrumented_) [[unlikely]] {
+      this_thread_identity.message = current_->correlation;  // the causation of its sends
+      resume_point_.resume();
+      settled = settle_task();
+      this_thread_identity.message = 0;
+    } else {
+      resume_point_.resume();
+      settled = settle_task();
+    }
     if (settled < 0) return activation::finished;
     if (settled == 0) return after_suspension();
   }
@@ -1106,7 +1130,7 @@ inline activation actor_cell::run(std::size_t batch) {
     }
     if (bounded && !account_bounded_pop(e)) [[unlikely]]
       continue;
-    const int outcome = dispatch(e);
+    const int outcome = instrumented_ ? dispatch_instrumented(e) : dispatch(e);
     if (outcome < 0) return activation::finished;
     if (outcome == 0) return after_suspension();
   }
@@ -1271,8 +1295,6 @@ inline activation actor_cell::after_suspension() noexcept {
 }
 
 inline int actor_cell::dispatch(envelope* e) {
-  if (core_->instrumented()) [[unlikely]]
-    return dispatch_instrumented(e);
   handler_start started;
   try {
     started = e->ops->invoke(*this, *e);
@@ -1337,7 +1359,7 @@ inline int actor_cell::settle_task() {
       task_ = {};
       task_promise_ = nullptr;
       envelope* e = std::exchange(current_, nullptr);
-      if (core_->instrumented()) [[unlikely]]
+      if (instrumented_) [[unlikely]]
         core_->on_handler_end(this, e, error != nullptr);
       if (error) {
         fail(std::move(error), e);

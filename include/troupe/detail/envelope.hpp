@@ -19,6 +19,7 @@
 namespace troupe::detail {
 
 struct envelope;
+class reply_slot_base;
 
 // What starting a handler produced: nothing to drive (it returned) or a task frame to drive.
 struct handler_start {
@@ -40,6 +41,8 @@ struct envelope_ops {
   // Work-queue items only: the item was not handled; the queue takes it back (to redeliver it)
   // and says how to record this attempt (handler_failed, or retries_exhausted on the last).
   dead_letter_reason (*reroute)(envelope& e, dead_letter_reason reason) noexcept = nullptr;
+  // Asks only: the reply state (metrics time the round trip on it).
+  reply_slot_base* (*reply_of)(envelope& e) noexcept = nullptr;
 };
 
 // A message in flight. `next` links it into a mailbox; it is written by the sender before the

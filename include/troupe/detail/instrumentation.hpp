@@ -80,6 +80,16 @@ class message_table {
 
   message_stats* find(const envelope_ops* ops, std::string_view actor_type,
                       std::string_view message_type) noexcept {
+    const std::size_t i = index_of(ops, actor_type, message_type);
+    return i < capacity ? at(i) : nullptr;
+  }
+  // The entry at an index that index_of returned (null if its allocation failed).
+  message_stats* at(std::size_t i) noexcept {
+    return slots_[i].stats.load(std::memory_order_acquire);
+  }
+  // The index of the entry of `ops`, inserted if new; capacity if the table is full.
+  std::size_t index_of(const envelope_ops* ops, std::string_view actor_type,
+                       std::string_view message_type) noexcept {
     std::size_t i = hash(ops);
     for (std::size_t probe = 0; probe < capacity; ++probe, i = (i + 1) % capacity) {
       slot& s = slots_[i];
@@ -93,18 +103,18 @@ class message_table {
           }
           s.stats.store(stats, std::memory_order_release);
           s.ready.store(true, std::memory_order_release);
-          return stats;
+          return i;
         }
       }
       if (key == ops) {
         // Another thread claimed the slot and is allocating: the wait is once per pair.
         while (!s.ready.load(std::memory_order_acquire)) {
         }
-        return s.stats.load(std::memory_order_acquire);
+        return i;
       }
     }
     untracked_.fetch_add(1, std::memory_order_relaxed);
-    return nullptr;
+    return capacity;
   }
 
   template <class F>

@@ -17,7 +17,6 @@
 namespace troupe::detail {
 
 class timer_task;
-struct message_stats;
 
 // Completion is a claim (one CAS from pending: the winner alone writes the result), then a
 // publish (release store of done, futex notify for blocking waiters), then the waiter: a
@@ -74,9 +73,10 @@ class reply_slot_base {
   // Pending timeout task; read and written only under the timer service's lock.
   timer_task* timer_ = nullptr;
 
-  // Metrics on: when the ask was sent, and where its round trip is recorded on completion.
-  void time_round_trip(message_stats* stats, std::int64_t asked) noexcept {
-    round_trip_ = stats;
+  // Metrics on: when the request was queued, and which entry of the runtime's message table
+  // (index + 1) records the round trip on completion.
+  void time_round_trip(std::uint32_t entry, std::int64_t asked) noexcept {
+    round_trip_entry_ = entry;
     asked_ = asked;
   }
 
@@ -105,13 +105,15 @@ class reply_slot_base {
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<std::uint32_t> state_{state_pending};
   std::atomic<std::uint32_t> waiter_{waiter_none};
+  // Metrics: 0, or the message-table entry + 1 that records this ask's round trip. A 32-bit
+  // index fills padding, so that with asked_ a reply_slot<int> still fits a 128-byte block.
+  std::uint32_t round_trip_entry_ = 0;
   actor_cell* target_;
   std::uint64_t correlation_;
   address asker_;
   actor_cell* wake_cell_ = nullptr;
   std::uint64_t wake_generation_ = 0;
   std::function<void()> callback_;
-  message_stats* round_trip_ = nullptr;
   std::int64_t asked_ = 0;
 };
 
