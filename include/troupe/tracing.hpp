@@ -15,7 +15,8 @@
 namespace troupe {
 
 enum class trace_point : std::uint8_t {
-  send,          // queued in the target's mailbox (not called for refused sends)
+  send,          // being queued in the target's mailbox (a refused send is not traced; one
+                 // that finds the target stopped is traced, then dead-lettered)
   handle_start,  // the target's handler is about to run
   handle_end,    // the handler returned, its task completed, or it threw (`failed`)
 };

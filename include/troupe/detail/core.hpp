@@ -348,28 +348,33 @@ class runtime_core {
     }
   }
 
-  // A worker took `e` from `cell`'s mailbox and its handler starts now.
-  [[gnu::noinline]] void on_handler_start(actor_cell* cell, envelope* e) noexcept {
+  // A worker took `e` from `cell`'s mailbox and its handler starts now. Returns the pair's
+  // histograms (null without metrics), for on_handler_end on the same thread.
+  [[gnu::noinline]] message_stats* on_handler_start(actor_cell* cell, envelope* e) noexcept {
     const std::int64_t now = metrics_now();
     e->started = now;
+    message_stats* m = nullptr;
     if (metrics_on_) {
       cell->extras()->stats.dequeued();
-      if (message_stats* m = stats_for(cell, e->ops)) {
-        m->queue_wait.record(elapsed_ns(e->queued, now));
-      }
+      m = stats_for(cell, e->ops);
+      if (m != nullptr) m->queue_wait.record(elapsed_ns(e->queued, now));
     }
     if (trace_ != nullptr) {
       trace_event t = trace_of(trace_point::handle_start, cell, e);
       t.time = t.started = metrics_time(now);
       trace_->on_event(t);
     }
+    return m;
   }
 
-  // `e`'s handler returned, completed its task, or threw (`failed`).
-  [[gnu::noinline]] void on_handler_end(actor_cell* cell, envelope* e, bool failed) noexcept {
+  // `e`'s handler returned, completed its task, or threw (`failed`). `m`: what
+  // on_handler_start returned, or null to look it up (a task handler may end on another worker).
+  [[gnu::noinline]] void on_handler_end(actor_cell* cell, envelope* e, bool failed,
+                                        message_stats* m = nullptr) noexcept {
     const std::int64_t now = metrics_now();
     if (metrics_on_) {
-      if (message_stats* m = stats_for(cell, e->ops)) {
+      if (m == nullptr) m = stats_for(cell, e->ops);
+      if (m != nullptr) {
         m->service_time.record(elapsed_ns(e->started, now));
         if (failed) m->failed.fetch_add(1, std::memory_order_relaxed);
       }
@@ -1317,20 +1322,20 @@ inline int actor_cell::dispatch(envelope* e) {
 // dispatch with metrics or tracing: the handler's start and end are timed and reported, and
 // the messages it sends name it as their causation.
 inline int actor_cell::dispatch_instrumented(envelope* e) {
-  core_->on_handler_start(this, e);
+  message_stats* const stats = core_->on_handler_start(this, e);
   this_thread_identity.message = e->correlation;
   handler_start started;
   try {
     started = e->ops->invoke(*this, *e);
   } catch (...) {
     this_thread_identity.message = 0;
-    core_->on_handler_end(this, e, true);
+    core_->on_handler_end(this, e, true, stats);
     fail(std::current_exception(), e);
     return -1;
   }
   if (!started.frame) {
     this_thread_identity.message = 0;
-    core_->on_handler_end(this, e, false);
+    core_->on_handler_end(this, e, false, stats);
     finish_message(e);
     return 1;
   }
