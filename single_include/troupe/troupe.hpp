@@ -803,9 +803,10 @@ class reply_slot_base {
 
   // Metrics on: when the request was queued, and which entry of the runtime's message table
   // (index + 1) records the round trip on completion.
+  // The timer thread may complete the ask meanwhile (a timeout): the entry is published last.
   void time_round_trip(std::uint32_t entry, std::int64_t asked) noexcept {
-    round_trip_entry_ = entry;
     asked_ = asked;
+    round_trip_entry_.store(entry, std::memory_order_release);
   }
 
  protected:
@@ -835,7 +836,7 @@ class reply_slot_base {
   std::atomic<std::uint32_t> waiter_{waiter_none};
   // Metrics: 0, or the message-table entry + 1 that records this ask's round trip. A 32-bit
   // index fills padding, so that with asked_ a reply_slot<int> still fits a 128-byte block.
-  std::uint32_t round_trip_entry_ = 0;
+  std::atomic<std::uint32_t> round_trip_entry_{0};
   actor_cell* target_;
   std::uint64_t correlation_;
   address asker_;
@@ -3874,8 +3875,9 @@ inline void reply_slot_base::publish() noexcept {
   // Cancel first, so that whoever sees the ask done also sees its timer gone. Destroying the
   // cancelled task drops its reference; the caller still holds one.
   static_cast<void>(core()->timers().cancel(&timer_));
-  if (round_trip_entry_ != 0) [[unlikely]] {
-    core()->record_round_trip(round_trip_entry_ - 1, asked_);
+  if (const std::uint32_t entry = round_trip_entry_.load(std::memory_order_acquire); entry != 0)
+      [[unlikely]] {
+    core()->record_round_trip(entry - 1, asked_);
   }
   state_.store(state_done, std::memory_order_release);
   state_.notify_all();

@@ -1017,8 +1017,9 @@ inline void reply_slot_base::publish() noexcept {
   // Cancel first, so that whoever sees the ask done also sees its timer gone. Destroying the
   // cancelled task drops its reference; the caller still holds one.
   static_cast<void>(core()->timers().cancel(&timer_));
-  if (round_trip_entry_ != 0) [[unlikely]] {
-    core()->record_round_trip(round_trip_entry_ - 1, asked_);
+  if (const std::uint32_t entry = round_trip_entry_.load(std::memory_order_acquire); entry != 0)
+      [[unlikely]] {
+    core()->record_round_trip(entry - 1, asked_);
   }
   state_.store(state_done, std::memory_order_release);
   state_.notify_all();
