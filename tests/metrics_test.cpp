@@ -447,3 +447,27 @@ TEST_CASE("metrics under concurrent senders stay consistent") {
   rt.shutdown();
   test::require_accounted(rt.metrics().counters);
 }
+
+TEST_CASE("ask round trips are recorded for timed-out asks too") {
+  troupe::runtime rt(metrics_options());
+  auto c = rt.spawn<counter>();
+  // Each nap sleeps 2 ms; with a 1 us timeout most asks time out on the timer thread, some
+  // possibly before their request is even queued.
+  int timed_out = 0;
+  for (int i = 0; i < 50; ++i) {
+    try {
+      static_cast<void>(c.ask(nap{}, 1us).get());
+    } catch (const troupe::error& e) {
+      REQUIRE(e.code() == troupe::errc::timeout);
+      ++timed_out;
+    }
+  }
+  REQUIRE(timed_out > 0);
+  REQUIRE(c.ask(nap{}).get() == 0);
+  const auto m = rt.metrics();
+  const auto* naps = find(m, "counter", "nap");
+  REQUIRE(naps != nullptr);
+  REQUIRE(naps->ask_round_trip.count() >= 1);
+  REQUIRE(naps->ask_round_trip.count() <= 51);
+  rt.shutdown();
+}
