@@ -28,6 +28,10 @@
 
 #include <troupe/troupe.hpp>
 
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
+
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 
@@ -191,11 +195,20 @@ int main(int argc, char** argv) {
   const auto interval = std::chrono::duration<double, std::nano>(1e9 / rate);
   std::printf("offering %.0f msgs/s for %.1f s through %d hops on %d threads (%llu messages)\n",
               rate, duration, hops, threads, static_cast<unsigned long long>(total));
+  // How late the sender itself was (sleep_until overshoots by the OS timer slack and scheduling):
+  // part of every latency below, as it would be for a real client on this machine.
+  troupe::latency_histogram sender_lag;
+#if defined(__linux__)
+  // Linux lets a sleeping thread wake up to 50 us late by default (timer slack): ask for 1 ns.
+  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+#endif
   const auto start = steady::now() + 10ms;
   for (std::uint64_t i = 0; i < total; ++i) {
     const auto intended =
         start + std::chrono::duration_cast<steady::duration>(interval * static_cast<double>(i));
     std::this_thread::sleep_until(intended);  // pacing the load, not synchronising
+    sender_lag.record(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - intended));
     head.send(probe{intended});
   }
   const auto give_up = steady::now() + 30s;
@@ -221,6 +234,7 @@ int main(int argc, char** argv) {
                 fmt(static_cast<std::uint64_t>(h.percentile(p).count())).c_str());
   }
   std::printf("  %-8s %12s\n", "max", fmt(static_cast<std::uint64_t>(h.max().count())).c_str());
+  std::printf("of which the sender's own lateness: %s\n", troupe::summarize(sender_lag).c_str());
 
   const auto bins = log_bins(h, 24);
   std::uint64_t peak = 1;
