@@ -2774,9 +2774,10 @@ struct trace_event {
 };
 
 // Installed per runtime (runtime_options::trace). Called on the thread where the point is
-// reached (a sender's, a worker's), concurrently from several threads: must be thread-safe,
-// must not block for long and must not throw (a throw is swallowed). It must not send messages
-// to the runtime it observes with a trace hook that traces them again in a loop.
+// reached (a sender's, a worker's), concurrently from several threads: must be thread-safe and
+// must not block for long; on_event is noexcept, so an exception escaping it terminates the
+// program. A message it sends to the runtime it observes is traced too (a send from the hook
+// inside a handler names that handler's message as its causation): beware of loops.
 class trace_hook {
  public:
   virtual ~trace_hook() = default;
