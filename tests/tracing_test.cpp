@@ -1,6 +1,7 @@
 // Tracing hooks (runtime_options::trace): every message is seen sent, started and finished, with
 // its id and the id of the message whose handler sent it; json_lines_trace writes spans.
 #include <algorithm>
+#include <array>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -8,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support.hpp"
@@ -190,4 +192,67 @@ TEST_CASE("json_lines_trace writes one span per handled message") {
   }
   REQUIRE(n == 50);
   REQUIRE(roots == 10);
+}
+
+namespace {
+struct poke {
+  int n;
+};
+struct crash {};
+struct chaotic {
+  int on(poke p) { return p.n; }
+  void on(crash) { throw std::runtime_error("chaos"); }
+};
+}  // namespace
+
+TEST_CASE("tracing and metrics stay consistent under failures, restarts, stops and timeouts") {
+  auto hook = std::make_shared<recorder>();
+  troupe::runtime_options o;
+  o.workers = 2;
+  o.metrics = true;
+  o.trace = hook;
+  o.on_failure = [](const troupe::address&, std::string_view) {};
+  o.on_dead_letter = nullptr;
+  troupe::runtime rt(o);
+  auto sup =
+      rt.spawn<troupe::supervisor>(troupe::one_for_one{.max_restarts = 1'000'000, .within = 1s});
+  std::vector<troupe::ref<chaotic>> supervised, plain;
+  for (int i = 0; i < 4; ++i) supervised.push_back(troupe::start_child<chaotic>(sup, {}));
+  for (int i = 0; i < 4; ++i) plain.push_back(rt.spawn<chaotic>());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 300; ++i) {
+        auto& target = (i + t) % 2 == 0 ? supervised[static_cast<std::size_t>(i % 4)]
+                                        : plain[static_cast<std::size_t>(i % 4)];
+        switch ((i * 7 + t) % 5) {
+          case 0:
+            target.send(crash{});
+            break;
+          case 1:
+            try {
+              static_cast<void>(target.ask(poke{i}, 1ms).get());
+            } catch (const troupe::error&) {
+            }
+            break;
+          default:
+            target.send(poke{i});
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  const auto live = rt.metrics();  // a snapshot while some actors restart
+  static_cast<void>(troupe::to_json(live));
+  rt.shutdown();
+  test::require_accounted(rt.counters());
+
+  std::map<std::uint64_t, std::array<int, 3>> points;
+  for (const auto& e : hook->copy()) ++points[e.message_id][static_cast<std::size_t>(e.point)];
+  for (const auto& [id, n] : points) {
+    INFO("message " << id);
+    REQUIRE(n[0] == 1);     // sent once
+    REQUIRE(n[1] <= 1);     // started at most once (dead-lettered ones never start)
+    REQUIRE(n[2] == n[1]);  // every start has its end (no task handlers here)
+  }
 }
