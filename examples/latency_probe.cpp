@@ -139,8 +139,11 @@ void write_svg(const std::string& path, const std::vector<bin>& bins,
     if (v < lo || v > hi) continue;
     const double x = left + plot_w * std::log(v / lo) / std::log(hi / lo);
     svg << "<line x1=\"" << x << "\" y1=\"" << top << "\" x2=\"" << x << "\" y2=\"" << top + plot_h
-        << "\" stroke=\"#c0392b\" stroke-dasharray=\"4 3\"/>\n<text x=\"" << x + 3 << "\" y=\""
-        << top + 12 << "\" fill=\"#c0392b\">p" << p << "</text>\n";
+        << "\" stroke=\"#c0392b\" stroke-dasharray=\"4 3\"/>\n";
+    // Labels near the right edge go on the left of their line, so that they are not cut off.
+    const bool flip = x > left + plot_w - 50;
+    svg << "<text x=\"" << (flip ? x - 3 : x + 3) << "\" y=\"" << top + 12 << "\" text-anchor=\""
+        << (flip ? "end" : "start") << "\" fill=\"#c0392b\">p" << p << "</text>\n";
   }
   svg << "</svg>\n";
 }
