@@ -22,5 +22,6 @@ int main(int argc, char** argv) {
   add_queue_workloads(all);
   add_mailbox_workloads(all);
   add_queue_store_workloads(all);
+  add_metrics_workloads(all);
   return driver::run(argc, argv, "troupe-bench", all);
 }

@@ -145,6 +145,12 @@ class runtime {
 
   // Message and actor counters; exact once the runtime is quiet or shut down.
   [[nodiscard]] runtime_counters counters() const noexcept { return core_->snapshot(); }
+  // Runtime metrics (runtime_options::metrics; enabled false and empty lists without it):
+  // per-actor counts, latency histograms per actor type x message type, topic deliveries.
+  // Thread-safe; takes the registry lock briefly and copies the histograms (allocates).
+  [[nodiscard]] metrics_snapshot metrics() const { return core_->metrics(); }
+  // Whether this runtime collects metrics (runtime_options::metrics).
+  [[nodiscard]] bool metrics_enabled() const noexcept { return core_->metrics_on(); }
   // Actors spawned and not yet stopped.
   [[nodiscard]] std::size_t live_actors() const noexcept { return core_->live_actors(); }
   // The number of worker threads (runtime_options::workers resolved).

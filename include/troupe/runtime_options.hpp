@@ -4,9 +4,11 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <string_view>
 
 #include <troupe/detail/fwd.hpp>
+#include <troupe/tracing.hpp>
 
 namespace troupe {
 
@@ -34,6 +36,12 @@ struct runtime_options {
   // Called for every supervision event (child started, failed, restarted, stopped; a
   // supervisor giving up); any thread, must be thread-safe and not block.
   std::function<void(const supervision_event&)> on_supervision{};
+  // Collect runtime metrics (runtime::metrics(): per-actor counts, per actor type x message type
+  // queue-wait and service-time histograms, ask round trips, topic deliveries). Off: the message
+  // path pays one predictable branch; on: see docs/performance.md for the cost.
+  bool metrics = false;
+  // Sees every message sent, started and finished (see tracing.hpp); null: no tracing.
+  std::shared_ptr<trace_hook> trace{};
 };
 
 }  // namespace troupe

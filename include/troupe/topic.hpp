@@ -261,11 +261,14 @@ inline std::pair<std::uint64_t, std::size_t> publish_retained(runtime_core* core
   std::lock_guard lock(log.mutex);
   const std::uint64_t offset = log.append(erased);
   const auto r = core->topics().route_for(log.subject, log.event_type);
+  std::size_t delivered = 0;
   if (r->empty()) {
     core->count_unrouted();
-    return {offset, 0};
+  } else {
+    delivered = deliver_route(core, *r, erased, offset);
   }
-  return {offset, deliver_route(core, *r, erased, offset)};
+  if (core->metrics_on()) core->count_topic(log.subject, delivered);
+  return {offset, delivered};
 }
 
 template <class E>
@@ -280,9 +283,12 @@ std::size_t publish_event(runtime_core* core, std::string_view subject,
   }
   if (r->empty()) {
     core->count_unrouted();
+    if (core->metrics_on()) core->count_topic(subject, 0);
     return 0;
   }
-  return deliver_route(core, *r, std::move(event), no_offset);
+  const std::size_t delivered = deliver_route(core, *r, std::move(event), no_offset);
+  if (core->metrics_on()) core->count_topic(subject, delivered);
+  return delivered;
 }
 
 template <class E, class A>

@@ -11,6 +11,7 @@
 #include <troupe/latency_histogram.hpp>
 #include <troupe/mailbox.hpp>
 #include <troupe/metrics.hpp>
+#include <troupe/metrics_export.hpp>
 #include <troupe/monitor.hpp>
 #include <troupe/queue.hpp>
 #include <troupe/ref.hpp>
@@ -19,3 +20,4 @@
 #include <troupe/supervisor.hpp>
 #include <troupe/task.hpp>
 #include <troupe/topic.hpp>
+#include <troupe/tracing.hpp>

@@ -680,6 +680,7 @@ class context {
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <tuple>
 
 // ---- begin troupe/ask.hpp ----
 // Request-reply: ref<A>::ask(message) returns a troupe::reply<R>; a handler's return value (or
@@ -729,6 +730,9 @@ struct thread_identity {
   counter_slot* counters = nullptr;  // null on internal threads without their own block
   void* worker = nullptr;
   actor_cell* cell = nullptr;  // the actor this worker is running right now
+  // Metrics or tracing on: the id of the message whose handler runs now (the causation of the
+  // messages it sends); 0 outside handlers.
+  std::uint64_t message = 0;
 };
 inline thread_local constinit thread_identity this_thread_identity;
 
@@ -849,6 +853,14 @@ class reply_slot_base {
   // Pending timeout task; read and written only under the timer service's lock.
   timer_task* timer_ = nullptr;
 
+  // Metrics on: when the request was queued, and which entry of the runtime's message table
+  // (index + 1) records the round trip on completion.
+  // The timer thread may complete the ask meanwhile (a timeout): the entry is published last.
+  void time_round_trip(std::uint32_t entry, std::int64_t asked) noexcept {
+    asked_ = asked;
+    round_trip_entry_.store(entry, std::memory_order_release);
+  }
+
  protected:
   bool claim() noexcept {
     std::uint32_t expected = state_pending;
@@ -874,12 +886,16 @@ class reply_slot_base {
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<std::uint32_t> state_{state_pending};
   std::atomic<std::uint32_t> waiter_{waiter_none};
+  // Metrics: 0, or the message-table entry + 1 that records this ask's round trip. A 32-bit
+  // index fills padding, so that with asked_ a reply_slot<int> still fits a 128-byte block.
+  std::atomic<std::uint32_t> round_trip_entry_{0};
   actor_cell* target_;
   std::uint64_t correlation_;
   address asker_;
   actor_cell* wake_cell_ = nullptr;
   std::uint64_t wake_generation_ = 0;
   std::function<void()> callback_;
+  std::int64_t asked_ = 0;
 };
 
 template <class R>
@@ -1217,6 +1233,7 @@ struct dead_letter {
 namespace troupe::detail {
 
 struct envelope;
+class reply_slot_base;
 
 // What starting a handler produced: nothing to drive (it returned) or a task frame to drive.
 struct handler_start {
@@ -1238,15 +1255,33 @@ struct envelope_ops {
   // Work-queue items only: the item was not handled; the queue takes it back (to redeliver it)
   // and says how to record this attempt (handler_failed, or retries_exhausted on the last).
   dead_letter_reason (*reroute)(envelope& e, dead_letter_reason reason) noexcept = nullptr;
+  // Asks only: the reply state (metrics time the round trip on it).
+  reply_slot_base* (*reply_of)(envelope& e) noexcept = nullptr;
 };
 
 // A message in flight. `next` links it into a mailbox; it is written by the sender before the
 // mailbox's publishing CAS (release) and read by the receiver after its acquire, so it needs no
-// atomic of its own. Small messages fit with this 24-byte header in one 64-byte pool block.
+// atomic of its own. Messages of up to 24 bytes fit with this 40-byte header in one 64-byte
+// pool block.
 struct envelope {
-  envelope* next = nullptr;
+  envelope() noexcept : next(nullptr) {}
+  envelope(envelope* n, const envelope_ops* o, std::uint64_t c) noexcept
+      : next(n), ops(o), correlation(c) {}
+
+  union {
+    envelope* next;
+    // Metrics and tracing: once popped (the mailbox no longer links it), when its handler
+    // started (metrics_now()).
+    std::int64_t started;
+  };
   const envelope_ops* ops = nullptr;
   std::uint64_t correlation = 0;
+  // Metrics and tracing only, so left unwritten (no cost) by runtimes without them: written by
+  // the send path and read by the handling worker of a runtime with them, and by no one else.
+  // `causation`: the id of the message whose handler sent this one (0: none). `queued`: when it
+  // was queued (metrics_now()).
+  std::uint64_t causation;
+  std::int64_t queued;
 
   void destroy() noexcept { ops->destroy(this); }
 };
@@ -1273,6 +1308,418 @@ void destroy_envelope(envelope* e) noexcept {
 
 }  // namespace troupe::detail
 // ---- end troupe/detail/envelope.hpp ----
+// ---- begin troupe/detail/instrumentation.hpp ----
+// Internal: the storage behind runtime metrics — per-actor counters and, per actor type x
+// message type, latency histograms in a fixed lock-free table.
+
+#include <map>
+
+// ---- begin troupe/latency_histogram.hpp ----
+// troupe::latency_histogram: a lock-free, constant-memory latency histogram with log-linear
+// buckets (in the manner of HdrHistogram), usable on its own by user code.
+
+#include <array>
+#include <bit>
+#include <cmath>
+#include <limits>
+
+namespace troupe {
+
+// Records durations in nanoseconds. Buckets are exact below 128 ns; above, each power of two is
+// split into 64 equal buckets, so a value read back (the middle of its bucket) is within 1/128
+// (0.78%) of the recorded one, up to 2^44 ns (4.9 hours); larger values count in the last bucket
+// (min, max and mean stay exact). Memory is constant (about 20 KB), whatever is recorded.
+//
+// Thread safety: every member function may be called from any number of threads at once.
+// record() is lock-free (relaxed atomic adds, no allocation). A reader that runs while writers
+// record sees each value either counted or not yet, so percentiles, count and mean may briefly
+// disagree by the values in flight; they are exact once the writers are quiet. reset() racing
+// with record() may keep or drop the racing values.
+class latency_histogram {
+ public:
+  // Values below this are counted exactly, one bucket per nanosecond.
+  static constexpr std::uint64_t exact_below = 128;
+  // Buckets per power of two above exact_below.
+  static constexpr unsigned sub_buckets = 64;
+  // The largest value with its own bucket (2^44 - 1 ns, about 4.9 hours).
+  static constexpr std::uint64_t highest_trackable = (std::uint64_t{1} << 44) - 1;
+  static constexpr std::size_t bucket_count =
+      exact_below + (44 - 7) * static_cast<std::size_t>(sub_buckets);
+
+  latency_histogram() noexcept { reset(); }
+  // Copies are snapshots of `other` (see the thread-safety note above).
+  latency_histogram(const latency_histogram& other) noexcept {
+    reset();
+    merge(other);
+  }
+  latency_histogram& operator=(const latency_histogram& other) noexcept {
+    if (this != &other) {
+      reset();
+      merge(other);
+    }
+    return *this;
+  }
+
+  // Records one value. Lock-free, never throws; negative durations count as 0.
+  void record(std::chrono::nanoseconds value) noexcept {
+    record(value.count() < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(value.count()));
+  }
+  void record(std::uint64_t ns) noexcept { record_n(ns, 1); }
+
+  // Records `n` occurrences of the same value at once.
+  void record_n(std::uint64_t ns, std::uint64_t n) noexcept {
+    if (n == 0) return;
+    buckets_[bucket_of(ns)].fetch_add(n, std::memory_order_relaxed);
+    count_.fetch_add(n, std::memory_order_relaxed);
+    sum_.fetch_add(saturating_mul(ns, n), std::memory_order_relaxed);
+    raise(max_, ns);
+    lower(min_, ns);
+  }
+
+  // Records `value` measured by a loop that meant to take one sample every `expected_interval`
+  // (coordinated-omission correction): a value longer than the interval stalled the samples
+  // that should have been taken meanwhile, so value - interval, value - 2*interval, ... down to
+  // the interval are recorded too, as the missed samples would have seen them. Cost: at most
+  // one bucket update per bucket the stall spans, not per missed sample. A zero or negative
+  // interval records `value` alone.
+  void record_corrected(std::chrono::nanoseconds value,
+                        std::chrono::nanoseconds expected_interval) noexcept {
+    const std::uint64_t v =
+        value.count() < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(value.count());
+    record(v);
+    if (expected_interval.count() <= 0) return;
+    const auto interval = static_cast<std::uint64_t>(expected_interval.count());
+    if (v < 2 * interval) return;
+    // The missed samples form the sequence v - k*interval >= interval; walk it bucket by bucket.
+    std::uint64_t next = v - interval;
+    std::uint64_t added = 0;
+    std::uint64_t added_sum = 0;
+    std::uint64_t last = next;
+    for (;;) {
+      const std::size_t b = bucket_of(next);
+      const std::uint64_t floor = std::max(lowest_in(b), interval);
+      const std::uint64_t k = (next - floor) / interval + 1;  // missed samples in this bucket
+      buckets_[b].fetch_add(k, std::memory_order_relaxed);
+      added += k;
+      // Their sum, k*next - interval*k*(k-1)/2, saturated rather than wrapped.
+      const long double s = static_cast<long double>(k) * static_cast<long double>(next) -
+                            static_cast<long double>(interval) * static_cast<long double>(k) *
+                                static_cast<long double>(k - 1) / 2;
+      added_sum = saturating_add(added_sum, to_u64(s));
+      last = next - (k - 1) * interval;
+      if (last < 2 * interval) break;  // the next one would fall below the interval
+      next = last - interval;
+    }
+    count_.fetch_add(added, std::memory_order_relaxed);
+    sum_.fetch_add(added_sum, std::memory_order_relaxed);
+    lower(min_, last);
+  }
+
+  // Adds every value recorded in `other` (which may be recording meanwhile). merge of the
+  // histograms of two sets of values equals the histogram of their union.
+  void merge(const latency_histogram& other) noexcept {
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < bucket_count; ++i) {
+      const std::uint64_t n = other.buckets_[i].load(std::memory_order_relaxed);
+      if (n != 0) {
+        buckets_[i].fetch_add(n, std::memory_order_relaxed);
+        total += n;
+      }
+    }
+    if (total == 0) return;
+    count_.fetch_add(total, std::memory_order_relaxed);
+    sum_.fetch_add(other.sum_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    raise(max_, other.max_.load(std::memory_order_relaxed));
+    lower(min_, other.min_.load(std::memory_order_relaxed));
+  }
+
+  // Forgets every value.
+  void reset() noexcept {
+    for (auto& b : buckets_) b.store(0, std::memory_order_relaxed);
+    count_.store(0, std::memory_order_relaxed);
+    sum_.store(0, std::memory_order_relaxed);
+    max_.store(0, std::memory_order_relaxed);
+    min_.store(std::numeric_limits<std::uint64_t>::max(), std::memory_order_relaxed);
+  }
+
+  // Values recorded.
+  [[nodiscard]] std::uint64_t count() const noexcept {
+    return count_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool empty() const noexcept { return count() == 0; }
+
+  // The value below or at which `p` percent of the recorded values lie (p in [0, 100], clamped),
+  // within the bucket precision and never outside [min(), max()]; 0 when empty. percentile(100)
+  // is max() exactly.
+  [[nodiscard]] std::chrono::nanoseconds percentile(double p) const noexcept {
+    std::uint64_t total = 0;
+    for (const auto& b : buckets_) total += b.load(std::memory_order_relaxed);
+    if (total == 0) return std::chrono::nanoseconds{0};
+    if (!(p > 0)) p = 0;  // also NaN
+    if (p >= 100) return max();
+    auto rank = static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(total)));
+    rank = std::clamp<std::uint64_t>(rank, 1, total);
+    std::uint64_t seen = 0;
+    std::size_t i = 0;
+    for (; i < bucket_count; ++i) {
+      seen += buckets_[i].load(std::memory_order_relaxed);
+      if (seen >= rank) break;
+    }
+    if (i == bucket_count) i = bucket_count - 1;
+    const std::uint64_t lo = min_.load(std::memory_order_relaxed);
+    const std::uint64_t hi = max_.load(std::memory_order_relaxed);
+    std::uint64_t v = representative(i);
+    if (hi >= lo) v = std::clamp(v, lo, hi);
+    return std::chrono::nanoseconds{static_cast<std::int64_t>(v)};
+  }
+
+  // The largest and smallest recorded values, exactly; 0 when empty.
+  [[nodiscard]] std::chrono::nanoseconds max() const noexcept {
+    return std::chrono::nanoseconds{
+        static_cast<std::int64_t>(max_.load(std::memory_order_relaxed))};
+  }
+  [[nodiscard]] std::chrono::nanoseconds min() const noexcept {
+    const std::uint64_t m = min_.load(std::memory_order_relaxed);
+    return std::chrono::nanoseconds{
+        m == std::numeric_limits<std::uint64_t>::max() ? 0 : static_cast<std::int64_t>(m)};
+  }
+  // The arithmetic mean of the recorded values (exact while their total stays below 2^64 ns,
+  // 584 years); 0 when empty.
+  [[nodiscard]] std::chrono::duration<double, std::nano> mean() const noexcept {
+    const std::uint64_t n = count();
+    if (n == 0) return std::chrono::duration<double, std::nano>{0};
+    return std::chrono::duration<double, std::nano>{
+        static_cast<double>(sum_.load(std::memory_order_relaxed)) / static_cast<double>(n)};
+  }
+  // The sum of the recorded values, in nanoseconds (modulo 2^64).
+  [[nodiscard]] std::uint64_t total_ns() const noexcept {
+    return sum_.load(std::memory_order_relaxed);
+  }
+
+  // The bucket a value falls in, and the range of values of a bucket: for export and plots.
+  [[nodiscard]] static constexpr std::size_t bucket_of(std::uint64_t ns) noexcept {
+    if (ns < exact_below) return static_cast<std::size_t>(ns);
+    if (ns > highest_trackable) ns = highest_trackable;
+    const unsigned e = static_cast<unsigned>(std::bit_width(ns)) - 1;  // 7..43
+    const unsigned shift = e - 6;
+    const auto sub = static_cast<std::size_t>((ns >> shift) - sub_buckets);
+    return exact_below + (e - 7) * static_cast<std::size_t>(sub_buckets) + sub;
+  }
+  [[nodiscard]] static constexpr std::uint64_t lowest_in(std::size_t bucket) noexcept {
+    if (bucket < exact_below) return bucket;
+    const std::size_t k = bucket - exact_below;
+    const unsigned e = static_cast<unsigned>(k / sub_buckets) + 7;
+    const std::uint64_t sub = k % sub_buckets;
+    return (sub_buckets + sub) << (e - 6);
+  }
+  [[nodiscard]] static constexpr std::uint64_t highest_in(std::size_t bucket) noexcept {
+    if (bucket < exact_below) return bucket;
+    const std::size_t k = bucket - exact_below;
+    const unsigned e = static_cast<unsigned>(k / sub_buckets) + 7;
+    return lowest_in(bucket) + (std::uint64_t{1} << (e - 6)) - 1;
+  }
+  // The value reported for a bucket: its middle.
+  [[nodiscard]] static constexpr std::uint64_t representative(std::size_t bucket) noexcept {
+    return lowest_in(bucket) + (highest_in(bucket) - lowest_in(bucket)) / 2;
+  }
+  // Values counted in one bucket (a recent value while writers record).
+  [[nodiscard]] std::uint64_t bucket_value_count(std::size_t bucket) const noexcept {
+    return bucket < bucket_count ? buckets_[bucket].load(std::memory_order_relaxed) : 0;
+  }
+
+ private:
+  static void raise(std::atomic<std::uint64_t>& target, std::uint64_t v) noexcept {
+    std::uint64_t cur = target.load(std::memory_order_relaxed);
+    while (v > cur && !target.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+    }
+  }
+  static void lower(std::atomic<std::uint64_t>& target, std::uint64_t v) noexcept {
+    std::uint64_t cur = target.load(std::memory_order_relaxed);
+    while (v < cur && !target.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+    }
+  }
+  static std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) noexcept {
+    return a > std::numeric_limits<std::uint64_t>::max() - b
+               ? std::numeric_limits<std::uint64_t>::max()
+               : a + b;
+  }
+  static std::uint64_t saturating_mul(std::uint64_t a, std::uint64_t n) noexcept {
+    if (n == 1) return a;
+    return a > std::numeric_limits<std::uint64_t>::max() / n
+               ? std::numeric_limits<std::uint64_t>::max()
+               : a * n;
+  }
+  static std::uint64_t to_u64(long double v) noexcept {
+    if (!(v > 0)) return 0;
+    if (v >= 18446744073709551615.0L) return std::numeric_limits<std::uint64_t>::max();
+    return static_cast<std::uint64_t>(v);
+  }
+
+  std::array<std::atomic<std::uint64_t>, bucket_count> buckets_;
+  std::atomic<std::uint64_t> count_;
+  std::atomic<std::uint64_t> sum_;
+  std::atomic<std::uint64_t> max_;
+  std::atomic<std::uint64_t> min_;
+};
+
+}  // namespace troupe
+// ---- end troupe/latency_histogram.hpp ----
+
+namespace troupe::detail {
+
+struct envelope_ops;
+
+// Metrics time: steady_clock nanoseconds, read only when metrics or tracing are on.
+inline std::int64_t metrics_now() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+inline std::chrono::steady_clock::time_point metrics_time(std::int64_t ns) noexcept {
+  return std::chrono::steady_clock::time_point(
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::nanoseconds(ns)));
+}
+inline std::uint64_t elapsed_ns(std::int64_t from, std::int64_t to) noexcept {
+  return to > from ? static_cast<std::uint64_t>(to - from) : 0;
+}
+
+// One actor's counters. handled is written by the worker running the actor; the rest by any
+// thread (relaxed atomic adds: metrics need no ordering).
+struct actor_stats {
+  std::atomic<std::uint64_t> handled{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> restarts{0};
+  std::atomic<std::uint64_t> dead_letters{0};
+  std::atomic<std::int64_t> depth{0};
+  std::atomic<std::int64_t> high_water{0};
+
+  void queued() noexcept {
+    const std::int64_t d = depth.fetch_add(1, std::memory_order_relaxed) + 1;
+    std::int64_t h = high_water.load(std::memory_order_relaxed);
+    while (d > h && !high_water.compare_exchange_weak(h, d, std::memory_order_relaxed)) {
+    }
+  }
+  void dequeued() noexcept { depth.fetch_sub(1, std::memory_order_relaxed); }
+};
+
+// One actor type x message type (one envelope_ops table: a plain send, an ask, an event or a
+// work-queue item of that pair each have their own; the snapshot merges equal names).
+struct message_stats {
+  std::string_view actor_type;
+  std::string_view message_type;
+  latency_histogram queue_wait;
+  latency_histogram service_time;
+  latency_histogram ask_round_trip;
+  std::atomic<std::uint64_t> failed{0};
+};
+
+// Open addressing on the envelope_ops address, insert-only, lock-free lookups. A pair seen for
+// the first time allocates its histograms (once); past `capacity` pairs, the rest are counted
+// in `untracked` only.
+class message_table {
+ public:
+  static constexpr std::size_t capacity = 1024;
+
+  message_table() = default;
+  message_table(const message_table&) = delete;
+  message_table& operator=(const message_table&) = delete;
+  ~message_table() {
+    for (auto& s : slots_) delete s.stats.load(std::memory_order_relaxed);
+  }
+
+  message_stats* find(const envelope_ops* ops, std::string_view actor_type,
+                      std::string_view message_type) noexcept {
+    const std::size_t i = index_of(ops, actor_type, message_type);
+    return i < capacity ? at(i) : nullptr;
+  }
+  // The entry at an index that index_of returned (null if its allocation failed).
+  message_stats* at(std::size_t i) noexcept {
+    return slots_[i].stats.load(std::memory_order_acquire);
+  }
+  // The index of the entry of `ops`, inserted if new; capacity if the table is full.
+  std::size_t index_of(const envelope_ops* ops, std::string_view actor_type,
+                       std::string_view message_type) noexcept {
+    std::size_t i = hash(ops);
+    for (std::size_t probe = 0; probe < capacity; ++probe, i = (i + 1) % capacity) {
+      slot& s = slots_[i];
+      const envelope_ops* key = s.key.load(std::memory_order_acquire);
+      if (key == nullptr) {
+        if (s.key.compare_exchange_strong(key, ops, std::memory_order_acq_rel)) {
+          auto* stats = new (std::nothrow) message_stats;
+          if (stats != nullptr) {
+            stats->actor_type = actor_type;
+            stats->message_type = message_type;
+          }
+          s.stats.store(stats, std::memory_order_release);
+          s.ready.store(true, std::memory_order_release);
+          return i;
+        }
+      }
+      if (key == ops) {
+        // Another thread claimed the slot and is allocating: the wait is once per pair.
+        while (!s.ready.load(std::memory_order_acquire)) {
+        }
+        return i;
+      }
+    }
+    untracked_.fetch_add(1, std::memory_order_relaxed);
+    return capacity;
+  }
+
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& s : slots_) {
+      if (!s.ready.load(std::memory_order_acquire)) continue;
+      if (const message_stats* m = s.stats.load(std::memory_order_acquire)) f(*m);
+    }
+  }
+
+ private:
+  struct slot {
+    std::atomic<const envelope_ops*> key{nullptr};
+    std::atomic<message_stats*> stats{nullptr};
+    std::atomic<bool> ready{false};
+  };
+  static std::size_t hash(const envelope_ops* p) noexcept {
+    return static_cast<std::size_t>(
+               (reinterpret_cast<std::uintptr_t>(p) >> 3) * 0x9E3779B97F4A7C15ULL >> 40) %
+           capacity;
+  }
+  slot slots_[capacity];
+  std::atomic<std::uint64_t> untracked_{0};
+};
+
+// Publishes and deliveries per subject; a mutex, paid once per publish, only with metrics on.
+class topic_stats {
+ public:
+  void count(std::string_view subject, std::size_t deliveries) noexcept {
+    try {
+      std::lock_guard lock(mutex_);
+      auto it = by_subject_.find(subject);
+      if (it == by_subject_.end()) it = by_subject_.emplace(std::string(subject), entry{}).first;
+      ++it->second.published;
+      it->second.deliveries += deliveries;
+    } catch (...) {  // out of memory: this publish goes uncounted here (runtime_counters has it)
+    }
+  }
+  template <class F>
+  void for_each(F&& f) const {
+    std::lock_guard lock(mutex_);
+    for (const auto& [subject, e] : by_subject_) f(subject, e.published, e.deliveries);
+  }
+
+ private:
+  struct entry {
+    std::uint64_t published = 0;
+    std::uint64_t deliveries = 0;
+  };
+  mutable std::mutex mutex_;
+  std::map<std::string, entry, std::less<>> by_subject_;
+};
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/instrumentation.hpp ----
 // ---- begin troupe/detail/mailbox.hpp ----
 // Internal: the actor mailbox, a lock-free multi-producer single-consumer queue whose one
 // atomic word also says whether the actor is idle, so that a send both enqueues and, when the
@@ -1533,6 +1980,8 @@ struct watch_state {
   std::atomic<std::size_t> depth{0};
   std::atomic<std::size_t> room_waiter_count{0};
   std::vector<std::pair<actor_cell*, std::uint64_t>> room_waiters;
+  // Runtime metrics (runtime_options::metrics): the record exists from spawn on.
+  actor_stats stats;
 };
 
 // What one activation of an actor on a worker ended with.
@@ -1549,8 +1998,8 @@ enum class activation {
 // hand it from one thread to the next with release/acquire).
 class actor_cell : public context {
  public:
-  actor_cell(runtime_core* core, const cell_ops* ops, std::uint64_t id) noexcept
-      : core_(core), ops_(ops), id_(id) {}
+  actor_cell(runtime_core* core, const cell_ops* ops, std::uint64_t id, bool instrumented) noexcept
+      : core_(core), ops_(ops), instrumented_(instrumented), id_(id) {}
   actor_cell(const actor_cell&) = delete;
   actor_cell& operator=(const actor_cell&) = delete;
 
@@ -1598,7 +2047,9 @@ class actor_cell : public context {
   static constexpr std::uint64_t wake_woken = 3;      // woken; the resume is pending
 
   inline int dispatch(envelope* e);  // 1 handled, 0 handler suspended, -1 actor stopped
-  inline int settle_task();          // the same, for the running task handler
+  // The same, with metrics or tracing on.
+  inline int dispatch_instrumented(envelope* e);
+  inline int settle_task();  // the same, for the running task handler
   inline activation after_suspension() noexcept;
   inline void finish_message(envelope* e) noexcept;
   inline void fail(std::exception_ptr error, envelope* failing) noexcept;
@@ -1638,8 +2089,12 @@ class actor_cell : public context {
   std::atomic<std::uint32_t> refs_{1};  // one for the runtime while the actor lives
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> force_stop_{false};
-  bool started_ = false;                 // worker: the first activation happened
-  bool start_ran_ = false;               // worker: on_start returned, so on_stop is due
+  bool started_ = false;        // worker: the first activation happened
+  bool start_ran_ : 1 = false;  // worker: on_start returned, so on_stop is due
+  // The runtime's metrics or tracing are on (constant): the one branch they cost the handling
+  // path when off reads this bit of the record the worker already has in hand (no pointer
+  // chase), and it shares start_ran_'s byte so that the record stays 120 bytes.
+  const bool instrumented_ : 1;
   stop_cause cause_ = stop_cause::none;  // worker
 
  public:
@@ -1702,7 +2157,8 @@ struct actor_constructible
 template <class A>
 class typed_cell final : public actor_cell {
  public:
-  typed_cell(runtime_core* core, std::uint64_t id) noexcept : actor_cell(core, &table, id) {}
+  typed_cell(runtime_core* core, std::uint64_t id, bool instrumented) noexcept
+      : actor_cell(core, &table, id, instrumented) {}
   typed_cell(const typed_cell&) = delete;
   typed_cell& operator=(const typed_cell&) = delete;
   ~typed_cell() {}  // the instance is destroyed explicitly, when the actor stops
@@ -2041,8 +2497,6 @@ class timer_service {
 // Internal: subscriptions to dotted subjects, matched through a trie of tokens.
 
 #include <deque>
-#include <limits>
-#include <map>
 #include <shared_mutex>
 
 namespace troupe::detail {
@@ -2361,7 +2815,8 @@ class topic_registry {
 }  // namespace troupe::detail
 // ---- end troupe/detail/topic_registry.hpp ----
 // ---- begin troupe/metrics.hpp ----
-// Runtime counters: the accounting that lets a test prove sent = handled + dead + rejected.
+// Runtime counters (the accounting that lets a test prove sent = handled + dead + rejected) and
+// the metrics snapshot of a runtime with runtime_options::metrics on.
 
 namespace troupe {
 
@@ -2384,6 +2839,47 @@ struct runtime_counters {
     return static_cast<std::int64_t>(sent) -
            static_cast<std::int64_t>(handled + dead_lettered + rejected);
   }
+};
+
+// One live actor's metrics. `name` is "<type>#<id>" (actors have no other name).
+struct actor_metrics {
+  std::uint64_t id = 0;
+  std::string type;
+  std::string name;
+  std::uint64_t handled = 0;             // messages whose handler finished normally
+  std::uint64_t failed = 0;              // failures (an exception escaped a handler or hook)
+  std::uint64_t restarts = 0;            // restarts by its supervisor
+  std::uint64_t dead_letters = 0;        // messages to it that reached the dead letters
+  std::uint64_t mailbox_depth = 0;       // messages queued now
+  std::uint64_t mailbox_high_water = 0;  // the most ever queued at once
+};
+
+// Latencies of one message type handled by one actor type, in nanoseconds.
+struct message_metrics {
+  std::string actor_type;
+  std::string message_type;
+  latency_histogram queue_wait;      // enqueued -> handler start
+  latency_histogram service_time;    // handler start -> handler end (a task handler's suspensions
+                                     // included)
+  latency_histogram ask_round_trip;  // ask request queued -> reply (or error) available
+  std::uint64_t failed = 0;          // handlers that threw
+};
+
+// Deliveries per topic subject (as published, not as subscribed).
+struct topic_metrics {
+  std::string subject;
+  std::uint64_t published = 0;
+  std::uint64_t deliveries = 0;
+};
+
+// What runtime::metrics() returns. Empty lists (and enabled false) when the runtime was built
+// without runtime_options::metrics. Like runtime_counters, exact once the runtime is quiet.
+struct metrics_snapshot {
+  bool enabled = false;
+  runtime_counters counters;
+  std::vector<actor_metrics> actors;      // live actors, by id
+  std::vector<message_metrics> messages;  // by actor type, then message type
+  std::vector<topic_metrics> topics;      // by subject
 };
 
 }  // namespace troupe
@@ -2475,6 +2971,126 @@ struct std::hash<troupe::ref<A>> : std::hash<troupe::address> {};
 // ---- begin troupe/runtime_options.hpp ----
 // troupe::runtime_options: how a runtime is configured.
 
+// ---- begin troupe/tracing.hpp ----
+// troupe::trace_hook: sees every message sent, started and finished, with its id and the id of
+// the message whose handler sent it (causation); troupe::json_lines_trace writes spans.
+
+#include <fstream>
+#include <ostream>
+
+namespace troupe {
+
+enum class trace_point : std::uint8_t {
+  send,          // being queued in the target's mailbox (a refused send is not traced; one
+                 // that finds the target stopped is traced, then dead-lettered)
+  handle_start,  // the target's handler is about to run
+  handle_end,    // the handler returned, its task completed, or it threw (`failed`)
+};
+
+// One observation. The string views live as long as the program (type names).
+struct trace_event {
+  trace_point point = trace_point::send;
+  // The message's id: an ask's correlation id; for other messages a fresh id from the same
+  // sequence, given when tracing or metrics are on. Unique within a runtime.
+  std::uint64_t message_id = 0;
+  // The id of the message whose handler sent this one; 0 for a root message (sent from outside
+  // any handler: main, a timer, on_start).
+  std::uint64_t causation_id = 0;
+  std::uint64_t actor_id = 0;  // the target
+  std::string_view actor_type;
+  std::string_view message_type;
+  std::chrono::steady_clock::time_point time;  // when this point was reached
+  // handle_start and handle_end: when the message was queued; handle_end: when it started.
+  std::chrono::steady_clock::time_point queued;
+  std::chrono::steady_clock::time_point started;
+  bool failed = false;  // handle_end: the handler threw
+};
+
+// Installed per runtime (runtime_options::trace). Called on the thread where the point is
+// reached (a sender's, a worker's), concurrently from several threads: must be thread-safe and
+// must not block for long; on_event is noexcept, so an exception escaping it terminates the
+// program. A message it sends to the runtime it observes is traced too (a send from the hook
+// inside a handler names that handler's message as its causation): beware of loops.
+class trace_hook {
+ public:
+  virtual ~trace_hook() = default;
+  virtual void on_event(const trace_event& event) noexcept = 0;
+};
+
+// A ready hook: one JSON object per handled message, on one line, at handle_end:
+// {"id":7,"cause":3,"actor":"worker#2","message":"job","queued_ns":..,"start_ns":..,
+//  "end_ns":..,"ok":true}. Times are steady_clock nanoseconds since its epoch. Lines are
+// written whole under a mutex; the stream is flushed by the destructor.
+class json_lines_trace final : public trace_hook {
+ public:
+  // Writes to `out`, which must outlive the hook.
+  explicit json_lines_trace(std::ostream& out) : out_(&out) {}
+  // Writes to the file at `path` (truncated). Throws std::runtime_error if it cannot be opened.
+  explicit json_lines_trace(const std::string& path)
+      : file_(std::make_unique<std::ofstream>(path, std::ios::trunc)), out_(file_.get()) {
+    if (!*file_) throw std::runtime_error("json_lines_trace: cannot open " + path);
+  }
+  json_lines_trace(const json_lines_trace&) = delete;
+  json_lines_trace& operator=(const json_lines_trace&) = delete;
+  ~json_lines_trace() override {
+    std::lock_guard lock(mutex_);
+    out_->flush();
+  }
+
+  void on_event(const trace_event& e) noexcept override {
+    if (e.point != trace_point::handle_end) return;
+    try {
+      std::string line;
+      line.reserve(200);
+      line += "{\"id\":";
+      line += std::to_string(e.message_id);
+      line += ",\"cause\":";
+      line += std::to_string(e.causation_id);
+      line += ",\"actor\":\"";
+      append_escaped(line, e.actor_type);
+      line += '#';
+      line += std::to_string(e.actor_id);
+      line += "\",\"message\":\"";
+      append_escaped(line, e.message_type);
+      line += "\",\"queued_ns\":";
+      line += std::to_string(ns(e.queued));
+      line += ",\"start_ns\":";
+      line += std::to_string(ns(e.started));
+      line += ",\"end_ns\":";
+      line += std::to_string(ns(e.time));
+      line += e.failed ? ",\"ok\":false}\n" : ",\"ok\":true}\n";
+      std::lock_guard lock(mutex_);
+      out_->write(line.data(), static_cast<std::streamsize>(line.size()));
+    } catch (...) {  // out of memory or a failing stream: the span is lost, the runtime goes on
+    }
+  }
+
+ private:
+  static long long ns(std::chrono::steady_clock::time_point t) noexcept {
+    return static_cast<long long>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+  }
+  static void append_escaped(std::string& out, std::string_view s) {
+    for (char c : s) {
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += c;
+      } else if (static_cast<unsigned char>(c) < 0x20) {
+        out += ' ';
+      } else {
+        out += c;
+      }
+    }
+  }
+
+  std::unique_ptr<std::ofstream> file_;
+  std::ostream* out_;
+  std::mutex mutex_;
+};
+
+}  // namespace troupe
+// ---- end troupe/tracing.hpp ----
+
 namespace troupe {
 
 struct dead_letter;
@@ -2501,6 +3117,12 @@ struct runtime_options {
   // Called for every supervision event (child started, failed, restarted, stopped; a
   // supervisor giving up); any thread, must be thread-safe and not block.
   std::function<void(const supervision_event&)> on_supervision{};
+  // Collect runtime metrics (runtime::metrics(): per-actor counts, per actor type x message type
+  // queue-wait and service-time histograms, ask round trips, topic deliveries). Off: the message
+  // path pays one predictable branch; on: see docs/performance.md for the cost.
+  bool metrics = false;
+  // Sees every message sent, started and finished (see tracing.hpp); null: no tracing.
+  std::shared_ptr<trace_hook> trace{};
 };
 
 }  // namespace troupe
@@ -2550,7 +3172,16 @@ class runtime_core {
   enum class phase : int { running, draining, stopping, stopped };
 
   runtime_core(troupe::runtime* owner, runtime_options options)
-      : owner_(owner), options_(std::move(options)) {}
+      : owner_(owner),
+        options_(std::move(options)),
+        trace_(options_.trace.get()),
+        metrics_on_(options_.metrics),
+        instrumented_(options_.metrics || options_.trace != nullptr) {
+    if (metrics_on_) {
+      message_stats_ = std::make_unique<message_table>();
+      topic_stats_ = std::make_unique<topic_stats>();
+    }
+  }
   runtime_core(const runtime_core&) = delete;
   runtime_core& operator=(const runtime_core&) = delete;
 
@@ -2618,7 +3249,8 @@ class runtime_core {
                                               ">() after shutdown began");
     };
     if (!accepting()) throw refuse();
-    auto* cell = new typed_cell<A>(this, next_id_.fetch_add(1, std::memory_order_relaxed));
+    auto* cell =
+        new typed_cell<A>(this, next_id_.fetch_add(1, std::memory_order_relaxed), instrumented_);
     try {
       build(*cell);
     } catch (...) {
@@ -2632,7 +3264,7 @@ class runtime_core {
         delete cell;
         throw refuse();
       }
-      if (extras == nullptr && cell->ops()->mailbox.capacity != 0) {
+      if (extras == nullptr && (cell->ops()->mailbox.capacity != 0 || metrics_on_)) {
         extras = std::make_unique<watch_state>();
       }
       if (supervisor != nullptr) {
@@ -2666,6 +3298,8 @@ class runtime_core {
     if (target->ops()->mailbox.capacity != 0) [[unlikely]] {
       if (!admit_bounded(target, e)) return false;
     }
+    if (instrumented_) [[unlikely]]
+      on_queued(target, e);
     return enqueue(target, e);
   }
 
@@ -2679,6 +3313,8 @@ class runtime_core {
       e->destroy();
       return false;
     }
+    if (instrumented_) [[unlikely]]
+      on_queued(target, e);
     return enqueue(target, e);
   }
 
@@ -2692,6 +3328,7 @@ class runtime_core {
       case mailbox::push_result::closed:
         break;
     }
+    if (metrics_on_) target->extras()->stats.dequeued();
     dead_letter_out(target, e, stop_reason_of(target), {});
     return false;
   }
@@ -2745,6 +3382,11 @@ class runtime_core {
                           std::uint64_t correlation, const std::string& detail) noexcept {
     counter_slot& counters = counters_here();
     counters.add(counters.dead);
+    if (metrics_on_) {
+      if (actor_stats* a = actor_stats_of(access::cell_of(target))) {
+        a->dead_letters.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
     if (options_.on_dead_letter) {
       try {
         const dead_letter record{target, type, reason, correlation, detail};
@@ -2765,6 +3407,152 @@ class runtime_core {
       }
       publishing_dead_letter = false;
     }
+  }
+
+  // ---- metrics and tracing (runtime_options::metrics, ::trace) ----
+
+  [[nodiscard]] bool instrumented() const noexcept { return instrumented_; }
+  [[nodiscard]] bool metrics_on() const noexcept { return metrics_on_; }
+
+  // The histograms of `cell`'s actor type x `ops`'s message type; null if the table is full.
+  message_stats* stats_for(const actor_cell* cell, const envelope_ops* ops) noexcept {
+    return message_stats_->find(ops, cell->ops()->type_name, ops->message_type);
+  }
+
+  // A message is about to be queued: give it an id, its causation and its time.
+  [[gnu::noinline]] void on_queued(actor_cell* target, envelope* e) noexcept {
+    e->queued = metrics_now();
+    if (e->correlation == 0) e->correlation = next_correlation();
+    const thread_identity& id = this_thread_identity;
+    e->causation = id.core == this ? id.message : 0;
+    if (metrics_on_) {
+      target->extras()->stats.queued();
+      if (e->ops->reply_of != nullptr) {
+        const std::size_t entry =
+            message_stats_->index_of(e->ops, target->ops()->type_name, e->ops->message_type);
+        if (entry < message_table::capacity) {
+          e->ops->reply_of(*e)->time_round_trip(static_cast<std::uint32_t>(entry + 1), e->queued);
+        }
+      }
+    }
+    if (trace_ != nullptr) {
+      trace_event t = trace_of(trace_point::send, target, e);
+      t.time = t.queued;
+      trace_->on_event(t);
+    }
+  }
+
+  // A worker took `e` from `cell`'s mailbox and its handler starts now. Returns the pair's
+  // histograms (null without metrics), for on_handler_end on the same thread.
+  [[gnu::noinline]] message_stats* on_handler_start(actor_cell* cell, envelope* e) noexcept {
+    const std::int64_t now = metrics_now();
+    e->started = now;
+    message_stats* m = nullptr;
+    if (metrics_on_) {
+      cell->extras()->stats.dequeued();
+      m = stats_for(cell, e->ops);
+      if (m != nullptr) m->queue_wait.record(elapsed_ns(e->queued, now));
+    }
+    if (trace_ != nullptr) {
+      trace_event t = trace_of(trace_point::handle_start, cell, e);
+      t.time = t.started = metrics_time(now);
+      trace_->on_event(t);
+    }
+    return m;
+  }
+
+  // `e`'s handler returned, completed its task, or threw (`failed`). `m`: what
+  // on_handler_start returned, or null to look it up (a task handler may end on another worker).
+  [[gnu::noinline]] void on_handler_end(actor_cell* cell, envelope* e, bool failed,
+                                        message_stats* m = nullptr) noexcept {
+    const std::int64_t now = metrics_now();
+    if (metrics_on_) {
+      if (m == nullptr) m = stats_for(cell, e->ops);
+      if (m != nullptr) {
+        m->service_time.record(elapsed_ns(e->started, now));
+        if (failed) m->failed.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (!failed) cell->extras()->stats.handled.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (trace_ != nullptr) {
+      trace_event t = trace_of(trace_point::handle_end, cell, e);
+      t.started = metrics_time(e->started);
+      t.time = metrics_time(now);
+      t.failed = failed;
+      trace_->on_event(t);
+    }
+  }
+
+  // Per-actor counters of rarer events (failures, restarts, dead letters).
+  actor_stats* actor_stats_of(const actor_cell* cell) noexcept {
+    if (!metrics_on_ || cell == nullptr || cell->core() != this) return nullptr;
+    watch_state* x = cell->extras();
+    return x != nullptr ? &x->stats : nullptr;
+  }
+
+  void record_round_trip(std::size_t entry, std::int64_t asked) noexcept {
+    if (message_stats* m = message_stats_->at(entry)) {
+      m->ask_round_trip.record(elapsed_ns(asked, metrics_now()));
+    }
+  }
+
+  void count_topic(std::string_view subject, std::size_t deliveries) noexcept {
+    topic_stats_->count(subject, deliveries);
+  }
+
+  [[nodiscard]] metrics_snapshot metrics() const {
+    metrics_snapshot r;
+    r.counters = snapshot();
+    if (!metrics_on_) return r;
+    r.enabled = true;
+    {
+      std::lock_guard lock(registry_mutex_);
+      for (actor_cell* c = registry_head_; c != nullptr; c = c->registry_next_) {
+        const watch_state* x = c->extras();
+        if (x == nullptr) continue;
+        actor_metrics a;
+        a.id = c->id();
+        a.type = std::string(c->ops()->type_name);
+        a.name = a.type + "#" + std::to_string(a.id);
+        a.handled = x->stats.handled.load(std::memory_order_relaxed);
+        a.failed = x->stats.failed.load(std::memory_order_relaxed);
+        a.restarts = x->stats.restarts.load(std::memory_order_relaxed);
+        a.dead_letters = x->stats.dead_letters.load(std::memory_order_relaxed);
+        a.mailbox_depth = static_cast<std::uint64_t>(
+            std::max<std::int64_t>(0, x->stats.depth.load(std::memory_order_relaxed)));
+        a.mailbox_high_water = static_cast<std::uint64_t>(
+            std::max<std::int64_t>(0, x->stats.high_water.load(std::memory_order_relaxed)));
+        r.actors.push_back(std::move(a));
+      }
+    }
+    std::sort(r.actors.begin(), r.actors.end(),
+              [](const actor_metrics& a, const actor_metrics& b) { return a.id < b.id; });
+    // A plain send, an ask and an event of one pair have separate entries: merge them by name.
+    message_stats_->for_each([&r](const message_stats& m) {
+      auto it = std::find_if(r.messages.begin(), r.messages.end(), [&m](const message_metrics& x) {
+        return x.actor_type == m.actor_type && x.message_type == m.message_type;
+      });
+      if (it == r.messages.end()) {
+        r.messages.emplace_back();
+        it = r.messages.end() - 1;
+        it->actor_type = std::string(m.actor_type);
+        it->message_type = std::string(m.message_type);
+      }
+      it->queue_wait.merge(m.queue_wait);
+      it->service_time.merge(m.service_time);
+      it->ask_round_trip.merge(m.ask_round_trip);
+      it->failed += m.failed.load(std::memory_order_relaxed);
+    });
+    std::sort(r.messages.begin(), r.messages.end(),
+              [](const message_metrics& a, const message_metrics& b) {
+                return std::tie(a.actor_type, a.message_type) <
+                       std::tie(b.actor_type, b.message_type);
+              });
+    topic_stats_->for_each(
+        [&r](const std::string& subject, std::uint64_t published, std::uint64_t deliveries) {
+          r.topics.push_back(topic_metrics{subject, published, deliveries});
+        });
+    return r;
   }
 
   [[nodiscard]] topic_registry& topics() noexcept { return topics_; }
@@ -2984,6 +3772,11 @@ class runtime_core {
   std::atomic<std::uint64_t> spawned_{0};
   std::atomic<std::uint64_t> stopped_{0};
   std::atomic<std::uint64_t> failed_{0};
+  trace_hook* const trace_;
+  const bool metrics_on_;
+  // Read on every send and every handler start: the one branch metrics cost when off. Next to
+  // accepting_, which the send path reads anyway.
+  const bool instrumented_;
   std::atomic<bool> accepting_{true};
   std::atomic<phase> phase_{phase::running};
   std::atomic<std::int64_t> suspended_{0};
@@ -2993,6 +3786,21 @@ class runtime_core {
   actor_cell* registry_head_ = nullptr;
   std::size_t live_ = 0;
   std::mutex shutdown_mutex_;
+  std::unique_ptr<message_table> message_stats_;
+  std::unique_ptr<topic_stats> topic_stats_;
+
+  trace_event trace_of(trace_point point, const actor_cell* target,
+                       const envelope* e) const noexcept {
+    trace_event t;
+    t.point = point;
+    t.message_id = e->correlation;
+    t.causation_id = e->causation;
+    t.actor_id = target->id();
+    t.actor_type = target->ops()->type_name;
+    t.message_type = e->ops->message_type;
+    t.queued = metrics_time(e->queued);
+    return t;
+  }
 };
 
 // ---- timers ----------------------------------------------------------------------------------
@@ -3202,9 +4010,15 @@ void destroy_ask(envelope* e) noexcept {
   delete static_cast<ask_envelope<M, R>*>(e);
 }
 
+template <class M, class R>
+reply_slot_base* ask_reply_of(envelope& e) noexcept {
+  return static_cast<ask_envelope<M, R>&>(e).slot;
+}
+
 template <class A, class M, class R>
 inline constexpr envelope_ops ask_ops{&invoke_ask<A, M, R>, &destroy_ask<M, R>, type_name<M>(),
-                                      &ask_task_done<M, R>, &ask_abort<M, R>};
+                                      &ask_task_done<M, R>, &ask_abort<M, R>,   nullptr,
+                                      &ask_reply_of<M, R>};
 
 // Completes an ask with error(timeout) when its deadline passes first.
 class ask_timeout_task final : public timer_task {
@@ -3297,6 +4111,10 @@ inline void reply_slot_base::publish() noexcept {
   // Cancel first, so that whoever sees the ask done also sees its timer gone. Destroying the
   // cancelled task drops its reference; the caller still holds one.
   static_cast<void>(core()->timers().cancel(&timer_));
+  if (const std::uint32_t entry = round_trip_entry_.load(std::memory_order_acquire); entry != 0)
+      [[unlikely]] {
+    core()->record_round_trip(entry - 1, asked_);
+  }
   state_.store(state_done, std::memory_order_release);
   state_.notify_all();
   if (waiter_.exchange(waiter_fired, std::memory_order_acq_rel) == waiter_registered) fire();
@@ -3365,8 +4183,16 @@ inline activation actor_cell::run(std::size_t batch) {
       finalize();
       return activation::finished;
     }
-    resume_point_.resume();
-    const int settled = settle_task();
+    int settled;
+    if (instrumented_) [[unlikely]] {
+      this_thread_identity.message = current_->correlation;  // the causation of its sends
+      resume_point_.resume();
+      settled = settle_task();
+      this_thread_identity.message = 0;
+    } else {
+      resume_point_.resume();
+      settled = settle_task();
+    }
     if (settled < 0) return activation::finished;
     if (settled == 0) return after_suspension();
   }
@@ -3404,7 +4230,7 @@ inline activation actor_cell::run(std::size_t batch) {
     }
     if (bounded && !account_bounded_pop(e)) [[unlikely]]
       continue;
-    const int outcome = dispatch(e);
+    const int outcome = instrumented_ ? dispatch_instrumented(e) : dispatch(e);
     if (outcome < 0) return activation::finished;
     if (outcome == 0) return after_suspension();
   }
@@ -3418,6 +4244,7 @@ inline bool actor_cell::account_bounded_pop(envelope* e) noexcept {
   const std::size_t before = x->depth.fetch_sub(1, std::memory_order_seq_cst);
   if (x->room_waiter_count.load(std::memory_order_seq_cst) != 0) wake_room_waiters();
   if (ops_->mailbox.overflow == overflow::drop_oldest && before > ops_->mailbox.capacity) {
+    if (actor_stats* a = core_->actor_stats_of(this)) a->dequeued();
     core_->dead_letter_out(this, e, dead_letter_reason::mailbox_full,
                            "dropped as the oldest message of a full mailbox");
     return false;
@@ -3511,6 +4338,9 @@ inline void actor_cell::drop_instance() noexcept {
 inline bool actor_cell::restart_instance() noexcept {
   drop_instance();
   try {
+    if (actor_stats* a = core_->actor_stats_of(this)) {
+      a->restarts.fetch_add(1, std::memory_order_relaxed);
+    }
     watch_->factory(*this);
     instance_alive_ = true;
     started_ = true;
@@ -3584,6 +4414,36 @@ inline int actor_cell::dispatch(envelope* e) {
   return settle_task();
 }
 
+// dispatch with metrics or tracing: the handler's start and end are timed and reported, and
+// the messages it sends name it as their causation.
+inline int actor_cell::dispatch_instrumented(envelope* e) {
+  message_stats* const stats = core_->on_handler_start(this, e);
+  this_thread_identity.message = e->correlation;
+  handler_start started;
+  try {
+    started = e->ops->invoke(*this, *e);
+  } catch (...) {
+    this_thread_identity.message = 0;
+    core_->on_handler_end(this, e, true, stats);
+    fail(std::current_exception(), e);
+    return -1;
+  }
+  if (!started.frame) {
+    this_thread_identity.message = 0;
+    core_->on_handler_end(this, e, false, stats);
+    finish_message(e);
+    return 1;
+  }
+  task_ = started.frame;
+  task_promise_ = started.promise;
+  current_ = e;
+  resume_point_ = task_;
+  task_.resume();
+  const int settled = settle_task();
+  this_thread_identity.message = 0;
+  return settled;
+}
+
 inline int actor_cell::settle_task() {
   for (;;) {
     if (task_.done()) {
@@ -3599,6 +4459,8 @@ inline int actor_cell::settle_task() {
       task_ = {};
       task_promise_ = nullptr;
       envelope* e = std::exchange(current_, nullptr);
+      if (instrumented_) [[unlikely]]
+        core_->on_handler_end(this, e, error != nullptr);
       if (error) {
         fail(std::move(error), e);
         return -1;
@@ -3686,6 +4548,8 @@ inline void actor_cell::fail(std::exception_ptr error, envelope* failing) noexce
     core_->dead_letter_out(this, failing, dead_letter_reason::handler_failed, what, error);
   }
   core_->report_failure(this, what);
+  if (actor_stats* a = core_->actor_stats_of(this))
+    a->failed.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard lock(runtime_core::monitor_lock(this));
     try {
@@ -3723,7 +4587,9 @@ inline void actor_cell::finalize() noexcept {
   if (task_) abandon_task();
   envelope* rest = mailbox_.close();
   const dead_letter_reason reason = runtime_core::stop_reason_of(this);
+  actor_stats* stats = core_->actor_stats_of(this);
   while (rest != nullptr) {
+    if (stats != nullptr) stats->dequeued();
     envelope* next = rest->next;
     core_->dead_letter_out(this, rest, reason, {});
     rest = next;
@@ -4539,11 +5405,14 @@ inline std::pair<std::uint64_t, std::size_t> publish_retained(runtime_core* core
   std::lock_guard lock(log.mutex);
   const std::uint64_t offset = log.append(erased);
   const auto r = core->topics().route_for(log.subject, log.event_type);
+  std::size_t delivered = 0;
   if (r->empty()) {
     core->count_unrouted();
-    return {offset, 0};
+  } else {
+    delivered = deliver_route(core, *r, erased, offset);
   }
-  return {offset, deliver_route(core, *r, erased, offset)};
+  if (core->metrics_on()) core->count_topic(log.subject, delivered);
+  return {offset, delivered};
 }
 
 template <class E>
@@ -4558,9 +5427,12 @@ std::size_t publish_event(runtime_core* core, std::string_view subject,
   }
   if (r->empty()) {
     core->count_unrouted();
+    if (core->metrics_on()) core->count_topic(subject, 0);
     return 0;
   }
-  return deliver_route(core, *r, std::move(event), no_offset);
+  const std::size_t delivered = deliver_route(core, *r, std::move(event), no_offset);
+  if (core->metrics_on()) core->count_topic(subject, delivered);
+  return delivered;
 }
 
 template <class E, class A>
@@ -4663,8 +5535,6 @@ std::size_t context::publish(std::string_view subject, E&& event) const {
 // message until the operation completes (non-reentrant): give each connection its own actor,
 // and keep a listening socket's accept loop in an actor that re-sends itself a message per
 // connection so that it stays stoppable.
-
-#include <tuple>
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -4820,255 +5690,348 @@ class io_thread {
 
 }  // namespace troupe
 // ---- end troupe/io.hpp ----
-// ---- begin troupe/latency_histogram.hpp ----
-// troupe::latency_histogram: a lock-free, constant-memory latency histogram with log-linear
-// buckets (in the manner of HdrHistogram), usable on its own by user code.
-
-#include <array>
-#include <bit>
-#include <cmath>
+// ---- begin troupe/metrics_export.hpp ----
+// Export of a metrics_snapshot: an aligned text table, JSON, and the Prometheus text exposition
+// format (version 0.0.4).
 
 namespace troupe {
 
-// Records durations in nanoseconds. Buckets are exact below 128 ns; above, each power of two is
-// split into 64 equal buckets, so a value read back (the middle of its bucket) is within 1/128
-// (0.78%) of the recorded one, up to 2^44 ns (4.9 hours); larger values count in the last bucket
-// (min, max and mean stay exact). Memory is constant (about 20 KB), whatever is recorded.
-//
-// Thread safety: every member function may be called from any number of threads at once.
-// record() is lock-free (relaxed atomic adds, no allocation). A reader that runs while writers
-// record sees each value either counted or not yet, so percentiles, count and mean may briefly
-// disagree by the values in flight; they are exact once the writers are quiet. reset() racing
-// with record() may keep or drop the racing values.
-class latency_histogram {
- public:
-  // Values below this are counted exactly, one bucket per nanosecond.
-  static constexpr std::uint64_t exact_below = 128;
-  // Buckets per power of two above exact_below.
-  static constexpr unsigned sub_buckets = 64;
-  // The largest value with its own bucket (2^44 - 1 ns, about 4.9 hours).
-  static constexpr std::uint64_t highest_trackable = (std::uint64_t{1} << 44) - 1;
-  static constexpr std::size_t bucket_count =
-      exact_below + (44 - 7) * static_cast<std::size_t>(sub_buckets);
+namespace detail {
 
-  latency_histogram() noexcept { reset(); }
-  // Copies are snapshots of `other` (see the thread-safety note above).
-  latency_histogram(const latency_histogram& other) noexcept {
-    reset();
-    merge(other);
+inline std::string format_ns(std::uint64_t ns) {
+  char buf[32];
+  if (ns < 10'000) {
+    std::snprintf(buf, sizeof buf, "%llu ns", static_cast<unsigned long long>(ns));
+  } else if (ns < 10'000'000) {
+    std::snprintf(buf, sizeof buf, "%.1f us", static_cast<double>(ns) / 1e3);
+  } else if (ns < 10'000'000'000ULL) {
+    std::snprintf(buf, sizeof buf, "%.1f ms", static_cast<double>(ns) / 1e6);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f s", static_cast<double>(ns) / 1e9);
   }
-  latency_histogram& operator=(const latency_histogram& other) noexcept {
-    if (this != &other) {
-      reset();
-      merge(other);
+  return buf;
+}
+
+inline std::uint64_t ns_of(std::chrono::nanoseconds d) noexcept {
+  return d.count() < 0 ? 0 : static_cast<std::uint64_t>(d.count());
+}
+
+// Rows of cells, printed with each column padded to its widest cell (left-aligned first column,
+// the others right-aligned).
+inline void append_table(std::string& out, const std::vector<std::vector<std::string>>& rows) {
+  if (rows.empty()) return;
+  std::vector<std::size_t> width(rows.front().size(), 0);
+  for (const auto& r : rows) {
+    for (std::size_t i = 0; i < r.size() && i < width.size(); ++i) {
+      width[i] = std::max(width[i], r[i].size());
     }
-    return *this;
   }
-
-  // Records one value. Lock-free, never throws; negative durations count as 0.
-  void record(std::chrono::nanoseconds value) noexcept {
-    record(value.count() < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(value.count()));
-  }
-  void record(std::uint64_t ns) noexcept { record_n(ns, 1); }
-
-  // Records `n` occurrences of the same value at once.
-  void record_n(std::uint64_t ns, std::uint64_t n) noexcept {
-    if (n == 0) return;
-    buckets_[bucket_of(ns)].fetch_add(n, std::memory_order_relaxed);
-    count_.fetch_add(n, std::memory_order_relaxed);
-    sum_.fetch_add(saturating_mul(ns, n), std::memory_order_relaxed);
-    raise(max_, ns);
-    lower(min_, ns);
-  }
-
-  // Records `value` measured by a loop that meant to take one sample every `expected_interval`
-  // (coordinated-omission correction): a value longer than the interval stalled the samples
-  // that should have been taken meanwhile, so value - interval, value - 2*interval, ... down to
-  // the interval are recorded too, as the missed samples would have seen them. Cost: at most
-  // one bucket update per bucket the stall spans, not per missed sample. A zero or negative
-  // interval records `value` alone.
-  void record_corrected(std::chrono::nanoseconds value,
-                        std::chrono::nanoseconds expected_interval) noexcept {
-    const std::uint64_t v =
-        value.count() < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(value.count());
-    record(v);
-    if (expected_interval.count() <= 0) return;
-    const auto interval = static_cast<std::uint64_t>(expected_interval.count());
-    if (v < 2 * interval) return;
-    // The missed samples form the sequence v - k*interval >= interval; walk it bucket by bucket.
-    std::uint64_t next = v - interval;
-    std::uint64_t added = 0;
-    std::uint64_t added_sum = 0;
-    std::uint64_t last = next;
-    for (;;) {
-      const std::size_t b = bucket_of(next);
-      const std::uint64_t floor = std::max(lowest_in(b), interval);
-      const std::uint64_t k = (next - floor) / interval + 1;  // missed samples in this bucket
-      buckets_[b].fetch_add(k, std::memory_order_relaxed);
-      added += k;
-      // Their sum, k*next - interval*k*(k-1)/2, saturated rather than wrapped.
-      const long double s = static_cast<long double>(k) * static_cast<long double>(next) -
-                            static_cast<long double>(interval) * static_cast<long double>(k) *
-                                static_cast<long double>(k - 1) / 2;
-      added_sum = saturating_add(added_sum, to_u64(s));
-      last = next - (k - 1) * interval;
-      if (last < 2 * interval) break;  // the next one would fall below the interval
-      next = last - interval;
+  for (const auto& r : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < r.size() && i < width.size(); ++i) {
+      const std::string pad(width[i] - r[i].size(), ' ');
+      if (i != 0) line += "  ";
+      line += i == 0 ? r[i] + pad : pad + r[i];
     }
-    count_.fetch_add(added, std::memory_order_relaxed);
-    sum_.fetch_add(added_sum, std::memory_order_relaxed);
-    lower(min_, last);
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line;
+    out += '\n';
   }
+}
 
-  // Adds every value recorded in `other` (which may be recording meanwhile). merge of the
-  // histograms of two sets of values equals the histogram of their union.
-  void merge(const latency_histogram& other) noexcept {
-    std::uint64_t total = 0;
-    for (std::size_t i = 0; i < bucket_count; ++i) {
-      const std::uint64_t n = other.buckets_[i].load(std::memory_order_relaxed);
-      if (n != 0) {
-        buckets_[i].fetch_add(n, std::memory_order_relaxed);
-        total += n;
+inline void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+// A Prometheus label value: backslash, double quote and newline escaped.
+inline void append_label(std::string& out, std::string_view name, std::string_view value) {
+  out += name;
+  out += "=\"";
+  for (char c : value) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+inline constexpr double exported_quantiles[] = {0.5, 0.9, 0.99, 0.999, 0.9999};
+
+}  // namespace detail
+
+// A one-line summary of a histogram: count, mean, p50, p90, p99, p99.9, p99.99, max.
+inline std::string summarize(const latency_histogram& h) {
+  std::string s = "n=" + std::to_string(h.count());
+  s += " mean=" + detail::format_ns(static_cast<std::uint64_t>(h.mean().count()));
+  s += " p50=" + detail::format_ns(detail::ns_of(h.percentile(50)));
+  s += " p90=" + detail::format_ns(detail::ns_of(h.percentile(90)));
+  s += " p99=" + detail::format_ns(detail::ns_of(h.percentile(99)));
+  s += " p99.9=" + detail::format_ns(detail::ns_of(h.percentile(99.9)));
+  s += " p99.99=" + detail::format_ns(detail::ns_of(h.percentile(99.99)));
+  s += " max=" + detail::format_ns(detail::ns_of(h.max()));
+  return s;
+}
+
+// The snapshot as aligned text tables, for people: counters, actors, latencies, topics.
+inline std::string to_text(const metrics_snapshot& m) {
+  std::string out;
+  const runtime_counters& c = m.counters;
+  out += "counters: sent=" + std::to_string(c.sent) + " handled=" + std::to_string(c.handled) +
+         " dead_lettered=" + std::to_string(c.dead_lettered) +
+         " rejected=" + std::to_string(c.rejected) + " spawned=" + std::to_string(c.spawned) +
+         " stopped=" + std::to_string(c.stopped) + " failed=" + std::to_string(c.failed) +
+         " open_asks=" + std::to_string(c.open_asks) + " published=" + std::to_string(c.published) +
+         "\n";
+  if (!m.enabled) {
+    out += "(metrics are off: runtime_options::metrics)\n";
+    return out;
+  }
+  out += "\nactors\n";
+  std::vector<std::vector<std::string>> rows{
+      {"actor", "handled", "failed", "restarts", "dead", "depth", "high_water"}};
+  for (const auto& a : m.actors) {
+    rows.push_back({a.name, std::to_string(a.handled), std::to_string(a.failed),
+                    std::to_string(a.restarts), std::to_string(a.dead_letters),
+                    std::to_string(a.mailbox_depth), std::to_string(a.mailbox_high_water)});
+  }
+  detail::append_table(out, rows);
+  out += "\nlatencies\n";
+  rows = {{"actor type", "message", "what", "count", "mean", "p50", "p90", "p99", "p99.9", "p99.99",
+           "max"}};
+  for (const auto& msg : m.messages) {
+    const std::pair<const char*, const latency_histogram*> kinds[] = {
+        {"queue_wait", &msg.queue_wait},
+        {"service", &msg.service_time},
+        {"ask_rtt", &msg.ask_round_trip}};
+    for (const auto& [what, h] : kinds) {
+      if (h->empty()) continue;
+      rows.push_back({msg.actor_type, msg.message_type, what, std::to_string(h->count()),
+                      detail::format_ns(static_cast<std::uint64_t>(h->mean().count())),
+                      detail::format_ns(detail::ns_of(h->percentile(50))),
+                      detail::format_ns(detail::ns_of(h->percentile(90))),
+                      detail::format_ns(detail::ns_of(h->percentile(99))),
+                      detail::format_ns(detail::ns_of(h->percentile(99.9))),
+                      detail::format_ns(detail::ns_of(h->percentile(99.99))),
+                      detail::format_ns(detail::ns_of(h->max()))});
+    }
+  }
+  detail::append_table(out, rows);
+  if (!m.topics.empty()) {
+    out += "\ntopics\n";
+    rows = {{"subject", "published", "deliveries"}};
+    for (const auto& t : m.topics) {
+      rows.push_back({t.subject, std::to_string(t.published), std::to_string(t.deliveries)});
+    }
+    detail::append_table(out, rows);
+  }
+  return out;
+}
+
+namespace detail {
+inline void append_json_histogram(std::string& out, const latency_histogram& h) {
+  out += "{\"count\":" + std::to_string(h.count());
+  out += ",\"mean_ns\":" + std::to_string(static_cast<std::uint64_t>(h.mean().count()));
+  out += ",\"min_ns\":" + std::to_string(ns_of(h.min()));
+  out += ",\"p50_ns\":" + std::to_string(ns_of(h.percentile(50)));
+  out += ",\"p90_ns\":" + std::to_string(ns_of(h.percentile(90)));
+  out += ",\"p99_ns\":" + std::to_string(ns_of(h.percentile(99)));
+  out += ",\"p999_ns\":" + std::to_string(ns_of(h.percentile(99.9)));
+  out += ",\"p9999_ns\":" + std::to_string(ns_of(h.percentile(99.99)));
+  out += ",\"max_ns\":" + std::to_string(ns_of(h.max())) + "}";
+}
+}  // namespace detail
+
+// The snapshot as one JSON object: {"enabled","counters":{..},"actors":[..],"messages":[..],
+// "topics":[..]}; latencies as {"count","mean_ns","min_ns","p50_ns",..,"max_ns"}.
+inline std::string to_json(const metrics_snapshot& m) {
+  std::string out = "{\"enabled\":";
+  out += m.enabled ? "true" : "false";
+  const runtime_counters& c = m.counters;
+  out += ",\"counters\":{\"sent\":" + std::to_string(c.sent) +
+         ",\"handled\":" + std::to_string(c.handled) +
+         ",\"dead_lettered\":" + std::to_string(c.dead_lettered) +
+         ",\"rejected\":" + std::to_string(c.rejected) +
+         ",\"spawned\":" + std::to_string(c.spawned) + ",\"stopped\":" + std::to_string(c.stopped) +
+         ",\"failed\":" + std::to_string(c.failed) +
+         ",\"open_asks\":" + std::to_string(c.open_asks) +
+         ",\"published\":" + std::to_string(c.published) +
+         ",\"unrouted\":" + std::to_string(c.unrouted) + "}";
+  out += ",\"actors\":[";
+  for (std::size_t i = 0; i < m.actors.size(); ++i) {
+    const auto& a = m.actors[i];
+    if (i != 0) out += ',';
+    out += "{\"id\":" + std::to_string(a.id) + ",\"type\":";
+    detail::append_json_string(out, a.type);
+    out += ",\"name\":";
+    detail::append_json_string(out, a.name);
+    out += ",\"handled\":" + std::to_string(a.handled) + ",\"failed\":" + std::to_string(a.failed) +
+           ",\"restarts\":" + std::to_string(a.restarts) +
+           ",\"dead_letters\":" + std::to_string(a.dead_letters) +
+           ",\"mailbox_depth\":" + std::to_string(a.mailbox_depth) +
+           ",\"mailbox_high_water\":" + std::to_string(a.mailbox_high_water) + "}";
+  }
+  out += "],\"messages\":[";
+  for (std::size_t i = 0; i < m.messages.size(); ++i) {
+    const auto& msg = m.messages[i];
+    if (i != 0) out += ',';
+    out += "{\"actor_type\":";
+    detail::append_json_string(out, msg.actor_type);
+    out += ",\"message_type\":";
+    detail::append_json_string(out, msg.message_type);
+    out += ",\"failed\":" + std::to_string(msg.failed) + ",\"queue_wait\":";
+    detail::append_json_histogram(out, msg.queue_wait);
+    out += ",\"service_time\":";
+    detail::append_json_histogram(out, msg.service_time);
+    out += ",\"ask_round_trip\":";
+    detail::append_json_histogram(out, msg.ask_round_trip);
+    out += '}';
+  }
+  out += "],\"topics\":[";
+  for (std::size_t i = 0; i < m.topics.size(); ++i) {
+    if (i != 0) out += ',';
+    out += "{\"subject\":";
+    detail::append_json_string(out, m.topics[i].subject);
+    out += ",\"published\":" + std::to_string(m.topics[i].published) +
+           ",\"deliveries\":" + std::to_string(m.topics[i].deliveries) + "}";
+  }
+  out += "]}";
+  return out;
+}
+
+// The snapshot in the Prometheus text exposition format: counters and gauges with HELP and
+// TYPE lines, latencies as summaries in seconds (quantiles 0.5 .. 0.9999, _sum, _count).
+inline std::string to_prometheus(const metrics_snapshot& m) {
+  std::string out;
+  auto family = [&out](const char* name, const char* type, const char* help) {
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += ' ';
+    out += type;
+    out += '\n';
+  };
+  auto number = [](double v) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.9g", v);
+    return std::string(buf);
+  };
+  const runtime_counters& c = m.counters;
+  const std::pair<const char*, std::uint64_t> totals[] = {
+      {"sent", c.sent},         {"handled", c.handled},     {"dead_lettered", c.dead_lettered},
+      {"rejected", c.rejected}, {"spawned", c.spawned},     {"stopped", c.stopped},
+      {"failed", c.failed},     {"published", c.published}, {"unrouted", c.unrouted}};
+  for (const auto& [name, value] : totals) {
+    const std::string metric = std::string("troupe_") + name + "_total";
+    family(metric.c_str(), "counter", "Runtime-wide message and actor counter.");
+    out += metric + ' ' + std::to_string(value) + '\n';
+  }
+  family("troupe_open_asks", "gauge", "Asks whose reply state is alive.");
+  out += "troupe_open_asks " + std::to_string(c.open_asks) + '\n';
+  if (!m.enabled) return out;
+
+  auto actor_labels = [](const actor_metrics& a) {
+    std::string l = "{";
+    detail::append_label(l, "actor_type", a.type);
+    l += ',';
+    detail::append_label(l, "actor", a.name);
+    l += '}';
+    return l;
+  };
+  const std::pair<const char*, const char*> actor_counters[] = {
+      {"troupe_actor_handled_total", "Messages handled by the actor."},
+      {"troupe_actor_failed_total", "Failures of the actor."},
+      {"troupe_actor_restarts_total", "Restarts of the actor by its supervisor."},
+      {"troupe_actor_dead_letters_total", "Messages to the actor that were dead-lettered."},
+      {"troupe_actor_mailbox_depth", "Messages queued in the actor's mailbox."},
+      {"troupe_actor_mailbox_high_water", "Most messages ever queued in the actor's mailbox."}};
+  for (std::size_t k = 0; k < std::size(actor_counters); ++k) {
+    family(actor_counters[k].first, k < 4 ? "counter" : "gauge", actor_counters[k].second);
+    for (const auto& a : m.actors) {
+      const std::uint64_t v = k == 0   ? a.handled
+                              : k == 1 ? a.failed
+                              : k == 2 ? a.restarts
+                              : k == 3 ? a.dead_letters
+                              : k == 4 ? a.mailbox_depth
+                                       : a.mailbox_high_water;
+      out += actor_counters[k].first + actor_labels(a) + ' ' + std::to_string(v) + '\n';
+    }
+  }
+  const char* const latency_names[] = {"troupe_queue_wait_seconds", "troupe_service_time_seconds",
+                                       "troupe_ask_round_trip_seconds"};
+  const char* const latency_help[] = {
+      "Time from enqueue to handler start, per actor type and message type.",
+      "Time from handler start to handler end, per actor type and message type.",
+      "Time from ask to reply, per target actor type and request type."};
+  for (std::size_t k = 0; k < 3; ++k) {
+    family(latency_names[k], "summary", latency_help[k]);
+    for (const auto& msg : m.messages) {
+      const latency_histogram& h = k == 0   ? msg.queue_wait
+                                   : k == 1 ? msg.service_time
+                                            : msg.ask_round_trip;
+      if (h.empty()) continue;
+      std::string labels;
+      detail::append_label(labels, "actor_type", msg.actor_type);
+      labels += ',';
+      detail::append_label(labels, "message_type", msg.message_type);
+      for (double q : detail::exported_quantiles) {
+        out += std::string(latency_names[k]) + '{' + labels + ",quantile=\"" + number(q) + "\"} " +
+               number(static_cast<double>(detail::ns_of(h.percentile(q * 100))) / 1e9) + '\n';
       }
-    }
-    if (total == 0) return;
-    count_.fetch_add(total, std::memory_order_relaxed);
-    sum_.fetch_add(other.sum_.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    raise(max_, other.max_.load(std::memory_order_relaxed));
-    lower(min_, other.min_.load(std::memory_order_relaxed));
-  }
-
-  // Forgets every value.
-  void reset() noexcept {
-    for (auto& b : buckets_) b.store(0, std::memory_order_relaxed);
-    count_.store(0, std::memory_order_relaxed);
-    sum_.store(0, std::memory_order_relaxed);
-    max_.store(0, std::memory_order_relaxed);
-    min_.store(std::numeric_limits<std::uint64_t>::max(), std::memory_order_relaxed);
-  }
-
-  // Values recorded.
-  [[nodiscard]] std::uint64_t count() const noexcept {
-    return count_.load(std::memory_order_relaxed);
-  }
-  [[nodiscard]] bool empty() const noexcept { return count() == 0; }
-
-  // The value below or at which `p` percent of the recorded values lie (p in [0, 100], clamped),
-  // within the bucket precision and never outside [min(), max()]; 0 when empty. percentile(100)
-  // is max() exactly.
-  [[nodiscard]] std::chrono::nanoseconds percentile(double p) const noexcept {
-    std::uint64_t total = 0;
-    for (const auto& b : buckets_) total += b.load(std::memory_order_relaxed);
-    if (total == 0) return std::chrono::nanoseconds{0};
-    if (!(p > 0)) p = 0;  // also NaN
-    if (p >= 100) return max();
-    auto rank = static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(total)));
-    rank = std::clamp<std::uint64_t>(rank, 1, total);
-    std::uint64_t seen = 0;
-    std::size_t i = 0;
-    for (; i < bucket_count; ++i) {
-      seen += buckets_[i].load(std::memory_order_relaxed);
-      if (seen >= rank) break;
-    }
-    if (i == bucket_count) i = bucket_count - 1;
-    const std::uint64_t lo = min_.load(std::memory_order_relaxed);
-    const std::uint64_t hi = max_.load(std::memory_order_relaxed);
-    std::uint64_t v = representative(i);
-    if (hi >= lo) v = std::clamp(v, lo, hi);
-    return std::chrono::nanoseconds{static_cast<std::int64_t>(v)};
-  }
-
-  // The largest and smallest recorded values, exactly; 0 when empty.
-  [[nodiscard]] std::chrono::nanoseconds max() const noexcept {
-    return std::chrono::nanoseconds{
-        static_cast<std::int64_t>(max_.load(std::memory_order_relaxed))};
-  }
-  [[nodiscard]] std::chrono::nanoseconds min() const noexcept {
-    const std::uint64_t m = min_.load(std::memory_order_relaxed);
-    return std::chrono::nanoseconds{
-        m == std::numeric_limits<std::uint64_t>::max() ? 0 : static_cast<std::int64_t>(m)};
-  }
-  // The arithmetic mean of the recorded values (exact while their total stays below 2^64 ns,
-  // 584 years); 0 when empty.
-  [[nodiscard]] std::chrono::duration<double, std::nano> mean() const noexcept {
-    const std::uint64_t n = count();
-    if (n == 0) return std::chrono::duration<double, std::nano>{0};
-    return std::chrono::duration<double, std::nano>{
-        static_cast<double>(sum_.load(std::memory_order_relaxed)) / static_cast<double>(n)};
-  }
-  // The sum of the recorded values, in nanoseconds (modulo 2^64).
-  [[nodiscard]] std::uint64_t total_ns() const noexcept {
-    return sum_.load(std::memory_order_relaxed);
-  }
-
-  // The bucket a value falls in, and the range of values of a bucket: for export and plots.
-  [[nodiscard]] static constexpr std::size_t bucket_of(std::uint64_t ns) noexcept {
-    if (ns < exact_below) return static_cast<std::size_t>(ns);
-    if (ns > highest_trackable) ns = highest_trackable;
-    const unsigned e = static_cast<unsigned>(std::bit_width(ns)) - 1;  // 7..43
-    const unsigned shift = e - 6;
-    const auto sub = static_cast<std::size_t>((ns >> shift) - sub_buckets);
-    return exact_below + (e - 7) * static_cast<std::size_t>(sub_buckets) + sub;
-  }
-  [[nodiscard]] static constexpr std::uint64_t lowest_in(std::size_t bucket) noexcept {
-    if (bucket < exact_below) return bucket;
-    const std::size_t k = bucket - exact_below;
-    const unsigned e = static_cast<unsigned>(k / sub_buckets) + 7;
-    const std::uint64_t sub = k % sub_buckets;
-    return (sub_buckets + sub) << (e - 6);
-  }
-  [[nodiscard]] static constexpr std::uint64_t highest_in(std::size_t bucket) noexcept {
-    if (bucket < exact_below) return bucket;
-    const std::size_t k = bucket - exact_below;
-    const unsigned e = static_cast<unsigned>(k / sub_buckets) + 7;
-    return lowest_in(bucket) + (std::uint64_t{1} << (e - 6)) - 1;
-  }
-  // The value reported for a bucket: its middle.
-  [[nodiscard]] static constexpr std::uint64_t representative(std::size_t bucket) noexcept {
-    return lowest_in(bucket) + (highest_in(bucket) - lowest_in(bucket)) / 2;
-  }
-  // Values counted in one bucket (a recent value while writers record).
-  [[nodiscard]] std::uint64_t bucket_value_count(std::size_t bucket) const noexcept {
-    return bucket < bucket_count ? buckets_[bucket].load(std::memory_order_relaxed) : 0;
-  }
-
- private:
-  static void raise(std::atomic<std::uint64_t>& target, std::uint64_t v) noexcept {
-    std::uint64_t cur = target.load(std::memory_order_relaxed);
-    while (v > cur && !target.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+      out += std::string(latency_names[k]) + "_sum{" + labels + "} " +
+             number(static_cast<double>(h.total_ns()) / 1e9) + '\n';
+      out += std::string(latency_names[k]) + "_count{" + labels + "} " + std::to_string(h.count()) +
+             '\n';
     }
   }
-  static void lower(std::atomic<std::uint64_t>& target, std::uint64_t v) noexcept {
-    std::uint64_t cur = target.load(std::memory_order_relaxed);
-    while (v < cur && !target.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
-    }
+  family("troupe_topic_deliveries_total", "counter",
+         "Deliveries of events published on a subject.");
+  for (const auto& t : m.topics) {
+    std::string l = "{";
+    detail::append_label(l, "subject", t.subject);
+    out += "troupe_topic_deliveries_total" + l + "} " + std::to_string(t.deliveries) + '\n';
   }
-  static std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) noexcept {
-    return a > std::numeric_limits<std::uint64_t>::max() - b
-               ? std::numeric_limits<std::uint64_t>::max()
-               : a + b;
+  family("troupe_topic_published_total", "counter", "Events published on a subject.");
+  for (const auto& t : m.topics) {
+    std::string l = "{";
+    detail::append_label(l, "subject", t.subject);
+    out += "troupe_topic_published_total" + l + "} " + std::to_string(t.published) + '\n';
   }
-  static std::uint64_t saturating_mul(std::uint64_t a, std::uint64_t n) noexcept {
-    if (n == 1) return a;
-    return a > std::numeric_limits<std::uint64_t>::max() / n
-               ? std::numeric_limits<std::uint64_t>::max()
-               : a * n;
-  }
-  static std::uint64_t to_u64(long double v) noexcept {
-    if (!(v > 0)) return 0;
-    if (v >= 18446744073709551615.0L) return std::numeric_limits<std::uint64_t>::max();
-    return static_cast<std::uint64_t>(v);
-  }
-
-  std::array<std::atomic<std::uint64_t>, bucket_count> buckets_;
-  std::atomic<std::uint64_t> count_;
-  std::atomic<std::uint64_t> sum_;
-  std::atomic<std::uint64_t> max_;
-  std::atomic<std::uint64_t> min_;
-};
+  return out;
+}
 
 }  // namespace troupe
-// ---- end troupe/latency_histogram.hpp ----
+// ---- end troupe/metrics_export.hpp ----
 // ---- begin troupe/runtime.hpp ----
 // troupe::runtime: worker threads, spawning, delayed sends, counters and shutdown.
 
@@ -5379,6 +6342,12 @@ class runtime {
 
   // Message and actor counters; exact once the runtime is quiet or shut down.
   [[nodiscard]] runtime_counters counters() const noexcept { return core_->snapshot(); }
+  // Runtime metrics (runtime_options::metrics; enabled false and empty lists without it):
+  // per-actor counts, latency histograms per actor type x message type, topic deliveries.
+  // Thread-safe; takes the registry lock briefly and copies the histograms (allocates).
+  [[nodiscard]] metrics_snapshot metrics() const { return core_->metrics(); }
+  // Whether this runtime collects metrics (runtime_options::metrics).
+  [[nodiscard]] bool metrics_enabled() const noexcept { return core_->metrics_on(); }
   // Actors spawned and not yet stopped.
   [[nodiscard]] std::size_t live_actors() const noexcept { return core_->live_actors(); }
   // The number of worker threads (runtime_options::workers resolved).

@@ -16,6 +16,7 @@
 
 #include <troupe/actor.hpp>
 #include <troupe/detail/envelope.hpp>
+#include <troupe/detail/instrumentation.hpp>
 #include <troupe/detail/mailbox.hpp>
 #include <troupe/handler.hpp>
 #include <troupe/mailbox.hpp>
@@ -71,6 +72,8 @@ struct watch_state {
   std::atomic<std::size_t> depth{0};
   std::atomic<std::size_t> room_waiter_count{0};
   std::vector<std::pair<actor_cell*, std::uint64_t>> room_waiters;
+  // Runtime metrics (runtime_options::metrics): the record exists from spawn on.
+  actor_stats stats;
 };
 
 // What one activation of an actor on a worker ended with.
@@ -87,8 +90,8 @@ enum class activation {
 // hand it from one thread to the next with release/acquire).
 class actor_cell : public context {
  public:
-  actor_cell(runtime_core* core, const cell_ops* ops, std::uint64_t id) noexcept
-      : core_(core), ops_(ops), id_(id) {}
+  actor_cell(runtime_core* core, const cell_ops* ops, std::uint64_t id, bool instrumented) noexcept
+      : core_(core), ops_(ops), instrumented_(instrumented), id_(id) {}
   actor_cell(const actor_cell&) = delete;
   actor_cell& operator=(const actor_cell&) = delete;
 
@@ -136,7 +139,9 @@ class actor_cell : public context {
   static constexpr std::uint64_t wake_woken = 3;      // woken; the resume is pending
 
   inline int dispatch(envelope* e);  // 1 handled, 0 handler suspended, -1 actor stopped
-  inline int settle_task();          // the same, for the running task handler
+  // The same, with metrics or tracing on.
+  inline int dispatch_instrumented(envelope* e);
+  inline int settle_task();  // the same, for the running task handler
   inline activation after_suspension() noexcept;
   inline void finish_message(envelope* e) noexcept;
   inline void fail(std::exception_ptr error, envelope* failing) noexcept;
@@ -176,8 +181,12 @@ class actor_cell : public context {
   std::atomic<std::uint32_t> refs_{1};  // one for the runtime while the actor lives
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> force_stop_{false};
-  bool started_ = false;                 // worker: the first activation happened
-  bool start_ran_ = false;               // worker: on_start returned, so on_stop is due
+  bool started_ = false;        // worker: the first activation happened
+  bool start_ran_ : 1 = false;  // worker: on_start returned, so on_stop is due
+  // The runtime's metrics or tracing are on (constant): the one branch they cost the handling
+  // path when off reads this bit of the record the worker already has in hand (no pointer
+  // chase), and it shares start_ran_'s byte so that the record stays 120 bytes.
+  const bool instrumented_ : 1;
   stop_cause cause_ = stop_cause::none;  // worker
 
  public:
@@ -240,7 +249,8 @@ struct actor_constructible
 template <class A>
 class typed_cell final : public actor_cell {
  public:
-  typed_cell(runtime_core* core, std::uint64_t id) noexcept : actor_cell(core, &table, id) {}
+  typed_cell(runtime_core* core, std::uint64_t id, bool instrumented) noexcept
+      : actor_cell(core, &table, id, instrumented) {}
   typed_cell(const typed_cell&) = delete;
   typed_cell& operator=(const typed_cell&) = delete;
   ~typed_cell() {}  // the instance is destroyed explicitly, when the actor stops

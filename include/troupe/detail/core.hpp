@@ -13,6 +13,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -21,6 +23,7 @@
 #include <troupe/dead_letter.hpp>
 #include <troupe/detail/actor_cell.hpp>
 #include <troupe/detail/counters.hpp>
+#include <troupe/detail/instrumentation.hpp>
 #include <troupe/detail/reply_slot.hpp>
 #include <troupe/detail/scheduler.hpp>
 #include <troupe/detail/timer_service.hpp>
@@ -29,6 +32,7 @@
 #include <troupe/monitor.hpp>
 #include <troupe/ref.hpp>
 #include <troupe/runtime_options.hpp>
+#include <troupe/tracing.hpp>
 
 namespace troupe::detail {
 
@@ -74,7 +78,16 @@ class runtime_core {
   enum class phase : int { running, draining, stopping, stopped };
 
   runtime_core(troupe::runtime* owner, runtime_options options)
-      : owner_(owner), options_(std::move(options)) {}
+      : owner_(owner),
+        options_(std::move(options)),
+        trace_(options_.trace.get()),
+        metrics_on_(options_.metrics),
+        instrumented_(options_.metrics || options_.trace != nullptr) {
+    if (metrics_on_) {
+      message_stats_ = std::make_unique<message_table>();
+      topic_stats_ = std::make_unique<topic_stats>();
+    }
+  }
   runtime_core(const runtime_core&) = delete;
   runtime_core& operator=(const runtime_core&) = delete;
 
@@ -142,7 +155,8 @@ class runtime_core {
                                               ">() after shutdown began");
     };
     if (!accepting()) throw refuse();
-    auto* cell = new typed_cell<A>(this, next_id_.fetch_add(1, std::memory_order_relaxed));
+    auto* cell =
+        new typed_cell<A>(this, next_id_.fetch_add(1, std::memory_order_relaxed), instrumented_);
     try {
       build(*cell);
     } catch (...) {
@@ -156,7 +170,7 @@ class runtime_core {
         delete cell;
         throw refuse();
       }
-      if (extras == nullptr && cell->ops()->mailbox.capacity != 0) {
+      if (extras == nullptr && (cell->ops()->mailbox.capacity != 0 || metrics_on_)) {
         extras = std::make_unique<watch_state>();
       }
       if (supervisor != nullptr) {
@@ -190,6 +204,8 @@ class runtime_core {
     if (target->ops()->mailbox.capacity != 0) [[unlikely]] {
       if (!admit_bounded(target, e)) return false;
     }
+    if (instrumented_) [[unlikely]]
+      on_queued(target, e);
     return enqueue(target, e);
   }
 
@@ -203,6 +219,8 @@ class runtime_core {
       e->destroy();
       return false;
     }
+    if (instrumented_) [[unlikely]]
+      on_queued(target, e);
     return enqueue(target, e);
   }
 
@@ -216,6 +234,7 @@ class runtime_core {
       case mailbox::push_result::closed:
         break;
     }
+    if (metrics_on_) target->extras()->stats.dequeued();
     dead_letter_out(target, e, stop_reason_of(target), {});
     return false;
   }
@@ -269,6 +288,11 @@ class runtime_core {
                           std::uint64_t correlation, const std::string& detail) noexcept {
     counter_slot& counters = counters_here();
     counters.add(counters.dead);
+    if (metrics_on_) {
+      if (actor_stats* a = actor_stats_of(access::cell_of(target))) {
+        a->dead_letters.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
     if (options_.on_dead_letter) {
       try {
         const dead_letter record{target, type, reason, correlation, detail};
@@ -289,6 +313,152 @@ class runtime_core {
       }
       publishing_dead_letter = false;
     }
+  }
+
+  // ---- metrics and tracing (runtime_options::metrics, ::trace) ----
+
+  [[nodiscard]] bool instrumented() const noexcept { return instrumented_; }
+  [[nodiscard]] bool metrics_on() const noexcept { return metrics_on_; }
+
+  // The histograms of `cell`'s actor type x `ops`'s message type; null if the table is full.
+  message_stats* stats_for(const actor_cell* cell, const envelope_ops* ops) noexcept {
+    return message_stats_->find(ops, cell->ops()->type_name, ops->message_type);
+  }
+
+  // A message is about to be queued: give it an id, its causation and its time.
+  [[gnu::noinline]] void on_queued(actor_cell* target, envelope* e) noexcept {
+    e->queued = metrics_now();
+    if (e->correlation == 0) e->correlation = next_correlation();
+    const thread_identity& id = this_thread_identity;
+    e->causation = id.core == this ? id.message : 0;
+    if (metrics_on_) {
+      target->extras()->stats.queued();
+      if (e->ops->reply_of != nullptr) {
+        const std::size_t entry =
+            message_stats_->index_of(e->ops, target->ops()->type_name, e->ops->message_type);
+        if (entry < message_table::capacity) {
+          e->ops->reply_of(*e)->time_round_trip(static_cast<std::uint32_t>(entry + 1), e->queued);
+        }
+      }
+    }
+    if (trace_ != nullptr) {
+      trace_event t = trace_of(trace_point::send, target, e);
+      t.time = t.queued;
+      trace_->on_event(t);
+    }
+  }
+
+  // A worker took `e` from `cell`'s mailbox and its handler starts now. Returns the pair's
+  // histograms (null without metrics), for on_handler_end on the same thread.
+  [[gnu::noinline]] message_stats* on_handler_start(actor_cell* cell, envelope* e) noexcept {
+    const std::int64_t now = metrics_now();
+    e->started = now;
+    message_stats* m = nullptr;
+    if (metrics_on_) {
+      cell->extras()->stats.dequeued();
+      m = stats_for(cell, e->ops);
+      if (m != nullptr) m->queue_wait.record(elapsed_ns(e->queued, now));
+    }
+    if (trace_ != nullptr) {
+      trace_event t = trace_of(trace_point::handle_start, cell, e);
+      t.time = t.started = metrics_time(now);
+      trace_->on_event(t);
+    }
+    return m;
+  }
+
+  // `e`'s handler returned, completed its task, or threw (`failed`). `m`: what
+  // on_handler_start returned, or null to look it up (a task handler may end on another worker).
+  [[gnu::noinline]] void on_handler_end(actor_cell* cell, envelope* e, bool failed,
+                                        message_stats* m = nullptr) noexcept {
+    const std::int64_t now = metrics_now();
+    if (metrics_on_) {
+      if (m == nullptr) m = stats_for(cell, e->ops);
+      if (m != nullptr) {
+        m->service_time.record(elapsed_ns(e->started, now));
+        if (failed) m->failed.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (!failed) cell->extras()->stats.handled.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (trace_ != nullptr) {
+      trace_event t = trace_of(trace_point::handle_end, cell, e);
+      t.started = metrics_time(e->started);
+      t.time = metrics_time(now);
+      t.failed = failed;
+      trace_->on_event(t);
+    }
+  }
+
+  // Per-actor counters of rarer events (failures, restarts, dead letters).
+  actor_stats* actor_stats_of(const actor_cell* cell) noexcept {
+    if (!metrics_on_ || cell == nullptr || cell->core() != this) return nullptr;
+    watch_state* x = cell->extras();
+    return x != nullptr ? &x->stats : nullptr;
+  }
+
+  void record_round_trip(std::size_t entry, std::int64_t asked) noexcept {
+    if (message_stats* m = message_stats_->at(entry)) {
+      m->ask_round_trip.record(elapsed_ns(asked, metrics_now()));
+    }
+  }
+
+  void count_topic(std::string_view subject, std::size_t deliveries) noexcept {
+    topic_stats_->count(subject, deliveries);
+  }
+
+  [[nodiscard]] metrics_snapshot metrics() const {
+    metrics_snapshot r;
+    r.counters = snapshot();
+    if (!metrics_on_) return r;
+    r.enabled = true;
+    {
+      std::lock_guard lock(registry_mutex_);
+      for (actor_cell* c = registry_head_; c != nullptr; c = c->registry_next_) {
+        const watch_state* x = c->extras();
+        if (x == nullptr) continue;
+        actor_metrics a;
+        a.id = c->id();
+        a.type = std::string(c->ops()->type_name);
+        a.name = a.type + "#" + std::to_string(a.id);
+        a.handled = x->stats.handled.load(std::memory_order_relaxed);
+        a.failed = x->stats.failed.load(std::memory_order_relaxed);
+        a.restarts = x->stats.restarts.load(std::memory_order_relaxed);
+        a.dead_letters = x->stats.dead_letters.load(std::memory_order_relaxed);
+        a.mailbox_depth = static_cast<std::uint64_t>(
+            std::max<std::int64_t>(0, x->stats.depth.load(std::memory_order_relaxed)));
+        a.mailbox_high_water = static_cast<std::uint64_t>(
+            std::max<std::int64_t>(0, x->stats.high_water.load(std::memory_order_relaxed)));
+        r.actors.push_back(std::move(a));
+      }
+    }
+    std::sort(r.actors.begin(), r.actors.end(),
+              [](const actor_metrics& a, const actor_metrics& b) { return a.id < b.id; });
+    // A plain send, an ask and an event of one pair have separate entries: merge them by name.
+    message_stats_->for_each([&r](const message_stats& m) {
+      auto it = std::find_if(r.messages.begin(), r.messages.end(), [&m](const message_metrics& x) {
+        return x.actor_type == m.actor_type && x.message_type == m.message_type;
+      });
+      if (it == r.messages.end()) {
+        r.messages.emplace_back();
+        it = r.messages.end() - 1;
+        it->actor_type = std::string(m.actor_type);
+        it->message_type = std::string(m.message_type);
+      }
+      it->queue_wait.merge(m.queue_wait);
+      it->service_time.merge(m.service_time);
+      it->ask_round_trip.merge(m.ask_round_trip);
+      it->failed += m.failed.load(std::memory_order_relaxed);
+    });
+    std::sort(r.messages.begin(), r.messages.end(),
+              [](const message_metrics& a, const message_metrics& b) {
+                return std::tie(a.actor_type, a.message_type) <
+                       std::tie(b.actor_type, b.message_type);
+              });
+    topic_stats_->for_each(
+        [&r](const std::string& subject, std::uint64_t published, std::uint64_t deliveries) {
+          r.topics.push_back(topic_metrics{subject, published, deliveries});
+        });
+    return r;
   }
 
   [[nodiscard]] topic_registry& topics() noexcept { return topics_; }
@@ -508,6 +678,11 @@ class runtime_core {
   std::atomic<std::uint64_t> spawned_{0};
   std::atomic<std::uint64_t> stopped_{0};
   std::atomic<std::uint64_t> failed_{0};
+  trace_hook* const trace_;
+  const bool metrics_on_;
+  // Read on every send and every handler start: the one branch metrics cost when off. Next to
+  // accepting_, which the send path reads anyway.
+  const bool instrumented_;
   std::atomic<bool> accepting_{true};
   std::atomic<phase> phase_{phase::running};
   std::atomic<std::int64_t> suspended_{0};
@@ -517,6 +692,21 @@ class runtime_core {
   actor_cell* registry_head_ = nullptr;
   std::size_t live_ = 0;
   std::mutex shutdown_mutex_;
+  std::unique_ptr<message_table> message_stats_;
+  std::unique_ptr<topic_stats> topic_stats_;
+
+  trace_event trace_of(trace_point point, const actor_cell* target,
+                       const envelope* e) const noexcept {
+    trace_event t;
+    t.point = point;
+    t.message_id = e->correlation;
+    t.causation_id = e->causation;
+    t.actor_id = target->id();
+    t.actor_type = target->ops()->type_name;
+    t.message_type = e->ops->message_type;
+    t.queued = metrics_time(e->queued);
+    return t;
+  }
 };
 
 // ---- timers ----------------------------------------------------------------------------------
@@ -726,9 +916,15 @@ void destroy_ask(envelope* e) noexcept {
   delete static_cast<ask_envelope<M, R>*>(e);
 }
 
+template <class M, class R>
+reply_slot_base* ask_reply_of(envelope& e) noexcept {
+  return static_cast<ask_envelope<M, R>&>(e).slot;
+}
+
 template <class A, class M, class R>
 inline constexpr envelope_ops ask_ops{&invoke_ask<A, M, R>, &destroy_ask<M, R>, type_name<M>(),
-                                      &ask_task_done<M, R>, &ask_abort<M, R>};
+                                      &ask_task_done<M, R>, &ask_abort<M, R>,   nullptr,
+                                      &ask_reply_of<M, R>};
 
 // Completes an ask with error(timeout) when its deadline passes first.
 class ask_timeout_task final : public timer_task {
@@ -821,6 +1017,10 @@ inline void reply_slot_base::publish() noexcept {
   // Cancel first, so that whoever sees the ask done also sees its timer gone. Destroying the
   // cancelled task drops its reference; the caller still holds one.
   static_cast<void>(core()->timers().cancel(&timer_));
+  if (const std::uint32_t entry = round_trip_entry_.load(std::memory_order_acquire); entry != 0)
+      [[unlikely]] {
+    core()->record_round_trip(entry - 1, asked_);
+  }
   state_.store(state_done, std::memory_order_release);
   state_.notify_all();
   if (waiter_.exchange(waiter_fired, std::memory_order_acq_rel) == waiter_registered) fire();
@@ -889,8 +1089,16 @@ inline activation actor_cell::run(std::size_t batch) {
       finalize();
       return activation::finished;
     }
-    resume_point_.resume();
-    const int settled = settle_task();
+    int settled;
+    if (instrumented_) [[unlikely]] {
+      this_thread_identity.message = current_->correlation;  // the causation of its sends
+      resume_point_.resume();
+      settled = settle_task();
+      this_thread_identity.message = 0;
+    } else {
+      resume_point_.resume();
+      settled = settle_task();
+    }
     if (settled < 0) return activation::finished;
     if (settled == 0) return after_suspension();
   }
@@ -928,7 +1136,7 @@ inline activation actor_cell::run(std::size_t batch) {
     }
     if (bounded && !account_bounded_pop(e)) [[unlikely]]
       continue;
-    const int outcome = dispatch(e);
+    const int outcome = instrumented_ ? dispatch_instrumented(e) : dispatch(e);
     if (outcome < 0) return activation::finished;
     if (outcome == 0) return after_suspension();
   }
@@ -942,6 +1150,7 @@ inline bool actor_cell::account_bounded_pop(envelope* e) noexcept {
   const std::size_t before = x->depth.fetch_sub(1, std::memory_order_seq_cst);
   if (x->room_waiter_count.load(std::memory_order_seq_cst) != 0) wake_room_waiters();
   if (ops_->mailbox.overflow == overflow::drop_oldest && before > ops_->mailbox.capacity) {
+    if (actor_stats* a = core_->actor_stats_of(this)) a->dequeued();
     core_->dead_letter_out(this, e, dead_letter_reason::mailbox_full,
                            "dropped as the oldest message of a full mailbox");
     return false;
@@ -1035,6 +1244,9 @@ inline void actor_cell::drop_instance() noexcept {
 inline bool actor_cell::restart_instance() noexcept {
   drop_instance();
   try {
+    if (actor_stats* a = core_->actor_stats_of(this)) {
+      a->restarts.fetch_add(1, std::memory_order_relaxed);
+    }
     watch_->factory(*this);
     instance_alive_ = true;
     started_ = true;
@@ -1108,6 +1320,36 @@ inline int actor_cell::dispatch(envelope* e) {
   return settle_task();
 }
 
+// dispatch with metrics or tracing: the handler's start and end are timed and reported, and
+// the messages it sends name it as their causation.
+inline int actor_cell::dispatch_instrumented(envelope* e) {
+  message_stats* const stats = core_->on_handler_start(this, e);
+  this_thread_identity.message = e->correlation;
+  handler_start started;
+  try {
+    started = e->ops->invoke(*this, *e);
+  } catch (...) {
+    this_thread_identity.message = 0;
+    core_->on_handler_end(this, e, true, stats);
+    fail(std::current_exception(), e);
+    return -1;
+  }
+  if (!started.frame) {
+    this_thread_identity.message = 0;
+    core_->on_handler_end(this, e, false, stats);
+    finish_message(e);
+    return 1;
+  }
+  task_ = started.frame;
+  task_promise_ = started.promise;
+  current_ = e;
+  resume_point_ = task_;
+  task_.resume();
+  const int settled = settle_task();
+  this_thread_identity.message = 0;
+  return settled;
+}
+
 inline int actor_cell::settle_task() {
   for (;;) {
     if (task_.done()) {
@@ -1123,6 +1365,8 @@ inline int actor_cell::settle_task() {
       task_ = {};
       task_promise_ = nullptr;
       envelope* e = std::exchange(current_, nullptr);
+      if (instrumented_) [[unlikely]]
+        core_->on_handler_end(this, e, error != nullptr);
       if (error) {
         fail(std::move(error), e);
         return -1;
@@ -1210,6 +1454,8 @@ inline void actor_cell::fail(std::exception_ptr error, envelope* failing) noexce
     core_->dead_letter_out(this, failing, dead_letter_reason::handler_failed, what, error);
   }
   core_->report_failure(this, what);
+  if (actor_stats* a = core_->actor_stats_of(this))
+    a->failed.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard lock(runtime_core::monitor_lock(this));
     try {
@@ -1247,7 +1493,9 @@ inline void actor_cell::finalize() noexcept {
   if (task_) abandon_task();
   envelope* rest = mailbox_.close();
   const dead_letter_reason reason = runtime_core::stop_reason_of(this);
+  actor_stats* stats = core_->actor_stats_of(this);
   while (rest != nullptr) {
+    if (stats != nullptr) stats->dequeued();
     envelope* next = rest->next;
     core_->dead_letter_out(this, rest, reason, {});
     rest = next;

@@ -37,6 +37,9 @@ struct thread_identity {
   counter_slot* counters = nullptr;  // null on internal threads without their own block
   void* worker = nullptr;
   actor_cell* cell = nullptr;  // the actor this worker is running right now
+  // Metrics or tracing on: the id of the message whose handler runs now (the causation of the
+  // messages it sends); 0 outside handlers.
+  std::uint64_t message = 0;
 };
 inline thread_local constinit thread_identity this_thread_identity;
 

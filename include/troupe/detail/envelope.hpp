@@ -19,6 +19,7 @@
 namespace troupe::detail {
 
 struct envelope;
+class reply_slot_base;
 
 // What starting a handler produced: nothing to drive (it returned) or a task frame to drive.
 struct handler_start {
@@ -40,15 +41,33 @@ struct envelope_ops {
   // Work-queue items only: the item was not handled; the queue takes it back (to redeliver it)
   // and says how to record this attempt (handler_failed, or retries_exhausted on the last).
   dead_letter_reason (*reroute)(envelope& e, dead_letter_reason reason) noexcept = nullptr;
+  // Asks only: the reply state (metrics time the round trip on it).
+  reply_slot_base* (*reply_of)(envelope& e) noexcept = nullptr;
 };
 
 // A message in flight. `next` links it into a mailbox; it is written by the sender before the
 // mailbox's publishing CAS (release) and read by the receiver after its acquire, so it needs no
-// atomic of its own. Small messages fit with this 24-byte header in one 64-byte pool block.
+// atomic of its own. Messages of up to 24 bytes fit with this 40-byte header in one 64-byte
+// pool block.
 struct envelope {
-  envelope* next = nullptr;
+  envelope() noexcept : next(nullptr) {}
+  envelope(envelope* n, const envelope_ops* o, std::uint64_t c) noexcept
+      : next(n), ops(o), correlation(c) {}
+
+  union {
+    envelope* next;
+    // Metrics and tracing: once popped (the mailbox no longer links it), when its handler
+    // started (metrics_now()).
+    std::int64_t started;
+  };
   const envelope_ops* ops = nullptr;
   std::uint64_t correlation = 0;
+  // Metrics and tracing only, so left unwritten (no cost) by runtimes without them: written by
+  // the send path and read by the handling worker of a runtime with them, and by no one else.
+  // `causation`: the id of the message whose handler sent this one (0: none). `queued`: when it
+  // was queued (metrics_now()).
+  std::uint64_t causation;
+  std::int64_t queued;
 
   void destroy() noexcept { ops->destroy(this); }
 };

@@ -73,6 +73,14 @@ class reply_slot_base {
   // Pending timeout task; read and written only under the timer service's lock.
   timer_task* timer_ = nullptr;
 
+  // Metrics on: when the request was queued, and which entry of the runtime's message table
+  // (index + 1) records the round trip on completion.
+  // The timer thread may complete the ask meanwhile (a timeout): the entry is published last.
+  void time_round_trip(std::uint32_t entry, std::int64_t asked) noexcept {
+    asked_ = asked;
+    round_trip_entry_.store(entry, std::memory_order_release);
+  }
+
  protected:
   bool claim() noexcept {
     std::uint32_t expected = state_pending;
@@ -98,12 +106,16 @@ class reply_slot_base {
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<std::uint32_t> state_{state_pending};
   std::atomic<std::uint32_t> waiter_{waiter_none};
+  // Metrics: 0, or the message-table entry + 1 that records this ask's round trip. A 32-bit
+  // index fills padding, so that with asked_ a reply_slot<int> still fits a 128-byte block.
+  std::atomic<std::uint32_t> round_trip_entry_{0};
   actor_cell* target_;
   std::uint64_t correlation_;
   address asker_;
   actor_cell* wake_cell_ = nullptr;
   std::uint64_t wake_generation_ = 0;
   std::function<void()> callback_;
+  std::int64_t asked_ = 0;
 };
 
 template <class R>
