@@ -43,7 +43,7 @@ class mplayer {
 };
 
 double run_pingpong(const config& c, bool metrics) {
-  const std::uint64_t trips = sized(c, 100'000, 1'000'000);
+  const std::uint64_t trips = pingpong_size(c);
   done_signal done;
   troupe::runtime_options o = options_for(c);
   o.metrics = metrics;
@@ -101,8 +101,8 @@ class msource {
 };
 
 double run_fanin(const config& c, bool metrics) {
-  constexpr std::uint64_t senders = 100;
-  const std::uint64_t per = sized(c, 2'000, 100'000);
+  constexpr std::uint64_t senders = fanin_senders;
+  const std::uint64_t per = fanin_size(c);
   const std::uint64_t total = senders * per;
   done_signal done;
   troupe::runtime_options o = options_for(c);
@@ -121,23 +121,24 @@ double run_fanin(const config& c, bool metrics) {
   return static_cast<double>(total) / seconds_between(t0, t1);
 }
 
-std::string pingpong_size(const config& c) {
-  return std::to_string(sized(c, 100'000, 1'000'000)) + " round trips";
+std::string describe_pingpong(const config& c) {
+  return std::to_string(pingpong_size(c)) + " round trips";
 }
-std::string fanin_size(const config& c) {
-  return "100 senders x " + std::to_string(sized(c, 2'000, 100'000)) + " messages";
+std::string describe_fanin(const config& c) {
+  return std::to_string(fanin_senders) + " senders x " + std::to_string(fanin_size(c)) +
+         " messages";
 }
 
 }  // namespace
 
 void add_metrics_workloads(std::vector<workload>& out) {
-  out.push_back({"pingpong_metrics_off", "metrics", "ns/round trip", true, false, pingpong_size,
+  out.push_back({"pingpong_metrics_off", "metrics", "ns/round trip", true, false, describe_pingpong,
                  [](const config& c) { return run_pingpong(c, false); }});
-  out.push_back({"pingpong_metrics_on", "metrics", "ns/round trip", true, false, pingpong_size,
+  out.push_back({"pingpong_metrics_on", "metrics", "ns/round trip", true, false, describe_pingpong,
                  [](const config& c) { return run_pingpong(c, true); }});
-  out.push_back({"fanin_metrics_off", "metrics", "msgs/s", false, false, fanin_size,
+  out.push_back({"fanin_metrics_off", "metrics", "msgs/s", false, false, describe_fanin,
                  [](const config& c) { return run_fanin(c, false); }});
-  out.push_back({"fanin_metrics_on", "metrics", "msgs/s", false, false, fanin_size,
+  out.push_back({"fanin_metrics_on", "metrics", "msgs/s", false, false, describe_fanin,
                  [](const config& c) { return run_fanin(c, true); }});
 }
 
