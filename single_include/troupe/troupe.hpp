@@ -2050,6 +2050,7 @@ class actor_cell : public context {
   // The same, with metrics or tracing on.
   inline int dispatch_instrumented(envelope* e);
   inline int settle_task();  // the same, for the running task handler
+  inline int begin_task(const handler_start& started, envelope* e);  // run a returned task
   inline activation after_suspension() noexcept;
   inline void finish_message(envelope* e) noexcept;
   inline void fail(std::exception_ptr error, envelope* failing) noexcept;
@@ -4406,6 +4407,11 @@ inline int actor_cell::dispatch(envelope* e) {
     finish_message(e);
     return 1;
   }
+  return begin_task(started, e);
+}
+
+// A handler returned a task: run it to its first suspension or its end.
+inline int actor_cell::begin_task(const handler_start& started, envelope* e) {
   task_ = started.frame;
   task_promise_ = started.promise;
   current_ = e;
@@ -4434,12 +4440,7 @@ inline int actor_cell::dispatch_instrumented(envelope* e) {
     finish_message(e);
     return 1;
   }
-  task_ = started.frame;
-  task_promise_ = started.promise;
-  current_ = e;
-  resume_point_ = task_;
-  task_.resume();
-  const int settled = settle_task();
+  const int settled = begin_task(started, e);
   this_thread_identity.message = 0;
   return settled;
 }

@@ -142,6 +142,7 @@ class actor_cell : public context {
   // The same, with metrics or tracing on.
   inline int dispatch_instrumented(envelope* e);
   inline int settle_task();  // the same, for the running task handler
+  inline int begin_task(const handler_start& started, envelope* e);  // run a returned task
   inline activation after_suspension() noexcept;
   inline void finish_message(envelope* e) noexcept;
   inline void fail(std::exception_ptr error, envelope* failing) noexcept;

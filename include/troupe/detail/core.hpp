@@ -1312,6 +1312,11 @@ inline int actor_cell::dispatch(envelope* e) {
     finish_message(e);
     return 1;
   }
+  return begin_task(started, e);
+}
+
+// A handler returned a task: run it to its first suspension or its end.
+inline int actor_cell::begin_task(const handler_start& started, envelope* e) {
   task_ = started.frame;
   task_promise_ = started.promise;
   current_ = e;
@@ -1340,12 +1345,7 @@ inline int actor_cell::dispatch_instrumented(envelope* e) {
     finish_message(e);
     return 1;
   }
-  task_ = started.frame;
-  task_promise_ = started.promise;
-  current_ = e;
-  resume_point_ = task_;
-  task_.resume();
-  const int settled = settle_task();
+  const int settled = begin_task(started, e);
   this_thread_identity.message = 0;
   return settled;
 }
