@@ -2606,17 +2606,19 @@ class topic_registry {
 
   void add(const entry_ptr& entry) {
     const auto tokens = split_subject(entry->pattern, true);
+    route_cache stale;  // destroyed after the locks are released (see invalidate)
     std::unique_lock lock(mutex_);
     node* n = &root_;
     for (std::string_view token : tokens) n = n->child(token);
     n->subscribers.push_back(entry);
     ++count_;
-    version_.fetch_add(1, std::memory_order_seq_cst);
+    invalidate(stale);
   }
 
   void remove(const entry_ptr& entry) {
     entry->active.store(false, std::memory_order_release);
     const auto tokens = split_subject(entry->pattern, true);
+    route_cache stale;  // destroyed after the locks are released (see invalidate)
     std::unique_lock lock(mutex_);
     node* n = &root_;
     for (std::string_view token : tokens) {
@@ -2628,7 +2630,7 @@ class topic_registry {
       if (*it == entry) {
         subs.erase(it);
         --count_;
-        version_.fetch_add(1, std::memory_order_seq_cst);
+        invalidate(stale);
         return;
       }
     }
@@ -2657,6 +2659,7 @@ class topic_registry {
       throw error(errc::retention_conflict,
                   "'" + std::string(subject) + "': a retained topic must keep at least 1 event");
     }
+    route_cache stale;  // destroyed after the locks are released (see invalidate)
     std::unique_lock lock(mutex_);
     auto it = logs_.find(subject);
     if (it != logs_.end()) {
@@ -2669,7 +2672,7 @@ class topic_registry {
     }
     auto log = std::make_shared<retained_log>(event_type, capacity, std::string(subject));
     logs_.emplace(std::string(subject), log);
-    version_.fetch_add(1, std::memory_order_seq_cst);
+    invalidate(stale);
     return log;
   }
 
@@ -2722,9 +2725,14 @@ class topic_registry {
       built->log = find_log_locked(subject, event_type);
     }
     std::shared_ptr<const route> result = std::move(built);
+    route_cache evicted;  // destroyed after the lock is released (see invalidate)
     {
       std::unique_lock lock(cache_mutex_);
-      if (cache_.size() >= max_cached_subjects) cache_.clear();  // bounded: subjects may be many
+      // A route that went stale while it was built is not cached: invalidate() has already
+      // emptied the cache, and must not find this route's subscriptions left behind in it.
+      if (result->version != version_.load(std::memory_order_seq_cst)) return result;
+      if (cache_.size() >= max_cached_subjects)
+        evicted.swap(cache_);  // bounded: subjects may be many
       auto& slots = cache_[std::string(subject)];
       bool replaced = false;
       for (auto& [type, r] : slots) {
@@ -2790,6 +2798,22 @@ class topic_registry {
     if (it != n.children.end()) walk(*it->second, tokens, i + 1, event_type, out);
   }
 
+  using route_cache =
+      std::map<std::string, std::vector<std::pair<const void*, std::shared_ptr<const route>>>,
+               std::less<>>;
+
+  // Under mutex_ (exclusive): every cached route is stale now. They are moved out into `stale`
+  // rather than kept until overwritten, because a route holds its subscriptions, which hold
+  // their actors, which hold the runtime: a stale route left in the cache would keep an
+  // unsubscribed actor, and so the runtime, alive. The caller destroys `stale` after releasing
+  // the locks: destroying the last reference to an actor runs its destructor, which may
+  // unsubscribe and so take these locks again.
+  void invalidate(route_cache& stale) {
+    version_.fetch_add(1, std::memory_order_seq_cst);
+    std::unique_lock lock(cache_mutex_);
+    stale.swap(cache_);
+  }
+
   std::shared_ptr<retained_log> find_log_locked(std::string_view subject,
                                                 const void* event_type) const {
     auto it = logs_.find(subject);
@@ -2807,9 +2831,7 @@ class topic_registry {
   std::atomic<std::uint64_t> version_{0};
   // Routes by subject, then event type; a route is current while its version is version_.
   std::shared_mutex cache_mutex_;
-  std::map<std::string, std::vector<std::pair<const void*, std::shared_ptr<const route>>>,
-           std::less<>>
-      cache_;  // guarded by cache_mutex_
+  route_cache cache_;  // guarded by cache_mutex_
   std::atomic<std::uint64_t> turn_{0};
 };
 
