@@ -2636,13 +2636,6 @@ class topic_registry {
     }
   }
 
-  // Appends the active subscriptions of `event_type` whose pattern matches `tokens`.
-  void match(const std::vector<std::string_view>& tokens, const void* event_type,
-             std::vector<entry_ptr>& out) const {
-    std::shared_lock lock(mutex_);
-    walk(root_, tokens, 0, event_type, out);
-  }
-
   [[nodiscard]] bool empty() const noexcept {
     std::shared_lock lock(mutex_);
     return count_ == 0;
