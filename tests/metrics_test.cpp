@@ -276,9 +276,16 @@ TEST_CASE("metrics counts match known traffic") {
 TEST_CASE("queue wait and service time bound a handler that sleeps") {
   troupe::runtime rt(metrics_options(1));
   auto c = rt.spawn<counter>();
-  // Five naps queued at once on one actor: each sleeps 2 ms, so the last waits >= 8 ms.
+  // Five naps queued at once on one actor: each sleeps 2 ms, so the last waits >= 8 ms. The
+  // only worker is held by a gate while they are queued, so none starts before all are in,
+  // however the asking thread is scheduled.
+  std::atomic<bool> open{false}, entered{false};
+  auto g = rt.spawn<gate>(&open, &entered);
+  g.send(hold{});
+  while (!entered.load()) std::this_thread::yield();
   std::vector<troupe::reply<int>> replies;
   for (int i = 0; i < 5; ++i) replies.push_back(c.ask(nap{}));
+  open.store(true);
   for (auto& r : replies) static_cast<void>(r.get());
   const auto m = rt.metrics();
   const auto* naps = find(m, "counter", "nap");

@@ -58,11 +58,13 @@ class latency_histogram {
   // Records `n` occurrences of the same value at once.
   void record_n(std::uint64_t ns, std::uint64_t n) noexcept {
     if (n == 0) return;
-    buckets_[bucket_of(ns)].fetch_add(n, std::memory_order_relaxed);
-    count_.fetch_add(n, std::memory_order_relaxed);
-    sum_.fetch_add(saturating_mul(ns, n), std::memory_order_relaxed);
+    // Bounds first: a reader that already counts this value in a bucket then also sees it in
+    // min/max, so percentile() stays clamped within [min(), max()] while writers record.
     raise(max_, ns);
     lower(min_, ns);
+    buckets_[bucket_of(ns)].fetch_add(n, std::memory_order_release);
+    count_.fetch_add(n, std::memory_order_relaxed);
+    sum_.fetch_add(saturating_mul(ns, n), std::memory_order_relaxed);
   }
 
   // Records `value` measured by a loop that meant to take one sample every `expected_interval`
@@ -109,7 +111,8 @@ class latency_histogram {
   void merge(const latency_histogram& other) noexcept {
     std::uint64_t total = 0;
     for (std::size_t i = 0; i < bucket_count; ++i) {
-      const std::uint64_t n = other.buckets_[i].load(std::memory_order_relaxed);
+      // acquire: other's min/max, read below, then cover every value counted here.
+      const std::uint64_t n = other.buckets_[i].load(std::memory_order_acquire);
       if (n != 0) {
         buckets_[i].fetch_add(n, std::memory_order_relaxed);
         total += n;
@@ -151,7 +154,7 @@ class latency_histogram {
     std::uint64_t seen = 0;
     std::size_t i = 0;
     for (; i < bucket_count; ++i) {
-      seen += buckets_[i].load(std::memory_order_relaxed);
+      seen += buckets_[i].load(std::memory_order_acquire);  // pairs with record_n's release
       if (seen >= rank) break;
     }
     if (i == bucket_count) i = bucket_count - 1;

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include <troupe/detail/json.hpp>
 #include <troupe/latency_histogram.hpp>
 #include <troupe/metrics.hpp>
 
@@ -55,32 +56,6 @@ inline void append_table(std::string& out, const std::vector<std::vector<std::st
     out += line;
     out += '\n';
   }
-}
-
-inline void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
 }
 
 // A Prometheus label value: backslash, double quote and newline escaped.

@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include <troupe/detail/json.hpp>
+
 namespace troupe {
 
 enum class trace_point : std::uint8_t {
@@ -81,11 +83,11 @@ class json_lines_trace final : public trace_hook {
       line += ",\"cause\":";
       line += std::to_string(e.causation_id);
       line += ",\"actor\":\"";
-      append_escaped(line, e.actor_type);
+      detail::append_json_escaped(line, e.actor_type);
       line += '#';
       line += std::to_string(e.actor_id);
       line += "\",\"message\":\"";
-      append_escaped(line, e.message_type);
+      detail::append_json_escaped(line, e.message_type);
       line += "\",\"queued_ns\":";
       line += std::to_string(ns(e.queued));
       line += ",\"start_ns\":";
@@ -104,19 +106,6 @@ class json_lines_trace final : public trace_hook {
     return static_cast<long long>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
   }
-  static void append_escaped(std::string& out, std::string_view s) {
-    for (char c : s) {
-      if (c == '"' || c == '\\') {
-        out += '\\';
-        out += c;
-      } else if (static_cast<unsigned char>(c) < 0x20) {
-        out += ' ';
-      } else {
-        out += c;
-      }
-    }
-  }
-
   std::unique_ptr<std::ofstream> file_;
   std::ostream* out_;
   std::mutex mutex_;

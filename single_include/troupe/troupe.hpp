@@ -1313,6 +1313,7 @@ void destroy_envelope(envelope* e) noexcept {
 // message type, latency histograms in a fixed lock-free table.
 
 #include <map>
+#include <thread>
 
 // ---- begin troupe/latency_histogram.hpp ----
 // troupe::latency_histogram: a lock-free, constant-memory latency histogram with log-linear
@@ -1369,11 +1370,13 @@ class latency_histogram {
   // Records `n` occurrences of the same value at once.
   void record_n(std::uint64_t ns, std::uint64_t n) noexcept {
     if (n == 0) return;
-    buckets_[bucket_of(ns)].fetch_add(n, std::memory_order_relaxed);
-    count_.fetch_add(n, std::memory_order_relaxed);
-    sum_.fetch_add(saturating_mul(ns, n), std::memory_order_relaxed);
+    // Bounds first: a reader that already counts this value in a bucket then also sees it in
+    // min/max, so percentile() stays clamped within [min(), max()] while writers record.
     raise(max_, ns);
     lower(min_, ns);
+    buckets_[bucket_of(ns)].fetch_add(n, std::memory_order_release);
+    count_.fetch_add(n, std::memory_order_relaxed);
+    sum_.fetch_add(saturating_mul(ns, n), std::memory_order_relaxed);
   }
 
   // Records `value` measured by a loop that meant to take one sample every `expected_interval`
@@ -1420,7 +1423,8 @@ class latency_histogram {
   void merge(const latency_histogram& other) noexcept {
     std::uint64_t total = 0;
     for (std::size_t i = 0; i < bucket_count; ++i) {
-      const std::uint64_t n = other.buckets_[i].load(std::memory_order_relaxed);
+      // acquire: other's min/max, read below, then cover every value counted here.
+      const std::uint64_t n = other.buckets_[i].load(std::memory_order_acquire);
       if (n != 0) {
         buckets_[i].fetch_add(n, std::memory_order_relaxed);
         total += n;
@@ -1462,7 +1466,7 @@ class latency_histogram {
     std::uint64_t seen = 0;
     std::size_t i = 0;
     for (; i < bucket_count; ++i) {
-      seen += buckets_[i].load(std::memory_order_relaxed);
+      seen += buckets_[i].load(std::memory_order_acquire);  // pairs with record_n's release
       if (seen >= rank) break;
     }
     if (i == bucket_count) i = bucket_count - 1;
@@ -1615,8 +1619,8 @@ struct message_stats {
 };
 
 // Open addressing on the envelope_ops address, insert-only, lock-free lookups. A pair seen for
-// the first time allocates its histograms (once); past `capacity` pairs, the rest are counted
-// in `untracked` only.
+// the first time allocates its histograms (once); past `capacity` pairs, the rest are not
+// timed (find returns null).
 class message_table {
  public:
   static constexpr std::size_t capacity = 1024;
@@ -1657,13 +1661,12 @@ class message_table {
         }
       }
       if (key == ops) {
-        // Another thread claimed the slot and is allocating: the wait is once per pair.
-        while (!s.ready.load(std::memory_order_acquire)) {
-        }
+        // Another thread claimed the slot and is allocating: the wait is once per pair, and
+        // yields, since on 2 cores that thread may be the one waiting for a core.
+        while (!s.ready.load(std::memory_order_acquire)) std::this_thread::yield();
         return i;
       }
     }
-    untracked_.fetch_add(1, std::memory_order_relaxed);
     return capacity;
   }
 
@@ -1687,7 +1690,6 @@ class message_table {
            capacity;
   }
   slot slots_[capacity];
-  std::atomic<std::uint64_t> untracked_{0};
 };
 
 // Publishes and deliveries per subject; a mutex, paid once per publish, only with metrics on.
@@ -2244,8 +2246,6 @@ handler_start invoke_handler(actor_cell& cell, envelope& e) {
 // ---- end troupe/detail/actor_cell.hpp ----
 // ---- begin troupe/detail/scheduler.hpp ----
 // Internal: the scheduler interface and the thread-pool scheduler behind it.
-
-#include <thread>
 
 #include <concurrentqueue/concurrentqueue.h>
 
@@ -2994,6 +2994,46 @@ struct std::hash<troupe::ref<A>> : std::hash<troupe::address> {};
 #include <fstream>
 #include <ostream>
 
+// ---- begin troupe/detail/json.hpp ----
+// Internal: JSON string escaping, shared by the metrics export and the JSON-lines trace.
+
+namespace troupe::detail {
+
+// Appends `s` escaped for the inside of a JSON string (quotes, backslashes, control characters).
+inline void append_json_escaped(std::string& out, std::string_view s) {
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+}
+
+// Appends `s` as a JSON string, quotes included.
+inline void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  append_json_escaped(out, s);
+  out += '"';
+}
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/json.hpp ----
+
 namespace troupe {
 
 enum class trace_point : std::uint8_t {
@@ -3063,11 +3103,11 @@ class json_lines_trace final : public trace_hook {
       line += ",\"cause\":";
       line += std::to_string(e.causation_id);
       line += ",\"actor\":\"";
-      append_escaped(line, e.actor_type);
+      detail::append_json_escaped(line, e.actor_type);
       line += '#';
       line += std::to_string(e.actor_id);
       line += "\",\"message\":\"";
-      append_escaped(line, e.message_type);
+      detail::append_json_escaped(line, e.message_type);
       line += "\",\"queued_ns\":";
       line += std::to_string(ns(e.queued));
       line += ",\"start_ns\":";
@@ -3086,19 +3126,6 @@ class json_lines_trace final : public trace_hook {
     return static_cast<long long>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
   }
-  static void append_escaped(std::string& out, std::string_view s) {
-    for (char c : s) {
-      if (c == '"' || c == '\\') {
-        out += '\\';
-        out += c;
-      } else if (static_cast<unsigned char>(c) < 0x20) {
-        out += ' ';
-      } else {
-        out += c;
-      }
-    }
-  }
-
   std::unique_ptr<std::ofstream> file_;
   std::ostream* out_;
   std::mutex mutex_;
@@ -5753,32 +5780,6 @@ inline void append_table(std::string& out, const std::vector<std::vector<std::st
     out += line;
     out += '\n';
   }
-}
-
-inline void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
 }
 
 // A Prometheus label value: backslash, double quote and newline escaped.

@@ -11,6 +11,7 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include <troupe/detail/fwd.hpp>
 #include <troupe/latency_histogram.hpp>
@@ -65,8 +66,8 @@ struct message_stats {
 };
 
 // Open addressing on the envelope_ops address, insert-only, lock-free lookups. A pair seen for
-// the first time allocates its histograms (once); past `capacity` pairs, the rest are counted
-// in `untracked` only.
+// the first time allocates its histograms (once); past `capacity` pairs, the rest are not
+// timed (find returns null).
 class message_table {
  public:
   static constexpr std::size_t capacity = 1024;
@@ -107,13 +108,12 @@ class message_table {
         }
       }
       if (key == ops) {
-        // Another thread claimed the slot and is allocating: the wait is once per pair.
-        while (!s.ready.load(std::memory_order_acquire)) {
-        }
+        // Another thread claimed the slot and is allocating: the wait is once per pair, and
+        // yields, since on 2 cores that thread may be the one waiting for a core.
+        while (!s.ready.load(std::memory_order_acquire)) std::this_thread::yield();
         return i;
       }
     }
-    untracked_.fetch_add(1, std::memory_order_relaxed);
     return capacity;
   }
 
@@ -137,7 +137,6 @@ class message_table {
            capacity;
   }
   slot slots_[capacity];
-  std::atomic<std::uint64_t> untracked_{0};
 };
 
 // Publishes and deliveries per subject; a mutex, paid once per publish, only with metrics on.
