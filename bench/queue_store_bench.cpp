@@ -64,6 +64,9 @@ class moodycamel_store {
 template <class Store>
 double run_store(const config& c, const char* name) {
   const std::uint64_t items = store_items(c);
+  // After the items, one stop value per consumer: each consumer counts and sums locally and
+  // publishes its totals once, so the timed pops share nothing but the store.
+  constexpr std::uint64_t stop = ~std::uint64_t{0};
   Store store;
   std::atomic<std::uint64_t> popped{0};
   std::atomic<std::uint64_t> sum{0};
@@ -73,21 +76,26 @@ double run_store(const config& c, const char* name) {
     consumers.emplace_back([&] {
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
       std::uint64_t local_sum = 0;
+      std::uint64_t local_count = 0;
       std::uint64_t v = 0;
-      while (popped.load(std::memory_order_relaxed) < items) {
-        if (store.try_pop(v)) {
-          local_sum += v;
-          popped.fetch_add(1, std::memory_order_relaxed);
-        } else {
+      for (;;) {
+        if (!store.try_pop(v)) {
           std::this_thread::yield();
+        } else if (v == stop) {
+          break;
+        } else {
+          local_sum += v;
+          ++local_count;
         }
       }
+      popped.fetch_add(local_count, std::memory_order_relaxed);
       sum.fetch_add(local_sum, std::memory_order_relaxed);
     });
   }
   const auto t0 = clock::now();
   go.store(true, std::memory_order_release);
   for (std::uint64_t i = 0; i < items; ++i) store.push(i);
+  for (int i = 0; i < store_consumers; ++i) store.push(stop);
   for (auto& t : consumers) t.join();
   const auto t1 = clock::now();
   expect(popped.load() == items, std::string(name) + ": popped " + std::to_string(popped.load()) +

@@ -59,7 +59,6 @@ struct caf_system {
     if (c.workers != 0) cfg.set("scheduler.max-threads", c.workers);
     sys = std::make_unique<caf::actor_system>(cfg);
   }
-  caf::actor_system& operator*() { return *sys; }
   caf::actor_system* operator->() { return sys.get(); }
 };
 
@@ -116,8 +115,6 @@ struct asker_state {
   std::uint64_t count = 0;
   std::uint64_t sum = 0;
   clock::time_point t0;
-  double seconds = 0;
-  std::string error;
 };
 
 struct ask_outcome {

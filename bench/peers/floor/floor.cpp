@@ -264,13 +264,23 @@ double run_broadcast(const config& c) {
   std::uint64_t sum = 0;
   std::thread consumer([&] {
     std::uint64_t handled = 0;
+    std::uint32_t idle = 0;
     while (handled < deliveries) {
+      const std::uint64_t before = handled;
       for (auto& r : rings) {
         const event* e = nullptr;
         while (r->try_pop(e)) {
           sum += e->n;
           ++handled;
         }
+      }
+      // An empty sweep: relax, and after many give the core to the publisher (2 cores, loaded).
+      if (handled != before) {
+        idle = 0;
+      } else if (++idle < 1024) {
+        cpu_relax();
+      } else {
+        std::this_thread::yield();
       }
     }
   });
