@@ -673,9 +673,28 @@ class context {
 }  // namespace troupe
 
 // ---- begin troupe/detail/core.hpp ----
-// Internal: the runtime core (the state shared by a runtime, its actors and its threads) and
-// the definitions of the handle, context and actor-record functions that need all of it.
+// Internal: the runtime core and the out-of-line definitions of the handle, context, actor-record
+// and reply functions that need all of it, one concept per file:
+//
+//   runtime_core.hpp   the state shared by a runtime, its actors and its threads
+//   timer_tasks.hpp    sleep_for, delayed sends, waking a sleeping handler
+//   send_path.hpp      send: envelope -> mailbox -> schedule
+//   ask_path.hpp       ask: request envelope, reply routing, timeouts, reply slots
+//   activation.hpp     an actor record at work: run, dispatch, suspend, wake, stop requests
+//   failure_path.hpp   a failed handler: park for the supervisor, restart, stop, watchers
+//   handles.hpp        address and context
+//
 // Included at the end of the public headers that declare those functions; never by users.
+
+// ---- begin troupe/detail/activation.hpp ----
+// The actor record at work: run a batch of its mailbox, dispatch each envelope to its handler,
+// settle a handler that suspended, wake it, and take stop requests at message boundaries.
+// Internal: included only through detail/core.hpp; never by users.
+
+// ---- begin troupe/detail/runtime_core.hpp ----
+// The state shared by a runtime, its actors, threads and timers: registry, counters, metrics,
+// tracing, dead letters, topics, shutdown.
+// Internal: included only through detail/core.hpp; never by users.
 
 #include <algorithm>
 #include <condition_variable>
@@ -3846,7 +3865,308 @@ class runtime_core {
   }
 };
 
-// ---- timers ----------------------------------------------------------------------------------
+}  // namespace troupe::detail
+// ---- end troupe/detail/runtime_core.hpp ----
+
+namespace troupe::detail {
+
+inline void actor_cell::release() noexcept {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy_self();
+}
+
+inline void actor_cell::destroy_self() noexcept {
+  runtime_core* core = core_;
+  if (watch_ != nullptr && watch_->supervisor != nullptr) watch_->supervisor->release();
+  delete watch_;
+  ops_->delete_cell(this);
+  core->release();
+}
+
+inline activation actor_cell::run(std::size_t batch) {
+  if (parked_.load(std::memory_order_acquire)) {
+    // Woken while waiting for its supervisor: to be restarted in place, or stopped.
+    parked_.store(false, std::memory_order_relaxed);
+    wake_.store((wake_.load(std::memory_order_acquire) & ~std::uint64_t{3}) | wake_running,
+                std::memory_order_relaxed);
+    if (stop_requested_.load(std::memory_order_seq_cst) ||
+        !restart_requested_.load(std::memory_order_seq_cst)) {
+      finalize();
+      return activation::finished;
+    }
+    restart_requested_.store(false, std::memory_order_seq_cst);
+    if (!restart_instance()) return activation::suspended;
+  } else if (task_) {
+    // A suspended task handler was woken (or is being abandoned at shutdown).
+    wake_.store((wake_.load(std::memory_order_acquire) & ~std::uint64_t{3}) | wake_running,
+                std::memory_order_relaxed);
+    if (force_stop_.load(std::memory_order_acquire)) {
+      finalize();
+      return activation::finished;
+    }
+    int settled;
+    if (instrumented_) [[unlikely]] {
+      this_thread_identity.message = current_->correlation;  // the causation of its sends
+      resume_point_.resume();
+      settled = settle_task();
+      this_thread_identity.message = 0;
+    } else {
+      resume_point_.resume();
+      settled = settle_task();
+    }
+    if (settled < 0) return activation::finished;
+    if (settled == 0) return after_suspension();
+  }
+  if (!started_) {
+    started_ = true;
+    if (!stop_requested_.load(std::memory_order_acquire)) {
+      try {
+        ops_->on_start(*this);
+        start_ran_ = true;
+      } catch (...) {
+        start_ran_ = false;
+        fail(std::current_exception(), nullptr);
+        return activation::finished;
+      }
+    }
+  }
+  const bool bounded = ops_->mailbox.capacity != 0;  // once per activation, not per message
+  for (std::size_t n = 0; n < batch; ++n) {
+    if (stop_requested_.load(std::memory_order_seq_cst)) return stop_now();
+    if (restart_requested_.load(std::memory_order_relaxed) &&
+        restart_requested_.exchange(false, std::memory_order_seq_cst)) {
+      if (!restart_instance()) return activation::suspended;
+    }
+    envelope* e = mailbox_.pop();
+    if (e == nullptr) {
+      if (!mailbox_.try_idle()) continue;
+      // A stop or restart request that raced with going idle must not be lost: whoever claims
+      // the idle actor back (it, or a sender that schedules it) sees the flag.
+      if ((stop_requested_.load(std::memory_order_seq_cst) ||
+           restart_requested_.load(std::memory_order_seq_cst)) &&
+          mailbox_.claim_if_idle()) {
+        continue;
+      }
+      return activation::idle;
+    }
+    if (bounded && !account_bounded_pop(e)) [[unlikely]]
+      continue;
+    const int outcome = instrumented_ ? dispatch_instrumented(e) : dispatch(e);
+    if (outcome < 0) return activation::finished;
+    if (outcome == 0) return after_suspension();
+  }
+  return activation::yielded;
+}
+
+// A bounded mailbox gave up a message: update its depth, drop it if it is an oldest one over the
+// bound (drop_oldest), and let actors waiting for room retry. False if `e` was dropped.
+inline bool actor_cell::account_bounded_pop(envelope* e) noexcept {
+  watch_state* x = watch_;
+  const std::size_t before = x->depth.fetch_sub(1, std::memory_order_seq_cst);
+  if (x->room_waiter_count.load(std::memory_order_seq_cst) != 0) wake_room_waiters();
+  if (ops_->mailbox.overflow == overflow::drop_oldest && before > ops_->mailbox.capacity) {
+    if (actor_stats* a = core_->actor_stats_of(this)) a->dequeued();
+    core_->dead_letter_out(this, e, dead_letter_reason::mailbox_full,
+                           "dropped as the oldest message of a full mailbox");
+    return false;
+  }
+  return true;
+}
+
+inline void actor_cell::wake_room_waiters() noexcept {
+  std::vector<std::pair<actor_cell*, std::uint64_t>> waiters;
+  {
+    std::lock_guard lock(runtime_core::monitor_lock(this));
+    waiters.swap(watch_->room_waiters);
+    watch_->room_waiter_count.store(0, std::memory_order_seq_cst);
+  }
+  // All of them retry; those that lose the race for the free slots wait again.
+  for (const auto& [cell, generation] : waiters) {
+    cell->wake(generation);
+    cell->release();
+  }
+}
+
+// The handler just suspended. If a forced stop arrived meanwhile, take the actor back now
+// rather than waiting for whatever it sleeps on.
+// Called with the reference settle_task took before publishing the suspension: from that
+// moment another thread may wake, run, stop and free the actor, so this one keeps it alive.
+inline activation actor_cell::after_suspension() noexcept {
+  activation result = activation::suspended;
+  if (force_stop_.load(std::memory_order_seq_cst)) {
+    std::uint64_t w = wake_.load(std::memory_order_acquire);
+    if ((w & 3) == wake_suspended &&
+        wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_running,
+                                      std::memory_order_acq_rel)) {
+      core_->add_suspended(-1);
+      finalize();
+      result = activation::finished;
+    }
+  }
+  release();
+  return result;
+}
+
+inline int actor_cell::dispatch(envelope* e) {
+  handler_start started;
+  try {
+    started = e->ops->invoke(*this, *e);
+  } catch (...) {
+    fail(std::current_exception(), e);
+    return -1;
+  }
+  if (!started.frame) {
+    finish_message(e);
+    return 1;
+  }
+  return begin_task(started, e);
+}
+
+// A handler returned a task: run it to its first suspension or its end.
+inline int actor_cell::begin_task(const handler_start& started, envelope* e) {
+  task_ = started.frame;
+  task_promise_ = started.promise;
+  current_ = e;
+  resume_point_ = task_;
+  task_.resume();
+  return settle_task();
+}
+
+// dispatch with metrics or tracing: the handler's start and end are timed and reported, and
+// the messages it sends name it as their causation.
+inline int actor_cell::dispatch_instrumented(envelope* e) {
+  message_stats* const stats = core_->on_handler_start(this, e);
+  this_thread_identity.message = e->correlation;
+  handler_start started;
+  try {
+    started = e->ops->invoke(*this, *e);
+  } catch (...) {
+    this_thread_identity.message = 0;
+    core_->on_handler_end(this, e, true, stats);
+    fail(std::current_exception(), e);
+    return -1;
+  }
+  if (!started.frame) {
+    this_thread_identity.message = 0;
+    core_->on_handler_end(this, e, false, stats);
+    finish_message(e);
+    return 1;
+  }
+  const int settled = begin_task(started, e);
+  this_thread_identity.message = 0;
+  return settled;
+}
+
+inline int actor_cell::settle_task() {
+  for (;;) {
+    if (task_.done()) {
+      std::exception_ptr error = task_promise_->error();
+      if (!error && current_->ops->task_done != nullptr) {
+        try {
+          current_->ops->task_done(*current_, *task_promise_);  // the reply of an ask
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
+      task_.destroy();
+      task_ = {};
+      task_promise_ = nullptr;
+      envelope* e = std::exchange(current_, nullptr);
+      if (instrumented_) [[unlikely]]
+        core_->on_handler_end(this, e, error != nullptr);
+      if (error) {
+        fail(std::move(error), e);
+        return -1;
+      }
+      finish_message(e);
+      return 1;
+    }
+    std::uint64_t w = wake_.load(std::memory_order_acquire);
+    const std::uint64_t generation_bits = w & ~std::uint64_t{3};
+    if ((w & 3) == wake_armed) {
+      core_->add_suspended(1);
+      retain();  // released by after_suspension: see there
+      if (wake_.compare_exchange_strong(w, generation_bits | wake_suspended,
+                                        std::memory_order_acq_rel, std::memory_order_acquire)) {
+        return 0;
+      }
+      release();  // not the last reference: this worker still runs the actor
+      core_->add_suspended(-1);
+    }
+    if ((w & 3) == wake_woken) {
+      // The wake-up beat us to it: resume in place.
+      wake_.store(generation_bits | wake_running, std::memory_order_relaxed);
+      resume_point_.resume();
+      continue;
+    }
+    // Suspended without arming: await_transform admits only troupe awaitables, so this is a
+    // bug in one of them. Nothing could ever resume the handler.
+    std::fputs("troupe: internal error: a task handler suspended with no wake-up armed\n", stderr);
+    std::terminate();
+  }
+}
+
+inline void actor_cell::wake(std::uint64_t generation) noexcept {
+  std::uint64_t w = wake_.load(std::memory_order_acquire);
+  for (;;) {
+    if ((w >> 2) != generation) return;  // a stale wake-up of an earlier suspension
+    const std::uint64_t state = w & 3;
+    if (state != wake_armed && state != wake_suspended) return;
+    if (wake_.compare_exchange_weak(w, generation << 2 | wake_woken, std::memory_order_acq_rel,
+                                    std::memory_order_acquire)) {
+      if (state == wake_suspended) {
+        // Once scheduled the actor may run, stop and be freed elsewhere: touch nothing after.
+        core_->add_suspended(-1);
+        core_->schedule(this);
+      }
+      return;
+    }
+  }
+}
+
+inline void actor_cell::request_stop(bool force) noexcept {
+  if (force) force_stop_.store(true, std::memory_order_seq_cst);
+  stop_requested_.store(true, std::memory_order_seq_cst);
+  if (mailbox_.claim_if_idle()) {
+    core_->schedule(this);
+    return;
+  }
+  if (force) {
+    std::uint64_t w = wake_.load(std::memory_order_acquire);
+    if ((w & 3) == wake_suspended &&
+        wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
+                                      std::memory_order_acq_rel)) {
+      // Once scheduled the actor may run, stop and be freed elsewhere: touch nothing after.
+      core_->add_suspended(-1);
+      core_->schedule(this);
+    }
+    return;
+  }
+  kick_parked();  // waiting for its supervisor: a stop ends the wait
+}
+
+inline void actor_cell::finish_message(envelope* e) noexcept {
+  counter_slot& counters = core_->counters_here();
+  counters.add(counters.handled);
+  e->destroy();
+}
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/activation.hpp ----
+// ---- begin troupe/detail/ask_path.hpp ----
+// The ask path: the ask envelope, invoking the handler and routing its reply (or error) to the
+// reply slot, the ask timeout, and the reply slot's out-of-line members.
+// Internal: included only through detail/core.hpp; never by users.
+
+// ---- begin troupe/detail/send_path.hpp ----
+// The send path: build an envelope, push it on the target's mailbox (bounded or not), schedule
+// the target if it was idle; the awaiter for room in a full bounded mailbox.
+// Internal: included only through detail/core.hpp; never by users.
+
+// ---- begin troupe/detail/timer_tasks.hpp ----
+// Timer tasks of the actor-facing API: waking a sleeping handler, delayed sends, sleep_for.
+// Internal: included only through detail/core.hpp; never by users.
+
+namespace troupe::detail {
 
 class wake_task final : public timer_task {
  public:
@@ -3903,7 +4223,10 @@ class sleep_awaiter {
   clock::time_point when_;
 };
 
-// ---- sends -----------------------------------------------------------------------------------
+}  // namespace troupe::detail
+// ---- end troupe/detail/timer_tasks.hpp ----
+
+namespace troupe::detail {
 
 // The envelope of a plain send of `message` to an actor of class A.
 template <class A, class M>
@@ -3989,7 +4312,10 @@ void send_message_after(actor_cell* target, clock::duration delay, M&& message) 
   core->timers().schedule(core->now() + delay, std::make_unique<delayed_send_task>(target, e));
 }
 
-// ---- request-reply ---------------------------------------------------------------------------
+}  // namespace troupe::detail
+// ---- end troupe/detail/send_path.hpp ----
+
+namespace troupe::detail {
 
 template <class M, class R>
 struct ask_envelope final : envelope {
@@ -4191,123 +4517,15 @@ bool reply_slot<R>::deliver(R&& value) noexcept {
   return true;
 }
 
-// ---- the actor record ------------------------------------------------------------------------
+}  // namespace troupe::detail
+// ---- end troupe/detail/ask_path.hpp ----
+// ---- begin troupe/detail/failure_path.hpp ----
+// The failure path: a handler that threw fails its actor; a supervised actor is parked for its
+// supervisor and restarted in place; everything else stops, dead-letters its mailbox and tells
+// its watchers. Also the awaiter for an actor's final stop.
+// Internal: included only through detail/core.hpp; never by users.
 
-inline void actor_cell::release() noexcept {
-  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy_self();
-}
-
-inline void actor_cell::destroy_self() noexcept {
-  runtime_core* core = core_;
-  if (watch_ != nullptr && watch_->supervisor != nullptr) watch_->supervisor->release();
-  delete watch_;
-  ops_->delete_cell(this);
-  core->release();
-}
-
-inline activation actor_cell::run(std::size_t batch) {
-  if (parked_.load(std::memory_order_acquire)) {
-    // Woken while waiting for its supervisor: to be restarted in place, or stopped.
-    parked_.store(false, std::memory_order_relaxed);
-    wake_.store((wake_.load(std::memory_order_acquire) & ~std::uint64_t{3}) | wake_running,
-                std::memory_order_relaxed);
-    if (stop_requested_.load(std::memory_order_seq_cst) ||
-        !restart_requested_.load(std::memory_order_seq_cst)) {
-      finalize();
-      return activation::finished;
-    }
-    restart_requested_.store(false, std::memory_order_seq_cst);
-    if (!restart_instance()) return activation::suspended;
-  } else if (task_) {
-    // A suspended task handler was woken (or is being abandoned at shutdown).
-    wake_.store((wake_.load(std::memory_order_acquire) & ~std::uint64_t{3}) | wake_running,
-                std::memory_order_relaxed);
-    if (force_stop_.load(std::memory_order_acquire)) {
-      finalize();
-      return activation::finished;
-    }
-    int settled;
-    if (instrumented_) [[unlikely]] {
-      this_thread_identity.message = current_->correlation;  // the causation of its sends
-      resume_point_.resume();
-      settled = settle_task();
-      this_thread_identity.message = 0;
-    } else {
-      resume_point_.resume();
-      settled = settle_task();
-    }
-    if (settled < 0) return activation::finished;
-    if (settled == 0) return after_suspension();
-  }
-  if (!started_) {
-    started_ = true;
-    if (!stop_requested_.load(std::memory_order_acquire)) {
-      try {
-        ops_->on_start(*this);
-        start_ran_ = true;
-      } catch (...) {
-        start_ran_ = false;
-        fail(std::current_exception(), nullptr);
-        return activation::finished;
-      }
-    }
-  }
-  const bool bounded = ops_->mailbox.capacity != 0;  // once per activation, not per message
-  for (std::size_t n = 0; n < batch; ++n) {
-    if (stop_requested_.load(std::memory_order_seq_cst)) return stop_now();
-    if (restart_requested_.load(std::memory_order_relaxed) &&
-        restart_requested_.exchange(false, std::memory_order_seq_cst)) {
-      if (!restart_instance()) return activation::suspended;
-    }
-    envelope* e = mailbox_.pop();
-    if (e == nullptr) {
-      if (!mailbox_.try_idle()) continue;
-      // A stop or restart request that raced with going idle must not be lost: whoever claims
-      // the idle actor back (it, or a sender that schedules it) sees the flag.
-      if ((stop_requested_.load(std::memory_order_seq_cst) ||
-           restart_requested_.load(std::memory_order_seq_cst)) &&
-          mailbox_.claim_if_idle()) {
-        continue;
-      }
-      return activation::idle;
-    }
-    if (bounded && !account_bounded_pop(e)) [[unlikely]]
-      continue;
-    const int outcome = instrumented_ ? dispatch_instrumented(e) : dispatch(e);
-    if (outcome < 0) return activation::finished;
-    if (outcome == 0) return after_suspension();
-  }
-  return activation::yielded;
-}
-
-// A bounded mailbox gave up a message: update its depth, drop it if it is an oldest one over the
-// bound (drop_oldest), and let actors waiting for room retry. False if `e` was dropped.
-inline bool actor_cell::account_bounded_pop(envelope* e) noexcept {
-  watch_state* x = watch_;
-  const std::size_t before = x->depth.fetch_sub(1, std::memory_order_seq_cst);
-  if (x->room_waiter_count.load(std::memory_order_seq_cst) != 0) wake_room_waiters();
-  if (ops_->mailbox.overflow == overflow::drop_oldest && before > ops_->mailbox.capacity) {
-    if (actor_stats* a = core_->actor_stats_of(this)) a->dequeued();
-    core_->dead_letter_out(this, e, dead_letter_reason::mailbox_full,
-                           "dropped as the oldest message of a full mailbox");
-    return false;
-  }
-  return true;
-}
-
-inline void actor_cell::wake_room_waiters() noexcept {
-  std::vector<std::pair<actor_cell*, std::uint64_t>> waiters;
-  {
-    std::lock_guard lock(runtime_core::monitor_lock(this));
-    waiters.swap(watch_->room_waiters);
-    watch_->room_waiter_count.store(0, std::memory_order_seq_cst);
-  }
-  // All of them retry; those that lose the race for the free slots wait again.
-  for (const auto& [cell, generation] : waiters) {
-    cell->wake(generation);
-    cell->release();
-  }
-}
+namespace troupe::detail {
 
 // A stop request reached a message boundary. A supervised permanent child is not stopped but
 // restarted (its supervisor decides when); everything else stops for good.
@@ -4415,170 +4633,6 @@ inline void actor_cell::kick_parked() noexcept {
     core_->add_suspended(-1);
     core_->schedule(this);
   }
-}
-
-// The handler just suspended. If a forced stop arrived meanwhile, take the actor back now
-// rather than waiting for whatever it sleeps on.
-// Called with the reference settle_task took before publishing the suspension: from that
-// moment another thread may wake, run, stop and free the actor, so this one keeps it alive.
-inline activation actor_cell::after_suspension() noexcept {
-  activation result = activation::suspended;
-  if (force_stop_.load(std::memory_order_seq_cst)) {
-    std::uint64_t w = wake_.load(std::memory_order_acquire);
-    if ((w & 3) == wake_suspended &&
-        wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_running,
-                                      std::memory_order_acq_rel)) {
-      core_->add_suspended(-1);
-      finalize();
-      result = activation::finished;
-    }
-  }
-  release();
-  return result;
-}
-
-inline int actor_cell::dispatch(envelope* e) {
-  handler_start started;
-  try {
-    started = e->ops->invoke(*this, *e);
-  } catch (...) {
-    fail(std::current_exception(), e);
-    return -1;
-  }
-  if (!started.frame) {
-    finish_message(e);
-    return 1;
-  }
-  return begin_task(started, e);
-}
-
-// A handler returned a task: run it to its first suspension or its end.
-inline int actor_cell::begin_task(const handler_start& started, envelope* e) {
-  task_ = started.frame;
-  task_promise_ = started.promise;
-  current_ = e;
-  resume_point_ = task_;
-  task_.resume();
-  return settle_task();
-}
-
-// dispatch with metrics or tracing: the handler's start and end are timed and reported, and
-// the messages it sends name it as their causation.
-inline int actor_cell::dispatch_instrumented(envelope* e) {
-  message_stats* const stats = core_->on_handler_start(this, e);
-  this_thread_identity.message = e->correlation;
-  handler_start started;
-  try {
-    started = e->ops->invoke(*this, *e);
-  } catch (...) {
-    this_thread_identity.message = 0;
-    core_->on_handler_end(this, e, true, stats);
-    fail(std::current_exception(), e);
-    return -1;
-  }
-  if (!started.frame) {
-    this_thread_identity.message = 0;
-    core_->on_handler_end(this, e, false, stats);
-    finish_message(e);
-    return 1;
-  }
-  const int settled = begin_task(started, e);
-  this_thread_identity.message = 0;
-  return settled;
-}
-
-inline int actor_cell::settle_task() {
-  for (;;) {
-    if (task_.done()) {
-      std::exception_ptr error = task_promise_->error();
-      if (!error && current_->ops->task_done != nullptr) {
-        try {
-          current_->ops->task_done(*current_, *task_promise_);  // the reply of an ask
-        } catch (...) {
-          error = std::current_exception();
-        }
-      }
-      task_.destroy();
-      task_ = {};
-      task_promise_ = nullptr;
-      envelope* e = std::exchange(current_, nullptr);
-      if (instrumented_) [[unlikely]]
-        core_->on_handler_end(this, e, error != nullptr);
-      if (error) {
-        fail(std::move(error), e);
-        return -1;
-      }
-      finish_message(e);
-      return 1;
-    }
-    std::uint64_t w = wake_.load(std::memory_order_acquire);
-    const std::uint64_t generation_bits = w & ~std::uint64_t{3};
-    if ((w & 3) == wake_armed) {
-      core_->add_suspended(1);
-      retain();  // released by after_suspension: see there
-      if (wake_.compare_exchange_strong(w, generation_bits | wake_suspended,
-                                        std::memory_order_acq_rel, std::memory_order_acquire)) {
-        return 0;
-      }
-      release();  // not the last reference: this worker still runs the actor
-      core_->add_suspended(-1);
-    }
-    if ((w & 3) == wake_woken) {
-      // The wake-up beat us to it: resume in place.
-      wake_.store(generation_bits | wake_running, std::memory_order_relaxed);
-      resume_point_.resume();
-      continue;
-    }
-    // Suspended without arming: await_transform admits only troupe awaitables, so this is a
-    // bug in one of them. Nothing could ever resume the handler.
-    std::fputs("troupe: internal error: a task handler suspended with no wake-up armed\n", stderr);
-    std::terminate();
-  }
-}
-
-inline void actor_cell::wake(std::uint64_t generation) noexcept {
-  std::uint64_t w = wake_.load(std::memory_order_acquire);
-  for (;;) {
-    if ((w >> 2) != generation) return;  // a stale wake-up of an earlier suspension
-    const std::uint64_t state = w & 3;
-    if (state != wake_armed && state != wake_suspended) return;
-    if (wake_.compare_exchange_weak(w, generation << 2 | wake_woken, std::memory_order_acq_rel,
-                                    std::memory_order_acquire)) {
-      if (state == wake_suspended) {
-        // Once scheduled the actor may run, stop and be freed elsewhere: touch nothing after.
-        core_->add_suspended(-1);
-        core_->schedule(this);
-      }
-      return;
-    }
-  }
-}
-
-inline void actor_cell::request_stop(bool force) noexcept {
-  if (force) force_stop_.store(true, std::memory_order_seq_cst);
-  stop_requested_.store(true, std::memory_order_seq_cst);
-  if (mailbox_.claim_if_idle()) {
-    core_->schedule(this);
-    return;
-  }
-  if (force) {
-    std::uint64_t w = wake_.load(std::memory_order_acquire);
-    if ((w & 3) == wake_suspended &&
-        wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
-                                      std::memory_order_acq_rel)) {
-      // Once scheduled the actor may run, stop and be freed elsewhere: touch nothing after.
-      core_->add_suspended(-1);
-      core_->schedule(this);
-    }
-    return;
-  }
-  kick_parked();  // waiting for its supervisor: a stop ends the wait
-}
-
-inline void actor_cell::finish_message(envelope* e) noexcept {
-  counter_slot& counters = core_->counters_here();
-  counters.add(counters.handled);
-  e->destroy();
 }
 
 inline void actor_cell::fail(std::exception_ptr error, envelope* failing) noexcept {
@@ -4728,8 +4782,10 @@ class stopped_awaiter {
 };
 
 }  // namespace troupe::detail
-
-// ---- handles and context ---------------------------------------------------------------------
+// ---- end troupe/detail/failure_path.hpp ----
+// ---- begin troupe/detail/handles.hpp ----
+// Out-of-line definitions of address and context, which need the complete runtime core.
+// Internal: included only through detail/core.hpp; never by users.
 
 namespace troupe {
 
@@ -4886,7 +4942,7 @@ inline std::chrono::steady_clock::time_point context::now() const noexcept {
 }
 
 }  // namespace troupe
-
+// ---- end troupe/detail/handles.hpp ----
 // ---- begin troupe/queue.hpp ----
 // Work queues: point-to-point with competing consumers. Each item is handled by exactly one
 // consumer of the pool; an item whose handler throws is redelivered (to any consumer) until

@@ -1,0 +1,211 @@
+// The ask path: the ask envelope, invoking the handler and routing its reply (or error) to the
+// reply slot, the ask timeout, and the reply slot's out-of-line members.
+// Internal: included only through detail/core.hpp; never by users.
+#pragma once
+
+#include <troupe/detail/runtime_core.hpp>
+#include <troupe/detail/send_path.hpp>
+
+namespace troupe::detail {
+
+template <class M, class R>
+struct ask_envelope final : envelope {
+  template <class Arg>
+  ask_envelope(const envelope_ops* o, reply_slot<R>* s, Arg&& arg)
+      : envelope{nullptr, o, s->correlation()}, message(std::forward<Arg>(arg)), slot(s) {}
+  ask_envelope(const ask_envelope&) = delete;
+  ask_envelope& operator=(const ask_envelope&) = delete;
+  ~ask_envelope() {
+    // Every path completes the reply (or hands it to a promise) before this; the guard keeps
+    // "an ask always completes" true even if one did not.
+    if (!promised && !slot->done()) slot->fail(errc::actor_stopped, "the request was discarded");
+    slot->release();
+  }
+
+  static void* operator new(std::size_t n) { return block_pool::allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
+
+  M message;
+  reply_slot<R>* slot;
+  bool promised = false;  // a troupe::promise<R> now answers for the reply
+};
+
+template <class A, class M, class R>
+handler_start invoke_ask(actor_cell& cell, envelope& e) {
+  A& actor = static_cast<typed_cell<A>&>(cell).instance();
+  auto& request = static_cast<ask_envelope<M, R>&>(e);
+  constexpr reply_style style = reply_style_of<A, M>();
+  if constexpr (style == reply_style::returned) {
+    request.slot->deliver(R(actor.on(std::move(request.message))));
+    return {};
+  } else if constexpr (style == reply_style::task) {
+    auto frame = actor.on(std::move(request.message)).release();
+    if (!frame) {
+      request.slot->fail(errc::broken_promise, "the handler returned an empty task");
+      return {};
+    }
+    return {frame, &frame.promise()};
+  } else {
+    request.slot->retain();  // the promise's reference
+    request.promised = true;
+    actor.on(std::move(request.message), troupe::promise<R>(request.slot));
+    return {};
+  }
+}
+
+template <class M, class R>
+void ask_task_done(envelope& e, promise_base& result) {
+  auto& request = static_cast<ask_envelope<M, R>&>(e);
+  request.slot->deliver(static_cast<task_promise<R>&>(result).take_result());
+}
+
+template <class M, class R>
+void ask_abort(envelope& e, errc code, const std::string& detail,
+               const std::exception_ptr& cause) noexcept {
+  static_cast<ask_envelope<M, R>&>(e).slot->fail(code, detail, cause);
+}
+
+template <class M, class R>
+void destroy_ask(envelope* e) noexcept {
+  delete static_cast<ask_envelope<M, R>*>(e);
+}
+
+template <class M, class R>
+reply_slot_base* ask_reply_of(envelope& e) noexcept {
+  return static_cast<ask_envelope<M, R>&>(e).slot;
+}
+
+template <class A, class M, class R>
+inline constexpr envelope_ops ask_ops{&invoke_ask<A, M, R>, &destroy_ask<M, R>, type_name<M>(),
+                                      &ask_task_done<M, R>, &ask_abort<M, R>,   nullptr,
+                                      &ask_reply_of<M, R>};
+
+// Completes an ask with error(timeout) when its deadline passes first.
+class ask_timeout_task final : public timer_task {
+ public:
+  static void* operator new(std::size_t n) { return block_pool::allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
+
+  ask_timeout_task(reply_slot_base* slot, clock::duration timeout) noexcept
+      : slot_(slot), timeout_(timeout) {
+    slot_->retain();
+  }
+  ~ask_timeout_task() override { slot_->release(); }
+  void fire() noexcept override {
+    try {
+      slot_->fail(errc::timeout,
+                  "no reply within " +
+                      std::to_string(
+                          std::chrono::duration_cast<std::chrono::microseconds>(timeout_).count()) +
+                      " us");
+    } catch (...) {
+      slot_->fail(errc::timeout, {});
+    }
+  }
+
+ private:
+  reply_slot_base* slot_;
+  clock::duration timeout_;
+};
+
+template <class A, class M, class Arg>
+auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, bool use_default) {
+  using R = typename reply_type<A, M>::type;
+  static_assert(!std::is_void_v<R>, "troupe: ask(): the handler's reply type is void");
+  if (target == nullptr) throw error(errc::invalid_ref, "ask() through an empty ref");
+  runtime_core* core = target->core();
+  if (use_default) timeout = core->options().ask_timeout;
+  actor_cell* asker = this_thread_identity.core == core ? this_thread_identity.cell : nullptr;
+  auto* slot = new reply_slot<R>(target, core->next_correlation(), access::make_address(asker));
+  troupe::reply<R> result(slot);
+  slot->retain();  // the envelope's reference
+  envelope* e = nullptr;
+  try {
+    e = new ask_envelope<M, R>(&ask_ops<A, M, R>, slot, std::forward<Arg>(message));
+  } catch (...) {
+    slot->release();
+    throw;
+  }
+  core->timers().schedule(core->now() + timeout, std::make_unique<ask_timeout_task>(slot, timeout),
+                          &slot->timer_);
+  core->post(target, e, true);
+  return result;
+}
+
+inline reply_slot_base::reply_slot_base(actor_cell* target, std::uint64_t correlation,
+                                        address asker) noexcept
+    : target_(target), correlation_(correlation), asker_(std::move(asker)) {
+  target_->retain();  // keeps the runtime core alive as long as the reply state
+  counter_slot& counters = target_->core()->counters_here();
+  counters.add(counters.asks_opened);
+}
+
+inline reply_slot_base::~reply_slot_base() {
+  if (wake_cell_ != nullptr) wake_cell_->release();
+  counter_slot& counters = target_->core()->counters_here();
+  counters.add(counters.asks_closed);
+  target_->release();
+}
+
+inline runtime_core* reply_slot_base::core() const noexcept {
+  return target_->core();
+}
+
+inline void reply_slot_base::retain_cell(actor_cell* cell) noexcept {
+  cell->retain();
+}
+
+inline bool reply_slot_base::fail(errc code, const std::string& text,
+                                  std::exception_ptr cause) noexcept {
+  if (!claim()) return false;
+  try {
+    error_ = std::make_exception_ptr(troupe::error(code, text, std::move(cause)));
+  } catch (...) {
+    error_ = std::current_exception();
+  }
+  publish();
+  return true;
+}
+
+inline void reply_slot_base::publish() noexcept {
+  // Cancel first, so that whoever sees the ask done also sees its timer gone. Destroying the
+  // cancelled task drops its reference; the caller still holds one.
+  static_cast<void>(core()->timers().cancel(&timer_));
+  if (const std::uint32_t entry = round_trip_entry_.load(std::memory_order_acquire); entry != 0)
+      [[unlikely]] {
+    core()->record_round_trip(entry - 1, asked_);
+  }
+  state_.store(state_done, std::memory_order_release);
+  state_.notify_all();
+  if (waiter_.exchange(waiter_fired, std::memory_order_acq_rel) == waiter_registered) fire();
+}
+
+inline void reply_slot_base::fire() noexcept {
+  if (wake_cell_ != nullptr) {
+    wake_cell_->wake(wake_generation_);
+  } else if (callback_) {
+    callback_();
+  }
+}
+
+template <class R>
+bool reply_slot<R>::deliver(R&& value) noexcept {
+  runtime_core* rt = core();
+  counter_slot& counters = rt->counters_here();
+  counters.add(counters.sent);  // a reply is a message
+  if (!claim()) {
+    rt->record_dead_letter(asker(), type_name<R>(), dead_letter_reason::expired, correlation(),
+                           "the ask had already completed (timed out or failed)");
+    return false;
+  }
+  try {
+    value_.emplace(std::move(value));
+  } catch (...) {
+    error_ = std::current_exception();
+  }
+  counters.add(counters.handled);
+  publish();
+  return true;
+}
+
+}  // namespace troupe::detail

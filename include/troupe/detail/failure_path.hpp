@@ -1,0 +1,266 @@
+// The failure path: a handler that threw fails its actor; a supervised actor is parked for its
+// supervisor and restarted in place; everything else stops, dead-letters its mailbox and tells
+// its watchers. Also the awaiter for an actor's final stop.
+// Internal: included only through detail/core.hpp; never by users.
+#pragma once
+
+#include <troupe/detail/runtime_core.hpp>
+#include <troupe/detail/timer_tasks.hpp>
+
+namespace troupe::detail {
+
+// A stop request reached a message boundary. A supervised permanent child is not stopped but
+// restarted (its supervisor decides when); everything else stops for good.
+inline activation actor_cell::stop_now() noexcept {
+  if (supervised_restartable(false)) {
+    drop_instance();
+    stop_requested_.store(false, std::memory_order_seq_cst);
+    park_for_supervisor(false, "stopped");
+    return activation::suspended;
+  }
+  finalize();
+  return activation::finished;
+}
+
+inline bool actor_cell::supervised_restartable(bool failed) const noexcept {
+  if (watch_ == nullptr || watch_->supervisor == nullptr) return false;
+  if (final_stop_.load(std::memory_order_seq_cst) || force_stop_.load(std::memory_order_seq_cst) ||
+      stopped_by_shutdown_.load(std::memory_order_seq_cst)) {
+    return false;
+  }
+  return watch_->restart == restart_kind::permanent ||
+         (failed && watch_->restart == restart_kind::transient);
+}
+
+// The instance is gone; the mailbox stays and keeps filling. The actor waits, counted as
+// suspended, until its supervisor restarts it (request_restart) or stops it.
+inline void actor_cell::park_for_supervisor(bool failed, const std::string& reason) noexcept {
+  // Once parked, the actor may be restarted or stopped (and freed) elsewhere: keep it alive
+  // until this function is done with it.
+  retain();
+  parked_.store(true, std::memory_order_seq_cst);
+  core_->add_suspended(1);
+  const std::uint64_t generation = (wake_.load(std::memory_order_relaxed) >> 2) + 1;
+  std::uint64_t parked_word = generation << 2 | wake_suspended;
+  wake_.store(parked_word, std::memory_order_seq_cst);
+  if (force_stop_.load(std::memory_order_seq_cst) &&
+      wake_.compare_exchange_strong(parked_word, generation << 2 | wake_running,
+                                    std::memory_order_acq_rel)) {
+    // Shutdown raced with the failure: stop for good instead of waiting.
+    core_->add_suspended(-1);
+    parked_.store(false, std::memory_order_relaxed);
+    finalize();
+    release();
+    return;
+  }
+  watch_->notify(watch_->supervisor, this, failed, true, reason);
+  release();
+}
+
+inline void actor_cell::drop_instance() noexcept {
+  if (!instance_alive_) return;
+  if (start_ran_) {
+    try {
+      ops_->on_stop(*this);
+    } catch (...) {
+      std::string what;
+      try {
+        what = "on_stop: " + describe(std::current_exception());
+      } catch (...) {
+      }
+      core_->report_failure(this, what);
+    }
+  }
+  ops_->destroy_instance(*this);
+  instance_alive_ = false;
+  start_ran_ = false;
+}
+
+// Builds a fresh instance from the factory and runs on_start; a throw there is a failure like
+// any other (the supervisor counts it towards its restart intensity).
+inline bool actor_cell::restart_instance() noexcept {
+  drop_instance();
+  try {
+    if (actor_stats* a = core_->actor_stats_of(this)) {
+      a->restarts.fetch_add(1, std::memory_order_relaxed);
+    }
+    watch_->factory(*this);
+    instance_alive_ = true;
+    started_ = true;
+    ops_->on_start(*this);
+    start_ran_ = true;
+  } catch (...) {
+    fail(std::current_exception(), nullptr);
+    return false;
+  }
+  return true;
+}
+
+inline void actor_cell::request_restart() noexcept {
+  restart_requested_.store(true, std::memory_order_seq_cst);
+  if (mailbox_.claim_if_idle()) {
+    core_->schedule(this);
+    return;
+  }
+  kick_parked();
+}
+
+inline void actor_cell::kick_parked() noexcept {
+  if (!parked_.load(std::memory_order_seq_cst)) return;
+  std::uint64_t w = wake_.load(std::memory_order_acquire);
+  if ((w & 3) == wake_suspended &&
+      wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
+                                    std::memory_order_acq_rel)) {
+    // Once scheduled the actor may run, stop and be freed elsewhere: touch nothing after.
+    core_->add_suspended(-1);
+    core_->schedule(this);
+  }
+}
+
+inline void actor_cell::fail(std::exception_ptr error, envelope* failing) noexcept {
+  std::string what;
+  try {
+    what = describe(error);
+  } catch (...) {
+  }
+  if (failing != nullptr) {
+    core_->dead_letter_out(this, failing, dead_letter_reason::handler_failed, what, error);
+  }
+  core_->report_failure(this, what);
+  if (actor_stats* a = core_->actor_stats_of(this))
+    a->failed.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(runtime_core::monitor_lock(this));
+    try {
+      if (watch_ == nullptr) watch_ = new watch_state;
+      watch_->failure = what;
+    } catch (...) {
+    }
+  }
+  if (supervised_restartable(true)) {
+    if (instance_alive_) {
+      try {
+        ops_->on_failure(*this, error);  // sees the failure before the restart
+      } catch (...) {
+      }
+    }
+    drop_instance();
+    park_for_supervisor(true, what);
+    return;
+  }
+  cause_ = stop_cause::failed;
+  finalize();
+}
+
+inline void actor_cell::abandon_task() noexcept {
+  task_.destroy();  // also destroys the frames it awaits; their pending wake-ups go stale
+  task_ = {};
+  task_promise_ = nullptr;
+  if (envelope* e = std::exchange(current_, nullptr)) {
+    core_->dead_letter_out(this, e, dead_letter_reason::shutdown,
+                           "the handler was still suspended when the runtime shut down");
+  }
+}
+
+inline void actor_cell::finalize() noexcept {
+  if (task_) abandon_task();
+  envelope* rest = mailbox_.close();
+  const dead_letter_reason reason = runtime_core::stop_reason_of(this);
+  actor_stats* stats = core_->actor_stats_of(this);
+  while (rest != nullptr) {
+    if (stats != nullptr) stats->dequeued();
+    envelope* next = rest->next;
+    core_->dead_letter_out(this, rest, reason, {});
+    rest = next;
+  }
+  drop_instance();
+  if (watch_ != nullptr && watch_->room_waiter_count.load(std::memory_order_seq_cst) != 0) {
+    wake_room_waiters();  // senders waiting for room: the message is dead-lettered instead
+  }
+  if (cause_ == stop_cause::none) {
+    cause_ = stopped_by_shutdown_.load(std::memory_order_relaxed) ? stop_cause::shutdown
+                                                                  : stop_cause::requested;
+  }
+  notify_watchers();
+  // A supervisor that stopped its child (or a runtime shutting down) needs no report.
+  if (watch_ != nullptr && watch_->supervisor != nullptr && watch_->notify != nullptr &&
+      !final_stop_.load(std::memory_order_relaxed) &&
+      !stopped_by_shutdown_.load(std::memory_order_relaxed)) {
+    std::string reason;
+    try {
+      reason = cause_ == stop_cause::failed ? watch_->failure : "stopped";
+    } catch (...) {
+    }
+    watch_->notify(watch_->supervisor, this, cause_ == stop_cause::failed, false, reason);
+  }
+  core_->unregister_cell(this);
+  release();  // the runtime's reference
+}
+
+inline void actor_cell::notify_watchers() noexcept {
+  std::vector<watch_entry> watchers;
+  std::string detail;
+  {
+    std::lock_guard lock(runtime_core::monitor_lock(this));
+    sealed_ = true;
+    exit_cause_ = cause_;
+    if (watch_ == nullptr) return;
+    watchers.swap(watch_->entries);
+    try {
+      detail = watch_->failure;
+    } catch (...) {
+    }
+  }
+  for (const watch_entry& w : watchers) {
+    if (w.wake_generation != 0) {
+      w.watcher->wake(w.wake_generation);
+    } else {
+      core_->deliver_down(w.watcher, this, cause_, detail, w.id);
+    }
+    w.watcher->release();
+  }
+}
+
+// Awaitable in a task handler: resumes when `target` has stopped for good, or at `deadline`;
+// yields whether it stopped.
+class stopped_awaiter {
+ public:
+  using troupe_awaitable = void;
+  stopped_awaiter(actor_cell* target, clock::time_point deadline) noexcept
+      : target_(target), deadline_(deadline) {}
+
+  [[nodiscard]] bool await_ready() const noexcept { return stopped(); }
+  void await_suspend(std::coroutine_handle<> awaiting) {
+    actor_cell* self = this_thread_identity.cell;
+    auto timeout = std::make_unique<wake_task>(self);
+    const std::uint64_t generation = self->arm_suspension(awaiting);
+    timeout->arm(generation);
+    bool already = false;
+    {
+      std::lock_guard lock(runtime_core::monitor_lock(target_));
+      if (target_->sealed_) {
+        already = true;
+      } else {
+        if (target_->watch_ == nullptr) target_->watch_ = new watch_state;
+        self->retain();
+        target_->watch_->entries.push_back({self, 0, generation});
+      }
+    }
+    if (already) {
+      self->wake(generation);
+      return;
+    }
+    self->core()->timers().schedule(deadline_, std::move(timeout));
+  }
+  [[nodiscard]] bool await_resume() const noexcept { return stopped(); }
+
+ private:
+  [[nodiscard]] bool stopped() const noexcept {
+    std::lock_guard lock(runtime_core::monitor_lock(target_));
+    return target_->sealed_;
+  }
+  actor_cell* target_;
+  clock::time_point deadline_;
+};
+
+}  // namespace troupe::detail

@@ -1,0 +1,712 @@
+// The state shared by a runtime, its actors, threads and timers: registry, counters, metrics,
+// tracing, dead letters, topics, shutdown.
+// Internal: included only through detail/core.hpp; never by users.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <troupe/actor.hpp>
+#include <troupe/ask.hpp>
+#include <troupe/dead_letter.hpp>
+#include <troupe/detail/actor_cell.hpp>
+#include <troupe/detail/counters.hpp>
+#include <troupe/detail/instrumentation.hpp>
+#include <troupe/detail/reply_slot.hpp>
+#include <troupe/detail/scheduler.hpp>
+#include <troupe/detail/timer_service.hpp>
+#include <troupe/detail/topic_registry.hpp>
+#include <troupe/metrics.hpp>
+#include <troupe/monitor.hpp>
+#include <troupe/ref.hpp>
+#include <troupe/runtime_options.hpp>
+#include <troupe/tracing.hpp>
+
+namespace troupe::detail {
+
+struct access {
+  static address make_address(actor_cell* cell) noexcept {
+    address a;
+    if (cell != nullptr) cell->retain();
+    a.cell_ = cell;
+    return a;
+  }
+  template <class A>
+  static ref<A> make_ref(actor_cell* cell) noexcept {
+    ref<A> r;
+    if (cell != nullptr) cell->retain();
+    r.cell_ = cell;
+    return r;
+  }
+  // Takes over a reference the caller already holds.
+  template <class A>
+  static ref<A> adopt_ref(actor_cell* cell) noexcept {
+    ref<A> r;
+    r.cell_ = cell;
+    return r;
+  }
+  static actor_cell* cell_of(const address& a) noexcept { return a.cell_; }
+};
+
+inline std::string describe(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception (not derived from std::exception)";
+  }
+}
+
+// Shared by a runtime, its actors, threads and timers. Reference-counted: the runtime holds one
+// reference and every actor record one, so a ref that outlives its runtime stays safe to use
+// (its sends are rejected and counted).
+class runtime_core {
+ public:
+  enum class phase : int { running, draining, stopping, stopped };
+
+  runtime_core(troupe::runtime* owner, runtime_options options)
+      : owner_(owner),
+        options_(std::move(options)),
+        trace_(options_.trace.get()),
+        metrics_on_(options_.metrics),
+        instrumented_(options_.metrics || options_.trace != nullptr) {
+    if (metrics_on_) {
+      message_stats_ = std::make_unique<message_table>();
+      topic_stats_ = std::make_unique<topic_stats>();
+    }
+  }
+  runtime_core(const runtime_core&) = delete;
+  runtime_core& operator=(const runtime_core&) = delete;
+
+  // Wires the threads; they start running here.
+  void attach(std::unique_ptr<timer_service> timers, std::unique_ptr<worker_pool> pool) {
+    timers_ = std::move(timers);
+    pool_ = std::move(pool);
+    scheduler_ = pool_.get();
+    pool_->start();
+  }
+
+  void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  [[nodiscard]] troupe::runtime* owner() const noexcept { return owner_; }
+  [[nodiscard]] const runtime_options& options() const noexcept { return options_; }
+  [[nodiscard]] timer_service& timers() noexcept { return *timers_; }
+  [[nodiscard]] clock::time_point now() const noexcept { return timers_->now(); }
+  [[nodiscard]] std::size_t worker_count() const noexcept { return scheduler_->thread_count(); }
+  [[nodiscard]] bool accepting() const noexcept {
+    return accepting_.load(std::memory_order_acquire);
+  }
+
+  void schedule(actor_cell* cell) noexcept { scheduler_->schedule(cell); }
+
+  [[nodiscard]] bool internal_thread() const noexcept { return this_thread_identity.core == this; }
+
+  counter_slot& counters_here() noexcept {
+    const thread_identity& id = this_thread_identity;
+    if (id.core == this && id.counters != nullptr) return *id.counters;
+    return shared_counters_;
+  }
+
+  template <class A, class... Args>
+  typed_cell<A>* spawn(Args&&... args) {
+    return create<A>(
+        "spawn", [&](typed_cell<A>& cell) { cell.construct(std::forward<Args>(args)...); }, nullptr,
+        nullptr);
+  }
+
+  // Spawns an actor under a supervisor: built (now and at every restart) by `factory`.
+  template <class A>
+  typed_cell<A>* spawn_supervised(std::function<void(actor_cell&)> factory, actor_cell* supervisor,
+                                  restart_kind restart, exit_notifier notify) {
+    auto extras = std::make_unique<watch_state>();
+    extras->factory = std::move(factory);
+    extras->restart = restart;
+    extras->notify = notify;
+    watch_state& x = *extras;
+    return create<A>(
+        "start_child", [&x](typed_cell<A>& cell) { x.factory(cell); }, std::move(extras),
+        supervisor);
+  }
+
+  // Builds the actor record and the instance (on the calling thread, so that the constructor's
+  // exceptions reach the caller), registers it and schedules its first activation (which runs
+  // on_start: a new mailbox starts "scheduled", not idle). Refused once shutdown has begun.
+  template <class A, class Build>
+  typed_cell<A>* create(const char* what, Build&& build, std::unique_ptr<watch_state> extras,
+                        actor_cell* supervisor) {
+    auto refuse = [what] {
+      return error(errc::runtime_stopped, std::string(what) + "<" + std::string(type_name<A>()) +
+                                              ">() after shutdown began");
+    };
+    if (!accepting()) throw refuse();
+    auto* cell =
+        new typed_cell<A>(this, next_id_.fetch_add(1, std::memory_order_relaxed), instrumented_);
+    try {
+      build(*cell);
+    } catch (...) {
+      delete cell;  // the instance was never constructed
+      throw;
+    }
+    {
+      std::lock_guard lock(registry_mutex_);
+      if (!accepting()) {
+        cell->ops()->destroy_instance(*cell);
+        delete cell;
+        throw refuse();
+      }
+      if (extras == nullptr && (cell->ops()->mailbox.capacity != 0 || metrics_on_)) {
+        extras = std::make_unique<watch_state>();
+      }
+      if (supervisor != nullptr) {
+        supervisor->retain();
+        extras->supervisor = supervisor;
+      }
+      cell->set_extras(extras.release());
+      link(cell);
+    }
+    retain();        // the actor record's reference to the core
+    cell->retain();  // the caller's ref
+    spawned_.fetch_add(1, std::memory_order_relaxed);
+    schedule(cell);
+    return cell;
+  }
+
+  // The send path. Counts the attempt (unless it was counted when a delayed send was made),
+  // then queues, dead-letters or rejects the envelope, which it always consumes.
+  bool post(actor_cell* target, envelope* e, bool count_sent) noexcept {
+    counter_slot& counters = counters_here();
+    if (count_sent) counters.add(counters.sent);
+    if (!accepting_.load(std::memory_order_relaxed) && !internal_thread()) {
+      counters.add(counters.rejected);
+      if (e->ops->abort != nullptr) {
+        e->ops->abort(*e, errc::runtime_stopped, "the runtime is shutting down", {});
+      }
+      if (e->ops->reroute != nullptr) e->ops->reroute(*e, dead_letter_reason::shutdown);
+      e->destroy();
+      return false;
+    }
+    if (target->ops()->mailbox.capacity != 0) [[unlikely]] {
+      if (!admit_bounded(target, e)) return false;
+    }
+    if (instrumented_) [[unlikely]]
+      on_queued(target, e);
+    return enqueue(target, e);
+  }
+
+  // send_when_ready's send: a slot of the bounded mailbox is already reserved.
+  bool post_reserved(actor_cell* target, envelope* e) noexcept {
+    counter_slot& counters = counters_here();
+    counters.add(counters.sent);
+    if (!accepting_.load(std::memory_order_relaxed) && !internal_thread()) {
+      target->extras()->depth.fetch_sub(1, std::memory_order_seq_cst);
+      counters.add(counters.rejected);
+      e->destroy();
+      return false;
+    }
+    if (instrumented_) [[unlikely]]
+      on_queued(target, e);
+    return enqueue(target, e);
+  }
+
+  bool enqueue(actor_cell* target, envelope* e) noexcept {
+    switch (target->mailbox_.push(e)) {
+      case mailbox::push_result::queued:
+        return true;
+      case mailbox::push_result::woke:
+        schedule(target);
+        return true;
+      case mailbox::push_result::closed:
+        break;
+    }
+    if (metrics_on_) target->extras()->stats.dequeued();
+    dead_letter_out(target, e, stop_reason_of(target), {});
+    return false;
+  }
+
+  // A bounded mailbox's admission: reserve a slot, or apply the overflow policy (and consume
+  // the envelope). Out of line: unbounded sends never pay for it.
+  [[gnu::noinline, gnu::cold]] bool admit_bounded(actor_cell* target, envelope* e) noexcept {
+    counter_slot& counters = counters_here();
+    const mailbox_options& bound = target->ops()->mailbox;
+    std::atomic<std::size_t>& depth = target->extras()->depth;
+    if (depth.fetch_add(1, std::memory_order_seq_cst) < bound.capacity ||
+        bound.overflow == overflow::drop_oldest) {
+      return true;
+    }
+    depth.fetch_sub(1, std::memory_order_seq_cst);
+    if (bound.overflow == overflow::reject) {
+      counters.add(counters.rejected);
+      if (e->ops->abort != nullptr)
+        e->ops->abort(*e, errc::mailbox_full, "the mailbox is full", {});
+      if (e->ops->reroute != nullptr) e->ops->reroute(*e, dead_letter_reason::mailbox_full);
+      e->destroy();
+    } else {
+      dead_letter_out(target, e, dead_letter_reason::mailbox_full, "the mailbox is full");
+    }
+    return false;
+  }
+
+  // Counts, reports and destroys a message that will not be handled; an ask's reply completes
+  // with the matching error at once (not after its timeout).
+  void dead_letter_out(actor_cell* target, envelope* e, dead_letter_reason reason,
+                       const std::string& detail, const std::exception_ptr& cause = {}) noexcept {
+    if (e->ops->abort != nullptr) {
+      std::string why;
+      try {
+        why = detail.empty() ? std::string(to_string(reason)) : detail;
+      } catch (...) {
+      }
+      e->ops->abort(*e, errc_for(reason), why, cause);
+    }
+    if (e->ops->reroute != nullptr) reason = e->ops->reroute(*e, reason);
+    record_dead_letter(target, e->ops->message_type, reason, e->correlation, detail);
+    e->destroy();
+  }
+
+  // Counts and reports a dead letter (the message itself is gone or was never an envelope).
+  void record_dead_letter(actor_cell* target, std::string_view type, dead_letter_reason reason,
+                          std::uint64_t correlation, const std::string& detail) noexcept {
+    record_dead_letter(access::make_address(target), type, reason, correlation, detail);
+  }
+  void record_dead_letter(const address& target, std::string_view type, dead_letter_reason reason,
+                          std::uint64_t correlation, const std::string& detail) noexcept {
+    counter_slot& counters = counters_here();
+    counters.add(counters.dead);
+    if (metrics_on_) {
+      if (actor_stats* a = actor_stats_of(access::cell_of(target))) {
+        a->dead_letters.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    if (options_.on_dead_letter) {
+      try {
+        const dead_letter record{target, type, reason, correlation, detail};
+        options_.on_dead_letter(record);
+      } catch (...) {  // a throwing hook must not take the runtime down; documented
+      }
+    }
+    // The dead-letter topic. A dead letter of a dead-letter event is counted but not published
+    // again (no feedback loop).
+    static thread_local bool publishing_dead_letter = false;
+    if (!publishing_dead_letter && !topics_.empty()) {
+      publishing_dead_letter = true;
+      try {
+        publish_event<dead_letter>(this, "troupe.dead_letter",
+                                   std::make_shared<const dead_letter>(
+                                       dead_letter{target, type, reason, correlation, detail}));
+      } catch (...) {
+      }
+      publishing_dead_letter = false;
+    }
+  }
+
+  // ---- metrics and tracing (runtime_options::metrics, ::trace) ----
+
+  [[nodiscard]] bool instrumented() const noexcept { return instrumented_; }
+  [[nodiscard]] bool metrics_on() const noexcept { return metrics_on_; }
+
+  // The histograms of `cell`'s actor type x `ops`'s message type; null if the table is full.
+  message_stats* stats_for(const actor_cell* cell, const envelope_ops* ops) noexcept {
+    return message_stats_->find(ops, cell->ops()->type_name, ops->message_type);
+  }
+
+  // A message is about to be queued: give it an id, its causation and its time.
+  [[gnu::noinline]] void on_queued(actor_cell* target, envelope* e) noexcept {
+    e->queued = metrics_now();
+    if (e->correlation == 0) e->correlation = next_correlation();
+    const thread_identity& id = this_thread_identity;
+    e->causation = id.core == this ? id.message : 0;
+    if (metrics_on_) {
+      target->extras()->stats.queued();
+      if (e->ops->reply_of != nullptr) {
+        const std::size_t entry =
+            message_stats_->index_of(e->ops, target->ops()->type_name, e->ops->message_type);
+        if (entry < message_table::capacity) {
+          e->ops->reply_of(*e)->time_round_trip(static_cast<std::uint32_t>(entry + 1), e->queued);
+        }
+      }
+    }
+    if (trace_ != nullptr) {
+      trace_event t = trace_of(trace_point::send, target, e);
+      t.time = t.queued;
+      trace_->on_event(t);
+    }
+  }
+
+  // A worker took `e` from `cell`'s mailbox and its handler starts now. Returns the pair's
+  // histograms (null without metrics), for on_handler_end on the same thread.
+  [[gnu::noinline]] message_stats* on_handler_start(actor_cell* cell, envelope* e) noexcept {
+    const std::int64_t now = metrics_now();
+    e->started = now;
+    message_stats* m = nullptr;
+    if (metrics_on_) {
+      cell->extras()->stats.dequeued();
+      m = stats_for(cell, e->ops);
+      if (m != nullptr) m->queue_wait.record(elapsed_ns(e->queued, now));
+    }
+    if (trace_ != nullptr) {
+      trace_event t = trace_of(trace_point::handle_start, cell, e);
+      t.time = t.started = metrics_time(now);
+      trace_->on_event(t);
+    }
+    return m;
+  }
+
+  // `e`'s handler returned, completed its task, or threw (`failed`). `m`: what
+  // on_handler_start returned, or null to look it up (a task handler may end on another worker).
+  [[gnu::noinline]] void on_handler_end(actor_cell* cell, envelope* e, bool failed,
+                                        message_stats* m = nullptr) noexcept {
+    const std::int64_t now = metrics_now();
+    if (metrics_on_) {
+      if (m == nullptr) m = stats_for(cell, e->ops);
+      if (m != nullptr) {
+        m->service_time.record(elapsed_ns(e->started, now));
+        if (failed) m->failed.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (!failed) cell->extras()->stats.handled.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (trace_ != nullptr) {
+      trace_event t = trace_of(trace_point::handle_end, cell, e);
+      t.started = metrics_time(e->started);
+      t.time = metrics_time(now);
+      t.failed = failed;
+      trace_->on_event(t);
+    }
+  }
+
+  // Per-actor counters of rarer events (failures, restarts, dead letters).
+  actor_stats* actor_stats_of(const actor_cell* cell) noexcept {
+    if (!metrics_on_ || cell == nullptr || cell->core() != this) return nullptr;
+    watch_state* x = cell->extras();
+    return x != nullptr ? &x->stats : nullptr;
+  }
+
+  void record_round_trip(std::size_t entry, std::int64_t asked) noexcept {
+    if (message_stats* m = message_stats_->at(entry)) {
+      m->ask_round_trip.record(elapsed_ns(asked, metrics_now()));
+    }
+  }
+
+  void count_topic(std::string_view subject, std::size_t deliveries) noexcept {
+    topic_stats_->count(subject, deliveries);
+  }
+
+  [[nodiscard]] metrics_snapshot metrics() const {
+    metrics_snapshot r;
+    r.counters = snapshot();
+    if (!metrics_on_) return r;
+    r.enabled = true;
+    {
+      std::lock_guard lock(registry_mutex_);
+      for (actor_cell* c = registry_head_; c != nullptr; c = c->registry_next_) {
+        const watch_state* x = c->extras();
+        if (x == nullptr) continue;
+        actor_metrics a;
+        a.id = c->id();
+        a.type = std::string(c->ops()->type_name);
+        a.name = a.type + "#" + std::to_string(a.id);
+        a.handled = x->stats.handled.load(std::memory_order_relaxed);
+        a.failed = x->stats.failed.load(std::memory_order_relaxed);
+        a.restarts = x->stats.restarts.load(std::memory_order_relaxed);
+        a.dead_letters = x->stats.dead_letters.load(std::memory_order_relaxed);
+        a.mailbox_depth = static_cast<std::uint64_t>(
+            std::max<std::int64_t>(0, x->stats.depth.load(std::memory_order_relaxed)));
+        a.mailbox_high_water = static_cast<std::uint64_t>(
+            std::max<std::int64_t>(0, x->stats.high_water.load(std::memory_order_relaxed)));
+        r.actors.push_back(std::move(a));
+      }
+    }
+    std::sort(r.actors.begin(), r.actors.end(),
+              [](const actor_metrics& a, const actor_metrics& b) { return a.id < b.id; });
+    // A plain send, an ask and an event of one pair have separate entries: merge them by name.
+    message_stats_->for_each([&r](const message_stats& m) {
+      auto it = std::find_if(r.messages.begin(), r.messages.end(), [&m](const message_metrics& x) {
+        return x.actor_type == m.actor_type && x.message_type == m.message_type;
+      });
+      if (it == r.messages.end()) {
+        r.messages.emplace_back();
+        it = r.messages.end() - 1;
+        it->actor_type = std::string(m.actor_type);
+        it->message_type = std::string(m.message_type);
+      }
+      it->queue_wait.merge(m.queue_wait);
+      it->service_time.merge(m.service_time);
+      it->ask_round_trip.merge(m.ask_round_trip);
+      it->failed += m.failed.load(std::memory_order_relaxed);
+    });
+    std::sort(r.messages.begin(), r.messages.end(),
+              [](const message_metrics& a, const message_metrics& b) {
+                return std::tie(a.actor_type, a.message_type) <
+                       std::tie(b.actor_type, b.message_type);
+              });
+    topic_stats_->for_each(
+        [&r](const std::string& subject, std::uint64_t published, std::uint64_t deliveries) {
+          r.topics.push_back(topic_metrics{subject, published, deliveries});
+        });
+    return r;
+  }
+
+  [[nodiscard]] topic_registry& topics() noexcept { return topics_; }
+  void count_publish() noexcept { published_.fetch_add(1, std::memory_order_relaxed); }
+  void count_unrouted() noexcept { unrouted_.fetch_add(1, std::memory_order_relaxed); }
+
+  static errc errc_for(dead_letter_reason reason) noexcept {
+    switch (reason) {
+      case dead_letter_reason::target_stopped:
+        return errc::actor_stopped;
+      case dead_letter_reason::handler_failed:
+        return errc::handler_failed;
+      case dead_letter_reason::shutdown:
+        return errc::runtime_stopped;
+      case dead_letter_reason::mailbox_full:
+        return errc::mailbox_full;
+      case dead_letter_reason::expired:
+        return errc::timeout;
+      case dead_letter_reason::retries_exhausted:
+        return errc::handler_failed;
+    }
+    return errc::actor_stopped;
+  }
+
+  [[nodiscard]] std::uint64_t next_correlation() noexcept {
+    return next_correlation_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Death watch registrations are rare: a few striped locks serve every actor.
+  static std::mutex& monitor_lock(const actor_cell* cell) noexcept {
+    static std::mutex stripes[64];
+    return stripes[(reinterpret_cast<std::uintptr_t>(cell) >> 6) % 64];
+  }
+  // Sends `watcher` the down message of `who` (counted as a message like any other).
+  void deliver_down(actor_cell* watcher, actor_cell* who, stop_cause cause,
+                    const std::string& detail, std::uint64_t id) noexcept {
+    try {
+      down message{access::make_address(who),
+                   cause == stop_cause::failed     ? down_reason::failed
+                   : cause == stop_cause::shutdown ? down_reason::shutdown
+                                                   : down_reason::normal,
+                   detail, id};
+      if (envelope* e = watcher->ops()->make_down(std::move(message))) post(watcher, e, true);
+    } catch (...) {  // out of memory: the down is lost, and said so
+      record_dead_letter(watcher, type_name<down>(), dead_letter_reason::target_stopped, 0,
+                         "could not allocate the down message");
+    }
+  }
+
+  [[nodiscard]] std::uint64_t next_monitor_id() noexcept {
+    return next_monitor_id_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Counts a send that was refused before an envelope existed.
+  void count_rejected_send() noexcept {
+    counter_slot& counters = counters_here();
+    counters.add(counters.sent);
+    counters.add(counters.rejected);
+  }
+
+  void report_failure(actor_cell* cell, const std::string& what) noexcept {
+    failed_.fetch_add(1, std::memory_order_relaxed);
+    try {
+      if (options_.on_failure) {
+        options_.on_failure(access::make_address(cell), what);
+      } else {
+        const std::string_view type = cell->ops()->type_name;
+        std::fprintf(stderr, "troupe: actor %.*s#%llu failed: %s\n", static_cast<int>(type.size()),
+                     type.data(), static_cast<unsigned long long>(cell->id()), what.c_str());
+      }
+    } catch (...) {
+    }
+  }
+
+  static dead_letter_reason stop_reason_of(const actor_cell* cell) noexcept {
+    return cell->stopped_by_shutdown_.load(std::memory_order_relaxed)
+               ? dead_letter_reason::shutdown
+               : dead_letter_reason::target_stopped;
+  }
+
+  void unregister_cell(actor_cell* cell) noexcept {
+    {
+      std::lock_guard lock(registry_mutex_);
+      unlink(cell);
+    }
+    stopped_.fetch_add(1, std::memory_order_relaxed);
+    if (phase_.load(std::memory_order_acquire) != phase::running) state_cv_.notify_all();
+  }
+
+  // A handler suspended or resumed (shutdown waits for suspended handlers to finish).
+  void add_suspended(std::int64_t n) noexcept {
+    suspended_.fetch_add(n, std::memory_order_seq_cst);
+  }
+  // A delayed send was scheduled or left the timer (shutdown waits for those too).
+  void add_delayed(std::int64_t n) noexcept { delayed_.fetch_add(n, std::memory_order_seq_cst); }
+
+  // Called by a worker about to park. Wakes shutdown's drain wait, which re-checks quiet().
+  static void worker_idle(const void* raw) noexcept {
+    auto* self = static_cast<const runtime_core*>(raw);
+    if (self->phase_.load(std::memory_order_acquire) == phase::draining) {
+      std::lock_guard lock(self->registry_mutex_);
+      self->state_cv_.notify_all();
+    }
+  }
+
+  // Graceful, bounded: refuse new work from outside, let actors go quiet (no runnable actor, no
+  // suspended handler, no delayed send pending) for up to `timeout`, then stop every actor
+  // (queued messages are dead-lettered, handlers still suspended are abandoned), join the
+  // threads and dead-letter delayed sends not yet due. Idempotent; must not be called from the
+  // runtime's own threads.
+  void shutdown(std::chrono::nanoseconds timeout) {
+    if (internal_thread()) {
+      throw error(errc::shutdown_from_worker,
+                  "shutdown() joins the runtime's threads, so it must be called from outside them "
+                  "(an actor can stop itself with ctx.stop())");
+    }
+    std::lock_guard serial(shutdown_mutex_);
+    if (phase_.load() == phase::stopped) return;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::vector<actor_cell*> cells;
+    {
+      std::unique_lock lock(registry_mutex_);
+      accepting_.store(false, std::memory_order_seq_cst);
+      phase_.store(phase::draining, std::memory_order_seq_cst);
+      while (!quiet() && std::chrono::steady_clock::now() < deadline) {
+        // Parking workers notify; the short bound only covers a notification that raced ahead.
+        state_cv_.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() +
+                                                          std::chrono::milliseconds(5)));
+      }
+      phase_.store(phase::stopping, std::memory_order_seq_cst);
+      for (actor_cell* c = registry_head_; c != nullptr; c = c->registry_next_) {
+        c->retain();
+        cells.push_back(c);
+      }
+    }
+    for (actor_cell* c : cells) {
+      c->stopped_by_shutdown_.store(true, std::memory_order_relaxed);
+      c->request_stop(true);
+      c->release();
+    }
+    {
+      std::unique_lock lock(registry_mutex_);
+      // Unbounded only if a synchronous handler never returns: C++ cannot preempt it.
+      state_cv_.wait(lock, [this] { return live_ == 0; });
+    }
+    scheduler_->stop();
+    timers_->stop();
+    phase_.store(phase::stopped, std::memory_order_seq_cst);
+  }
+
+  [[nodiscard]] runtime_counters snapshot() const noexcept {
+    runtime_counters r;
+    auto add = [&r](const counter_slot& s) {
+      r.sent += s.sent.load(std::memory_order_relaxed);
+      r.handled += s.handled.load(std::memory_order_relaxed);
+      r.dead_lettered += s.dead.load(std::memory_order_relaxed);
+      r.rejected += s.rejected.load(std::memory_order_relaxed);
+      r.open_asks += s.asks_opened.load(std::memory_order_relaxed);
+      r.open_asks -= s.asks_closed.load(std::memory_order_relaxed);
+    };
+    add(shared_counters_);
+    for (std::size_t i = 0; i < pool_->thread_count(); ++i) add(pool_->at(i).counters);
+    r.spawned = spawned_.load(std::memory_order_relaxed);
+    r.stopped = stopped_.load(std::memory_order_relaxed);
+    r.failed = failed_.load(std::memory_order_relaxed);
+    r.published = published_.load(std::memory_order_relaxed);
+    r.unrouted = unrouted_.load(std::memory_order_relaxed);
+    return r;
+  }
+
+  [[nodiscard]] std::size_t live_actors() const noexcept {
+    std::lock_guard lock(registry_mutex_);
+    return live_;
+  }
+
+  [[nodiscard]] std::size_t pending_timers() const noexcept { return timers_->pending(); }
+
+ private:
+  ~runtime_core() = default;
+
+  [[nodiscard]] bool quiet() const noexcept {
+    return delayed_.load(std::memory_order_seq_cst) == 0 &&
+           suspended_.load(std::memory_order_seq_cst) == 0 && scheduler_->idle();
+  }
+
+  void link(actor_cell* cell) noexcept {
+    cell->registry_next_ = registry_head_;
+    if (registry_head_ != nullptr) registry_head_->registry_prev_ = cell;
+    registry_head_ = cell;
+    ++live_;
+  }
+  void unlink(actor_cell* cell) noexcept {
+    if (cell->registry_prev_ != nullptr) {
+      cell->registry_prev_->registry_next_ = cell->registry_next_;
+    } else {
+      registry_head_ = cell->registry_next_;
+    }
+    if (cell->registry_next_ != nullptr)
+      cell->registry_next_->registry_prev_ = cell->registry_prev_;
+    cell->registry_prev_ = cell->registry_next_ = nullptr;
+    --live_;
+  }
+
+  std::atomic<std::size_t> refs_{1};
+  troupe::runtime* owner_;
+  runtime_options options_;
+  std::unique_ptr<timer_service> timers_;
+  std::unique_ptr<worker_pool> pool_;
+  scheduler* scheduler_ = nullptr;
+  counter_slot shared_counters_;
+  std::atomic<std::uint64_t> next_id_{1};
+  std::atomic<std::uint64_t> next_correlation_{1};
+  std::atomic<std::uint64_t> next_monitor_id_{1};
+  std::atomic<std::uint64_t> published_{0};
+  std::atomic<std::uint64_t> unrouted_{0};
+  topic_registry topics_;
+  std::atomic<std::uint64_t> spawned_{0};
+  std::atomic<std::uint64_t> stopped_{0};
+  std::atomic<std::uint64_t> failed_{0};
+  trace_hook* const trace_;
+  const bool metrics_on_;
+  // Read on every send and every handler start: the one branch metrics cost when off. Next to
+  // accepting_, which the send path reads anyway.
+  const bool instrumented_;
+  std::atomic<bool> accepting_{true};
+  std::atomic<phase> phase_{phase::running};
+  std::atomic<std::int64_t> suspended_{0};
+  std::atomic<std::int64_t> delayed_{0};
+  mutable std::mutex registry_mutex_;
+  mutable std::condition_variable state_cv_;
+  actor_cell* registry_head_ = nullptr;
+  std::size_t live_ = 0;
+  std::mutex shutdown_mutex_;
+  std::unique_ptr<message_table> message_stats_;
+  std::unique_ptr<topic_stats> topic_stats_;
+
+  trace_event trace_of(trace_point point, const actor_cell* target,
+                       const envelope* e) const noexcept {
+    trace_event t;
+    t.point = point;
+    t.message_id = e->correlation;
+    t.causation_id = e->causation;
+    t.actor_id = target->id();
+    t.actor_type = target->ops()->type_name;
+    t.message_type = e->ops->message_type;
+    t.queued = metrics_time(e->queued);
+    return t;
+  }
+};
+
+}  // namespace troupe::detail
