@@ -29,7 +29,7 @@ class client {
  public:
   explicit client(unsigned short port,
                   std::chrono::milliseconds timeout = std::chrono::milliseconds(10000))
-      : socket_(io_) {
+      : socket_(shared_context()) {
     socket_.connect(asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), port));
     timeval tv{};
     tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
@@ -110,7 +110,13 @@ class client {
     return true;
   }
 
-  asio::io_context io_;
+  // Blocking sockets never run their context: one shared context, not three descriptors (epoll,
+  // eventfd, timerfd) per client.
+  static asio::io_context& shared_context() {
+    static asio::io_context io;
+    return io;
+  }
+
   asio::ip::tcp::socket socket_;
   std::string in_;
 };
