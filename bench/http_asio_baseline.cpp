@@ -2,7 +2,7 @@
 // actors, as the comparison a server author would make: one io_context per thread (the usual
 // fastest Asio layout: a connection lives on one thread, no handler ever crosses threads), the
 // store sharded by key with a mutex per shard. Same protocol code (examples/
-// http_kv_protocol.hpp), same readiness-driven reads and non-blocking writes, same timeouts,
+// http_kv_protocol.hpp), same async_read_some reads and non-blocking writes, same timeouts,
 // connection limit and report as the troupe service, so the two differ only in how requests
 // reach the store and on which threads the work runs. Built with the bench only.
 //
@@ -160,34 +160,27 @@ class session : public std::enable_shared_from_this<session> {
     deadline_ns_ = partial ? request_started_ns_ + ns(st_.opt.request_timeout)
                            : http_kv::now_ns() + ns(st_.opt.idle_timeout);
     if (partial && http_kv::now_ns() >= deadline_ns_) return timed_out();
-    socket_.async_wait(tcp::socket::wait_read,
-                       [self = shared_from_this(), partial](const std::error_code& ec) {
-                         self->on_readable(ec, partial);
-                       });
+    auto [at, room] = in_.prepare();
+    socket_.async_read_some(asio::buffer(at, room), [self = shared_from_this(), partial](
+                                                        const std::error_code& ec, std::size_t n) {
+      self->on_read(ec, n, partial);
+    });
   }
 
-  void on_readable(const std::error_code& ec, bool partial) {
-    if (ec) {
+  void on_read(const std::error_code& ec, std::size_t n, bool partial) {
+    if (ec == asio::error::operation_aborted) {  // the deadline passed, or the server stops
       const bool stopping = st_.stopping.load(std::memory_order_relaxed);
       if (partial && !stopping) return timed_out();
       if (!stopping) st_.count.timed_out.fetch_add(1, std::memory_order_relaxed);
       return close();
     }
-    ready_ns_ = http_kv::now_ns();
-    for (;;) {
-      auto [at, room] = in_.prepare();
-      if (room == 0) break;
-      std::error_code rec;
-      const std::size_t n = socket_.read_some(asio::buffer(at, room), rec);
-      if (rec == asio::error::would_block || rec == asio::error::try_again) break;
-      if (rec || n == 0) {
-        if (!in_.empty()) st_.count.cut_mid_request.fetch_add(1, std::memory_order_relaxed);
-        return close();
-      }
-      if (in_.empty()) request_started_ns_ = ready_ns_;
-      in_.commit(n);
-      if (n < room) break;
+    if (ec || n == 0) {
+      if (partial) st_.count.cut_mid_request.fetch_add(1, std::memory_order_relaxed);
+      return close();
     }
+    ready_ns_ = http_kv::now_ns();
+    if (!partial) request_started_ns_ = ready_ns_;
+    in_.commit(n);
     next_round();
   }
 

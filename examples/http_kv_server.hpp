@@ -6,12 +6,13 @@
 //   nothing about a connection needs a lock, and a slow or broken client fails only its actor.
 // - The store is sharded across actors by key: each shard's map is touched by one handler at a
 //   time, with no lock, and shards run in parallel on the workers.
-// - Sockets are readiness-driven: the actor awaits "readable" (troupe::async_io over
-//   socket::async_wait), then reads and writes with non-blocking calls on its own worker. Only
-//   the wake-up crosses from the I/O thread; parsing, the store and the reply run on the worker,
-//   where the shard the connection sends to is run next on the same core (the scheduler's
-//   `next` slot). With async_read/async_write instead, every read and every write would be two
-//   more thread crossings.
+// - Reads are awaited (troupe::async_io over async_read_some: Asio tries the read at once on the
+//   worker, and only when nothing has arrived does the I/O thread finish it); writes are
+//   non-blocking calls on the worker, awaited only when the socket buffer is full. So only the
+//   wake-up crosses from the I/O thread; parsing, the store and the reply run on the worker,
+//   where the shard the connection sends to runs next on the same core (the scheduler's `next`
+//   slot). (Awaiting async_wait and then reading costs an epoll_ctl per request: Asio re-arms
+//   the descriptor for a wait, not for a read.)
 // - The store is reached with plain sends by default (the shard replies with a message to the
 //   connection), or with ask (store_access::ask): ask is the simpler code, the send is cheaper
 //   (no reply state, no timeout timer per request); docs/performance.md has both.
@@ -137,7 +138,7 @@ struct conn_io {
   asio::steady_timer timer;                  // I/O thread only
   bool closed = false;                       // I/O thread only
   std::atomic<std::int64_t> deadline_ns{0};  // steady clock; set by the actor before a wait
-  std::atomic<std::int64_t> ready_at_ns{0};  // when the I/O thread saw the socket ready
+  std::atomic<std::int64_t> ready_at_ns{0};  // when the last read completed
 };
 
 // A latency histogram per thread slot, merged for the report: one histogram shared by every
@@ -162,7 +163,7 @@ class spread_histogram {
 struct server_state {
   server_options options;
   server_counters counters;
-  spread_histogram latency;  // readiness seen -> response written, per request
+  spread_histogram latency;  // request bytes read -> response written, per request
   std::vector<troupe::ref<kv_shard>> shards;
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> live{0};  // connection actors alive
@@ -241,9 +242,14 @@ class connection {
         timed_out();
         break;
       }
-      auto w = wait(asio::socket_base::wait_read, deadline);
-      auto [ec] = co_await std::move(w);
-      if (ec) {
+      auto [at, room] = in_.prepare();
+      if (room == 0) {  // cannot happen: the parser refuses a request before it fills this
+        answer_and_close(413);
+        break;
+      }
+      auto rd = read_some(at, room, deadline);
+      auto [ec, n] = co_await std::move(rd);
+      if (ec == asio::error::operation_aborted) {  // the deadline passed, or the server stops
         const bool stopping = s_.stopping.load(std::memory_order_relaxed);
         if (partial && !stopping) {
           timed_out();
@@ -252,11 +258,13 @@ class connection {
         if (!stopping) s_.counters.timed_out.fetch_add(1, std::memory_order_relaxed);
         co_return stop_now();
       }
-      ready_ns_ = io_->ready_at_ns.load(std::memory_order_relaxed);
-      if (read_available() == read_outcome::closed) {
-        if (!in_.empty()) s_.counters.cut_mid_request.fetch_add(1, std::memory_order_relaxed);
+      if (ec || n == 0) {  // the client closed (or the connection broke)
+        if (partial) s_.counters.cut_mid_request.fetch_add(1, std::memory_order_relaxed);
         co_return stop_now();
       }
+      ready_ns_ = io_->ready_at_ns.load(std::memory_order_relaxed);
+      if (!partial) request_started_ns_ = ready_ns_;
+      in_.commit(n);
     }
     if (s_.options.access == store_access::ask) {
       auto asks = ask_store();
@@ -279,7 +287,6 @@ class connection {
   }
 
  private:
-  enum class read_outcome { more, closed };
   struct pending_request {
     int status = 0;  // 0 until answered
     bool close_after = false;
@@ -306,21 +313,22 @@ class connection {
     co_return co_await std::move(w);
   }
 
-  // Reads what the socket has (non-blocking). `closed`: end of stream or an error.
-  read_outcome read_available() {
-    for (;;) {
-      auto [at, room] = in_.prepare();
-      if (room == 0) return read_outcome::more;  // the parser refuses it before this matters
-      std::error_code ec;
-      const std::size_t n = io_->socket.read_some(asio::buffer(at, room), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        return read_outcome::more;
-      }
-      if (ec || n == 0) return read_outcome::closed;
-      if (in_.empty()) request_started_ns_ = ready_ns_;
-      in_.commit(n);
-      if (n < room) return read_outcome::more;  // drained for now
-    }
+  // Reads into [at, at + room) until `deadline` (the I/O thread's timer then cancels it). The
+  // read is started here (Asio first tries it at once, without the I/O thread); when there is
+  // nothing yet, the I/O thread completes it and only the wake-up crosses threads.
+  troupe::task<std::tuple<std::error_code, std::size_t>> read_some(char* at, std::size_t room,
+                                                                   std::int64_t deadline) {
+    io_->deadline_ns.store(deadline, std::memory_order_relaxed);
+    auto r = troupe::async_io<std::error_code, std::size_t>([io = io_, at, room](auto done) {
+      conn_io& c = *io;
+      c.socket.async_read_some(
+          asio::buffer(at, room),
+          [io, done = std::move(done)](const std::error_code& ec, std::size_t n) mutable {
+            io->ready_at_ns.store(now_ns(), std::memory_order_relaxed);
+            done(ec, n);
+          });
+    });
+    co_return co_await std::move(r);
   }
 
   // Parses the buffered requests into pending_; in the send style, sends their store messages.
@@ -384,8 +392,11 @@ class connection {
   // A request started but did not finish in time: 408, then close.
   void timed_out() {
     s_.counters.timed_out.fetch_add(1, std::memory_order_relaxed);
+    answer_and_close(408);
+  }
+  void answer_and_close(int status) {
     pending_request& q = pending_.emplace_back();
-    q.status = 408;
+    q.status = status;
     q.close_after = true;
     closing_ = true;
   }
