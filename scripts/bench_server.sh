@@ -93,11 +93,12 @@ run_one() {
   else
     cmd=("$ASIO_BIN" --port 0 --preload 10000)
   fi
+  : >"$OUT/$tag.server"
   "${cmd[@]}" >"$OUT/$tag.server" 2>&1 &
   pid=$!
   port=
   while [[ -z $port ]]; do
-    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$OUT/$tag.server")
+    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$OUT/$tag.server" || true)
     [[ -n $port ]] && break
     tries=$((tries + 1))
     if [[ $tries -gt 200 ]] || ! kill -0 "$pid" 2>/dev/null; then
