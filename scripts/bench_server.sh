@@ -83,6 +83,10 @@ failed=0
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# A server still running when this script ends (an error, ^C) is stopped with it.
+SERVER_PID=
+trap '[[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null; true' EXIT
+
 # run_one <server> <connections> <repeat>: one server process, one wrk run.
 run_one() {
   local side=$1 conns=$2 rep=$3 tag="$1-c$2-r$3" pid port tries=0 threads
@@ -96,6 +100,7 @@ run_one() {
   : >"$OUT/$tag.server"
   "${cmd[@]}" >"$OUT/$tag.server" 2>&1 &
   pid=$!
+  SERVER_PID=$pid
   port=
   while [[ -z $port ]]; do
     port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$OUT/$tag.server" || true)
@@ -115,6 +120,7 @@ run_one() {
   after=$(cpu_ticks "$pid")
   kill -TERM "$pid"
   wait "$pid" || { troupe_log "$tag: the server exited with an error"; failed=1; }
+  SERVER_PID=
   echo "cpu_ticks $((after - before)) $TICKS" >>"$OUT/$tag.wrk"
   troupe_log "$tag: $(grep '^Requests/sec' "$OUT/$tag.wrk" || echo 'no result')"
 }
