@@ -14,8 +14,8 @@
 //   slot). (Awaiting async_wait and then reading costs an epoll_ctl per request: Asio re-arms
 //   the descriptor for a wait, not for a read.)
 // - The store is reached with plain sends by default (the shard replies with a message to the
-//   connection), or with ask (store_access::ask): ask is the simpler code, the send is cheaper
-//   (no reply state, no timeout timer per request); docs/performance.md has both.
+//   connection), or with ask (store_access::ask): ask is the simpler code, the send does less
+//   (no reply state, no timeout timer per request); docs/performance.md measures both.
 // - Idle connections and slow requests (slowloris) are cut by a per-connection deadline that a
 //   timer on the I/O thread checks periodically; a connection over the limit gets 503.
 #pragma once
