@@ -9,11 +9,13 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -104,7 +106,10 @@ class runtime_core {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
-  [[nodiscard]] troupe::runtime* owner() const noexcept { return owner_; }
+  // The runtime object; null once it is destroyed (possibly before the core, which refs keep).
+  [[nodiscard]] troupe::runtime* owner() const noexcept {
+    return owner_.load(std::memory_order_acquire);
+  }
   [[nodiscard]] const runtime_options& options() const noexcept { return options_; }
   [[nodiscard]] timer_service& timers() noexcept { return *timers_; }
   [[nodiscard]] clock::time_point now() const noexcept { return timers_->now(); }
@@ -199,6 +204,11 @@ class runtime_core {
       }
       if (e->ops->reroute != nullptr) e->ops->reroute(*e, dead_letter_reason::shutdown);
       e->destroy();
+      // Senders that keep sending into a runtime that is shutting down would otherwise take
+      // the cores from the workers that stop the actors and dead-letter their backlogs
+      // (shutdown ran for seconds past its timeout with 50 such threads on 2 cores): a sender
+      // told "no" gives up the rest of its time slice.
+      std::this_thread::yield();
       return false;
     }
     if (target->ops()->mailbox.capacity != 0) [[unlikely]] {
@@ -277,6 +287,38 @@ class runtime_core {
     if (e->ops->reroute != nullptr) reason = e->ops->reroute(*e, reason);
     record_dead_letter(target, e->ops->message_type, reason, e->correlation, detail);
     e->destroy();
+  }
+
+  // Closes a stopped actor's mailbox and dead-letters what it still held with `reason`, oldest
+  // first. When nobody looks at dead letters one by one (no on_dead_letter hook, no metrics, no
+  // dead-letter topic subscriber) and a message needs no reply or reroute, it is only counted
+  // and freed, in any order: a backlog of millions left at shutdown's deadline then costs about
+  // a free per message, which keeps shutdown close to its timeout.
+  void dead_letter_backlog(actor_cell* target, dead_letter_reason reason) noexcept {
+    actor_stats* stats = actor_stats_of(target);
+    if (options_.on_dead_letter || stats != nullptr || !topics_.empty()) {
+      envelope* rest = target->mailbox_.close();
+      while (rest != nullptr) {
+        envelope* next = rest->next;
+        if (stats != nullptr) stats->dequeued();
+        dead_letter_out(target, rest, reason, {});
+        rest = next;
+      }
+      return;
+    }
+    std::uint64_t quiet_dead = 0;
+    target->mailbox_.close_unordered([&](envelope* e) {
+      if (e->ops->abort != nullptr || e->ops->reroute != nullptr) {
+        dead_letter_out(target, e, reason, {});  // counted there
+      } else {
+        e->destroy();
+        ++quiet_dead;
+      }
+    });
+    if (quiet_dead != 0) {
+      counter_slot& counters = counters_here();
+      counters.add(counters.dead, quiet_dead);
+    }
   }
 
   // Counts and reports a dead letter (the message itself is gone or was never an envelope).
@@ -609,6 +651,35 @@ class runtime_core {
     phase_.store(phase::stopped, std::memory_order_seq_cst);
   }
 
+  // The runtime object is being destroyed on one of the runtime's own threads (a handler
+  // destroyed it). That thread cannot wait for its own handler to return, nor join itself, so
+  // the shutdown runs on a thread of its own, which keeps the core alive until it is done; the
+  // caller's handler returns and its worker is joined like the others. Refuses outside work at
+  // once, as shutdown() does. Only if no thread can be started does it stop the process, saying
+  // what to do instead.
+  void shutdown_in_background() noexcept {
+    owner_.store(nullptr, std::memory_order_release);
+    accepting_.store(false, std::memory_order_seq_cst);
+    retain();  // the shutdown thread's reference
+    try {
+      std::thread([this] {
+        try {
+          shutdown(options_.shutdown_timeout);
+        } catch (const std::exception& e) {  // a thread could not be joined: say so
+          std::fprintf(stderr, "troupe: background shutdown failed: %s\n", e.what());
+        }
+        release();
+      }).detach();
+    } catch (...) {
+      std::fputs(
+          "troupe: the runtime was destroyed inside one of its handlers and no thread could be "
+          "started to shut it down; destroy it from a thread outside the runtime (or call "
+          "shutdown() there first)\n",
+          stderr);
+      std::abort();
+    }
+  }
+
   [[nodiscard]] runtime_counters snapshot() const noexcept {
     runtime_counters r;
     auto add = [&r](const counter_slot& s) {
@@ -663,7 +734,7 @@ class runtime_core {
   }
 
   std::atomic<std::size_t> refs_{1};
-  troupe::runtime* owner_;
+  std::atomic<troupe::runtime*> owner_;
   runtime_options options_;
   std::unique_ptr<timer_service> timers_;
   std::unique_ptr<worker_pool> pool_;
