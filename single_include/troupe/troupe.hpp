@@ -1903,8 +1903,12 @@ class mailbox {
 // Overflow policies, when `capacity` messages are already waiting:
 //   reject       the send fails: send() returns false (counted as rejected); an ask completes
 //                with error(mailbox_full)
-//   drop_newest  the new message is dead-lettered (reason mailbox_full)
-//   drop_oldest  the new message is queued and the oldest waiting one is dead-lettered
+//   drop_newest  the new message is dead-lettered (reason mailbox_full): send() returns false;
+//                an ask completes with error(mailbox_full) at once
+//   drop_oldest  the new message is queued (send() returns true) and that send dead-letters
+//                the oldest waiting one (mailbox_full), so the mailbox holds at most `capacity`
+//                messages even while the actor is busy; an ask dropped so completes with
+//                error(mailbox_full) at once. Such mailboxes sit behind a lock (a send takes it).
 // and, whatever the policy, an actor sender can wait for room instead:
 //   co_await target.send_when_ready(message);  // suspends only that handler, never blocks
 
@@ -2040,6 +2044,14 @@ struct watch_state {
   std::atomic<std::size_t> depth{0};
   std::atomic<std::size_t> room_waiter_count{0};
   std::vector<std::pair<actor_cell*, std::uint64_t>> room_waiters;
+  // drop_oldest mailboxes keep their messages here, oldest first, instead of in the lock-free
+  // mailbox (whose word then only says idle, scheduled or closed): a sender that finds the
+  // mailbox full takes the oldest out and dead-letters it, so the bound holds at the send, and
+  // the lock-free list lets only the consumer take. Guarded by held_lock.
+  std::mutex held_lock;
+  envelope* held_head = nullptr;
+  envelope* held_tail = nullptr;
+  bool held_closed = false;  // the actor stopped: sends are dead-lettered
   // Runtime metrics (runtime_options::metrics): the record exists from spawn on.
   actor_stats stats;
 };
@@ -2123,7 +2135,9 @@ class actor_cell : public context {
   inline bool restart_instance() noexcept;
   inline void drop_instance() noexcept;
   inline activation stop_now() noexcept;
-  inline bool account_bounded_pop(envelope* e) noexcept;
+  inline void account_bounded_pop(bool depth_taken) noexcept;
+  inline envelope* pop_held() noexcept;
+  inline bool has_held() noexcept;
 
  public:
   inline void wake_room_waiters() noexcept;
@@ -3416,6 +3430,11 @@ class runtime_core {
       return false;
     }
     if (target->ops()->mailbox.capacity != 0) [[unlikely]] {
+      if (target->ops()->mailbox.overflow == overflow::drop_oldest) {
+        if (instrumented_) [[unlikely]]
+          on_queued(target, e);
+        return post_held(target, e, false);
+      }
       if (!admit_bounded(target, e)) return false;
     }
     if (instrumented_) [[unlikely]]
@@ -3435,7 +3454,60 @@ class runtime_core {
     }
     if (instrumented_) [[unlikely]]
       on_queued(target, e);
+    if (target->ops()->mailbox.overflow == overflow::drop_oldest) return post_held(target, e, true);
     return enqueue(target, e);
+  }
+
+  // A send to a drop_oldest mailbox (watch_state::held_*): queue `e`; if that makes more than
+  // `capacity` messages, the sender takes the oldest out and dead-letters it (mailbox_full) —
+  // the bound holds at the send, whatever the receiver is doing. Returns true (the new message
+  // is queued) unless the actor has stopped. `reserved`: send_when_ready's slot, already
+  // counted in depth. The consumer pops under the same lock (pop_held); depth counts held
+  // messages plus outstanding send_when_ready reservations and, reservations aside, changes
+  // only under the lock, so each send that finds the mailbox full drops exactly one message.
+  [[gnu::noinline, gnu::cold]] bool post_held(actor_cell* target, envelope* e,
+                                              bool reserved) noexcept {
+    watch_state& x = *target->extras();
+    const std::size_t capacity = target->ops()->mailbox.capacity;
+    envelope* dropped = nullptr;
+    bool closed = false;
+    {
+      std::lock_guard lock(x.held_lock);
+      if (x.held_closed) {
+        closed = true;
+      } else {
+        if (!reserved && x.depth.fetch_add(1, std::memory_order_seq_cst) >= capacity &&
+            x.held_head != nullptr) {
+          // Full: the oldest goes (if every slot is a reservation not yet sent, nothing is
+          // held to drop, and the bound is exceeded by the reservations in flight at most).
+          dropped = x.held_head;
+          x.held_head = dropped->next;
+          if (x.held_head == nullptr) x.held_tail = nullptr;
+          x.depth.fetch_sub(1, std::memory_order_seq_cst);
+        }
+        e->next = nullptr;
+        if (x.held_tail != nullptr) {
+          x.held_tail->next = e;
+        } else {
+          x.held_head = e;
+        }
+        x.held_tail = e;
+      }
+    }
+    if (closed) {
+      if (metrics_on_) x.stats.dequeued();
+      dead_letter_out(target, e, stop_reason_of(target), {});
+      return false;
+    }
+    if (dropped != nullptr) {
+      if (metrics_on_) x.stats.dequeued();
+      dead_letter_out(target, dropped, dead_letter_reason::mailbox_full,
+                      "dropped as the oldest message of a full mailbox");
+    }
+    // After adding (the lock released it): either this claims the idle actor, or the consumer,
+    // which looks again after going idle, sees the message (actor_cell::run).
+    if (target->mailbox_.claim_if_idle()) schedule(target);
+    return true;
   }
 
   bool enqueue(actor_cell* target, envelope* e) noexcept {
@@ -3459,10 +3531,7 @@ class runtime_core {
     counter_slot& counters = counters_here();
     const mailbox_options& bound = target->ops()->mailbox;
     std::atomic<std::size_t>& depth = target->extras()->depth;
-    if (depth.fetch_add(1, std::memory_order_seq_cst) < bound.capacity ||
-        bound.overflow == overflow::drop_oldest) {
-      return true;
-    }
+    if (depth.fetch_add(1, std::memory_order_seq_cst) < bound.capacity) return true;
     depth.fetch_sub(1, std::memory_order_seq_cst);
     if (bound.overflow == overflow::reject) {
       counters.add(counters.rejected);
@@ -3499,26 +3568,42 @@ class runtime_core {
   // and freed, in any order: a backlog of millions left at shutdown's deadline then costs about
   // a free per message, which keeps shutdown close to its timeout.
   void dead_letter_backlog(actor_cell* target, dead_letter_reason reason) noexcept {
+    envelope* held = nullptr;  // a drop_oldest mailbox's messages, oldest first
+    if (target->ops()->mailbox.capacity != 0 &&
+        target->ops()->mailbox.overflow == overflow::drop_oldest) {
+      watch_state& x = *target->extras();
+      std::lock_guard lock(x.held_lock);
+      x.held_closed = true;
+      held = std::exchange(x.held_head, nullptr);
+      x.held_tail = nullptr;
+    }
     actor_stats* stats = actor_stats_of(target);
     if (options_.on_dead_letter || stats != nullptr || !topics_.empty()) {
-      envelope* rest = target->mailbox_.close();
-      while (rest != nullptr) {
-        envelope* next = rest->next;
-        if (stats != nullptr) stats->dequeued();
-        dead_letter_out(target, rest, reason, {});
-        rest = next;
+      for (envelope* rest : {held, target->mailbox_.close()}) {
+        while (rest != nullptr) {
+          envelope* next = rest->next;
+          if (stats != nullptr) stats->dequeued();
+          dead_letter_out(target, rest, reason, {});
+          rest = next;
+        }
       }
       return;
     }
     std::uint64_t quiet_dead = 0;
-    target->mailbox_.close_unordered([&](envelope* e) {
+    auto each = [&](envelope* e) {
       if (e->ops->abort != nullptr || e->ops->reroute != nullptr) {
         dead_letter_out(target, e, reason, {});  // counted there
       } else {
         e->destroy();
         ++quiet_dead;
       }
-    });
+    };
+    target->mailbox_.close_unordered(each);
+    while (held != nullptr) {
+      envelope* next = held->next;
+      each(held);
+      held = next;
+    }
     if (quiet_dead != 0) {
       counter_slot& counters = counters_here();
       counters.add(counters.dead, quiet_dead);
@@ -4049,26 +4134,29 @@ inline activation actor_cell::run(std::size_t batch) {
     }
   }
   const bool bounded = ops_->mailbox.capacity != 0;  // once per activation, not per message
+  const bool held = bounded && ops_->mailbox.overflow == overflow::drop_oldest;
   for (std::size_t n = 0; n < batch; ++n) {
     if (stop_requested_.load(std::memory_order_seq_cst)) return stop_now();
     if (restart_requested_.load(std::memory_order_relaxed) &&
         restart_requested_.exchange(false, std::memory_order_seq_cst)) {
       if (!restart_instance()) return activation::suspended;
     }
-    envelope* e = mailbox_.pop();
+    envelope* e = held ? pop_held() : mailbox_.pop();
     if (e == nullptr) {
       if (!mailbox_.try_idle()) continue;
       // A stop or restart request that raced with going idle must not be lost: whoever claims
-      // the idle actor back (it, or a sender that schedules it) sees the flag.
+      // the idle actor back (it, or a sender that schedules it) sees the flag. Likewise a
+      // message a drop_oldest sender added after our look: it claims the actor after adding
+      // (post_held), we look again after going idle.
       if ((stop_requested_.load(std::memory_order_seq_cst) ||
-           restart_requested_.load(std::memory_order_seq_cst)) &&
+           restart_requested_.load(std::memory_order_seq_cst) || (held && has_held())) &&
           mailbox_.claim_if_idle()) {
         continue;
       }
       return activation::idle;
     }
-    if (bounded && !account_bounded_pop(e)) [[unlikely]]
-      continue;
+    if (bounded) [[unlikely]]
+      account_bounded_pop(held);
     const int outcome = instrumented_ ? dispatch_instrumented(e) : dispatch(e);
     if (outcome < 0) return activation::finished;
     if (outcome == 0) return after_suspension();
@@ -4076,19 +4164,31 @@ inline activation actor_cell::run(std::size_t batch) {
   return activation::yielded;
 }
 
-// A bounded mailbox gave up a message: update its depth, drop it if it is an oldest one over the
-// bound (drop_oldest), and let actors waiting for room retry. False if `e` was dropped.
-inline bool actor_cell::account_bounded_pop(envelope* e) noexcept {
+// A bounded mailbox gave up a message: update its depth (unless pop_held did, under its lock)
+// and let actors waiting for room retry.
+inline void actor_cell::account_bounded_pop(bool depth_taken) noexcept {
   watch_state* x = watch_;
-  const std::size_t before = x->depth.fetch_sub(1, std::memory_order_seq_cst);
+  if (!depth_taken) x->depth.fetch_sub(1, std::memory_order_seq_cst);
   if (x->room_waiter_count.load(std::memory_order_seq_cst) != 0) wake_room_waiters();
-  if (ops_->mailbox.overflow == overflow::drop_oldest && before > ops_->mailbox.capacity) {
-    if (actor_stats* a = core_->actor_stats_of(this)) a->dequeued();
-    core_->dead_letter_out(this, e, dead_letter_reason::mailbox_full,
-                           "dropped as the oldest message of a full mailbox");
-    return false;
+}
+
+// drop_oldest: the oldest message held, or null. The depth goes down under the lock, with the
+// list, so that a sender never sees a full depth with a slot already free (post_held).
+inline envelope* actor_cell::pop_held() noexcept {
+  watch_state* x = watch_;
+  std::lock_guard lock(x->held_lock);
+  envelope* e = x->held_head;
+  if (e != nullptr) {
+    x->held_head = e->next;
+    if (x->held_head == nullptr) x->held_tail = nullptr;
+    x->depth.fetch_sub(1, std::memory_order_seq_cst);
   }
-  return true;
+  return e;
+}
+
+inline bool actor_cell::has_held() noexcept {
+  std::lock_guard lock(watch_->held_lock);
+  return watch_->held_head != nullptr;
 }
 
 inline void actor_cell::wake_room_waiters() noexcept {

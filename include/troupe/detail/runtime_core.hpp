@@ -212,6 +212,11 @@ class runtime_core {
       return false;
     }
     if (target->ops()->mailbox.capacity != 0) [[unlikely]] {
+      if (target->ops()->mailbox.overflow == overflow::drop_oldest) {
+        if (instrumented_) [[unlikely]]
+          on_queued(target, e);
+        return post_held(target, e, false);
+      }
       if (!admit_bounded(target, e)) return false;
     }
     if (instrumented_) [[unlikely]]
@@ -231,7 +236,60 @@ class runtime_core {
     }
     if (instrumented_) [[unlikely]]
       on_queued(target, e);
+    if (target->ops()->mailbox.overflow == overflow::drop_oldest) return post_held(target, e, true);
     return enqueue(target, e);
+  }
+
+  // A send to a drop_oldest mailbox (watch_state::held_*): queue `e`; if that makes more than
+  // `capacity` messages, the sender takes the oldest out and dead-letters it (mailbox_full) —
+  // the bound holds at the send, whatever the receiver is doing. Returns true (the new message
+  // is queued) unless the actor has stopped. `reserved`: send_when_ready's slot, already
+  // counted in depth. The consumer pops under the same lock (pop_held); depth counts held
+  // messages plus outstanding send_when_ready reservations and, reservations aside, changes
+  // only under the lock, so each send that finds the mailbox full drops exactly one message.
+  [[gnu::noinline, gnu::cold]] bool post_held(actor_cell* target, envelope* e,
+                                              bool reserved) noexcept {
+    watch_state& x = *target->extras();
+    const std::size_t capacity = target->ops()->mailbox.capacity;
+    envelope* dropped = nullptr;
+    bool closed = false;
+    {
+      std::lock_guard lock(x.held_lock);
+      if (x.held_closed) {
+        closed = true;
+      } else {
+        if (!reserved && x.depth.fetch_add(1, std::memory_order_seq_cst) >= capacity &&
+            x.held_head != nullptr) {
+          // Full: the oldest goes (if every slot is a reservation not yet sent, nothing is
+          // held to drop, and the bound is exceeded by the reservations in flight at most).
+          dropped = x.held_head;
+          x.held_head = dropped->next;
+          if (x.held_head == nullptr) x.held_tail = nullptr;
+          x.depth.fetch_sub(1, std::memory_order_seq_cst);
+        }
+        e->next = nullptr;
+        if (x.held_tail != nullptr) {
+          x.held_tail->next = e;
+        } else {
+          x.held_head = e;
+        }
+        x.held_tail = e;
+      }
+    }
+    if (closed) {
+      if (metrics_on_) x.stats.dequeued();
+      dead_letter_out(target, e, stop_reason_of(target), {});
+      return false;
+    }
+    if (dropped != nullptr) {
+      if (metrics_on_) x.stats.dequeued();
+      dead_letter_out(target, dropped, dead_letter_reason::mailbox_full,
+                      "dropped as the oldest message of a full mailbox");
+    }
+    // After adding (the lock released it): either this claims the idle actor, or the consumer,
+    // which looks again after going idle, sees the message (actor_cell::run).
+    if (target->mailbox_.claim_if_idle()) schedule(target);
+    return true;
   }
 
   bool enqueue(actor_cell* target, envelope* e) noexcept {
@@ -255,10 +313,7 @@ class runtime_core {
     counter_slot& counters = counters_here();
     const mailbox_options& bound = target->ops()->mailbox;
     std::atomic<std::size_t>& depth = target->extras()->depth;
-    if (depth.fetch_add(1, std::memory_order_seq_cst) < bound.capacity ||
-        bound.overflow == overflow::drop_oldest) {
-      return true;
-    }
+    if (depth.fetch_add(1, std::memory_order_seq_cst) < bound.capacity) return true;
     depth.fetch_sub(1, std::memory_order_seq_cst);
     if (bound.overflow == overflow::reject) {
       counters.add(counters.rejected);
@@ -295,26 +350,42 @@ class runtime_core {
   // and freed, in any order: a backlog of millions left at shutdown's deadline then costs about
   // a free per message, which keeps shutdown close to its timeout.
   void dead_letter_backlog(actor_cell* target, dead_letter_reason reason) noexcept {
+    envelope* held = nullptr;  // a drop_oldest mailbox's messages, oldest first
+    if (target->ops()->mailbox.capacity != 0 &&
+        target->ops()->mailbox.overflow == overflow::drop_oldest) {
+      watch_state& x = *target->extras();
+      std::lock_guard lock(x.held_lock);
+      x.held_closed = true;
+      held = std::exchange(x.held_head, nullptr);
+      x.held_tail = nullptr;
+    }
     actor_stats* stats = actor_stats_of(target);
     if (options_.on_dead_letter || stats != nullptr || !topics_.empty()) {
-      envelope* rest = target->mailbox_.close();
-      while (rest != nullptr) {
-        envelope* next = rest->next;
-        if (stats != nullptr) stats->dequeued();
-        dead_letter_out(target, rest, reason, {});
-        rest = next;
+      for (envelope* rest : {held, target->mailbox_.close()}) {
+        while (rest != nullptr) {
+          envelope* next = rest->next;
+          if (stats != nullptr) stats->dequeued();
+          dead_letter_out(target, rest, reason, {});
+          rest = next;
+        }
       }
       return;
     }
     std::uint64_t quiet_dead = 0;
-    target->mailbox_.close_unordered([&](envelope* e) {
+    auto each = [&](envelope* e) {
       if (e->ops->abort != nullptr || e->ops->reroute != nullptr) {
         dead_letter_out(target, e, reason, {});  // counted there
       } else {
         e->destroy();
         ++quiet_dead;
       }
-    });
+    };
+    target->mailbox_.close_unordered(each);
+    while (held != nullptr) {
+      envelope* next = held->next;
+      each(held);
+      held = next;
+    }
     if (quiet_dead != 0) {
       counter_slot& counters = counters_here();
       counters.add(counters.dead, quiet_dead);
