@@ -284,3 +284,67 @@ TEST_CASE("send_when_ready: a burst through a bounded mailbox loses nothing, sta
   REQUIRE(c.rejected == 0);
   test::require_accounted(c);
 }
+
+TEST_CASE("drop_oldest is bounded at the send, while the receiver is busy", "[mailbox][flow]") {
+  constexpr int sends = 100'000;
+  filled<troupe::overflow::drop_oldest> f(sends);  // the actor is held in a handler meanwhile
+  // Every send was admitted (send returns true under drop_oldest)...
+  // (CHECK, not REQUIRE, while the actor is held: a failure must still release it.)
+  CHECK(std::count(f.accepted.begin(), f.accepted.end(), true) == sends);
+  // ...and the oldest were dead-lettered as the sends came, not when the receiver pops: the
+  // mailbox never held more than its capacity (8).
+  CHECK(f.obs.dead_count(troupe::dead_letter_reason::mailbox_full) == sends - 8);
+  CHECK(troupe::detail::access::cell_of(f.actor)->extras()->depth.load() == 8);
+  f.release.count_down();
+  f.rt.shutdown();
+  std::vector<int> newest;
+  for (int i = sends - 8; i < sends; ++i) newest.push_back(i);
+  REQUIRE(f.seen == newest);
+  test::require_accounted(f.rt.counters());
+}
+
+namespace {
+
+struct ask_value {
+  int n;
+};
+class gated_asked {
+ public:
+  static constexpr troupe::mailbox_options mailbox{.capacity = 2,
+                                                   .overflow = troupe::overflow::drop_oldest};
+  void on(hold h) {
+    h.entered->count_down();
+    h.release->wait();
+  }
+  int on(ask_value a) { return a.n; }
+};
+
+}  // namespace
+
+TEST_CASE("drop_oldest: an ask dropped as the oldest fails at once with mailbox_full",
+          "[mailbox][flow]") {
+  test::observer obs;
+  troupe::runtime rt(obs.options());
+  auto actor = rt.spawn<gated_asked>();
+  std::latch entered(1);
+  std::latch release(1);
+  actor.send(hold{&entered, &release});
+  entered.wait();
+  auto first = actor.ask(ask_value{1});
+  auto second = actor.ask(ask_value{2});
+  auto third = actor.ask(ask_value{3});  // full: the first ask is dropped, at this send
+  // The third send dropped the first ask, so it has completed, with the actor still held.
+  const bool ready = first.ready();
+  release.count_down();
+  REQUIRE(ready);
+  try {
+    static_cast<void>(first.get());
+    FAIL("the dropped ask completed");
+  } catch (const troupe::error& e) {
+    REQUIRE(e.code() == troupe::errc::mailbox_full);
+  }
+  REQUIRE(second.get() == 2);
+  REQUIRE(third.get() == 3);
+  rt.shutdown();
+  test::require_accounted(rt.counters());
+}

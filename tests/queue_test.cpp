@@ -162,3 +162,31 @@ TEST_CASE("items still queued when the queue goes away are dead-lettered and cou
   rt.shutdown();
   test::require_accounted(rt.counters());
 }
+
+namespace {
+
+struct always_fails {
+  void on(const job& j) { throw std::runtime_error("job " + std::to_string(j.id)); }
+};
+
+}  // namespace
+
+TEST_CASE("unsupervised consumers that failed leave the pool; later items wait, counted",
+          "[queue][failover]") {
+  ledger book;
+  test::observer obs;
+  troupe::runtime rt(quiet(obs));
+  auto q = rt.make_queue<job>({.name = "jobs", .max_attempts = 1});
+  q.add_consumer(rt.spawn<always_fails>());
+  q.push(job{1});  // kills the only consumer; one attempt allowed: dead-lettered
+  while (rt.live_actors() != 0) std::this_thread::yield();
+  REQUIRE(q.consumers() == 0);
+  q.push(job{2});  // nobody to take it: it waits, visible
+  REQUIRE(q.pending() == 1);
+  q.add_consumer(rt.spawn<consumer>(&book, 0));  // a new consumer takes what waited
+  book.wait_total(1);
+  REQUIRE(q.pending() == 0);
+  rt.shutdown();
+  REQUIRE(obs.dead_count(troupe::dead_letter_reason::retries_exhausted) == 1);
+  test::require_accounted(rt.counters());
+}

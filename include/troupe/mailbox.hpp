@@ -10,8 +10,12 @@
 // Overflow policies, when `capacity` messages are already waiting:
 //   reject       the send fails: send() returns false (counted as rejected); an ask completes
 //                with error(mailbox_full)
-//   drop_newest  the new message is dead-lettered (reason mailbox_full)
-//   drop_oldest  the new message is queued and the oldest waiting one is dead-lettered
+//   drop_newest  the new message is dead-lettered (reason mailbox_full): send() returns false;
+//                an ask completes with error(mailbox_full) at once
+//   drop_oldest  the new message is queued (send() returns true) and that send dead-letters
+//                the oldest waiting one (mailbox_full), so the mailbox holds at most `capacity`
+//                messages even while the actor is busy; an ask dropped so completes with
+//                error(mailbox_full) at once. Such mailboxes sit behind a lock (a send takes it).
 // and, whatever the policy, an actor sender can wait for room instead:
 //   co_await target.send_when_ready(message);  // suspends only that handler, never blocks
 #pragma once

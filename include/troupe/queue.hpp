@@ -9,9 +9,11 @@
 //
 // A consumer has at most one item in flight; it gets the next when it finishes, so a slow
 // consumer takes fewer items. A consumer whose handler throws fails like any actor (a
-// supervisor restarts it); the item goes back to the queue. Items still waiting when the last
-// handle to the queue goes away are dead-lettered (reason shutdown). Each delivery attempt is a
-// message in the runtime's counters.
+// supervisor restarts it); the item goes back to the queue. A consumer that stops for good
+// (unsupervised and failed, stopped, or shut down) leaves the pool. Items with no consumer to
+// take them stay queued — pending() counts them, a consumer added later takes them — and those
+// still waiting when the last handle to the queue goes away are dead-lettered (reason
+// shutdown). Each delivery attempt is a message in the runtime's counters.
 #pragma once
 
 #include <algorithm>
@@ -140,8 +142,9 @@ class queue_state : public std::enable_shared_from_this<queue_state<T>> {
     std::lock_guard lock(mutex_);
     return pending_.size();
   }
-  [[nodiscard]] std::size_t consumer_count() const {
+  [[nodiscard]] std::size_t consumer_count() {
     std::lock_guard lock(mutex_);
+    prune_stopped();
     return consumers_.size();
   }
 
@@ -159,8 +162,24 @@ class queue_state : public std::enable_shared_from_this<queue_state<T>> {
     return nullptr;
   }
 
+  // Under the lock: drops the consumers that stopped for good. A stopped actor's mailbox is
+  // closed for ever (a supervised one waiting for its restart keeps it open), and a consumer
+  // that fails unsupervised closes it only after its failed item came back here, so the pool
+  // learns of it here rather than in failed().
+  void prune_stopped() noexcept {
+    const auto gone = std::remove_if(consumers_.begin(), consumers_.end(), [](const consumer& c) {
+      if (!c.cell->closed()) return false;
+      c.cell->release();
+      return true;
+    });
+    if (gone == consumers_.end()) return;
+    consumers_.erase(gone, consumers_.end());
+    next_ = consumers_.empty() ? 0 : next_ % consumers_.size();
+  }
+
   // Under the lock: an idle consumer, marked busy (taken in turn), or null if all are busy.
   consumer* claim_idle() {
+    prune_stopped();
     for (std::size_t k = 0; k < consumers_.size(); ++k) {
       consumer& c = consumers_[(next_ + k) % consumers_.size()];
       if (!c.busy && !c.cell->closed()) {
@@ -310,7 +329,8 @@ class work_queue {
 
   // Items waiting for a free consumer (not those in flight); a recent value while items move.
   [[nodiscard]] std::size_t pending() const { return state_->pending(); }
-  // Consumers in the pool now (a stopped consumer leaves it).
+  // Consumers in the pool now: a consumer that stopped for good has left it. With none, pushed
+  // items stay pending until a consumer is added or the queue goes away (dead-lettered then).
   [[nodiscard]] std::size_t consumers() const { return state_->consumer_count(); }
 
  private:

@@ -21,7 +21,7 @@
 namespace troupe {
 
 // Owns the worker threads (runtime_options::workers) and one timer thread. Thread-safe: any
-// thread may spawn and send. The destructor performs shutdown().
+// thread may spawn and send. The destructor performs shutdown() (see ~runtime).
 class runtime {
  public:
   // Starts the worker threads and the timer thread; throws std::system_error if a thread
@@ -46,8 +46,15 @@ class runtime {
   runtime(runtime&&) = delete;
   runtime& operator=(runtime&&) = delete;
 
+  // Performs shutdown() and waits for it. Destroyed inside one of its own handlers (which
+  // cannot wait for itself), it returns at once and the shutdown, bounded the same way, finishes
+  // on a thread of its own; context::runtime() must not be used after that.
   ~runtime() {
-    shutdown();
+    if (core_->internal_thread()) {
+      core_->shutdown_in_background();
+    } else {
+      shutdown();
+    }
     core_->release();
   }
 

@@ -23,7 +23,8 @@ struct runtime_options {
   // Messages an actor may handle per activation before others get the worker (fairness).
   std::size_t batch = 32;
   // How long shutdown() waits for actors to go quiet (and suspended handlers to finish)
-  // before stopping them anyway.
+  // before stopping them anyway. shutdown() returns after this plus the time to stop the actors
+  // (running handlers finish, queued messages are dead-lettered; see the guide's Shutdown).
   std::chrono::milliseconds shutdown_timeout{5000};
   // The timeout of an ask that names none.
   std::chrono::milliseconds ask_timeout{5000};

@@ -699,6 +699,8 @@ class context {
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
+#include <thread>
 #include <tuple>
 
 // ---- begin troupe/ask.hpp ----
@@ -1332,7 +1334,6 @@ void destroy_envelope(envelope* e) noexcept {
 // message type, latency histograms in a fixed lock-free table.
 
 #include <map>
-#include <thread>
 
 // ---- begin troupe/latency_histogram.hpp ----
 // troupe::latency_histogram: a lock-free, constant-memory latency histogram with log-linear
@@ -1763,12 +1764,16 @@ class mailbox {
 
   // Any thread. `woke` means the caller now owns scheduling the actor.
   push_result push(envelope* e) noexcept {
+    // relaxed: only a first guess for the CAS, which re-reads the word if it is wrong.
     std::uintptr_t head = head_.load(std::memory_order_relaxed);
     for (;;) {
       if (head == closed_tag) return push_result::closed;
       e->next = is_tag(head) ? nullptr : reinterpret_cast<envelope*>(head);
-      // seq_cst, not just release: pairs with the consumer's try_idle and the stop flag check
-      // (see actor_cell::run); on x86 the CAS is a full barrier anyway.
+      // seq_cst, not just release: release publishes the envelope's contents to the consumer's
+      // exchange in pop(); seq_cst puts the CAS in the single total order with try_idle and
+      // the stop flag (actor_cell::run, request_stop), so that a send and a consumer going idle
+      // cannot both miss each other. On x86 the CAS is a full barrier anyway. relaxed on
+      // failure: the retry publishes nothing.
       if (head_.compare_exchange_weak(head, reinterpret_cast<std::uintptr_t>(e),
                                       std::memory_order_seq_cst, std::memory_order_relaxed)) {
         return head == idle_tag ? push_result::woke : push_result::queued;
@@ -1778,6 +1783,8 @@ class mailbox {
 
   // Any thread: if the actor is idle, mark it scheduled without a message (used to deliver a
   // stop request). Returns true if the caller now owns scheduling it.
+  // seq_cst: the caller stored a flag (stop, restart) before; this CAS and the consumer's
+  // try_idle + flag re-check form the same pattern as push/try_idle.
   bool claim_if_idle() noexcept {
     std::uintptr_t expected = idle_tag;
     return head_.compare_exchange_strong(expected, 0, std::memory_order_seq_cst);
@@ -1786,7 +1793,11 @@ class mailbox {
   // Consumer only: the oldest envelope, or null if none is waiting right now.
   envelope* pop() noexcept {
     if (cache_ == nullptr) {
+      // relaxed: a cheap peek. Seeing 0 here only sends the caller to try_idle, whose seq_cst
+      // CAS fails if a push came in meanwhile.
       if (head_.load(std::memory_order_relaxed) == 0) return nullptr;
+      // acquire: pairs with the pushes' CAS (release part), so the envelopes' contents and
+      // next links written before each push are visible here.
       std::uintptr_t taken = head_.exchange(0, std::memory_order_acquire);
       // Reverse the LIFO list into FIFO order.
       envelope* fifo = nullptr;
@@ -1807,6 +1818,7 @@ class mailbox {
 
   // Consumer only: if nothing is waiting, mark the actor idle and return true; the next push
   // will schedule it. Returns false if messages arrived meanwhile.
+  // seq_cst: see push.
   bool try_idle() noexcept {
     if (cache_ != nullptr) return false;
     std::uintptr_t expected = 0;
@@ -1815,8 +1827,13 @@ class mailbox {
 
   // Consumer only (or any thread once no consumer can run): refuse further pushes and return
   // what was still queued, oldest first.
+  // seq_cst (not just acq_rel: acquire to take the envelopes, like pop): close() and closed()
+  // are one side each of a store-then-load pattern. The closing actor closes, then reads
+  // whether senders wait for room (finalize); a send_when_ready waiter registers, then reads
+  // closed(). Only if all four operations are seq_cst does the C++ memory model forbid both
+  // reads missing the other side's write (then the waiter would sleep forever).
   envelope* close() noexcept {
-    std::uintptr_t taken = head_.exchange(closed_tag, std::memory_order_acq_rel);
+    std::uintptr_t taken = head_.exchange(closed_tag, std::memory_order_seq_cst);
     envelope* newest = is_tag(taken) ? nullptr : reinterpret_cast<envelope*>(taken);
     envelope* fifo = nullptr;
     while (newest != nullptr) {
@@ -1836,8 +1853,30 @@ class mailbox {
     return fifo;
   }
 
+  // close() for a caller that does not need the order (it only frees and counts): calls
+  // `each(envelope*)` for every queued envelope, without the pass that reverses the list, which
+  // on a backlog of millions of cold envelopes costs as much as freeing them.
+  template <class Each>
+  void close_unordered(Each each) noexcept {
+    // seq_cst: see close().
+    std::uintptr_t taken = head_.exchange(closed_tag, std::memory_order_seq_cst);
+    for (envelope* e = is_tag(taken) ? nullptr : reinterpret_cast<envelope*>(taken);
+         e != nullptr;) {
+      envelope* next = e->next;
+      each(e);
+      e = next;
+    }
+    for (envelope* e = std::exchange(cache_, nullptr); e != nullptr;) {
+      envelope* next = e->next;
+      each(e);
+      e = next;
+    }
+  }
+
+  // seq_cst: see close(). (A plain load on x86 and ARMv8, so the senders that check it pay
+  // nothing for the order.)
   [[nodiscard]] bool closed() const noexcept {
-    return head_.load(std::memory_order_acquire) == closed_tag;
+    return head_.load(std::memory_order_seq_cst) == closed_tag;
   }
 
  private:
@@ -1864,8 +1903,12 @@ class mailbox {
 // Overflow policies, when `capacity` messages are already waiting:
 //   reject       the send fails: send() returns false (counted as rejected); an ask completes
 //                with error(mailbox_full)
-//   drop_newest  the new message is dead-lettered (reason mailbox_full)
-//   drop_oldest  the new message is queued and the oldest waiting one is dead-lettered
+//   drop_newest  the new message is dead-lettered (reason mailbox_full): send() returns false;
+//                an ask completes with error(mailbox_full) at once
+//   drop_oldest  the new message is queued (send() returns true) and that send dead-letters
+//                the oldest waiting one (mailbox_full), so the mailbox holds at most `capacity`
+//                messages even while the actor is busy; an ask dropped so completes with
+//                error(mailbox_full) at once. Such mailboxes sit behind a lock (a send takes it).
 // and, whatever the policy, an actor sender can wait for room instead:
 //   co_await target.send_when_ready(message);  // suspends only that handler, never blocks
 
@@ -2001,6 +2044,14 @@ struct watch_state {
   std::atomic<std::size_t> depth{0};
   std::atomic<std::size_t> room_waiter_count{0};
   std::vector<std::pair<actor_cell*, std::uint64_t>> room_waiters;
+  // drop_oldest mailboxes keep their messages here, oldest first, instead of in the lock-free
+  // mailbox (whose word then only says idle, scheduled or closed): a sender that finds the
+  // mailbox full takes the oldest out and dead-letters it, so the bound holds at the send, and
+  // the lock-free list lets only the consumer take. Guarded by held_lock.
+  std::mutex held_lock;
+  envelope* held_head = nullptr;
+  envelope* held_tail = nullptr;
+  bool held_closed = false;  // the actor stopped: sends are dead-lettered
   // Runtime metrics (runtime_options::metrics): the record exists from spawn on.
   actor_stats stats;
 };
@@ -2084,7 +2135,9 @@ class actor_cell : public context {
   inline bool restart_instance() noexcept;
   inline void drop_instance() noexcept;
   inline activation stop_now() noexcept;
-  inline bool account_bounded_pop(envelope* e) noexcept;
+  inline void account_bounded_pop(bool depth_taken) noexcept;
+  inline envelope* pop_held() noexcept;
+  inline bool has_held() noexcept;
 
  public:
   inline void wake_room_waiters() noexcept;
@@ -2347,8 +2400,10 @@ class worker_pool final : public scheduler {
     notify_if_idle();
   }
 
+  // Counts only workers asleep (sleeping_), not those in the parking sequence: a worker whose
+  // final look took an actor is still in parked_ until it leaves, but it is not idle.
   [[nodiscard]] bool idle() const noexcept override {
-    if (parked_.load(std::memory_order_seq_cst) != workers_.size()) return false;
+    if (sleeping_.load(std::memory_order_seq_cst) != workers_.size()) return false;
     if (injection_.size_approx() != 0) return false;
     for (const auto& w : workers_) {
       if (w->queue.size_approx() != 0) return false;
@@ -2430,8 +2485,12 @@ class worker_pool final : public scheduler {
         parked_.fetch_sub(1, std::memory_order_seq_cst);
         return nullptr;
       }
+      // Asleep from here until the wait returns: only now may idle() count this worker, and
+      // it stops counting it before the worker looks for work again.
+      sleeping_.fetch_add(1, std::memory_order_seq_cst);
       on_idle_(core_);
       epoch_.wait(seen, std::memory_order_seq_cst);
+      sleeping_.fetch_sub(1, std::memory_order_seq_cst);
       parked_.fetch_sub(1, std::memory_order_seq_cst);
       if (actor_cell* cell = find_work(w)) return cell;
     }
@@ -2455,7 +2514,11 @@ class worker_pool final : public scheduler {
   idle_hook on_idle_;
   std::vector<std::unique_ptr<worker>> workers_;
   moodycamel::ConcurrentQueue<actor_cell*> injection_;
+  // Workers in the parking sequence (the wake-up protocol with notify_if_idle).
   alignas(cache_line) std::atomic<std::size_t> parked_{0};
+  // Workers asleep on epoch_ after a final look found nothing (idle()); written only when a
+  // worker falls asleep or wakes, so it shares parked_'s line.
+  std::atomic<std::size_t> sleeping_{0};
   alignas(cache_line) std::atomic<std::uint32_t> epoch_{0};
   std::atomic<bool> stopping_{false};
 };
@@ -3166,7 +3229,8 @@ struct runtime_options {
   // Messages an actor may handle per activation before others get the worker (fairness).
   std::size_t batch = 32;
   // How long shutdown() waits for actors to go quiet (and suspended handlers to finish)
-  // before stopping them anyway.
+  // before stopping them anyway. shutdown() returns after this plus the time to stop the actors
+  // (running handlers finish, queued messages are dead-lettered; see the guide's Shutdown).
   std::chrono::milliseconds shutdown_timeout{5000};
   // The timeout of an ask that names none.
   std::chrono::milliseconds ask_timeout{5000};
@@ -3260,7 +3324,10 @@ class runtime_core {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
-  [[nodiscard]] troupe::runtime* owner() const noexcept { return owner_; }
+  // The runtime object; null once it is destroyed (possibly before the core, which refs keep).
+  [[nodiscard]] troupe::runtime* owner() const noexcept {
+    return owner_.load(std::memory_order_acquire);
+  }
   [[nodiscard]] const runtime_options& options() const noexcept { return options_; }
   [[nodiscard]] timer_service& timers() noexcept { return *timers_; }
   [[nodiscard]] clock::time_point now() const noexcept { return timers_->now(); }
@@ -3355,9 +3422,19 @@ class runtime_core {
       }
       if (e->ops->reroute != nullptr) e->ops->reroute(*e, dead_letter_reason::shutdown);
       e->destroy();
+      // Senders that keep sending into a runtime that is shutting down would otherwise take
+      // the cores from the workers that stop the actors and dead-letter their backlogs
+      // (shutdown ran for seconds past its timeout with 50 such threads on 2 cores): a sender
+      // told "no" gives up the rest of its time slice.
+      std::this_thread::yield();
       return false;
     }
     if (target->ops()->mailbox.capacity != 0) [[unlikely]] {
+      if (target->ops()->mailbox.overflow == overflow::drop_oldest) {
+        if (instrumented_) [[unlikely]]
+          on_queued(target, e);
+        return post_held(target, e, false);
+      }
       if (!admit_bounded(target, e)) return false;
     }
     if (instrumented_) [[unlikely]]
@@ -3377,7 +3454,60 @@ class runtime_core {
     }
     if (instrumented_) [[unlikely]]
       on_queued(target, e);
+    if (target->ops()->mailbox.overflow == overflow::drop_oldest) return post_held(target, e, true);
     return enqueue(target, e);
+  }
+
+  // A send to a drop_oldest mailbox (watch_state::held_*): queue `e`; if that makes more than
+  // `capacity` messages, the sender takes the oldest out and dead-letters it (mailbox_full) —
+  // the bound holds at the send, whatever the receiver is doing. Returns true (the new message
+  // is queued) unless the actor has stopped. `reserved`: send_when_ready's slot, already
+  // counted in depth. The consumer pops under the same lock (pop_held); depth counts held
+  // messages plus outstanding send_when_ready reservations and, reservations aside, changes
+  // only under the lock, so each send that finds the mailbox full drops exactly one message.
+  [[gnu::noinline, gnu::cold]] bool post_held(actor_cell* target, envelope* e,
+                                              bool reserved) noexcept {
+    watch_state& x = *target->extras();
+    const std::size_t capacity = target->ops()->mailbox.capacity;
+    envelope* dropped = nullptr;
+    bool closed = false;
+    {
+      std::lock_guard lock(x.held_lock);
+      if (x.held_closed) {
+        closed = true;
+      } else {
+        if (!reserved && x.depth.fetch_add(1, std::memory_order_seq_cst) >= capacity &&
+            x.held_head != nullptr) {
+          // Full: the oldest goes (if every slot is a reservation not yet sent, nothing is
+          // held to drop, and the bound is exceeded by the reservations in flight at most).
+          dropped = x.held_head;
+          x.held_head = dropped->next;
+          if (x.held_head == nullptr) x.held_tail = nullptr;
+          x.depth.fetch_sub(1, std::memory_order_seq_cst);
+        }
+        e->next = nullptr;
+        if (x.held_tail != nullptr) {
+          x.held_tail->next = e;
+        } else {
+          x.held_head = e;
+        }
+        x.held_tail = e;
+      }
+    }
+    if (closed) {
+      if (metrics_on_) x.stats.dequeued();
+      dead_letter_out(target, e, stop_reason_of(target), {});
+      return false;
+    }
+    if (dropped != nullptr) {
+      if (metrics_on_) x.stats.dequeued();
+      dead_letter_out(target, dropped, dead_letter_reason::mailbox_full,
+                      "dropped as the oldest message of a full mailbox");
+    }
+    // After adding (the lock released it): either this claims the idle actor, or the consumer,
+    // which looks again after going idle, sees the message (actor_cell::run).
+    if (target->mailbox_.claim_if_idle()) schedule(target);
+    return true;
   }
 
   bool enqueue(actor_cell* target, envelope* e) noexcept {
@@ -3401,10 +3531,7 @@ class runtime_core {
     counter_slot& counters = counters_here();
     const mailbox_options& bound = target->ops()->mailbox;
     std::atomic<std::size_t>& depth = target->extras()->depth;
-    if (depth.fetch_add(1, std::memory_order_seq_cst) < bound.capacity ||
-        bound.overflow == overflow::drop_oldest) {
-      return true;
-    }
+    if (depth.fetch_add(1, std::memory_order_seq_cst) < bound.capacity) return true;
     depth.fetch_sub(1, std::memory_order_seq_cst);
     if (bound.overflow == overflow::reject) {
       counters.add(counters.rejected);
@@ -3433,6 +3560,54 @@ class runtime_core {
     if (e->ops->reroute != nullptr) reason = e->ops->reroute(*e, reason);
     record_dead_letter(target, e->ops->message_type, reason, e->correlation, detail);
     e->destroy();
+  }
+
+  // Closes a stopped actor's mailbox and dead-letters what it still held with `reason`, oldest
+  // first. When nobody looks at dead letters one by one (no on_dead_letter hook, no metrics, no
+  // dead-letter topic subscriber) and a message needs no reply or reroute, it is only counted
+  // and freed, in any order: a backlog of millions left at shutdown's deadline then costs about
+  // a free per message, which keeps shutdown close to its timeout.
+  void dead_letter_backlog(actor_cell* target, dead_letter_reason reason) noexcept {
+    envelope* held = nullptr;  // a drop_oldest mailbox's messages, oldest first
+    if (target->ops()->mailbox.capacity != 0 &&
+        target->ops()->mailbox.overflow == overflow::drop_oldest) {
+      watch_state& x = *target->extras();
+      std::lock_guard lock(x.held_lock);
+      x.held_closed = true;
+      held = std::exchange(x.held_head, nullptr);
+      x.held_tail = nullptr;
+    }
+    actor_stats* stats = actor_stats_of(target);
+    if (options_.on_dead_letter || stats != nullptr || !topics_.empty()) {
+      for (envelope* rest : {held, target->mailbox_.close()}) {
+        while (rest != nullptr) {
+          envelope* next = rest->next;
+          if (stats != nullptr) stats->dequeued();
+          dead_letter_out(target, rest, reason, {});
+          rest = next;
+        }
+      }
+      return;
+    }
+    std::uint64_t quiet_dead = 0;
+    auto each = [&](envelope* e) {
+      if (e->ops->abort != nullptr || e->ops->reroute != nullptr) {
+        dead_letter_out(target, e, reason, {});  // counted there
+      } else {
+        e->destroy();
+        ++quiet_dead;
+      }
+    };
+    target->mailbox_.close_unordered(each);
+    while (held != nullptr) {
+      envelope* next = held->next;
+      each(held);
+      held = next;
+    }
+    if (quiet_dead != 0) {
+      counter_slot& counters = counters_here();
+      counters.add(counters.dead, quiet_dead);
+    }
   }
 
   // Counts and reports a dead letter (the message itself is gone or was never an envelope).
@@ -3765,6 +3940,35 @@ class runtime_core {
     phase_.store(phase::stopped, std::memory_order_seq_cst);
   }
 
+  // The runtime object is being destroyed on one of the runtime's own threads (a handler
+  // destroyed it). That thread cannot wait for its own handler to return, nor join itself, so
+  // the shutdown runs on a thread of its own, which keeps the core alive until it is done; the
+  // caller's handler returns and its worker is joined like the others. Refuses outside work at
+  // once, as shutdown() does. Only if no thread can be started does it stop the process, saying
+  // what to do instead.
+  void shutdown_in_background() noexcept {
+    owner_.store(nullptr, std::memory_order_release);
+    accepting_.store(false, std::memory_order_seq_cst);
+    retain();  // the shutdown thread's reference
+    try {
+      std::thread([this] {
+        try {
+          shutdown(options_.shutdown_timeout);
+        } catch (const std::exception& e) {  // a thread could not be joined: say so
+          std::fprintf(stderr, "troupe: background shutdown failed: %s\n", e.what());
+        }
+        release();
+      }).detach();
+    } catch (...) {
+      std::fputs(
+          "troupe: the runtime was destroyed inside one of its handlers and no thread could be "
+          "started to shut it down; destroy it from a thread outside the runtime (or call "
+          "shutdown() there first)\n",
+          stderr);
+      std::abort();
+    }
+  }
+
   [[nodiscard]] runtime_counters snapshot() const noexcept {
     runtime_counters r;
     auto add = [&r](const counter_slot& s) {
@@ -3819,7 +4023,7 @@ class runtime_core {
   }
 
   std::atomic<std::size_t> refs_{1};
-  troupe::runtime* owner_;
+  std::atomic<troupe::runtime*> owner_;
   runtime_options options_;
   std::unique_ptr<timer_service> timers_;
   std::unique_ptr<worker_pool> pool_;
@@ -3930,26 +4134,29 @@ inline activation actor_cell::run(std::size_t batch) {
     }
   }
   const bool bounded = ops_->mailbox.capacity != 0;  // once per activation, not per message
+  const bool held = bounded && ops_->mailbox.overflow == overflow::drop_oldest;
   for (std::size_t n = 0; n < batch; ++n) {
     if (stop_requested_.load(std::memory_order_seq_cst)) return stop_now();
     if (restart_requested_.load(std::memory_order_relaxed) &&
         restart_requested_.exchange(false, std::memory_order_seq_cst)) {
       if (!restart_instance()) return activation::suspended;
     }
-    envelope* e = mailbox_.pop();
+    envelope* e = held ? pop_held() : mailbox_.pop();
     if (e == nullptr) {
       if (!mailbox_.try_idle()) continue;
       // A stop or restart request that raced with going idle must not be lost: whoever claims
-      // the idle actor back (it, or a sender that schedules it) sees the flag.
+      // the idle actor back (it, or a sender that schedules it) sees the flag. Likewise a
+      // message a drop_oldest sender added after our look: it claims the actor after adding
+      // (post_held), we look again after going idle.
       if ((stop_requested_.load(std::memory_order_seq_cst) ||
-           restart_requested_.load(std::memory_order_seq_cst)) &&
+           restart_requested_.load(std::memory_order_seq_cst) || (held && has_held())) &&
           mailbox_.claim_if_idle()) {
         continue;
       }
       return activation::idle;
     }
-    if (bounded && !account_bounded_pop(e)) [[unlikely]]
-      continue;
+    if (bounded) [[unlikely]]
+      account_bounded_pop(held);
     const int outcome = instrumented_ ? dispatch_instrumented(e) : dispatch(e);
     if (outcome < 0) return activation::finished;
     if (outcome == 0) return after_suspension();
@@ -3957,19 +4164,31 @@ inline activation actor_cell::run(std::size_t batch) {
   return activation::yielded;
 }
 
-// A bounded mailbox gave up a message: update its depth, drop it if it is an oldest one over the
-// bound (drop_oldest), and let actors waiting for room retry. False if `e` was dropped.
-inline bool actor_cell::account_bounded_pop(envelope* e) noexcept {
+// A bounded mailbox gave up a message: update its depth (unless pop_held did, under its lock)
+// and let actors waiting for room retry.
+inline void actor_cell::account_bounded_pop(bool depth_taken) noexcept {
   watch_state* x = watch_;
-  const std::size_t before = x->depth.fetch_sub(1, std::memory_order_seq_cst);
+  if (!depth_taken) x->depth.fetch_sub(1, std::memory_order_seq_cst);
   if (x->room_waiter_count.load(std::memory_order_seq_cst) != 0) wake_room_waiters();
-  if (ops_->mailbox.overflow == overflow::drop_oldest && before > ops_->mailbox.capacity) {
-    if (actor_stats* a = core_->actor_stats_of(this)) a->dequeued();
-    core_->dead_letter_out(this, e, dead_letter_reason::mailbox_full,
-                           "dropped as the oldest message of a full mailbox");
-    return false;
+}
+
+// drop_oldest: the oldest message held, or null. The depth goes down under the lock, with the
+// list, so that a sender never sees a full depth with a slot already free (post_held).
+inline envelope* actor_cell::pop_held() noexcept {
+  watch_state* x = watch_;
+  std::lock_guard lock(x->held_lock);
+  envelope* e = x->held_head;
+  if (e != nullptr) {
+    x->held_head = e->next;
+    if (x->held_head == nullptr) x->held_tail = nullptr;
+    x->depth.fetch_sub(1, std::memory_order_seq_cst);
   }
-  return true;
+  return e;
+}
+
+inline bool actor_cell::has_held() noexcept {
+  std::lock_guard lock(watch_->held_lock);
+  return watch_->held_head != nullptr;
 }
 
 inline void actor_cell::wake_room_waiters() noexcept {
@@ -4682,15 +4901,7 @@ inline void actor_cell::abandon_task() noexcept {
 
 inline void actor_cell::finalize() noexcept {
   if (task_) abandon_task();
-  envelope* rest = mailbox_.close();
-  const dead_letter_reason reason = runtime_core::stop_reason_of(this);
-  actor_stats* stats = core_->actor_stats_of(this);
-  while (rest != nullptr) {
-    if (stats != nullptr) stats->dequeued();
-    envelope* next = rest->next;
-    core_->dead_letter_out(this, rest, reason, {});
-    rest = next;
-  }
+  core_->dead_letter_backlog(this, runtime_core::stop_reason_of(this));
   drop_instance();
   if (watch_ != nullptr && watch_->room_waiter_count.load(std::memory_order_seq_cst) != 0) {
     wake_room_waiters();  // senders waiting for room: the message is dead-lettered instead
@@ -4841,7 +5052,12 @@ ref<A> context::self_as() const {
 }
 
 inline troupe::runtime& context::runtime() const noexcept {
-  return *detail::cell_of(*this).core()->owner();
+  troupe::runtime* owner = detail::cell_of(*this).core()->owner();
+  if (owner == nullptr) {  // a handler destroyed the runtime object; its shutdown is under way
+    std::fputs("troupe: context::runtime() after the runtime object was destroyed\n", stderr);
+    std::abort();
+  }
+  return *owner;
 }
 
 template <Actor A, class... Args>
@@ -4955,9 +5171,11 @@ inline std::chrono::steady_clock::time_point context::now() const noexcept {
 //
 // A consumer has at most one item in flight; it gets the next when it finishes, so a slow
 // consumer takes fewer items. A consumer whose handler throws fails like any actor (a
-// supervisor restarts it); the item goes back to the queue. Items still waiting when the last
-// handle to the queue goes away are dead-lettered (reason shutdown). Each delivery attempt is a
-// message in the runtime's counters.
+// supervisor restarts it); the item goes back to the queue. A consumer that stops for good
+// (unsupervised and failed, stopped, or shut down) leaves the pool. Items with no consumer to
+// take them stay queued — pending() counts them, a consumer added later takes them — and those
+// still waiting when the last handle to the queue goes away are dead-lettered (reason
+// shutdown). Each delivery attempt is a message in the runtime's counters.
 
 namespace troupe {
 
@@ -5073,8 +5291,9 @@ class queue_state : public std::enable_shared_from_this<queue_state<T>> {
     std::lock_guard lock(mutex_);
     return pending_.size();
   }
-  [[nodiscard]] std::size_t consumer_count() const {
+  [[nodiscard]] std::size_t consumer_count() {
     std::lock_guard lock(mutex_);
+    prune_stopped();
     return consumers_.size();
   }
 
@@ -5092,8 +5311,24 @@ class queue_state : public std::enable_shared_from_this<queue_state<T>> {
     return nullptr;
   }
 
+  // Under the lock: drops the consumers that stopped for good. A stopped actor's mailbox is
+  // closed for ever (a supervised one waiting for its restart keeps it open), and a consumer
+  // that fails unsupervised closes it only after its failed item came back here, so the pool
+  // learns of it here rather than in failed().
+  void prune_stopped() noexcept {
+    const auto gone = std::remove_if(consumers_.begin(), consumers_.end(), [](const consumer& c) {
+      if (!c.cell->closed()) return false;
+      c.cell->release();
+      return true;
+    });
+    if (gone == consumers_.end()) return;
+    consumers_.erase(gone, consumers_.end());
+    next_ = consumers_.empty() ? 0 : next_ % consumers_.size();
+  }
+
   // Under the lock: an idle consumer, marked busy (taken in turn), or null if all are busy.
   consumer* claim_idle() {
+    prune_stopped();
     for (std::size_t k = 0; k < consumers_.size(); ++k) {
       consumer& c = consumers_[(next_ + k) % consumers_.size()];
       if (!c.busy && !c.cell->closed()) {
@@ -5243,7 +5478,8 @@ class work_queue {
 
   // Items waiting for a free consumer (not those in flight); a recent value while items move.
   [[nodiscard]] std::size_t pending() const { return state_->pending(); }
-  // Consumers in the pool now (a stopped consumer leaves it).
+  // Consumers in the pool now: a consumer that stopped for good has left it. With none, pushed
+  // items stay pending until a consumer is added or the queue goes away (dead-lettered then).
   [[nodiscard]] std::size_t consumers() const { return state_->consumer_count(); }
 
  private:
@@ -6291,7 +6527,7 @@ class asio_timer_service final : public timer_service {
 namespace troupe {
 
 // Owns the worker threads (runtime_options::workers) and one timer thread. Thread-safe: any
-// thread may spawn and send. The destructor performs shutdown().
+// thread may spawn and send. The destructor performs shutdown() (see ~runtime).
 class runtime {
  public:
   // Starts the worker threads and the timer thread; throws std::system_error if a thread
@@ -6316,8 +6552,15 @@ class runtime {
   runtime(runtime&&) = delete;
   runtime& operator=(runtime&&) = delete;
 
+  // Performs shutdown() and waits for it. Destroyed inside one of its own handlers (which
+  // cannot wait for itself), it returns at once and the shutdown, bounded the same way, finishes
+  // on a thread of its own; context::runtime() must not be used after that.
   ~runtime() {
-    shutdown();
+    if (core_->internal_thread()) {
+      core_->shutdown_in_background();
+    } else {
+      shutdown();
+    }
     core_->release();
   }
 

@@ -67,26 +67,29 @@ inline activation actor_cell::run(std::size_t batch) {
     }
   }
   const bool bounded = ops_->mailbox.capacity != 0;  // once per activation, not per message
+  const bool held = bounded && ops_->mailbox.overflow == overflow::drop_oldest;
   for (std::size_t n = 0; n < batch; ++n) {
     if (stop_requested_.load(std::memory_order_seq_cst)) return stop_now();
     if (restart_requested_.load(std::memory_order_relaxed) &&
         restart_requested_.exchange(false, std::memory_order_seq_cst)) {
       if (!restart_instance()) return activation::suspended;
     }
-    envelope* e = mailbox_.pop();
+    envelope* e = held ? pop_held() : mailbox_.pop();
     if (e == nullptr) {
       if (!mailbox_.try_idle()) continue;
       // A stop or restart request that raced with going idle must not be lost: whoever claims
-      // the idle actor back (it, or a sender that schedules it) sees the flag.
+      // the idle actor back (it, or a sender that schedules it) sees the flag. Likewise a
+      // message a drop_oldest sender added after our look: it claims the actor after adding
+      // (post_held), we look again after going idle.
       if ((stop_requested_.load(std::memory_order_seq_cst) ||
-           restart_requested_.load(std::memory_order_seq_cst)) &&
+           restart_requested_.load(std::memory_order_seq_cst) || (held && has_held())) &&
           mailbox_.claim_if_idle()) {
         continue;
       }
       return activation::idle;
     }
-    if (bounded && !account_bounded_pop(e)) [[unlikely]]
-      continue;
+    if (bounded) [[unlikely]]
+      account_bounded_pop(held);
     const int outcome = instrumented_ ? dispatch_instrumented(e) : dispatch(e);
     if (outcome < 0) return activation::finished;
     if (outcome == 0) return after_suspension();
@@ -94,19 +97,31 @@ inline activation actor_cell::run(std::size_t batch) {
   return activation::yielded;
 }
 
-// A bounded mailbox gave up a message: update its depth, drop it if it is an oldest one over the
-// bound (drop_oldest), and let actors waiting for room retry. False if `e` was dropped.
-inline bool actor_cell::account_bounded_pop(envelope* e) noexcept {
+// A bounded mailbox gave up a message: update its depth (unless pop_held did, under its lock)
+// and let actors waiting for room retry.
+inline void actor_cell::account_bounded_pop(bool depth_taken) noexcept {
   watch_state* x = watch_;
-  const std::size_t before = x->depth.fetch_sub(1, std::memory_order_seq_cst);
+  if (!depth_taken) x->depth.fetch_sub(1, std::memory_order_seq_cst);
   if (x->room_waiter_count.load(std::memory_order_seq_cst) != 0) wake_room_waiters();
-  if (ops_->mailbox.overflow == overflow::drop_oldest && before > ops_->mailbox.capacity) {
-    if (actor_stats* a = core_->actor_stats_of(this)) a->dequeued();
-    core_->dead_letter_out(this, e, dead_letter_reason::mailbox_full,
-                           "dropped as the oldest message of a full mailbox");
-    return false;
+}
+
+// drop_oldest: the oldest message held, or null. The depth goes down under the lock, with the
+// list, so that a sender never sees a full depth with a slot already free (post_held).
+inline envelope* actor_cell::pop_held() noexcept {
+  watch_state* x = watch_;
+  std::lock_guard lock(x->held_lock);
+  envelope* e = x->held_head;
+  if (e != nullptr) {
+    x->held_head = e->next;
+    if (x->held_head == nullptr) x->held_tail = nullptr;
+    x->depth.fetch_sub(1, std::memory_order_seq_cst);
   }
-  return true;
+  return e;
+}
+
+inline bool actor_cell::has_held() noexcept {
+  std::lock_guard lock(watch_->held_lock);
+  return watch_->held_head != nullptr;
 }
 
 inline void actor_cell::wake_room_waiters() noexcept {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <mutex>
 #include <new>
 #include <string>
 #include <string_view>
@@ -72,6 +73,14 @@ struct watch_state {
   std::atomic<std::size_t> depth{0};
   std::atomic<std::size_t> room_waiter_count{0};
   std::vector<std::pair<actor_cell*, std::uint64_t>> room_waiters;
+  // drop_oldest mailboxes keep their messages here, oldest first, instead of in the lock-free
+  // mailbox (whose word then only says idle, scheduled or closed): a sender that finds the
+  // mailbox full takes the oldest out and dead-letters it, so the bound holds at the send, and
+  // the lock-free list lets only the consumer take. Guarded by held_lock.
+  std::mutex held_lock;
+  envelope* held_head = nullptr;
+  envelope* held_tail = nullptr;
+  bool held_closed = false;  // the actor stopped: sends are dead-lettered
   // Runtime metrics (runtime_options::metrics): the record exists from spawn on.
   actor_stats stats;
 };
@@ -155,7 +164,9 @@ class actor_cell : public context {
   inline bool restart_instance() noexcept;
   inline void drop_instance() noexcept;
   inline activation stop_now() noexcept;
-  inline bool account_bounded_pop(envelope* e) noexcept;
+  inline void account_bounded_pop(bool depth_taken) noexcept;
+  inline envelope* pop_held() noexcept;
+  inline bool has_held() noexcept;
 
  public:
   inline void wake_room_waiters() noexcept;

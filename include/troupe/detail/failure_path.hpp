@@ -164,15 +164,7 @@ inline void actor_cell::abandon_task() noexcept {
 
 inline void actor_cell::finalize() noexcept {
   if (task_) abandon_task();
-  envelope* rest = mailbox_.close();
-  const dead_letter_reason reason = runtime_core::stop_reason_of(this);
-  actor_stats* stats = core_->actor_stats_of(this);
-  while (rest != nullptr) {
-    if (stats != nullptr) stats->dequeued();
-    envelope* next = rest->next;
-    core_->dead_letter_out(this, rest, reason, {});
-    rest = next;
-  }
+  core_->dead_letter_backlog(this, runtime_core::stop_reason_of(this));
   drop_instance();
   if (watch_ != nullptr && watch_->room_waiter_count.load(std::memory_order_seq_cst) != 0) {
     wake_room_waiters();  // senders waiting for room: the message is dead-lettered instead

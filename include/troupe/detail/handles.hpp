@@ -62,7 +62,12 @@ ref<A> context::self_as() const {
 }
 
 inline troupe::runtime& context::runtime() const noexcept {
-  return *detail::cell_of(*this).core()->owner();
+  troupe::runtime* owner = detail::cell_of(*this).core()->owner();
+  if (owner == nullptr) {  // a handler destroyed the runtime object; its shutdown is under way
+    std::fputs("troupe: context::runtime() after the runtime object was destroyed\n", stderr);
+    std::abort();
+  }
+  return *owner;
 }
 
 template <Actor A, class... Args>

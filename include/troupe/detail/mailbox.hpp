@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <utility>
 
 #include <troupe/detail/envelope.hpp>
 
@@ -25,12 +26,16 @@ class mailbox {
 
   // Any thread. `woke` means the caller now owns scheduling the actor.
   push_result push(envelope* e) noexcept {
+    // relaxed: only a first guess for the CAS, which re-reads the word if it is wrong.
     std::uintptr_t head = head_.load(std::memory_order_relaxed);
     for (;;) {
       if (head == closed_tag) return push_result::closed;
       e->next = is_tag(head) ? nullptr : reinterpret_cast<envelope*>(head);
-      // seq_cst, not just release: pairs with the consumer's try_idle and the stop flag check
-      // (see actor_cell::run); on x86 the CAS is a full barrier anyway.
+      // seq_cst, not just release: release publishes the envelope's contents to the consumer's
+      // exchange in pop(); seq_cst puts the CAS in the single total order with try_idle and
+      // the stop flag (actor_cell::run, request_stop), so that a send and a consumer going idle
+      // cannot both miss each other. On x86 the CAS is a full barrier anyway. relaxed on
+      // failure: the retry publishes nothing.
       if (head_.compare_exchange_weak(head, reinterpret_cast<std::uintptr_t>(e),
                                       std::memory_order_seq_cst, std::memory_order_relaxed)) {
         return head == idle_tag ? push_result::woke : push_result::queued;
@@ -40,6 +45,8 @@ class mailbox {
 
   // Any thread: if the actor is idle, mark it scheduled without a message (used to deliver a
   // stop request). Returns true if the caller now owns scheduling it.
+  // seq_cst: the caller stored a flag (stop, restart) before; this CAS and the consumer's
+  // try_idle + flag re-check form the same pattern as push/try_idle.
   bool claim_if_idle() noexcept {
     std::uintptr_t expected = idle_tag;
     return head_.compare_exchange_strong(expected, 0, std::memory_order_seq_cst);
@@ -48,7 +55,11 @@ class mailbox {
   // Consumer only: the oldest envelope, or null if none is waiting right now.
   envelope* pop() noexcept {
     if (cache_ == nullptr) {
+      // relaxed: a cheap peek. Seeing 0 here only sends the caller to try_idle, whose seq_cst
+      // CAS fails if a push came in meanwhile.
       if (head_.load(std::memory_order_relaxed) == 0) return nullptr;
+      // acquire: pairs with the pushes' CAS (release part), so the envelopes' contents and
+      // next links written before each push are visible here.
       std::uintptr_t taken = head_.exchange(0, std::memory_order_acquire);
       // Reverse the LIFO list into FIFO order.
       envelope* fifo = nullptr;
@@ -69,6 +80,7 @@ class mailbox {
 
   // Consumer only: if nothing is waiting, mark the actor idle and return true; the next push
   // will schedule it. Returns false if messages arrived meanwhile.
+  // seq_cst: see push.
   bool try_idle() noexcept {
     if (cache_ != nullptr) return false;
     std::uintptr_t expected = 0;
@@ -77,8 +89,13 @@ class mailbox {
 
   // Consumer only (or any thread once no consumer can run): refuse further pushes and return
   // what was still queued, oldest first.
+  // seq_cst (not just acq_rel: acquire to take the envelopes, like pop): close() and closed()
+  // are one side each of a store-then-load pattern. The closing actor closes, then reads
+  // whether senders wait for room (finalize); a send_when_ready waiter registers, then reads
+  // closed(). Only if all four operations are seq_cst does the C++ memory model forbid both
+  // reads missing the other side's write (then the waiter would sleep forever).
   envelope* close() noexcept {
-    std::uintptr_t taken = head_.exchange(closed_tag, std::memory_order_acq_rel);
+    std::uintptr_t taken = head_.exchange(closed_tag, std::memory_order_seq_cst);
     envelope* newest = is_tag(taken) ? nullptr : reinterpret_cast<envelope*>(taken);
     envelope* fifo = nullptr;
     while (newest != nullptr) {
@@ -98,8 +115,30 @@ class mailbox {
     return fifo;
   }
 
+  // close() for a caller that does not need the order (it only frees and counts): calls
+  // `each(envelope*)` for every queued envelope, without the pass that reverses the list, which
+  // on a backlog of millions of cold envelopes costs as much as freeing them.
+  template <class Each>
+  void close_unordered(Each each) noexcept {
+    // seq_cst: see close().
+    std::uintptr_t taken = head_.exchange(closed_tag, std::memory_order_seq_cst);
+    for (envelope* e = is_tag(taken) ? nullptr : reinterpret_cast<envelope*>(taken);
+         e != nullptr;) {
+      envelope* next = e->next;
+      each(e);
+      e = next;
+    }
+    for (envelope* e = std::exchange(cache_, nullptr); e != nullptr;) {
+      envelope* next = e->next;
+      each(e);
+      e = next;
+    }
+  }
+
+  // seq_cst: see close(). (A plain load on x86 and ARMv8, so the senders that check it pay
+  // nothing for the order.)
   [[nodiscard]] bool closed() const noexcept {
-    return head_.load(std::memory_order_acquire) == closed_tag;
+    return head_.load(std::memory_order_seq_cst) == closed_tag;
   }
 
  private:

@@ -9,11 +9,13 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -104,7 +106,10 @@ class runtime_core {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
-  [[nodiscard]] troupe::runtime* owner() const noexcept { return owner_; }
+  // The runtime object; null once it is destroyed (possibly before the core, which refs keep).
+  [[nodiscard]] troupe::runtime* owner() const noexcept {
+    return owner_.load(std::memory_order_acquire);
+  }
   [[nodiscard]] const runtime_options& options() const noexcept { return options_; }
   [[nodiscard]] timer_service& timers() noexcept { return *timers_; }
   [[nodiscard]] clock::time_point now() const noexcept { return timers_->now(); }
@@ -199,9 +204,19 @@ class runtime_core {
       }
       if (e->ops->reroute != nullptr) e->ops->reroute(*e, dead_letter_reason::shutdown);
       e->destroy();
+      // Senders that keep sending into a runtime that is shutting down would otherwise take
+      // the cores from the workers that stop the actors and dead-letter their backlogs
+      // (shutdown ran for seconds past its timeout with 50 such threads on 2 cores): a sender
+      // told "no" gives up the rest of its time slice.
+      std::this_thread::yield();
       return false;
     }
     if (target->ops()->mailbox.capacity != 0) [[unlikely]] {
+      if (target->ops()->mailbox.overflow == overflow::drop_oldest) {
+        if (instrumented_) [[unlikely]]
+          on_queued(target, e);
+        return post_held(target, e, false);
+      }
       if (!admit_bounded(target, e)) return false;
     }
     if (instrumented_) [[unlikely]]
@@ -221,7 +236,60 @@ class runtime_core {
     }
     if (instrumented_) [[unlikely]]
       on_queued(target, e);
+    if (target->ops()->mailbox.overflow == overflow::drop_oldest) return post_held(target, e, true);
     return enqueue(target, e);
+  }
+
+  // A send to a drop_oldest mailbox (watch_state::held_*): queue `e`; if that makes more than
+  // `capacity` messages, the sender takes the oldest out and dead-letters it (mailbox_full) —
+  // the bound holds at the send, whatever the receiver is doing. Returns true (the new message
+  // is queued) unless the actor has stopped. `reserved`: send_when_ready's slot, already
+  // counted in depth. The consumer pops under the same lock (pop_held); depth counts held
+  // messages plus outstanding send_when_ready reservations and, reservations aside, changes
+  // only under the lock, so each send that finds the mailbox full drops exactly one message.
+  [[gnu::noinline, gnu::cold]] bool post_held(actor_cell* target, envelope* e,
+                                              bool reserved) noexcept {
+    watch_state& x = *target->extras();
+    const std::size_t capacity = target->ops()->mailbox.capacity;
+    envelope* dropped = nullptr;
+    bool closed = false;
+    {
+      std::lock_guard lock(x.held_lock);
+      if (x.held_closed) {
+        closed = true;
+      } else {
+        if (!reserved && x.depth.fetch_add(1, std::memory_order_seq_cst) >= capacity &&
+            x.held_head != nullptr) {
+          // Full: the oldest goes (if every slot is a reservation not yet sent, nothing is
+          // held to drop, and the bound is exceeded by the reservations in flight at most).
+          dropped = x.held_head;
+          x.held_head = dropped->next;
+          if (x.held_head == nullptr) x.held_tail = nullptr;
+          x.depth.fetch_sub(1, std::memory_order_seq_cst);
+        }
+        e->next = nullptr;
+        if (x.held_tail != nullptr) {
+          x.held_tail->next = e;
+        } else {
+          x.held_head = e;
+        }
+        x.held_tail = e;
+      }
+    }
+    if (closed) {
+      if (metrics_on_) x.stats.dequeued();
+      dead_letter_out(target, e, stop_reason_of(target), {});
+      return false;
+    }
+    if (dropped != nullptr) {
+      if (metrics_on_) x.stats.dequeued();
+      dead_letter_out(target, dropped, dead_letter_reason::mailbox_full,
+                      "dropped as the oldest message of a full mailbox");
+    }
+    // After adding (the lock released it): either this claims the idle actor, or the consumer,
+    // which looks again after going idle, sees the message (actor_cell::run).
+    if (target->mailbox_.claim_if_idle()) schedule(target);
+    return true;
   }
 
   bool enqueue(actor_cell* target, envelope* e) noexcept {
@@ -245,10 +313,7 @@ class runtime_core {
     counter_slot& counters = counters_here();
     const mailbox_options& bound = target->ops()->mailbox;
     std::atomic<std::size_t>& depth = target->extras()->depth;
-    if (depth.fetch_add(1, std::memory_order_seq_cst) < bound.capacity ||
-        bound.overflow == overflow::drop_oldest) {
-      return true;
-    }
+    if (depth.fetch_add(1, std::memory_order_seq_cst) < bound.capacity) return true;
     depth.fetch_sub(1, std::memory_order_seq_cst);
     if (bound.overflow == overflow::reject) {
       counters.add(counters.rejected);
@@ -277,6 +342,54 @@ class runtime_core {
     if (e->ops->reroute != nullptr) reason = e->ops->reroute(*e, reason);
     record_dead_letter(target, e->ops->message_type, reason, e->correlation, detail);
     e->destroy();
+  }
+
+  // Closes a stopped actor's mailbox and dead-letters what it still held with `reason`, oldest
+  // first. When nobody looks at dead letters one by one (no on_dead_letter hook, no metrics, no
+  // dead-letter topic subscriber) and a message needs no reply or reroute, it is only counted
+  // and freed, in any order: a backlog of millions left at shutdown's deadline then costs about
+  // a free per message, which keeps shutdown close to its timeout.
+  void dead_letter_backlog(actor_cell* target, dead_letter_reason reason) noexcept {
+    envelope* held = nullptr;  // a drop_oldest mailbox's messages, oldest first
+    if (target->ops()->mailbox.capacity != 0 &&
+        target->ops()->mailbox.overflow == overflow::drop_oldest) {
+      watch_state& x = *target->extras();
+      std::lock_guard lock(x.held_lock);
+      x.held_closed = true;
+      held = std::exchange(x.held_head, nullptr);
+      x.held_tail = nullptr;
+    }
+    actor_stats* stats = actor_stats_of(target);
+    if (options_.on_dead_letter || stats != nullptr || !topics_.empty()) {
+      for (envelope* rest : {held, target->mailbox_.close()}) {
+        while (rest != nullptr) {
+          envelope* next = rest->next;
+          if (stats != nullptr) stats->dequeued();
+          dead_letter_out(target, rest, reason, {});
+          rest = next;
+        }
+      }
+      return;
+    }
+    std::uint64_t quiet_dead = 0;
+    auto each = [&](envelope* e) {
+      if (e->ops->abort != nullptr || e->ops->reroute != nullptr) {
+        dead_letter_out(target, e, reason, {});  // counted there
+      } else {
+        e->destroy();
+        ++quiet_dead;
+      }
+    };
+    target->mailbox_.close_unordered(each);
+    while (held != nullptr) {
+      envelope* next = held->next;
+      each(held);
+      held = next;
+    }
+    if (quiet_dead != 0) {
+      counter_slot& counters = counters_here();
+      counters.add(counters.dead, quiet_dead);
+    }
   }
 
   // Counts and reports a dead letter (the message itself is gone or was never an envelope).
@@ -609,6 +722,35 @@ class runtime_core {
     phase_.store(phase::stopped, std::memory_order_seq_cst);
   }
 
+  // The runtime object is being destroyed on one of the runtime's own threads (a handler
+  // destroyed it). That thread cannot wait for its own handler to return, nor join itself, so
+  // the shutdown runs on a thread of its own, which keeps the core alive until it is done; the
+  // caller's handler returns and its worker is joined like the others. Refuses outside work at
+  // once, as shutdown() does. Only if no thread can be started does it stop the process, saying
+  // what to do instead.
+  void shutdown_in_background() noexcept {
+    owner_.store(nullptr, std::memory_order_release);
+    accepting_.store(false, std::memory_order_seq_cst);
+    retain();  // the shutdown thread's reference
+    try {
+      std::thread([this] {
+        try {
+          shutdown(options_.shutdown_timeout);
+        } catch (const std::exception& e) {  // a thread could not be joined: say so
+          std::fprintf(stderr, "troupe: background shutdown failed: %s\n", e.what());
+        }
+        release();
+      }).detach();
+    } catch (...) {
+      std::fputs(
+          "troupe: the runtime was destroyed inside one of its handlers and no thread could be "
+          "started to shut it down; destroy it from a thread outside the runtime (or call "
+          "shutdown() there first)\n",
+          stderr);
+      std::abort();
+    }
+  }
+
   [[nodiscard]] runtime_counters snapshot() const noexcept {
     runtime_counters r;
     auto add = [&r](const counter_slot& s) {
@@ -663,7 +805,7 @@ class runtime_core {
   }
 
   std::atomic<std::size_t> refs_{1};
-  troupe::runtime* owner_;
+  std::atomic<troupe::runtime*> owner_;
   runtime_options options_;
   std::unique_ptr<timer_service> timers_;
   std::unique_ptr<worker_pool> pool_;

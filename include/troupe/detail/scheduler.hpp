@@ -94,8 +94,10 @@ class worker_pool final : public scheduler {
     notify_if_idle();
   }
 
+  // Counts only workers asleep (sleeping_), not those in the parking sequence: a worker whose
+  // final look took an actor is still in parked_ until it leaves, but it is not idle.
   [[nodiscard]] bool idle() const noexcept override {
-    if (parked_.load(std::memory_order_seq_cst) != workers_.size()) return false;
+    if (sleeping_.load(std::memory_order_seq_cst) != workers_.size()) return false;
     if (injection_.size_approx() != 0) return false;
     for (const auto& w : workers_) {
       if (w->queue.size_approx() != 0) return false;
@@ -177,8 +179,12 @@ class worker_pool final : public scheduler {
         parked_.fetch_sub(1, std::memory_order_seq_cst);
         return nullptr;
       }
+      // Asleep from here until the wait returns: only now may idle() count this worker, and
+      // it stops counting it before the worker looks for work again.
+      sleeping_.fetch_add(1, std::memory_order_seq_cst);
       on_idle_(core_);
       epoch_.wait(seen, std::memory_order_seq_cst);
+      sleeping_.fetch_sub(1, std::memory_order_seq_cst);
       parked_.fetch_sub(1, std::memory_order_seq_cst);
       if (actor_cell* cell = find_work(w)) return cell;
     }
@@ -202,7 +208,11 @@ class worker_pool final : public scheduler {
   idle_hook on_idle_;
   std::vector<std::unique_ptr<worker>> workers_;
   moodycamel::ConcurrentQueue<actor_cell*> injection_;
+  // Workers in the parking sequence (the wake-up protocol with notify_if_idle).
   alignas(cache_line) std::atomic<std::size_t> parked_{0};
+  // Workers asleep on epoch_ after a final look found nothing (idle()); written only when a
+  // worker falls asleep or wakes, so it shares parked_'s line.
+  std::atomic<std::size_t> sleeping_{0};
   alignas(cache_line) std::atomic<std::uint32_t> epoch_{0};
   std::atomic<bool> stopping_{false};
 };
