@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <random>
@@ -64,13 +65,15 @@ struct rest_for_one {  // the failed child and those started after it
 
 // What a supervisor did, for runtime_options::on_supervision.
 struct supervision_event {
-  // What happened; gave_up: the supervisor exceeded its restart intensity and failed itself.
-  enum class kind { started, failed, restarted, stopped, gave_up };
+  // What happened; gave_up: the supervisor exceeded its restart intensity and failed itself;
+  // start_failed: a start_child's constructor threw (the caller gets the exception; the
+  // supervisor carries on, and the child never existed).
+  enum class kind { started, failed, restarted, stopped, gave_up, start_failed };
   kind what;
   address supervisor;
-  address child;  // empty for gave_up
+  address child;  // empty for gave_up and start_failed
   std::string name;
-  // The failure's text for failed and gave_up; empty otherwise.
+  // The failure's text for failed, gave_up and start_failed; empty otherwise.
   std::string reason;
 };
 
@@ -108,6 +111,11 @@ struct add_child_request {
   std::function<actor_cell*(actor_cell* supervisor, restart_kind restart, exit_notifier notify)>
       spawn;
 };
+// The supervisor's reply to add_child_request: the child, or what building it threw.
+struct child_started {
+  address child;
+  std::exception_ptr error;
+};
 struct child_exit {
   address child;
   bool failed;
@@ -135,15 +143,25 @@ class supervisor {
   supervisor(context& ctx, rest_for_one s)
       : supervisor(ctx, strategy_kind::rest_for_one, s.max_restarts, s.within, s.backoff) {}
 
-  address on(detail::add_child_request request) {
+  // A child's constructor that throws fails the start, not the supervisor: the exception goes
+  // back to the caller of start_child, which rethrows it.
+  detail::child_started on(detail::add_child_request request) {
     detail::actor_cell* self = &detail::cell_of(ctx_);
     const auto restart = static_cast<detail::restart_kind>(request.options.restart);
-    detail::actor_cell* cell = request.spawn(self, restart, &notify_exit);
+    detail::actor_cell* cell = nullptr;
+    try {
+      cell = request.spawn(self, restart, &notify_exit);
+    } catch (...) {
+      std::exception_ptr error = std::current_exception();
+      emit(supervision_event{supervision_event::kind::start_failed, ctx_.self(), {},
+                             request.options.name, detail::describe(error)});
+      return {{}, std::move(error)};
+    }
     address child = detail::access::make_address(cell);
     cell->release();  // the reference spawn returned; `child` holds one
     children_.push_back(child_record{child, std::move(request.options)});
     report(supervision_event::kind::started, children_.back(), {});
-    return child;
+    return {std::move(child), nullptr};
   }
 
   bool on(remove_child request) {
@@ -333,7 +351,9 @@ inline void supervisor::notify_exit(detail::actor_cell* sup, detail::actor_cell*
     auto* e = new detail::message_envelope<detail::child_exit>(
         &detail::message_ops<supervisor, detail::child_exit>,
         detail::child_exit{detail::access::make_address(child), failed, waiting, reason});
-    sup->core()->post(sup, e, true);
+    // Dead-lettered: the supervisor is stopping or stopped and will decide nothing. A waiting
+    // child is stopped for good rather than left waiting until shutdown's timeout.
+    if (!sup->core()->post(sup, e, true) && waiting) child->request_final_stop();
   } catch (...) {
     // Out of memory: a waiting child would wait forever; stop it for good instead.
     if (waiting) child->request_final_stop();
@@ -358,23 +378,37 @@ add_child_request make_add_child_request(child_options options, Args... args) {
 
 }  // namespace detail
 
+namespace detail {
+template <Actor A>
+ref<A> started_child(child_started started) {
+  if (started.error) std::rethrow_exception(started.error);
+  return access::make_ref<A>(access::cell_of(started.child));
+}
+}  // namespace detail
+
 // Starts a child of class A under `sup`, built from args now and at every restart (args are
 // copied into the child's factory). Blocks until the supervisor has registered it: call from a
-// plain thread (from an actor, co_await start_child_async). Throws error(runtime_stopped) during
-// shutdown, and what A's constructor throws.
+// plain thread. On one of a runtime's threads it throws error(would_block) before sending
+// anything (nothing is started): from an actor, co_await start_child_async. Throws
+// error(runtime_stopped) during shutdown, and what A's constructor throws (the supervisor and
+// its other children carry on).
 template <Actor A, class... Args>
 ref<A> start_child(const ref<supervisor>& sup, child_options options, Args... args) {
-  address child =
-      sup.ask(detail::make_add_child_request<A>(std::move(options), std::move(args)...)).get();
-  return detail::access::make_ref<A>(detail::access::cell_of(child));
+  if (detail::this_thread_identity.core != nullptr) {
+    throw error(errc::would_block,
+                "start_child() blocks, so not on a runtime thread: in a task handler, co_await "
+                "start_child_async() instead (nothing was started)");
+  }
+  return detail::started_child<A>(
+      sup.ask(detail::make_add_child_request<A>(std::move(options), std::move(args)...)).get());
 }
 
-// The same, from inside an actor's task handler.
+// The same, from inside an actor's task handler: suspends only that handler. Its errors are
+// start_child's (the constructor's exception is rethrown at the co_await).
 template <Actor A, class... Args>
 task<ref<A>> start_child_async(ref<supervisor> sup, child_options options, Args... args) {
-  address child =
-      co_await sup.ask(detail::make_add_child_request<A>(std::move(options), std::move(args)...));
-  co_return detail::access::make_ref<A>(detail::access::cell_of(child));
+  co_return detail::started_child<A>(co_await sup.ask(
+      detail::make_add_child_request<A>(std::move(options), std::move(args)...)));
 }
 
 }  // namespace troupe
