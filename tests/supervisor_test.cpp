@@ -549,8 +549,9 @@ struct fragile_builder {
 };
 }  // namespace
 
-TEST_CASE("a child whose constructor throws: the caller gets that exception, the supervisor lives on",
-          "[supervisor][start]") {
+TEST_CASE(
+    "a child whose constructor throws: the caller gets that exception, the supervisor lives on",
+    "[supervisor][start]") {
   journal j;
   troupe::runtime rt(j.options());
   auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_all{});
@@ -667,9 +668,8 @@ class parks_late {
 bool logged(journal& j, const std::string& line) {
   const auto deadline = std::chrono::steady_clock::now() + 5s;
   std::unique_lock lock(j.mutex);
-  return j.changed.wait_until(lock, deadline, [&] {
-    return std::find(j.log.begin(), j.log.end(), line) != j.log.end();
-  });
+  return j.changed.wait_until(
+      lock, deadline, [&] { return std::find(j.log.begin(), j.log.end(), line) != j.log.end(); });
 }
 
 // Stops its supervisor and fails at once: the race left to the scheduler.

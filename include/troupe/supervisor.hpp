@@ -153,8 +153,11 @@ class supervisor {
       cell = request.spawn(self, restart, &notify_exit);
     } catch (...) {
       std::exception_ptr error = std::current_exception();
-      emit(supervision_event{supervision_event::kind::start_failed, ctx_.self(), {},
-                             request.options.name, detail::describe(error)});
+      emit(supervision_event{supervision_event::kind::start_failed,
+                             ctx_.self(),
+                             {},
+                             request.options.name,
+                             detail::describe(error)});
       return {{}, std::move(error)};
     }
     address child = detail::access::make_address(cell);
@@ -407,8 +410,8 @@ ref<A> start_child(const ref<supervisor>& sup, child_options options, Args... ar
 // start_child's (the constructor's exception is rethrown at the co_await).
 template <Actor A, class... Args>
 task<ref<A>> start_child_async(ref<supervisor> sup, child_options options, Args... args) {
-  co_return detail::started_child<A>(co_await sup.ask(
-      detail::make_add_child_request<A>(std::move(options), std::move(args)...)));
+  co_return detail::started_child<A>(
+      co_await sup.ask(detail::make_add_child_request<A>(std::move(options), std::move(args)...)));
 }
 
 }  // namespace troupe

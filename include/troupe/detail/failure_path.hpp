@@ -9,6 +9,10 @@
 
 namespace troupe::detail {
 
+// link_path.hpp: tells `to` that its linked actor `from` stopped.
+inline void send_exit_signal(actor_cell* to, actor_cell* from, stop_cause cause,
+                             const std::string& detail) noexcept;
+
 // A stop request reached a message boundary. A supervised permanent child is not stopped but
 // restarted (its supervisor decides when); everything else stops for good.
 inline activation actor_cell::stop_now() noexcept {
@@ -225,12 +229,16 @@ inline void actor_cell::notify_watchers() noexcept {
     if (watch_ == nullptr) return;
     watchers.swap(watch_->entries);
     try {
-      detail = watch_->failure;
+      // A supervised actor keeps the text of a failure it was restarted after: only a stop
+      // that is itself a failure carries one.
+      if (cause_ == stop_cause::failed) detail = watch_->failure;
     } catch (...) {
     }
   }
   for (const watch_entry& w : watchers) {
-    if (w.wake_generation != 0) {
+    if (w.link) {
+      if (drop_link_back(w.watcher)) send_exit_signal(w.watcher, this, cause_, detail);
+    } else if (w.wake_generation != 0) {
       w.watcher->wake(w.wake_generation);
     } else {
       core_->deliver_down(w.watcher, this, cause_, detail, w.id);
