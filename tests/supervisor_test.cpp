@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -731,4 +732,83 @@ TEST_CASE("a final stop that races with a failing child parking is not lost",
   rt.shutdown();
   REQUIRE(std::chrono::steady_clock::now() - start < 5s);
   test::require_accounted(rt.counters());
+}
+
+// ---- issue 12, item 9b: dynamic children of one kind (simple_one_for_one) ----
+
+namespace {
+struct build_dynamic {
+  troupe::ref<troupe::supervisor> sup;
+  journal* j;
+};
+struct dynamic_builder {
+  troupe::task<int> on(build_dynamic b) {
+    auto starting = troupe::start_child_async<member>(b.sup, std::string("async"), b.j);
+    auto child = co_await std::move(starting);
+    co_return co_await child.ask(generation{});
+  }
+};
+
+std::string refusal(const std::function<void()>& f) {
+  try {
+    f();
+    return "accepted";
+  } catch (const troupe::error& e) {
+    return std::string(to_string(e.code()));
+  }
+}
+}  // namespace
+
+TEST_CASE("simple_one_for_one starts children of one kind on demand, restarts each alone",
+          "[supervisor][simple]") {
+  journal j;
+  troupe::runtime rt(j.options());
+  auto sup = rt.spawn<troupe::supervisor>(troupe::simple_one_for_one<member>{
+      .max_restarts = 10,
+      .within = 60s,
+      .child = {.name = "m", .restart = troupe::restart_type::transient}});
+  std::vector<troupe::ref<member>> kids;
+  std::vector<troupe::address> addresses;
+  for (int i = 0; i < 5; ++i) {
+    kids.push_back(troupe::start_child<member>(sup, "k" + std::to_string(i), &j));
+    addresses.emplace_back(kids.back());
+  }
+  REQUIRE(sup.ask(troupe::which_children{}).get() == addresses);
+  // A failure restarts that child alone (transient: restarted after a failure).
+  kids[2].send(boom{});
+  j.wait_for([&] { return j.count(troupe::supervision_event::kind::restarted) == 1; });
+  for (std::size_t i = 0; i < kids.size(); ++i) {
+    REQUIRE(kids[i].ask(generation{}).get() == (i == 2 ? 2 : 1));
+  }
+  // A normal stop ends a transient child for good: it leaves the supervisor.
+  kids[4].stop();
+  j.wait_for([&] { return j.count(troupe::supervision_event::kind::stopped) == 1; });
+  addresses.pop_back();
+  REQUIRE(sup.ask(troupe::which_children{}).get() == addresses);
+  // From an actor, without blocking.
+  REQUIRE(rt.spawn<dynamic_builder>().ask(build_dynamic{sup, &j}).get() == 1);
+  // Only children of its one class; nothing is started by a refused request.
+  REQUIRE(refusal([&] { troupe::start_child<quitter>(sup, std::string("q"), &j); }) ==
+          "bad actor type");
+  auto plain = rt.spawn<troupe::supervisor>(troupe::one_for_one{});
+  REQUIRE(refusal([&] { troupe::start_child<member>(plain, std::string("p"), &j); }) ==
+          "bad actor type");
+  REQUIRE(sup.ask(troupe::which_children{}).get().size() == 5);
+  REQUIRE(plain.ask(troupe::which_children{}).get().empty());
+  {
+    std::lock_guard lock(j.mutex);
+    REQUIRE(j.constructions["q"] == 0);
+    REQUIRE(j.constructions["p"] == 0);
+    for (const auto& e : j.events) {
+      if (e.what == troupe::supervision_event::kind::started && e.supervisor == sup) {
+        REQUIRE(e.name == "m");  // every child has the spec's options
+      }
+    }
+    j.log.clear();
+  }
+  // Stopped newest first.
+  REQUIRE(sup.ask(troupe::stop_tree{}).get() == 0);
+  std::lock_guard lock(j.mutex);
+  REQUIRE(j.log ==
+          std::vector<std::string>{"async:stop", "k3:stop", "k2:stop", "k1:stop", "k0:stop"});
 }

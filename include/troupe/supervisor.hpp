@@ -22,6 +22,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -90,6 +91,18 @@ struct child_options {
   std::chrono::milliseconds shutdown_timeout{5000};
 };
 
+// Dynamic children of one kind, started on demand (Erlang's simple_one_for_one): the supervisor
+// starts only children of class A, each with `child`'s options, from start_child<A>(sup,
+// args...) — as many as asked for, each restarted alone per its restart type, stopped newest
+// first.
+template <class A>
+struct simple_one_for_one {
+  int max_restarts = 3;
+  std::chrono::milliseconds within{5000};
+  troupe::backoff backoff{};
+  child_options child{};  // every child's: name (shared), restart type, shutdown_timeout
+};
+
 // Ordered shutdown of a tree: the supervisor stops its children newest first, one after the
 // other, each within its shutdown_timeout (child supervisors do the same with theirs), then
 // stops itself. Replies how many children had to be forced.
@@ -108,6 +121,10 @@ namespace detail {
 
 struct add_child_request {
   child_options options;
+  // The child's class; from_spec: started with a simple_one_for_one supervisor's options.
+  const void* type = nullptr;
+  std::string_view type_name;
+  bool from_spec = false;
   std::function<actor_cell*(actor_cell* supervisor, restart_kind restart, exit_notifier notify)>
       spawn;
 };
@@ -133,7 +150,7 @@ struct restart_due {
 // Its handlers are its protocol: stop_tree, remove_child, which_children.
 class supervisor {
  public:
-  enum class strategy_kind { one_for_one, one_for_all, rest_for_one };
+  enum class strategy_kind { one_for_one, one_for_all, rest_for_one, simple_one_for_one };
 
   // One constructor per strategy; the strategy's fields set the restart intensity and backoff.
   supervisor(context& ctx, one_for_one s)
@@ -142,10 +159,20 @@ class supervisor {
       : supervisor(ctx, strategy_kind::one_for_all, s.max_restarts, s.within, s.backoff) {}
   supervisor(context& ctx, rest_for_one s)
       : supervisor(ctx, strategy_kind::rest_for_one, s.max_restarts, s.within, s.backoff) {}
+  template <class A>
+  supervisor(context& ctx, simple_one_for_one<A> s)
+      : supervisor(ctx, strategy_kind::simple_one_for_one, s.max_restarts, s.within, s.backoff) {
+    static_assert(Actor<A>, "troupe: simple_one_for_one<A>: A is not an actor class");
+    spec_type_ = &detail::type_tag<A>;
+    spec_type_name_ = detail::type_name<A>();
+    spec_options_ = std::move(s.child);
+  }
 
   // A child's constructor that throws fails the start, not the supervisor: the exception goes
   // back to the caller of start_child, which rethrows it.
   detail::child_started on(detail::add_child_request request) {
+    if (std::exception_ptr refused = check_kind(request)) return {{}, std::move(refused)};
+    if (request.from_spec) request.options = spec_options_;
     detail::actor_cell* self = &detail::cell_of(ctx_);
     const auto restart = static_cast<detail::restart_kind>(request.options.restart);
     detail::actor_cell* cell = nullptr;
@@ -280,6 +307,24 @@ class supervisor {
         backoff_(b),
         rng_(static_cast<std::uint32_t>(detail::cell_of(ctx).id())) {}
 
+  // A simple_one_for_one supervisor starts children of its one class only; the short form
+  // start_child<A>(sup, args...) needs such a supervisor. Null if the request is fine.
+  std::exception_ptr check_kind(const detail::add_child_request& request) const {
+    if (spec_type_ != nullptr && request.type != spec_type_) {
+      return std::make_exception_ptr(
+          error(errc::bad_actor_type, "start_child<" + std::string(request.type_name) +
+                                          ">() on a simple_one_for_one supervisor of " +
+                                          std::string(spec_type_name_)));
+    }
+    if (spec_type_ == nullptr && request.from_spec) {
+      return std::make_exception_ptr(
+          error(errc::bad_actor_type, "start_child<" + std::string(request.type_name) +
+                                          ">(sup, args...) without child_options needs a "
+                                          "simple_one_for_one supervisor"));
+    }
+    return nullptr;
+  }
+
   std::vector<child_record>::iterator find(const address& a) {
     return std::find_if(children_.begin(), children_.end(),
                         [&a](const child_record& c) { return c.ref == a; });
@@ -346,6 +391,10 @@ class supervisor {
   int consecutive_ = 0;
   std::minstd_rand rng_;
   std::vector<child_record> children_;
+  // simple_one_for_one: the one class of child, and every child's options.
+  const void* spec_type_ = nullptr;
+  std::string_view spec_type_name_;
+  child_options spec_options_;
 };
 
 inline void supervisor::notify_exit(detail::actor_cell* sup, detail::actor_cell* child, bool failed,
@@ -367,8 +416,8 @@ namespace detail {
 
 // The request that makes the supervisor spawn a child of class A from copies of args.
 template <Actor A, class... Args>
-add_child_request make_add_child_request(child_options options, Args... args) {
-  return add_child_request{std::move(options),
+add_child_request make_add_child_request(child_options options, bool from_spec, Args... args) {
+  return add_child_request{std::move(options), &type_tag<A>, type_name<A>(), from_spec,
                            [args...](actor_cell* supervisor_cell, restart_kind restart,
                                      exit_notifier notify) -> actor_cell* {
                              auto factory = [args...](actor_cell& cell) {
@@ -382,6 +431,15 @@ add_child_request make_add_child_request(child_options options, Args... args) {
 }  // namespace detail
 
 namespace detail {
+// The blocking start_child refuses on a runtime thread before it sends anything.
+inline void refuse_blocking_start() {
+  if (this_thread_identity.core != nullptr) {
+    throw error(errc::would_block,
+                "start_child() blocks, so not on a runtime thread: in a task handler, co_await "
+                "start_child_async() instead (nothing was started)");
+  }
+}
+
 template <Actor A>
 ref<A> started_child(child_started started) {
   if (started.error) std::rethrow_exception(started.error);
@@ -397,21 +455,51 @@ ref<A> started_child(child_started started) {
 // its other children carry on).
 template <Actor A, class... Args>
 ref<A> start_child(const ref<supervisor>& sup, child_options options, Args... args) {
-  if (detail::this_thread_identity.core != nullptr) {
-    throw error(errc::would_block,
-                "start_child() blocks, so not on a runtime thread: in a task handler, co_await "
-                "start_child_async() instead (nothing was started)");
-  }
+  detail::refuse_blocking_start();
   return detail::started_child<A>(
-      sup.ask(detail::make_add_child_request<A>(std::move(options), std::move(args)...)).get());
+      sup.ask(detail::make_add_child_request<A>(std::move(options), false, std::move(args)...))
+          .get());
 }
 
 // The same, from inside an actor's task handler: suspends only that handler. Its errors are
 // start_child's (the constructor's exception is rethrown at the co_await).
 template <Actor A, class... Args>
 task<ref<A>> start_child_async(ref<supervisor> sup, child_options options, Args... args) {
-  co_return detail::started_child<A>(
-      co_await sup.ask(detail::make_add_child_request<A>(std::move(options), std::move(args)...)));
+  // No temporaries with destructors in the co_await operand (g++ 12 destroys them twice).
+  auto pending =
+      sup.ask(detail::make_add_child_request<A>(std::move(options), false, std::move(args)...));
+  detail::child_started started = co_await std::move(pending);
+  co_return detail::started_child<A>(std::move(started));
+}
+
+namespace detail {
+template <class... Args>
+struct first_is_child_options : std::false_type {};
+template <class First, class... Rest>
+struct first_is_child_options<First, Rest...>
+    : std::is_same<std::remove_cvref_t<First>, child_options> {};
+}  // namespace detail
+
+// Starts a child of a simple_one_for_one<A> supervisor from args, with the supervisor's child
+// options: blocking, from a plain thread, like the form above (same errors), and
+// error(bad_actor_type) — nothing started — if `sup` is not a simple_one_for_one of A.
+template <Actor A, class... Args>
+requires(!detail::first_is_child_options<Args...>::value) ref<A> start_child(
+    const ref<supervisor>& sup, Args... args) {
+  detail::refuse_blocking_start();
+  return detail::started_child<A>(
+      sup.ask(detail::make_add_child_request<A>(child_options{}, true, std::move(args)...)).get());
+}
+
+// The same, from inside an actor's task handler.
+template <Actor A, class... Args>
+requires(!detail::first_is_child_options<Args...>::value) task<ref<A>> start_child_async(
+    ref<supervisor> sup, Args... args) {
+  // No temporaries with destructors in the co_await operand (g++ 12 destroys them twice).
+  auto pending =
+      sup.ask(detail::make_add_child_request<A>(child_options{}, true, std::move(args)...));
+  detail::child_started started = co_await std::move(pending);
+  co_return detail::started_child<A>(std::move(started));
 }
 
 }  // namespace troupe
