@@ -251,8 +251,9 @@ TEST_CASE("linking to an actor that already stopped signals at once", "[link]") 
 TEST_CASE("link misuse is refused", "[link][misuse]") {
   troupe::runtime rt(quiet());
   log_book book;
-  struct self_linker {
-    troupe::context& ctx;
+  class self_linker {
+   public:
+    explicit self_linker(troupe::context& c) : ctx(c) {}
     std::string on(link_to l) {
       try {
         ctx.link(l.peer);
@@ -261,6 +262,9 @@ TEST_CASE("link misuse is refused", "[link][misuse]") {
         return e.code() == troupe::errc::invalid_ref ? "invalid_ref" : "other";
       }
     }
+
+   private:
+    troupe::context& ctx;
   };
   auto s = rt.spawn<self_linker>();
   REQUIRE(s.ask(link_to{troupe::address{}}).get() == "invalid_ref");
