@@ -1877,12 +1877,12 @@ class mailbox {
 //
 // When a linked actor stops for good (a supervised child restarted in place has not stopped):
 //   - an actor with an on(troupe::exit_signal) handler receives a troupe::exit_signal, whatever
-//     the reason (normal, failed);
+//     the reason (normal, failed, shutdown; none once its own mailbox is closed);
 //   - any other actor fails if the reason is `failed` (its failure is a troupe::link_failed
-//     naming the linked actor), and ignores a normal stop.
-// The signal travels through the mailbox like a message (behind what is already queued).
-// Shutdown sends no signals: every actor is stopping anyway. Links are undone when either side
-// stops, and by ctx.unlink(other).
+//     naming the linked actor), and ignores a normal stop or a shutdown.
+// The signal travels through the mailbox like a message (behind what is already queued), and
+// is subject to a bounded mailbox's policy like one. Links are undone when either side stops,
+// and by ctx.unlink(other).
 
 // ---- begin troupe/monitor.hpp ----
 // Death watch: ctx.monitor(target) delivers a troupe::down message when the target stops.
@@ -1946,8 +1946,8 @@ namespace troupe {
 struct exit_signal {
   // The linked actor that stopped.
   address from;
-  down_reason reason = down_reason::normal;  // normal or failed (shutdown sends none)
-  std::string detail;                        // the failure's text for down_reason::failed
+  down_reason reason = down_reason::normal;
+  std::string detail;  // the failure's text for down_reason::failed
 };
 
 // The failure of a non-trapping actor whose linked actor failed: what() names the linked actor
