@@ -1,5 +1,5 @@
 // Tests of death watch (include/troupe/monitor.hpp): a down message for every stop reason,
-// monitoring a stopped actor, demonitor, and misuse.
+// monitoring a stopped actor, demonitor, misuse, and a supervised child across a restart.
 #include <future>
 #include <stdexcept>
 
@@ -155,4 +155,27 @@ TEST_CASE("monitor from an actor without an on(down) handler is refused", "[moni
   auto target = rt.spawn<worker>();
   auto n = rt.spawn<no_down>();
   REQUIRE(n.ask(troupe::address(target)).get() == troupe::errc::no_down_handler);
+}
+
+TEST_CASE("a monitor of a supervised child sees no down when it is restarted, one when it stops",
+          "[monitor][supervisor]") {
+  troupe::runtime_options o;
+  o.workers = 2;
+  o.on_failure = [](const troupe::address&, std::string_view) {};
+  std::promise<void> restarted;
+  o.on_supervision = [&restarted](const troupe::supervision_event& e) {
+    if (e.what == troupe::supervision_event::kind::restarted) restarted.set_value();
+  };
+  troupe::runtime rt(o);
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{});
+  auto child = troupe::start_child<worker>(sup, {.name = "w"});
+  auto d = watch_until_down(rt, child, [&] {
+    child.send(fail_now{});
+    restarted.get_future().get();  // restarted in place: the same address lives on
+    REQUIRE(sup.ask(troupe::remove_child{child}).get());  // now it stops for good
+  });
+  // The first (and only) down is the final stop's, without the earlier failure's text.
+  REQUIRE(d.who == child);
+  REQUIRE(d.reason == troupe::down_reason::normal);
+  REQUIRE(d.detail.empty());
 }

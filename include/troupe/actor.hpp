@@ -71,6 +71,14 @@ class context {
   // Cancels a monitor. Returns false if the down message was already sent (it still arrives).
   bool demonitor(const monitor_handle& handle);
 
+  // Links this actor with `other`, both ways (see link.hpp): when either stops for good, the
+  // other receives a troupe::exit_signal if it has an on(exit_signal) handler, and otherwise
+  // fails if the stop was a failure. At once if `other` already stopped. Linking twice makes one
+  // link. Throws error(invalid_ref) on an empty address or on this actor's own.
+  void link(const address& other);
+  // Undoes a link; false if there was none. A signal already sent still arrives.
+  bool unlink(const address& other);
+
   // Publishes `event` on `subject` (see topic.hpp); returns the number of deliveries. Throws
   // error(invalid_subject) for a malformed subject.
   template <class E>

@@ -16,11 +16,13 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <random>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -64,13 +66,15 @@ struct rest_for_one {  // the failed child and those started after it
 
 // What a supervisor did, for runtime_options::on_supervision.
 struct supervision_event {
-  // What happened; gave_up: the supervisor exceeded its restart intensity and failed itself.
-  enum class kind { started, failed, restarted, stopped, gave_up };
+  // What happened; gave_up: the supervisor exceeded its restart intensity and failed itself;
+  // start_failed: a start_child's constructor threw (the caller gets the exception; the
+  // supervisor carries on, and the child never existed).
+  enum class kind { started, failed, restarted, stopped, gave_up, start_failed };
   kind what;
   address supervisor;
-  address child;  // empty for gave_up
+  address child;  // empty for gave_up and start_failed
   std::string name;
-  // The failure's text for failed and gave_up; empty otherwise.
+  // The failure's text for failed, gave_up and start_failed; empty otherwise.
   std::string reason;
 };
 
@@ -85,6 +89,18 @@ struct child_options {
   // How long stop_tree waits for this child to stop before forcing it (a forced stop abandons a
   // suspended handler; a synchronous handler that never returns cannot be interrupted).
   std::chrono::milliseconds shutdown_timeout{5000};
+};
+
+// Dynamic children of one kind, started on demand (Erlang's simple_one_for_one): the supervisor
+// starts only children of class A, each with `child`'s options, from start_child<A>(sup,
+// args...) — as many as asked for, each restarted alone per its restart type, stopped newest
+// first.
+template <class A>
+struct simple_one_for_one {
+  int max_restarts = 3;
+  std::chrono::milliseconds within{5000};
+  troupe::backoff backoff{};
+  child_options child{};  // every child's: name (shared), restart type, shutdown_timeout
 };
 
 // Ordered shutdown of a tree: the supervisor stops its children newest first, one after the
@@ -105,8 +121,17 @@ namespace detail {
 
 struct add_child_request {
   child_options options;
+  // The child's class; from_spec: started with a simple_one_for_one supervisor's options.
+  const void* type = nullptr;
+  std::string_view type_name;
+  bool from_spec = false;
   std::function<actor_cell*(actor_cell* supervisor, restart_kind restart, exit_notifier notify)>
       spawn;
+};
+// The supervisor's reply to add_child_request: the child, or what building it threw.
+struct child_started {
+  address child;
+  std::exception_ptr error;
 };
 struct child_exit {
   address child;
@@ -125,7 +150,7 @@ struct restart_due {
 // Its handlers are its protocol: stop_tree, remove_child, which_children.
 class supervisor {
  public:
-  enum class strategy_kind { one_for_one, one_for_all, rest_for_one };
+  enum class strategy_kind { one_for_one, one_for_all, rest_for_one, simple_one_for_one };
 
   // One constructor per strategy; the strategy's fields set the restart intensity and backoff.
   supervisor(context& ctx, one_for_one s)
@@ -134,16 +159,39 @@ class supervisor {
       : supervisor(ctx, strategy_kind::one_for_all, s.max_restarts, s.within, s.backoff) {}
   supervisor(context& ctx, rest_for_one s)
       : supervisor(ctx, strategy_kind::rest_for_one, s.max_restarts, s.within, s.backoff) {}
+  template <class A>
+  supervisor(context& ctx, simple_one_for_one<A> s)
+      : supervisor(ctx, strategy_kind::simple_one_for_one, s.max_restarts, s.within, s.backoff) {
+    static_assert(Actor<A>, "troupe: simple_one_for_one<A>: A is not an actor class");
+    spec_type_ = &detail::type_tag<A>;
+    spec_type_name_ = detail::type_name<A>();
+    spec_options_ = std::move(s.child);
+  }
 
-  address on(detail::add_child_request request) {
+  // A child's constructor that throws fails the start, not the supervisor: the exception goes
+  // back to the caller of start_child, which rethrows it.
+  detail::child_started on(detail::add_child_request request) {
+    if (std::exception_ptr refused = check_kind(request)) return {{}, std::move(refused)};
+    if (request.from_spec) request.options = spec_options_;
     detail::actor_cell* self = &detail::cell_of(ctx_);
     const auto restart = static_cast<detail::restart_kind>(request.options.restart);
-    detail::actor_cell* cell = request.spawn(self, restart, &notify_exit);
+    detail::actor_cell* cell = nullptr;
+    try {
+      cell = request.spawn(self, restart, &notify_exit);
+    } catch (...) {
+      std::exception_ptr error = std::current_exception();
+      emit(supervision_event{supervision_event::kind::start_failed,
+                             ctx_.self(),
+                             {},
+                             request.options.name,
+                             detail::describe(error)});
+      return {{}, std::move(error)};
+    }
     address child = detail::access::make_address(cell);
     cell->release();  // the reference spawn returned; `child` holds one
     children_.push_back(child_record{child, std::move(request.options)});
     report(supervision_event::kind::started, children_.back(), {});
-    return child;
+    return {std::move(child), nullptr};
   }
 
   bool on(remove_child request) {
@@ -259,6 +307,24 @@ class supervisor {
         backoff_(b),
         rng_(static_cast<std::uint32_t>(detail::cell_of(ctx).id())) {}
 
+  // A simple_one_for_one supervisor starts children of its one class only; the short form
+  // start_child<A>(sup, args...) needs such a supervisor. Null if the request is fine.
+  std::exception_ptr check_kind(const detail::add_child_request& request) const {
+    if (spec_type_ != nullptr && request.type != spec_type_) {
+      return std::make_exception_ptr(
+          error(errc::bad_actor_type, "start_child<" + std::string(request.type_name) +
+                                          ">() on a simple_one_for_one supervisor of " +
+                                          std::string(spec_type_name_)));
+    }
+    if (spec_type_ == nullptr && request.from_spec) {
+      return std::make_exception_ptr(
+          error(errc::bad_actor_type, "start_child<" + std::string(request.type_name) +
+                                          ">(sup, args...) without child_options needs a "
+                                          "simple_one_for_one supervisor"));
+    }
+    return nullptr;
+  }
+
   std::vector<child_record>::iterator find(const address& a) {
     return std::find_if(children_.begin(), children_.end(),
                         [&a](const child_record& c) { return c.ref == a; });
@@ -325,6 +391,10 @@ class supervisor {
   int consecutive_ = 0;
   std::minstd_rand rng_;
   std::vector<child_record> children_;
+  // simple_one_for_one: the one class of child, and every child's options.
+  const void* spec_type_ = nullptr;
+  std::string_view spec_type_name_;
+  child_options spec_options_;
 };
 
 inline void supervisor::notify_exit(detail::actor_cell* sup, detail::actor_cell* child, bool failed,
@@ -333,7 +403,9 @@ inline void supervisor::notify_exit(detail::actor_cell* sup, detail::actor_cell*
     auto* e = new detail::message_envelope<detail::child_exit>(
         &detail::message_ops<supervisor, detail::child_exit>,
         detail::child_exit{detail::access::make_address(child), failed, waiting, reason});
-    sup->core()->post(sup, e, true);
+    // Dead-lettered: the supervisor is stopping or stopped and will decide nothing. A waiting
+    // child is stopped for good rather than left waiting until shutdown's timeout.
+    if (!sup->core()->post(sup, e, true) && waiting) child->request_final_stop();
   } catch (...) {
     // Out of memory: a waiting child would wait forever; stop it for good instead.
     if (waiting) child->request_final_stop();
@@ -344,8 +416,8 @@ namespace detail {
 
 // The request that makes the supervisor spawn a child of class A from copies of args.
 template <Actor A, class... Args>
-add_child_request make_add_child_request(child_options options, Args... args) {
-  return add_child_request{std::move(options),
+add_child_request make_add_child_request(child_options options, bool from_spec, Args... args) {
+  return add_child_request{std::move(options), &type_tag<A>, type_name<A>(), from_spec,
                            [args...](actor_cell* supervisor_cell, restart_kind restart,
                                      exit_notifier notify) -> actor_cell* {
                              auto factory = [args...](actor_cell& cell) {
@@ -358,23 +430,76 @@ add_child_request make_add_child_request(child_options options, Args... args) {
 
 }  // namespace detail
 
+namespace detail {
+// The blocking start_child refuses on a runtime thread before it sends anything.
+inline void refuse_blocking_start() {
+  if (this_thread_identity.core != nullptr) {
+    throw error(errc::would_block,
+                "start_child() blocks, so not on a runtime thread: in a task handler, co_await "
+                "start_child_async() instead (nothing was started)");
+  }
+}
+
+template <Actor A>
+ref<A> started_child(child_started started) {
+  if (started.error) std::rethrow_exception(started.error);
+  return access::make_ref<A>(access::cell_of(started.child));
+}
+}  // namespace detail
+
 // Starts a child of class A under `sup`, built from args now and at every restart (args are
 // copied into the child's factory). Blocks until the supervisor has registered it: call from a
-// plain thread (from an actor, co_await start_child_async). Throws error(runtime_stopped) during
-// shutdown, and what A's constructor throws.
+// plain thread. On one of a runtime's threads it throws error(would_block) before sending
+// anything (nothing is started): from an actor, co_await start_child_async. Throws
+// error(runtime_stopped) during shutdown, and what A's constructor throws (the supervisor and
+// its other children carry on).
 template <Actor A, class... Args>
 ref<A> start_child(const ref<supervisor>& sup, child_options options, Args... args) {
-  address child =
-      sup.ask(detail::make_add_child_request<A>(std::move(options), std::move(args)...)).get();
-  return detail::access::make_ref<A>(detail::access::cell_of(child));
+  detail::refuse_blocking_start();
+  return detail::started_child<A>(
+      sup.ask(detail::make_add_child_request<A>(std::move(options), false, std::move(args)...))
+          .get());
+}
+
+// The same, from inside an actor's task handler: suspends only that handler. Its errors are
+// start_child's (the constructor's exception is rethrown at the co_await).
+template <Actor A, class... Args>
+task<ref<A>> start_child_async(ref<supervisor> sup, child_options options, Args... args) {
+  // No temporaries with destructors in the co_await operand (g++ 12 destroys them twice).
+  auto pending =
+      sup.ask(detail::make_add_child_request<A>(std::move(options), false, std::move(args)...));
+  detail::child_started started = co_await std::move(pending);
+  co_return detail::started_child<A>(std::move(started));
+}
+
+namespace detail {
+template <class... Args>
+struct first_is_child_options : std::false_type {};
+template <class First, class... Rest>
+struct first_is_child_options<First, Rest...>
+    : std::is_same<std::remove_cvref_t<First>, child_options> {};
+}  // namespace detail
+
+// Starts a child of a simple_one_for_one<A> supervisor from args, with the supervisor's child
+// options: blocking, from a plain thread, like the form above (same errors), and
+// error(bad_actor_type) — nothing started — if `sup` is not a simple_one_for_one of A.
+template <Actor A, class... Args>
+requires(!detail::first_is_child_options<Args...>::value) ref<A> start_child(
+    const ref<supervisor>& sup, Args... args) {
+  detail::refuse_blocking_start();
+  return detail::started_child<A>(
+      sup.ask(detail::make_add_child_request<A>(child_options{}, true, std::move(args)...)).get());
 }
 
 // The same, from inside an actor's task handler.
 template <Actor A, class... Args>
-task<ref<A>> start_child_async(ref<supervisor> sup, child_options options, Args... args) {
-  address child =
-      co_await sup.ask(detail::make_add_child_request<A>(std::move(options), std::move(args)...));
-  co_return detail::access::make_ref<A>(detail::access::cell_of(child));
+requires(!detail::first_is_child_options<Args...>::value) task<ref<A>> start_child_async(
+    ref<supervisor> sup, Args... args) {
+  // No temporaries with destructors in the co_await operand (g++ 12 destroys them twice).
+  auto pending =
+      sup.ask(detail::make_add_child_request<A>(child_options{}, true, std::move(args)...));
+  detail::child_started started = co_await std::move(pending);
+  co_return detail::started_child<A>(std::move(started));
 }
 
 }  // namespace troupe

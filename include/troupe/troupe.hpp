@@ -9,6 +9,7 @@
 #include <troupe/handler.hpp>
 #include <troupe/io.hpp>
 #include <troupe/latency_histogram.hpp>
+#include <troupe/link.hpp>
 #include <troupe/mailbox.hpp>
 #include <troupe/metrics.hpp>
 #include <troupe/metrics_export.hpp>

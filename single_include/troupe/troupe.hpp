@@ -657,6 +657,14 @@ class context {
   // Cancels a monitor. Returns false if the down message was already sent (it still arrives).
   bool demonitor(const monitor_handle& handle);
 
+  // Links this actor with `other`, both ways (see link.hpp): when either stops for good, the
+  // other receives a troupe::exit_signal if it has an on(exit_signal) handler, and otherwise
+  // fails if the stop was a failure. At once if `other` already stopped. Linking twice makes one
+  // link. Throws error(invalid_ref) on an empty address or on this actor's own.
+  void link(const address& other);
+  // Undoes a link; false if there was none. A signal already sent still arrives.
+  bool unlink(const address& other);
+
   // Publishes `event` on `subject` (see topic.hpp); returns the number of deliveries. Throws
   // error(invalid_subject) for a malformed subject.
   template <class E>
@@ -683,6 +691,7 @@ class context {
 //   activation.hpp     an actor record at work: run, dispatch, suspend, wake, stop requests
 //   failure_path.hpp   a failed handler: park for the supervisor, restart, stop, watchers
 //   handles.hpp        address and context
+//   link_path.hpp      links: ctx.link / unlink, exit signals
 //
 // Included at the end of the public headers that declare those functions; never by users.
 
@@ -1890,55 +1899,30 @@ class mailbox {
 
 }  // namespace troupe::detail
 // ---- end troupe/detail/mailbox.hpp ----
-// ---- begin troupe/mailbox.hpp ----
-// Mailbox options: an actor's mailbox is unbounded unless its class declares a bound.
+// ---- begin troupe/link.hpp ----
+// Links: ctx.link(other) ties two actors' fates together, both ways, as Erlang's links do.
 //
-//   class ingest {
+//   class worker {
 //    public:
-//     static constexpr troupe::mailbox_options mailbox{.capacity = 1000,
-//                                                      .overflow = troupe::overflow::reject};
-//     void on(const sample&);
+//     explicit worker(troupe::context& ctx) : ctx_(ctx) {}
+//     void on(pair_with p) { ctx_.link(p.peer); }  // if either fails, the other fails too
+//     ...
+//   };
+//   class keeper {  // traps exits: hears of a linked actor's stop as a message instead
+//    public:
+//     void on(const troupe::exit_signal& e) { /* e.from stopped; e.reason, e.detail say why */ }
+//     ...
 //   };
 //
-// Overflow policies, when `capacity` messages are already waiting:
-//   reject       the send fails: send() returns false (counted as rejected); an ask completes
-//                with error(mailbox_full)
-//   drop_newest  the new message is dead-lettered (reason mailbox_full): send() returns false;
-//                an ask completes with error(mailbox_full) at once
-//   drop_oldest  the new message is queued (send() returns true) and that send dead-letters
-//                the oldest waiting one (mailbox_full), so the mailbox holds at most `capacity`
-//                messages even while the actor is busy; an ask dropped so completes with
-//                error(mailbox_full) at once. Such mailboxes sit behind a lock (a send takes it).
-// and, whatever the policy, an actor sender can wait for room instead:
-//   co_await target.send_when_ready(message);  // suspends only that handler, never blocks
+// When a linked actor stops for good (a supervised child restarted in place has not stopped):
+//   - an actor with an on(troupe::exit_signal) handler receives a troupe::exit_signal, whatever
+//     the reason (normal, failed, shutdown; none once its own mailbox is closed);
+//   - any other actor fails if the reason is `failed` (its failure is a troupe::link_failed
+//     naming the linked actor), and ignores a normal stop or a shutdown.
+// The signal travels through the mailbox like a message (behind what is already queued), and
+// is subject to a bounded mailbox's policy like one. Links are undone when either side stops,
+// and by ctx.unlink(other).
 
-namespace troupe {
-
-// What a full bounded mailbox does with one more message (see above): refuse it to the
-// sender, or dead-letter the newest or the oldest one.
-enum class overflow { reject, drop_newest, drop_oldest };
-
-// An actor class's `static constexpr troupe::mailbox_options mailbox{...}`: its mailbox bound
-// (0 = unbounded, the default without the member) and the policy when it is reached.
-struct mailbox_options {
-  std::size_t capacity = 0;  // 0: unbounded
-  troupe::overflow overflow = troupe::overflow::reject;
-};
-
-namespace detail {
-
-template <class A>
-constexpr mailbox_options mailbox_options_of() {
-  if constexpr (requires { A::mailbox; }) {
-    return A::mailbox;
-  } else {
-    return {};
-  }
-}
-
-}  // namespace detail
-}  // namespace troupe
-// ---- end troupe/mailbox.hpp ----
 // ---- begin troupe/monitor.hpp ----
 // Death watch: ctx.monitor(target) delivers a troupe::down message when the target stops.
 //
@@ -1994,6 +1978,83 @@ struct monitor_handle {
 
 // ---- end troupe/monitor.hpp ----
 
+namespace troupe {
+
+// What a trapping actor (one with an on(troupe::exit_signal) handler) receives when an actor
+// linked to it stops.
+struct exit_signal {
+  // The linked actor that stopped.
+  address from;
+  down_reason reason = down_reason::normal;
+  std::string detail;  // the failure's text for down_reason::failed
+};
+
+// The failure of a non-trapping actor whose linked actor failed: what() names the linked actor
+// and its failure (on_failure, supervision events and on_failure hooks see it).
+class link_failed : public std::runtime_error {
+ public:
+  link_failed(address from, const std::string& what)
+      : std::runtime_error(what), from_(std::move(from)) {}
+  // The linked actor whose failure this is.
+  [[nodiscard]] const address& from() const noexcept { return from_; }
+
+ private:
+  address from_;
+};
+
+}  // namespace troupe
+
+// ---- end troupe/link.hpp ----
+// ---- begin troupe/mailbox.hpp ----
+// Mailbox options: an actor's mailbox is unbounded unless its class declares a bound.
+//
+//   class ingest {
+//    public:
+//     static constexpr troupe::mailbox_options mailbox{.capacity = 1000,
+//                                                      .overflow = troupe::overflow::reject};
+//     void on(const sample&);
+//   };
+//
+// Overflow policies, when `capacity` messages are already waiting:
+//   reject       the send fails: send() returns false (counted as rejected); an ask completes
+//                with error(mailbox_full)
+//   drop_newest  the new message is dead-lettered (reason mailbox_full): send() returns false;
+//                an ask completes with error(mailbox_full) at once
+//   drop_oldest  the new message is queued (send() returns true) and that send dead-letters
+//                the oldest waiting one (mailbox_full), so the mailbox holds at most `capacity`
+//                messages even while the actor is busy; an ask dropped so completes with
+//                error(mailbox_full) at once. Such mailboxes sit behind a lock (a send takes it).
+// and, whatever the policy, an actor sender can wait for room instead:
+//   co_await target.send_when_ready(message);  // suspends only that handler, never blocks
+
+namespace troupe {
+
+// What a full bounded mailbox does with one more message (see above): refuse it to the
+// sender, or dead-letter the newest or the oldest one.
+enum class overflow { reject, drop_newest, drop_oldest };
+
+// An actor class's `static constexpr troupe::mailbox_options mailbox{...}`: its mailbox bound
+// (0 = unbounded, the default without the member) and the policy when it is reached.
+struct mailbox_options {
+  std::size_t capacity = 0;  // 0: unbounded
+  troupe::overflow overflow = troupe::overflow::reject;
+};
+
+namespace detail {
+
+template <class A>
+constexpr mailbox_options mailbox_options_of() {
+  if constexpr (requires { A::mailbox; }) {
+    return A::mailbox;
+  } else {
+    return {};
+  }
+}
+
+}  // namespace detail
+}  // namespace troupe
+// ---- end troupe/mailbox.hpp ----
+
 namespace troupe::detail {
 
 enum class stop_cause : std::uint8_t { none, requested, failed, shutdown };
@@ -2011,6 +2072,10 @@ struct cell_ops {
   std::string_view type_name;
   const void* type_tag;
   mailbox_options mailbox;  // the class's bound, if it declares one
+  // Links: builds the envelope of a troupe::exit_signal; null unless the class traps exits
+  // (has an on(troupe::exit_signal) handler).
+  envelope* (*make_exit)(exit_signal&& message);
+  bool traps_exits;
 };
 
 // One monitor of this actor, held until it stops.
@@ -2020,6 +2085,9 @@ struct watch_entry {
   // Set for an actor that awaits this one's stop in a task handler (a supervisor stopping its
   // children in order): it is woken with this generation instead of receiving a down message.
   std::uint64_t wake_generation = 0;
+  // A link (ctx.link): the watcher is sent an exit signal, and the other side holds the
+  // matching entry for this actor.
+  bool link = false;
 };
 
 // How a supervised actor reports an exit to its supervisor (set by troupe::supervisor).
@@ -2130,6 +2198,7 @@ class actor_cell : public context {
   inline void abandon_task() noexcept;
   inline void destroy_self() noexcept;
   inline void notify_watchers() noexcept;
+  inline bool drop_link_back(actor_cell* peer) noexcept;  // link_path.hpp
   inline bool supervised_restartable(bool failed) const noexcept;
   inline void park_for_supervisor(bool failed, const std::string& reason) noexcept;
   inline bool restart_instance() noexcept;
@@ -2284,6 +2353,15 @@ class typed_cell final : public actor_cell {
       type_name<A>(),
       &type_tag<A>,
       mailbox_options_of<A>(),
+      [](exit_signal&& x) -> envelope* {
+        if constexpr (Handles<A, exit_signal>) {
+          return new message_envelope<exit_signal>(&message_ops<A, exit_signal>, std::move(x));
+        } else {
+          static_cast<void>(x);
+          return nullptr;
+        }
+      },
+      Handles<A, exit_signal>,
   };
 
  private:
@@ -4350,7 +4428,9 @@ inline void actor_cell::request_stop(bool force) noexcept {
     return;
   }
   if (force) {
-    std::uint64_t w = wake_.load(std::memory_order_acquire);
+    // seq_cst: a failing actor about to park must see force_stop_ or be found parked here
+    // (park_for_supervisor's invariant).
+    std::uint64_t w = wake_.load(std::memory_order_seq_cst);
     if ((w & 3) == wake_suspended &&
         wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
                                       std::memory_order_acq_rel)) {
@@ -4746,6 +4826,10 @@ bool reply_slot<R>::deliver(R&& value) noexcept {
 
 namespace troupe::detail {
 
+// link_path.hpp: tells `to` that its linked actor `from` stopped.
+inline void send_exit_signal(actor_cell* to, actor_cell* from, stop_cause cause,
+                             const std::string& detail) noexcept;
+
 // A stop request reached a message boundary. A supervised permanent child is not stopped but
 // restarted (its supervisor decides when); everything else stops for good.
 inline activation actor_cell::stop_now() noexcept {
@@ -4771,6 +4855,21 @@ inline bool actor_cell::supervised_restartable(bool failed) const noexcept {
 
 // The instance is gone; the mailbox stays and keeps filling. The actor waits, counted as
 // suspended, until its supervisor restarts it (request_restart) or stops it.
+//
+// Invariant (no lost final stop): a request that ends the wait for good — request_final_stop
+// (final_stop_) or a forced stop (force_stop_) — made while this actor is failing either finds
+// it parked and wakes it, or is seen here and stops it now. Both sides are a store then a load,
+// all seq_cst (Dekker):
+//   requester: store final_stop_ / force_stop_; load parked_, load wake_ (kick_parked,
+//              request_stop)
+//   parker:    store parked_, store wake_ = suspended; load final_stop_, force_stop_
+// In the single total order of seq_cst operations, if the requester's load of parked_ or wake_
+// misses the park, that load comes before the parker's store, so the requester's flag store
+// comes before the parker's load of the flag, which sees it. Both may see each other: both then
+// CAS the same parked wake word away from `suspended`, and only one wins. (Acquire/release
+// would not do: it orders nothing between a store and a later load of another variable.)
+// A supervisor that is already stopping also dead-letters the exit notice; supervisor::
+// notify_exit then stops the child for good (see there), so the wait never outlives it.
 inline void actor_cell::park_for_supervisor(bool failed, const std::string& reason) noexcept {
   // Once parked, the actor may be restarted or stopped (and freed) elsewhere: keep it alive
   // until this function is done with it.
@@ -4780,10 +4879,12 @@ inline void actor_cell::park_for_supervisor(bool failed, const std::string& reas
   const std::uint64_t generation = (wake_.load(std::memory_order_relaxed) >> 2) + 1;
   std::uint64_t parked_word = generation << 2 | wake_suspended;
   wake_.store(parked_word, std::memory_order_seq_cst);
-  if (force_stop_.load(std::memory_order_seq_cst) &&
+  if ((force_stop_.load(std::memory_order_seq_cst) ||
+       final_stop_.load(std::memory_order_seq_cst)) &&
       wake_.compare_exchange_strong(parked_word, generation << 2 | wake_running,
                                     std::memory_order_acq_rel)) {
-    // Shutdown raced with the failure: stop for good instead of waiting.
+    // Shutdown or the supervisor's final stop raced with the failure: stop for good now (its
+    // wake-up found the actor not yet parked).
     core_->add_suspended(-1);
     parked_.store(false, std::memory_order_relaxed);
     finalize();
@@ -4842,9 +4943,10 @@ inline void actor_cell::request_restart() noexcept {
   kick_parked();
 }
 
+// seq_cst loads: the requester's half of park_for_supervisor's invariant.
 inline void actor_cell::kick_parked() noexcept {
   if (!parked_.load(std::memory_order_seq_cst)) return;
-  std::uint64_t w = wake_.load(std::memory_order_acquire);
+  std::uint64_t w = wake_.load(std::memory_order_seq_cst);
   if ((w & 3) == wake_suspended &&
       wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
                                     std::memory_order_acq_rel)) {
@@ -4936,12 +5038,16 @@ inline void actor_cell::notify_watchers() noexcept {
     if (watch_ == nullptr) return;
     watchers.swap(watch_->entries);
     try {
-      detail = watch_->failure;
+      // A supervised actor keeps the text of a failure it was restarted after: only a stop
+      // that is itself a failure carries one.
+      if (cause_ == stop_cause::failed) detail = watch_->failure;
     } catch (...) {
     }
   }
   for (const watch_entry& w : watchers) {
-    if (w.wake_generation != 0) {
+    if (w.link) {
+      if (drop_link_back(w.watcher)) send_exit_signal(w.watcher, this, cause_, detail);
+    } else if (w.wake_generation != 0) {
       w.watcher->wake(w.wake_generation);
     } else {
       core_->deliver_down(w.watcher, this, cause_, detail, w.id);
@@ -5159,6 +5265,158 @@ inline std::chrono::steady_clock::time_point context::now() const noexcept {
 
 }  // namespace troupe
 // ---- end troupe/detail/handles.hpp ----
+// ---- begin troupe/detail/link_path.hpp ----
+// Links: ctx.link / ctx.unlink, and the exit signal a stopping actor sends its linked actors.
+// A link is two watch entries flagged `link`, one in each actor's watch list (each retaining
+// the other), added and removed together under both actors' monitor locks.
+// Internal: included only through detail/core.hpp; never by users.
+
+namespace troupe::detail {
+
+// Locks the monitor locks of two actors (one lock if they share a stripe), deadlock-free.
+class pair_lock {
+ public:
+  pair_lock(const actor_cell* a, const actor_cell* b)
+      : first_(runtime_core::monitor_lock(a)), second_(runtime_core::monitor_lock(b)) {
+    if (&first_ == &second_) {
+      first_.lock();
+    } else {
+      std::lock(first_, second_);
+    }
+  }
+  ~pair_lock() {
+    first_.unlock();
+    if (&first_ != &second_) second_.unlock();
+  }
+  pair_lock(const pair_lock&) = delete;
+  pair_lock& operator=(const pair_lock&) = delete;
+
+ private:
+  std::mutex& first_;
+  std::mutex& second_;
+};
+
+// Removes (under the caller's lock) the link entry for `peer` from `cell`'s list; the
+// reference it held on `peer` is the caller's to release. False if there was none.
+inline bool erase_link_entry(actor_cell* cell, const actor_cell* peer) noexcept {
+  if (cell->watch_ == nullptr) return false;
+  auto& entries = cell->watch_->entries;
+  for (auto it = entries.begin(); it != entries.end(); ++it) {
+    if (it->link && it->watcher == peer) {
+      entries.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+// This actor stopped and took its own list: remove the other half of the link from `peer`.
+// False if `peer` already stopped too (its list was taken; no signal is due: its mailbox is
+// closed).
+inline bool actor_cell::drop_link_back(actor_cell* peer) noexcept {
+  bool dropped = false;
+  bool alive = false;
+  {
+    std::lock_guard lock(runtime_core::monitor_lock(peer));
+    dropped = erase_link_entry(peer, this);
+    alive = !peer->sealed_ && !peer->closed();
+  }
+  if (dropped) release();  // not the last reference: finalize still holds the runtime's
+  return alive;
+}
+
+// The signal of a link: an exit_signal message for an actor that traps exits; for any other,
+// a message whose handling fails it (a troupe::link_failed) when `from` failed.
+struct link_failure {
+  address from;
+  std::string what;
+};
+
+inline handler_start fail_linked(actor_cell&, envelope& e) {
+  auto& m = static_cast<message_envelope<link_failure>&>(e).message;
+  throw link_failed(m.from, m.what);
+}
+
+inline constexpr envelope_ops link_failure_ops{&fail_linked, &destroy_envelope<link_failure>,
+                                               type_name<exit_signal>()};
+
+inline void send_exit_signal(actor_cell* to, actor_cell* from, stop_cause cause,
+                             const std::string& detail) noexcept {
+  runtime_core* core = to->core();
+  try {
+    const down_reason reason = cause == stop_cause::failed     ? down_reason::failed
+                               : cause == stop_cause::shutdown ? down_reason::shutdown
+                                                               : down_reason::normal;
+    if (to->ops()->traps_exits) {
+      envelope* e = to->ops()->make_exit(exit_signal{access::make_address(from), reason, detail});
+      core->post(to, e, true);
+    } else if (reason == down_reason::failed) {
+      const std::string_view type = from->ops()->type_name;
+      std::string what = "linked actor " + std::string(type) + "#" + std::to_string(from->id()) +
+                         " failed: " + detail;
+      auto* e = new message_envelope<link_failure>(
+          &link_failure_ops, link_failure{access::make_address(from), std::move(what)});
+      core->post(to, e, true);
+    }
+  } catch (...) {  // out of memory: the signal is lost, and said so
+    core->record_dead_letter(to, type_name<exit_signal>(), dead_letter_reason::target_stopped, 0,
+                             "could not allocate the exit signal");
+  }
+}
+
+}  // namespace troupe::detail
+
+namespace troupe {
+
+inline void context::link(const address& other) {
+  detail::actor_cell& self = detail::cell_of(*this);
+  detail::actor_cell* peer = detail::access::cell_of(other);
+  if (peer == nullptr) throw error(errc::invalid_ref, "link() to an empty address");
+  if (peer == &self) throw error(errc::invalid_ref, "link() of an actor to itself");
+  bool already_stopped = false;
+  detail::stop_cause cause = detail::stop_cause::none;
+  std::string detail_text;
+  {
+    detail::pair_lock lock(&self, peer);
+    if (peer->sealed_) {
+      already_stopped = true;
+      cause = peer->exit_cause_;
+      if (peer->watch_ != nullptr) detail_text = peer->watch_->failure;
+    } else {
+      if (self.watch_ == nullptr) self.watch_ = new detail::watch_state;
+      for (const auto& e : self.watch_->entries) {
+        if (e.link && e.watcher == peer) return;  // already linked: one link
+      }
+      if (peer->watch_ == nullptr) peer->watch_ = new detail::watch_state;
+      self.watch_->entries.reserve(self.watch_->entries.size() + 1);  // no throw after this
+      peer->watch_->entries.push_back({&self, 0, 0, true});
+      self.watch_->entries.push_back({peer, 0, 0, true});
+      self.retain();
+      peer->retain();
+    }
+  }
+  if (already_stopped) detail::send_exit_signal(&self, peer, cause, detail_text);
+}
+
+inline bool context::unlink(const address& other) {
+  detail::actor_cell& self = detail::cell_of(*this);
+  detail::actor_cell* peer = detail::access::cell_of(other);
+  if (peer == nullptr || peer == &self) return false;
+  bool mine = false;
+  bool theirs = false;
+  {
+    detail::pair_lock lock(&self, peer);
+    mine = detail::erase_link_entry(&self, peer);
+    theirs = detail::erase_link_entry(peer, &self);
+  }
+  // Neither is the last reference: `other` holds the peer, and this running actor itself.
+  if (mine) peer->release();
+  if (theirs) self.release();
+  return mine;
+}
+
+}  // namespace troupe
+// ---- end troupe/detail/link_path.hpp ----
 // ---- begin troupe/queue.hpp ----
 // Work queues: point-to-point with competing consumers. Each item is handled by exactly one
 // consumer of the pool; an item whose handler throws is redelivered (to any consumer) until
@@ -6731,13 +6989,15 @@ struct rest_for_one {  // the failed child and those started after it
 
 // What a supervisor did, for runtime_options::on_supervision.
 struct supervision_event {
-  // What happened; gave_up: the supervisor exceeded its restart intensity and failed itself.
-  enum class kind { started, failed, restarted, stopped, gave_up };
+  // What happened; gave_up: the supervisor exceeded its restart intensity and failed itself;
+  // start_failed: a start_child's constructor threw (the caller gets the exception; the
+  // supervisor carries on, and the child never existed).
+  enum class kind { started, failed, restarted, stopped, gave_up, start_failed };
   kind what;
   address supervisor;
-  address child;  // empty for gave_up
+  address child;  // empty for gave_up and start_failed
   std::string name;
-  // The failure's text for failed and gave_up; empty otherwise.
+  // The failure's text for failed, gave_up and start_failed; empty otherwise.
   std::string reason;
 };
 
@@ -6752,6 +7012,18 @@ struct child_options {
   // How long stop_tree waits for this child to stop before forcing it (a forced stop abandons a
   // suspended handler; a synchronous handler that never returns cannot be interrupted).
   std::chrono::milliseconds shutdown_timeout{5000};
+};
+
+// Dynamic children of one kind, started on demand (Erlang's simple_one_for_one): the supervisor
+// starts only children of class A, each with `child`'s options, from start_child<A>(sup,
+// args...) — as many as asked for, each restarted alone per its restart type, stopped newest
+// first.
+template <class A>
+struct simple_one_for_one {
+  int max_restarts = 3;
+  std::chrono::milliseconds within{5000};
+  troupe::backoff backoff{};
+  child_options child{};  // every child's: name (shared), restart type, shutdown_timeout
 };
 
 // Ordered shutdown of a tree: the supervisor stops its children newest first, one after the
@@ -6772,8 +7044,17 @@ namespace detail {
 
 struct add_child_request {
   child_options options;
+  // The child's class; from_spec: started with a simple_one_for_one supervisor's options.
+  const void* type = nullptr;
+  std::string_view type_name;
+  bool from_spec = false;
   std::function<actor_cell*(actor_cell* supervisor, restart_kind restart, exit_notifier notify)>
       spawn;
+};
+// The supervisor's reply to add_child_request: the child, or what building it threw.
+struct child_started {
+  address child;
+  std::exception_ptr error;
 };
 struct child_exit {
   address child;
@@ -6792,7 +7073,7 @@ struct restart_due {
 // Its handlers are its protocol: stop_tree, remove_child, which_children.
 class supervisor {
  public:
-  enum class strategy_kind { one_for_one, one_for_all, rest_for_one };
+  enum class strategy_kind { one_for_one, one_for_all, rest_for_one, simple_one_for_one };
 
   // One constructor per strategy; the strategy's fields set the restart intensity and backoff.
   supervisor(context& ctx, one_for_one s)
@@ -6801,16 +7082,39 @@ class supervisor {
       : supervisor(ctx, strategy_kind::one_for_all, s.max_restarts, s.within, s.backoff) {}
   supervisor(context& ctx, rest_for_one s)
       : supervisor(ctx, strategy_kind::rest_for_one, s.max_restarts, s.within, s.backoff) {}
+  template <class A>
+  supervisor(context& ctx, simple_one_for_one<A> s)
+      : supervisor(ctx, strategy_kind::simple_one_for_one, s.max_restarts, s.within, s.backoff) {
+    static_assert(Actor<A>, "troupe: simple_one_for_one<A>: A is not an actor class");
+    spec_type_ = &detail::type_tag<A>;
+    spec_type_name_ = detail::type_name<A>();
+    spec_options_ = std::move(s.child);
+  }
 
-  address on(detail::add_child_request request) {
+  // A child's constructor that throws fails the start, not the supervisor: the exception goes
+  // back to the caller of start_child, which rethrows it.
+  detail::child_started on(detail::add_child_request request) {
+    if (std::exception_ptr refused = check_kind(request)) return {{}, std::move(refused)};
+    if (request.from_spec) request.options = spec_options_;
     detail::actor_cell* self = &detail::cell_of(ctx_);
     const auto restart = static_cast<detail::restart_kind>(request.options.restart);
-    detail::actor_cell* cell = request.spawn(self, restart, &notify_exit);
+    detail::actor_cell* cell = nullptr;
+    try {
+      cell = request.spawn(self, restart, &notify_exit);
+    } catch (...) {
+      std::exception_ptr error = std::current_exception();
+      emit(supervision_event{supervision_event::kind::start_failed,
+                             ctx_.self(),
+                             {},
+                             request.options.name,
+                             detail::describe(error)});
+      return {{}, std::move(error)};
+    }
     address child = detail::access::make_address(cell);
     cell->release();  // the reference spawn returned; `child` holds one
     children_.push_back(child_record{child, std::move(request.options)});
     report(supervision_event::kind::started, children_.back(), {});
-    return child;
+    return {std::move(child), nullptr};
   }
 
   bool on(remove_child request) {
@@ -6926,6 +7230,24 @@ class supervisor {
         backoff_(b),
         rng_(static_cast<std::uint32_t>(detail::cell_of(ctx).id())) {}
 
+  // A simple_one_for_one supervisor starts children of its one class only; the short form
+  // start_child<A>(sup, args...) needs such a supervisor. Null if the request is fine.
+  std::exception_ptr check_kind(const detail::add_child_request& request) const {
+    if (spec_type_ != nullptr && request.type != spec_type_) {
+      return std::make_exception_ptr(
+          error(errc::bad_actor_type, "start_child<" + std::string(request.type_name) +
+                                          ">() on a simple_one_for_one supervisor of " +
+                                          std::string(spec_type_name_)));
+    }
+    if (spec_type_ == nullptr && request.from_spec) {
+      return std::make_exception_ptr(
+          error(errc::bad_actor_type, "start_child<" + std::string(request.type_name) +
+                                          ">(sup, args...) without child_options needs a "
+                                          "simple_one_for_one supervisor"));
+    }
+    return nullptr;
+  }
+
   std::vector<child_record>::iterator find(const address& a) {
     return std::find_if(children_.begin(), children_.end(),
                         [&a](const child_record& c) { return c.ref == a; });
@@ -6992,6 +7314,10 @@ class supervisor {
   int consecutive_ = 0;
   std::minstd_rand rng_;
   std::vector<child_record> children_;
+  // simple_one_for_one: the one class of child, and every child's options.
+  const void* spec_type_ = nullptr;
+  std::string_view spec_type_name_;
+  child_options spec_options_;
 };
 
 inline void supervisor::notify_exit(detail::actor_cell* sup, detail::actor_cell* child, bool failed,
@@ -7000,7 +7326,9 @@ inline void supervisor::notify_exit(detail::actor_cell* sup, detail::actor_cell*
     auto* e = new detail::message_envelope<detail::child_exit>(
         &detail::message_ops<supervisor, detail::child_exit>,
         detail::child_exit{detail::access::make_address(child), failed, waiting, reason});
-    sup->core()->post(sup, e, true);
+    // Dead-lettered: the supervisor is stopping or stopped and will decide nothing. A waiting
+    // child is stopped for good rather than left waiting until shutdown's timeout.
+    if (!sup->core()->post(sup, e, true) && waiting) child->request_final_stop();
   } catch (...) {
     // Out of memory: a waiting child would wait forever; stop it for good instead.
     if (waiting) child->request_final_stop();
@@ -7011,8 +7339,8 @@ namespace detail {
 
 // The request that makes the supervisor spawn a child of class A from copies of args.
 template <Actor A, class... Args>
-add_child_request make_add_child_request(child_options options, Args... args) {
-  return add_child_request{std::move(options),
+add_child_request make_add_child_request(child_options options, bool from_spec, Args... args) {
+  return add_child_request{std::move(options), &type_tag<A>, type_name<A>(), from_spec,
                            [args...](actor_cell* supervisor_cell, restart_kind restart,
                                      exit_notifier notify) -> actor_cell* {
                              auto factory = [args...](actor_cell& cell) {
@@ -7025,23 +7353,76 @@ add_child_request make_add_child_request(child_options options, Args... args) {
 
 }  // namespace detail
 
+namespace detail {
+// The blocking start_child refuses on a runtime thread before it sends anything.
+inline void refuse_blocking_start() {
+  if (this_thread_identity.core != nullptr) {
+    throw error(errc::would_block,
+                "start_child() blocks, so not on a runtime thread: in a task handler, co_await "
+                "start_child_async() instead (nothing was started)");
+  }
+}
+
+template <Actor A>
+ref<A> started_child(child_started started) {
+  if (started.error) std::rethrow_exception(started.error);
+  return access::make_ref<A>(access::cell_of(started.child));
+}
+}  // namespace detail
+
 // Starts a child of class A under `sup`, built from args now and at every restart (args are
 // copied into the child's factory). Blocks until the supervisor has registered it: call from a
-// plain thread (from an actor, co_await start_child_async). Throws error(runtime_stopped) during
-// shutdown, and what A's constructor throws.
+// plain thread. On one of a runtime's threads it throws error(would_block) before sending
+// anything (nothing is started): from an actor, co_await start_child_async. Throws
+// error(runtime_stopped) during shutdown, and what A's constructor throws (the supervisor and
+// its other children carry on).
 template <Actor A, class... Args>
 ref<A> start_child(const ref<supervisor>& sup, child_options options, Args... args) {
-  address child =
-      sup.ask(detail::make_add_child_request<A>(std::move(options), std::move(args)...)).get();
-  return detail::access::make_ref<A>(detail::access::cell_of(child));
+  detail::refuse_blocking_start();
+  return detail::started_child<A>(
+      sup.ask(detail::make_add_child_request<A>(std::move(options), false, std::move(args)...))
+          .get());
+}
+
+// The same, from inside an actor's task handler: suspends only that handler. Its errors are
+// start_child's (the constructor's exception is rethrown at the co_await).
+template <Actor A, class... Args>
+task<ref<A>> start_child_async(ref<supervisor> sup, child_options options, Args... args) {
+  // No temporaries with destructors in the co_await operand (g++ 12 destroys them twice).
+  auto pending =
+      sup.ask(detail::make_add_child_request<A>(std::move(options), false, std::move(args)...));
+  detail::child_started started = co_await std::move(pending);
+  co_return detail::started_child<A>(std::move(started));
+}
+
+namespace detail {
+template <class... Args>
+struct first_is_child_options : std::false_type {};
+template <class First, class... Rest>
+struct first_is_child_options<First, Rest...>
+    : std::is_same<std::remove_cvref_t<First>, child_options> {};
+}  // namespace detail
+
+// Starts a child of a simple_one_for_one<A> supervisor from args, with the supervisor's child
+// options: blocking, from a plain thread, like the form above (same errors), and
+// error(bad_actor_type) — nothing started — if `sup` is not a simple_one_for_one of A.
+template <Actor A, class... Args>
+requires(!detail::first_is_child_options<Args...>::value) ref<A> start_child(
+    const ref<supervisor>& sup, Args... args) {
+  detail::refuse_blocking_start();
+  return detail::started_child<A>(
+      sup.ask(detail::make_add_child_request<A>(child_options{}, true, std::move(args)...)).get());
 }
 
 // The same, from inside an actor's task handler.
 template <Actor A, class... Args>
-task<ref<A>> start_child_async(ref<supervisor> sup, child_options options, Args... args) {
-  address child =
-      co_await sup.ask(detail::make_add_child_request<A>(std::move(options), std::move(args)...));
-  co_return detail::access::make_ref<A>(detail::access::cell_of(child));
+requires(!detail::first_is_child_options<Args...>::value) task<ref<A>> start_child_async(
+    ref<supervisor> sup, Args... args) {
+  // No temporaries with destructors in the co_await operand (g++ 12 destroys them twice).
+  auto pending =
+      sup.ask(detail::make_add_child_request<A>(child_options{}, true, std::move(args)...));
+  detail::child_started started = co_await std::move(pending);
+  co_return detail::started_child<A>(std::move(started));
 }
 
 }  // namespace troupe

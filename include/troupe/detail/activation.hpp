@@ -283,7 +283,9 @@ inline void actor_cell::request_stop(bool force) noexcept {
     return;
   }
   if (force) {
-    std::uint64_t w = wake_.load(std::memory_order_acquire);
+    // seq_cst: a failing actor about to park must see force_stop_ or be found parked here
+    // (park_for_supervisor's invariant).
+    std::uint64_t w = wake_.load(std::memory_order_seq_cst);
     if ((w & 3) == wake_suspended &&
         wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
                                       std::memory_order_acq_rel)) {

@@ -20,6 +20,7 @@
 #include <troupe/detail/instrumentation.hpp>
 #include <troupe/detail/mailbox.hpp>
 #include <troupe/handler.hpp>
+#include <troupe/link.hpp>
 #include <troupe/mailbox.hpp>
 #include <troupe/monitor.hpp>
 
@@ -40,6 +41,10 @@ struct cell_ops {
   std::string_view type_name;
   const void* type_tag;
   mailbox_options mailbox;  // the class's bound, if it declares one
+  // Links: builds the envelope of a troupe::exit_signal; null unless the class traps exits
+  // (has an on(troupe::exit_signal) handler).
+  envelope* (*make_exit)(exit_signal&& message);
+  bool traps_exits;
 };
 
 // One monitor of this actor, held until it stops.
@@ -49,6 +54,9 @@ struct watch_entry {
   // Set for an actor that awaits this one's stop in a task handler (a supervisor stopping its
   // children in order): it is woken with this generation instead of receiving a down message.
   std::uint64_t wake_generation = 0;
+  // A link (ctx.link): the watcher is sent an exit signal, and the other side holds the
+  // matching entry for this actor.
+  bool link = false;
 };
 
 // How a supervised actor reports an exit to its supervisor (set by troupe::supervisor).
@@ -159,6 +167,7 @@ class actor_cell : public context {
   inline void abandon_task() noexcept;
   inline void destroy_self() noexcept;
   inline void notify_watchers() noexcept;
+  inline bool drop_link_back(actor_cell* peer) noexcept;  // link_path.hpp
   inline bool supervised_restartable(bool failed) const noexcept;
   inline void park_for_supervisor(bool failed, const std::string& reason) noexcept;
   inline bool restart_instance() noexcept;
@@ -313,6 +322,15 @@ class typed_cell final : public actor_cell {
       type_name<A>(),
       &type_tag<A>,
       mailbox_options_of<A>(),
+      [](exit_signal&& x) -> envelope* {
+        if constexpr (Handles<A, exit_signal>) {
+          return new message_envelope<exit_signal>(&message_ops<A, exit_signal>, std::move(x));
+        } else {
+          static_cast<void>(x);
+          return nullptr;
+        }
+      },
+      Handles<A, exit_signal>,
   };
 
  private:

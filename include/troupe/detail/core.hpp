@@ -8,6 +8,7 @@
 //   activation.hpp     an actor record at work: run, dispatch, suspend, wake, stop requests
 //   failure_path.hpp   a failed handler: park for the supervisor, restart, stop, watchers
 //   handles.hpp        address and context
+//   link_path.hpp      links: ctx.link / unlink, exit signals
 //
 // Included at the end of the public headers that declare those functions; never by users.
 #pragma once
@@ -16,6 +17,7 @@
 #include <troupe/detail/ask_path.hpp>
 #include <troupe/detail/failure_path.hpp>
 #include <troupe/detail/handles.hpp>
+#include <troupe/detail/link_path.hpp>
 #include <troupe/detail/runtime_core.hpp>
 #include <troupe/detail/send_path.hpp>
 #include <troupe/detail/timer_tasks.hpp>

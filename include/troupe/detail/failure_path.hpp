@@ -9,6 +9,10 @@
 
 namespace troupe::detail {
 
+// link_path.hpp: tells `to` that its linked actor `from` stopped.
+inline void send_exit_signal(actor_cell* to, actor_cell* from, stop_cause cause,
+                             const std::string& detail) noexcept;
+
 // A stop request reached a message boundary. A supervised permanent child is not stopped but
 // restarted (its supervisor decides when); everything else stops for good.
 inline activation actor_cell::stop_now() noexcept {
@@ -34,6 +38,21 @@ inline bool actor_cell::supervised_restartable(bool failed) const noexcept {
 
 // The instance is gone; the mailbox stays and keeps filling. The actor waits, counted as
 // suspended, until its supervisor restarts it (request_restart) or stops it.
+//
+// Invariant (no lost final stop): a request that ends the wait for good — request_final_stop
+// (final_stop_) or a forced stop (force_stop_) — made while this actor is failing either finds
+// it parked and wakes it, or is seen here and stops it now. Both sides are a store then a load,
+// all seq_cst (Dekker):
+//   requester: store final_stop_ / force_stop_; load parked_, load wake_ (kick_parked,
+//              request_stop)
+//   parker:    store parked_, store wake_ = suspended; load final_stop_, force_stop_
+// In the single total order of seq_cst operations, if the requester's load of parked_ or wake_
+// misses the park, that load comes before the parker's store, so the requester's flag store
+// comes before the parker's load of the flag, which sees it. Both may see each other: both then
+// CAS the same parked wake word away from `suspended`, and only one wins. (Acquire/release
+// would not do: it orders nothing between a store and a later load of another variable.)
+// A supervisor that is already stopping also dead-letters the exit notice; supervisor::
+// notify_exit then stops the child for good (see there), so the wait never outlives it.
 inline void actor_cell::park_for_supervisor(bool failed, const std::string& reason) noexcept {
   // Once parked, the actor may be restarted or stopped (and freed) elsewhere: keep it alive
   // until this function is done with it.
@@ -43,10 +62,12 @@ inline void actor_cell::park_for_supervisor(bool failed, const std::string& reas
   const std::uint64_t generation = (wake_.load(std::memory_order_relaxed) >> 2) + 1;
   std::uint64_t parked_word = generation << 2 | wake_suspended;
   wake_.store(parked_word, std::memory_order_seq_cst);
-  if (force_stop_.load(std::memory_order_seq_cst) &&
+  if ((force_stop_.load(std::memory_order_seq_cst) ||
+       final_stop_.load(std::memory_order_seq_cst)) &&
       wake_.compare_exchange_strong(parked_word, generation << 2 | wake_running,
                                     std::memory_order_acq_rel)) {
-    // Shutdown raced with the failure: stop for good instead of waiting.
+    // Shutdown or the supervisor's final stop raced with the failure: stop for good now (its
+    // wake-up found the actor not yet parked).
     core_->add_suspended(-1);
     parked_.store(false, std::memory_order_relaxed);
     finalize();
@@ -105,9 +126,10 @@ inline void actor_cell::request_restart() noexcept {
   kick_parked();
 }
 
+// seq_cst loads: the requester's half of park_for_supervisor's invariant.
 inline void actor_cell::kick_parked() noexcept {
   if (!parked_.load(std::memory_order_seq_cst)) return;
-  std::uint64_t w = wake_.load(std::memory_order_acquire);
+  std::uint64_t w = wake_.load(std::memory_order_seq_cst);
   if ((w & 3) == wake_suspended &&
       wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
                                     std::memory_order_acq_rel)) {
@@ -199,12 +221,16 @@ inline void actor_cell::notify_watchers() noexcept {
     if (watch_ == nullptr) return;
     watchers.swap(watch_->entries);
     try {
-      detail = watch_->failure;
+      // A supervised actor keeps the text of a failure it was restarted after: only a stop
+      // that is itself a failure carries one.
+      if (cause_ == stop_cause::failed) detail = watch_->failure;
     } catch (...) {
     }
   }
   for (const watch_entry& w : watchers) {
-    if (w.wake_generation != 0) {
+    if (w.link) {
+      if (drop_link_back(w.watcher)) send_exit_signal(w.watcher, this, cause_, detail);
+    } else if (w.wake_generation != 0) {
       w.watcher->wake(w.wake_generation);
     } else {
       core_->deliver_down(w.watcher, this, cause_, detail, w.id);
