@@ -5,6 +5,7 @@
 #include <future>
 #include <latch>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -493,4 +494,102 @@ TEST_CASE("routes stay current: subscribe, unsubscribe and retain after publishe
   REQUIRE(rt.publish("route.kept", tick{1}) == 1);
   require_contiguous(log.ask(get_offsets{}).get(), 0, 1);
   REQUIRE(kept.window().next == 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 12): handles that outlive the runtime, deep and malformed subjects, misuse
+// after shutdown, trie memory, unsubscribe cost.
+// ---------------------------------------------------------------------------------------------
+namespace {
+
+// A subject of `tokens` one-letter tokens ("a.a.a...").
+std::string deep_subject(std::size_t tokens, std::string_view last = "a") {
+  std::string s;
+  s.reserve(tokens * 2);
+  for (std::size_t i = 0; i + 1 < tokens; ++i) s += "a.";
+  s += last;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("a retained_topic that outlives its runtime is safe: publish reports runtime_stopped",
+          "[topic][retained][shutdown]") {
+  std::optional<troupe::retained_topic<tick>> topic;
+  {
+    troupe::runtime rt(troupe::runtime_options{.workers = 1});
+    topic.emplace(rt.retain<tick>("kept.after", 4));
+    REQUIRE(topic->publish(tick{0}) == 0);
+  }
+  const troupe::retained_topic<tick> copy = *topic;  // copies keep what they need alive too
+  topic.reset();
+  try {
+    copy.publish(tick{1});
+    FAIL("a publish after the runtime was destroyed was accepted");
+  } catch (const troupe::error& e) {
+    REQUIRE(e.code() == troupe::errc::runtime_stopped);
+    REQUIRE(std::string(e.what()).find("kept.after") != std::string::npos);
+  }
+  REQUIRE(copy.subject() == "kept.after");
+  REQUIRE(copy.window() == troupe::retention_window{0, 1, 4});  // nothing was appended
+}
+
+TEST_CASE("publish, subscribe and retain after shutdown are clear errors (runtime_stopped)",
+          "[topic][shutdown]") {
+  std::atomic<int> count{0};
+  std::atomic<int> total{0};
+  troupe::runtime rt(troupe::runtime_options{.workers = 1});
+  auto sink = rt.spawn<member_sink>(&count, &total);
+  auto kept = rt.retain<tick>("late.kept", 4);
+  auto log = rt.spawn<offset_log>();
+  rt.shutdown();
+  using troupe::errc;
+  REQUIRE(error_code_of([&] { (void)rt.subscribe<registered>("late.*", sink); }) ==
+          errc::runtime_stopped);
+  REQUIRE(error_code_of([&] {
+            (void)rt.subscribe<tick>("late.kept", log, troupe::replay::oldest());
+          }) == errc::runtime_stopped);
+  REQUIRE(error_code_of([&] { (void)rt.retain<tick>("late.other", 4); }) == errc::runtime_stopped);
+  REQUIRE(error_code_of([&] { (void)rt.publish("late.x", registered{}); }) ==
+          errc::runtime_stopped);
+  REQUIRE(error_code_of([&] { (void)kept.publish(tick{0}); }) == errc::runtime_stopped);
+  REQUIRE(kept.window().next == 0);
+  REQUIRE(rt.counters().published == 0);
+  test::require_accounted(rt.counters());
+}
+
+TEST_CASE("subjects with control characters are rejected (invalid_subject)", "[topic][subject]") {
+  using troupe::detail::split_subject;
+  const std::string bad[] = {"a\vb",           "a\fb", std::string("a\0b", 3), "a\x01" "b",
+                             "a.\x1f",         "a\x7f" "b", "\t",  "a.b\n", "a\rb"};
+  troupe::runtime rt(troupe::runtime_options{.workers = 1});
+  std::atomic<int> count{0};
+  std::atomic<int> total{0};
+  auto sink = rt.spawn<member_sink>(&count, &total);
+  for (const std::string& s : bad) {
+    INFO("byte " << static_cast<int>(static_cast<unsigned char>(s[s.size() == 1 ? 0 : 1])));
+    REQUIRE(error_code_of([&] { split_subject(s, true); }) == troupe::errc::invalid_subject);
+    REQUIRE(error_code_of([&] { (void)rt.subscribe<registered>(s, sink); }) ==
+            troupe::errc::invalid_subject);
+    REQUIRE(error_code_of([&] { (void)rt.publish(s, registered{}); }) ==
+            troupe::errc::invalid_subject);
+  }
+  // Bytes from 0x80 up (UTF-8) stay valid.
+  REQUIRE(split_subject("caf\xc3\xa9.menu", false).size() == 2);
+}
+
+TEST_CASE("a subject of 300,000 tokens neither overflows the stack nor is accepted",
+          "[topic][subject][deep]") {
+  const std::string deep = deep_subject(300'000);
+  std::atomic<int> count{0};
+  std::atomic<int> total{0};
+  {
+    troupe::runtime rt(troupe::runtime_options{.workers = 1});
+    auto sink = rt.spawn<member_sink>(&count, &total);
+    auto sub = rt.subscribe<registered>(deep, sink);
+    sub.unsubscribe();
+    auto wide = rt.subscribe<registered>(deep_subject(300'000, ">"), sink);
+    (void)rt.publish(deep, registered{});
+  }  // the runtime's teardown walks the trie too
+  SUCCEED();
 }
