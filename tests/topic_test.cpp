@@ -6,6 +6,7 @@
 #include <latch>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -779,4 +780,82 @@ TEST_CASE("a subscribe or unsubscribe drops only the cached routes its pattern m
   (void)rt.publish("other.x", tick{0});
   REQUIRE(registry.cached_subjects() == 2);
   REQUIRE(kept.window().next == 1);
+}
+
+namespace {
+
+// NATS matching, naively: what the trie and the route cache must agree with.
+bool naive_match(const std::vector<std::string>& pattern, const std::vector<std::string>& subject) {
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == ">") return subject.size() > i;
+    if (i >= subject.size()) return false;
+    if (pattern[i] != "*" && pattern[i] != subject[i]) return false;
+  }
+  return pattern.size() == subject.size();
+}
+
+std::string join(const std::vector<std::string>& tokens) {
+  std::string s;
+  for (const auto& t : tokens) s += (s.empty() ? "" : ".") + t;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "routes always agree with naive matching under random subscribes, unsubscribes and "
+    "publishes",
+    "[topic][route]") {
+  // Seeded: the cache drops only the routes a change matches, so every route served from it
+  // must be exactly what matching from scratch gives.
+  std::mt19937 rng(12);
+  const char* alphabet[] = {"a", "b", "c"};
+  auto random_tokens = [&](bool pattern) {
+    std::vector<std::string> t(1 + rng() % 3);
+    for (std::size_t i = 0; i < t.size(); ++i) {
+      const unsigned r = rng() % (pattern ? 5 : 3);
+      t[i] = r < 3 ? alphabet[r] : (r == 3 || i + 1 < t.size()) ? "*" : ">";
+    }
+    return t;
+  };
+  troupe::detail::topic_registry registry;
+  static const char tag = 0;
+  struct live {
+    std::vector<std::string> pattern;
+    std::shared_ptr<troupe::detail::subscriber_entry> entry;
+  };
+  std::vector<live> subs;
+  for (int op = 0; op < 3'000; ++op) {
+    const unsigned kind = rng() % 10;
+    if (kind < 4) {
+      auto p = random_tokens(true);
+      auto e =
+          std::make_shared<troupe::detail::subscriber_entry>(nullptr, &tag, nullptr, "", join(p));
+      registry.add(e);
+      subs.push_back({std::move(p), std::move(e)});
+    } else if (kind < 7 && !subs.empty()) {
+      const std::size_t i = rng() % subs.size();
+      registry.remove(subs[i].entry);
+      subs.erase(subs.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      const auto subject = random_tokens(false);
+      std::multiset<const troupe::detail::subscriber_entry*> expected;
+      for (const auto& s : subs) {
+        if (naive_match(s.pattern, subject)) expected.insert(s.entry.get());
+      }
+      const auto r = registry.route_for(join(subject), &tag);
+      std::multiset<const troupe::detail::subscriber_entry*> got;
+      for (const auto& e : r->plain) got.insert(e.get());
+      INFO("op " << op << ": " << join(subject));
+      REQUIRE(got == expected);
+    }
+  }
+  for (const auto& s : subs) registry.remove(s.entry);
+  REQUIRE(registry.node_count() == 0);
+  for (const char* x : alphabet) {
+    for (const char* y : alphabet) {
+      REQUIRE(registry.route_for(std::string(x) + "." + y, &tag)->empty());
+      REQUIRE(registry.route_for(x, &tag)->empty());
+    }
+  }
 }
