@@ -5,6 +5,8 @@
 #include <future>
 #include <latch>
 #include <mutex>
+#include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -493,4 +495,367 @@ TEST_CASE("routes stay current: subscribe, unsubscribe and retain after publishe
   REQUIRE(rt.publish("route.kept", tick{1}) == 1);
   require_contiguous(log.ask(get_offsets{}).get(), 0, 1);
   REQUIRE(kept.window().next == 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 12): handles that outlive the runtime, deep and malformed subjects, misuse
+// after shutdown, trie memory, unsubscribe cost.
+// ---------------------------------------------------------------------------------------------
+namespace {
+
+// A subject of `tokens` one-letter tokens ("a.a.a...").
+std::string deep_subject(std::size_t tokens, std::string_view last = "a") {
+  std::string s;
+  s.reserve(tokens * 2);
+  for (std::size_t i = 0; i + 1 < tokens; ++i) s += "a.";
+  s += last;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("a retained_topic that outlives its runtime is safe: publish reports runtime_stopped",
+          "[topic][retained][shutdown]") {
+  std::optional<troupe::retained_topic<tick>> topic;
+  {
+    troupe::runtime rt(troupe::runtime_options{.workers = 1});
+    topic.emplace(rt.retain<tick>("kept.after", 4));
+    REQUIRE(topic->publish(tick{0}) == 0);
+  }
+  const troupe::retained_topic<tick> copy = *topic;  // copies keep what they need alive too
+  topic.reset();
+  try {
+    copy.publish(tick{1});
+    FAIL("a publish after the runtime was destroyed was accepted");
+  } catch (const troupe::error& e) {
+    REQUIRE(e.code() == troupe::errc::runtime_stopped);
+    REQUIRE(std::string(e.what()).find("kept.after") != std::string::npos);
+  }
+  REQUIRE(copy.subject() == "kept.after");
+  REQUIRE(copy.window() == troupe::retention_window{0, 1, 4});  // nothing was appended
+}
+
+TEST_CASE("publish, subscribe and retain after shutdown are clear errors (runtime_stopped)",
+          "[topic][shutdown]") {
+  std::atomic<int> count{0};
+  std::atomic<int> total{0};
+  troupe::runtime rt(troupe::runtime_options{.workers = 1});
+  auto sink = rt.spawn<member_sink>(&count, &total);
+  auto kept = rt.retain<tick>("late.kept", 4);
+  auto log = rt.spawn<offset_log>();
+  rt.shutdown();
+  using troupe::errc;
+  REQUIRE(error_code_of([&] { (void)rt.subscribe<registered>("late.*", sink); }) ==
+          errc::runtime_stopped);
+  REQUIRE(error_code_of([&] {
+            (void)rt.subscribe<tick>("late.kept", log, troupe::replay::oldest());
+          }) == errc::runtime_stopped);
+  REQUIRE(error_code_of([&] { (void)rt.retain<tick>("late.other", 4); }) == errc::runtime_stopped);
+  REQUIRE(error_code_of([&] { (void)rt.publish("late.x", registered{}); }) ==
+          errc::runtime_stopped);
+  REQUIRE(error_code_of([&] { (void)kept.publish(tick{0}); }) == errc::runtime_stopped);
+  REQUIRE(kept.window().next == 0);
+  REQUIRE(rt.counters().published == 0);
+  test::require_accounted(rt.counters());
+}
+
+TEST_CASE("subjects with control characters are rejected (invalid_subject)", "[topic][subject]") {
+  using troupe::detail::split_subject;
+  const std::string bad[] = {"a\vb",
+                             "a\fb",
+                             std::string("a\0b", 3),
+                             "a\x01"
+                             "b",
+                             "a.\x1f",
+                             "a\x7f"
+                             "b",
+                             "\t",
+                             "a.b\n",
+                             "a\rb"};
+  troupe::runtime rt(troupe::runtime_options{.workers = 1});
+  std::atomic<int> count{0};
+  std::atomic<int> total{0};
+  auto sink = rt.spawn<member_sink>(&count, &total);
+  for (const std::string& s : bad) {
+    INFO("byte " << static_cast<int>(static_cast<unsigned char>(s[s.size() == 1 ? 0 : 1])));
+    REQUIRE(error_code_of([&] { split_subject(s, true); }) == troupe::errc::invalid_subject);
+    REQUIRE(error_code_of([&] { (void)rt.subscribe<registered>(s, sink); }) ==
+            troupe::errc::invalid_subject);
+    REQUIRE(error_code_of([&] { (void)rt.publish(s, registered{}); }) ==
+            troupe::errc::invalid_subject);
+  }
+  // Bytes from 0x80 up (UTF-8) stay valid.
+  REQUIRE(split_subject("caf\xc3\xa9.menu", false).size() == 2);
+}
+
+TEST_CASE("a subject of 300,000 tokens neither overflows the stack nor is accepted",
+          "[topic][subject][deep]") {
+  // Before the limits and the iterative walks, subscribing and unsubscribing this pattern, then
+  // destroying the runtime, overflowed the stack (SIGSEGV), as did publishing on it.
+  const std::string deep = deep_subject(300'000);
+  const std::string wide = deep_subject(300'000, ">");
+  std::atomic<int> count{0};
+  std::atomic<int> total{0};
+  {
+    troupe::runtime rt(troupe::runtime_options{.workers = 1});
+    auto sink = rt.spawn<member_sink>(&count, &total);
+    for (const std::string* s : {&deep, &wide}) {
+      try {
+        (void)rt.subscribe<registered>(*s, sink);
+        FAIL("a pattern of 300,000 tokens was accepted");
+      } catch (const troupe::error& e) {
+        REQUIRE(e.code() == troupe::errc::invalid_subject);
+        REQUIRE(std::string(e.what()).find(std::to_string(troupe::max_subject_bytes)) !=
+                std::string::npos);
+        REQUIRE(std::string(e.what()).size() < 400);  // the subject is not quoted in full
+      }
+    }
+    REQUIRE(error_code_of([&] { (void)rt.publish(deep, registered{}); }) ==
+            troupe::errc::invalid_subject);
+  }
+  // The registry itself copes with any depth: matching, caching, pruning and teardown are
+  // iterative (a registry without limits, as only tests build one).
+  troupe::detail::topic_registry registry(troupe::detail::subject_limits::unlimited());
+  static const char tag = 0;
+  auto exact = std::make_shared<troupe::detail::subscriber_entry>(nullptr, &tag, nullptr, "", deep);
+  auto rest = std::make_shared<troupe::detail::subscriber_entry>(nullptr, &tag, nullptr, "", wide);
+  registry.add(exact);
+  registry.add(rest);
+  REQUIRE(registry.node_count() == 300'001);  // they share all but their last token
+  REQUIRE(registry.route_for(deep, &tag)->plain.size() == 2);
+  REQUIRE(registry.cached_subjects() == 1);
+  registry.remove(exact);
+  REQUIRE(registry.cached_subjects() == 0);   // its route held it: dropped, the nodes freed
+  REQUIRE(registry.node_count() == 300'000);  // its last node went; '>' needs the rest
+  REQUIRE(registry.route_for(deep, &tag)->plain.size() == 1);
+  // The registry is destroyed with a deep trie and a deep cached subject in it.
+}
+
+TEST_CASE("subject limits: bytes and tokens, with the limit in the message", "[topic][subject]") {
+  using troupe::detail::split_subject;
+  const std::string at_tokens = deep_subject(troupe::max_subject_tokens);
+  REQUIRE(split_subject(at_tokens, false).size() == troupe::max_subject_tokens);
+  try {
+    split_subject(at_tokens + ".a", false);
+    FAIL("a subject over the token limit was accepted");
+  } catch (const troupe::error& e) {
+    REQUIRE(e.code() == troupe::errc::invalid_subject);
+    REQUIRE(std::string(e.what()).find("limit of " + std::to_string(troupe::max_subject_tokens) +
+                                       " tokens") != std::string::npos);
+  }
+  const std::string at_bytes(troupe::max_subject_bytes, 'x');
+  REQUIRE(split_subject(at_bytes, false).size() == 1);
+  try {
+    split_subject(at_bytes + "x", true);
+    FAIL("a subject over the byte limit was accepted");
+  } catch (const troupe::error& e) {
+    REQUIRE(e.code() == troupe::errc::invalid_subject);
+    REQUIRE(std::string(e.what()).find("limit of " + std::to_string(troupe::max_subject_bytes) +
+                                       " bytes") != std::string::npos);
+  }
+  troupe::runtime rt(troupe::runtime_options{.workers = 1});
+  REQUIRE(error_code_of([&] { (void)rt.retain<tick>(at_tokens + ".a", 4); }) ==
+          troupe::errc::invalid_subject);
+  REQUIRE(rt.publish(at_tokens, registered{}) == 0);  // at the limit: fine
+}
+
+namespace {
+troupe::detail::topic_registry& registry_of(const troupe::address& a) {
+  return troupe::detail::access::cell_of(a)->core()->topics();
+}
+}  // namespace
+
+TEST_CASE("unsubscribing frees the trie nodes: 20,000 distinct patterns leave none behind",
+          "[topic][memory]") {
+  std::atomic<int> count{0};
+  std::atomic<int> total{0};
+  troupe::runtime rt(troupe::runtime_options{.workers = 1});
+  auto sink = rt.spawn<member_sink>(&count, &total);
+  auto& registry = registry_of(sink);
+  auto keep = rt.subscribe<registered>("keep.this.one", sink);
+  auto keep_wide = rt.subscribe<registered>("keep.*.>", sink);
+  const std::size_t baseline = registry.node_count();
+  REQUIRE(baseline == 5);  // keep, this, one, *, >
+  constexpr int patterns = 20'000;
+  std::vector<troupe::subscription> subs;
+  subs.reserve(patterns);
+  for (int i = 0; i < patterns; ++i) {
+    const std::string n = std::to_string(i);
+    const std::string pattern = i % 3 == 0   ? "load." + n + ".x"
+                                : i % 3 == 1 ? "load.*." + n + ".>"
+                                             : "keep." + n + ".*";
+    subs.push_back(rt.subscribe<registered>(pattern, sink));
+  }
+  REQUIRE(registry.node_count() > baseline + patterns);
+  REQUIRE(rt.publish("keep.this.one", registered{}) == 2);
+  // Out of order, the shared prefixes going last for some and first for others.
+  for (int i = patterns - 1; i >= 0; i -= 2) subs[static_cast<std::size_t>(i)].unsubscribe();
+  for (int i = 0; i < patterns; i += 2) subs[static_cast<std::size_t>(i)].unsubscribe();
+  REQUIRE(registry.node_count() == baseline);
+  REQUIRE(rt.publish("keep.this.one", registered{}) == 2);
+  REQUIRE(rt.publish("keep.7.x", registered{}) == 1);
+  keep.unsubscribe();
+  keep_wide.unsubscribe();
+  REQUIRE(registry.node_count() == 0);
+}
+
+TEST_CASE("unsubscribing in any order keeps the others, and groups keep their turns",
+          "[topic][group]") {
+  // Unsubscribe swaps the last subscriber of a pattern into the leaver's place (no scan): the
+  // remaining plain subscribers and group members must be exactly the ones still subscribed.
+  constexpr int plain = 200;
+  constexpr int members = 6;
+  std::atomic<int> counts[plain + members] = {};
+  std::atomic<int> total{0};
+  test::observer obs;
+  troupe::runtime rt(obs.options());
+  std::vector<troupe::subscription> subs;
+  for (int i = 0; i < plain + members; ++i) {
+    auto sink = rt.spawn<member_sink>(&counts[i], &total);
+    subs.push_back(i < plain ? rt.subscribe<registered>("order.>", sink)
+                             : rt.subscribe<registered>("order.>", sink, troupe::group{"g"}));
+  }
+  // Leave: every third plain subscriber, in a scrambled order, and members 0 and 3.
+  std::vector<int> leaving;
+  for (int i = 0; i < plain; i += 3) leaving.push_back(i);
+  for (std::size_t i = 0; i < leaving.size(); ++i) {
+    std::swap(leaving[i], leaving[(i * 7919) % leaving.size()]);
+  }
+  leaving.push_back(plain + 0);
+  leaving.push_back(plain + 3);
+  for (int i : leaving) subs[static_cast<std::size_t>(i)].unsubscribe();
+  const int staying_plain = plain - (plain + 2) / 3;
+  constexpr int staying_members = members - 2;
+  constexpr int events = 40 * staying_members;
+  for (int e = 0; e < events; ++e) {
+    REQUIRE(rt.publish("order.created", registered{}) == staying_plain + 1);
+  }
+  wait_total(total, events * (staying_plain + 1));
+  for (int i = 0; i < plain; ++i) {
+    INFO("plain subscriber " << i);
+    REQUIRE(counts[i].load() == (i % 3 == 0 ? 0 : events));
+  }
+  for (int m = 0; m < members; ++m) {
+    INFO("member " << m);
+    const bool left = m == 0 || m == 3;
+    REQUIRE(counts[plain + m].load() == (left ? 0 : events / staying_members));  // in turn
+  }
+  rt.shutdown();
+  test::require_accounted(rt.counters());
+}
+
+TEST_CASE("a subscribe or unsubscribe drops only the cached routes its pattern matches",
+          "[topic][route]") {
+  std::atomic<int> count{0};
+  std::atomic<int> total{0};
+  troupe::runtime rt(troupe::runtime_options{.workers = 1});
+  auto sink = rt.spawn<member_sink>(&count, &total);
+  auto& registry = registry_of(sink);
+  auto hot = rt.subscribe<registered>("hot.path", sink);
+  for (const char* s : {"hot.path", "cold.a", "cold.b.c", "other.x"}) {
+    (void)rt.publish(s, registered{});
+  }
+  const std::size_t cached = registry.cached_subjects();
+  REQUIRE(cached >= 4);
+  {
+    auto unrelated = rt.subscribe<registered>("cold.*", sink);  // matches cold.a only
+    REQUIRE(registry.cached_subjects() == cached - 1);
+    REQUIRE(rt.publish("cold.a", registered{}) == 1);
+    REQUIRE(rt.publish("cold.b.c", registered{}) == 0);
+    REQUIRE(rt.publish("hot.path", registered{}) == 1);
+    REQUIRE(registry.cached_subjects() == cached);
+  }  // unsubscribed: cold.a dropped again
+  REQUIRE(registry.cached_subjects() == cached - 1);
+  REQUIRE(rt.publish("cold.a", registered{}) == 0);
+  {
+    auto tap = rt.subscribe<registered>("cold.>", sink);  // cold.a and cold.b.c
+    REQUIRE(registry.cached_subjects() == cached - 2);
+    REQUIRE(rt.publish("cold.b.c", registered{}) == 1);
+  }
+  auto everything = rt.subscribe<registered>(">", sink);  // every route
+  REQUIRE(registry.cached_subjects() == 0);
+  REQUIRE(rt.publish("hot.path", registered{}) == 2);
+  auto kept = rt.retain<tick>("other.x", 4);  // retention changes that subject's route only
+  REQUIRE(registry.cached_subjects() == 1);
+  (void)rt.publish("other.x", tick{0});
+  REQUIRE(registry.cached_subjects() == 2);
+  REQUIRE(kept.window().next == 1);
+}
+
+namespace {
+
+// NATS matching, naively: what the trie and the route cache must agree with.
+bool naive_match(const std::vector<std::string>& pattern, const std::vector<std::string>& subject) {
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == ">") return subject.size() > i;
+    if (i >= subject.size()) return false;
+    if (pattern[i] != "*" && pattern[i] != subject[i]) return false;
+  }
+  return pattern.size() == subject.size();
+}
+
+std::string join(const std::vector<std::string>& tokens) {
+  std::string s;
+  for (const auto& t : tokens) s += (s.empty() ? "" : ".") + t;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "routes always agree with naive matching under random subscribes, unsubscribes and "
+    "publishes",
+    "[topic][route]") {
+  // Seeded: the cache drops only the routes a change matches, so every route served from it
+  // must be exactly what matching from scratch gives.
+  std::mt19937 rng(12);
+  const char* alphabet[] = {"a", "b", "c"};
+  auto random_tokens = [&](bool pattern) {
+    std::vector<std::string> t(1 + rng() % 3);
+    for (std::size_t i = 0; i < t.size(); ++i) {
+      const unsigned r = rng() % (pattern ? 5 : 3);
+      t[i] = r < 3 ? alphabet[r] : (r == 3 || i + 1 < t.size()) ? "*" : ">";
+    }
+    return t;
+  };
+  troupe::detail::topic_registry registry;
+  static const char tag = 0;
+  struct live {
+    std::vector<std::string> pattern;
+    std::shared_ptr<troupe::detail::subscriber_entry> entry;
+  };
+  std::vector<live> subs;
+  for (int op = 0; op < 3'000; ++op) {
+    const unsigned kind = rng() % 10;
+    if (kind < 4) {
+      auto p = random_tokens(true);
+      auto e =
+          std::make_shared<troupe::detail::subscriber_entry>(nullptr, &tag, nullptr, "", join(p));
+      registry.add(e);
+      subs.push_back({std::move(p), std::move(e)});
+    } else if (kind < 7 && !subs.empty()) {
+      const std::size_t i = rng() % subs.size();
+      registry.remove(subs[i].entry);
+      subs.erase(subs.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      const auto subject = random_tokens(false);
+      std::multiset<const troupe::detail::subscriber_entry*> expected;
+      for (const auto& s : subs) {
+        if (naive_match(s.pattern, subject)) expected.insert(s.entry.get());
+      }
+      const auto r = registry.route_for(join(subject), &tag);
+      std::multiset<const troupe::detail::subscriber_entry*> got;
+      for (const auto& e : r->plain) got.insert(e.get());
+      INFO("op " << op << ": " << join(subject));
+      REQUIRE(got == expected);
+    }
+  }
+  for (const auto& s : subs) registry.remove(s.entry);
+  REQUIRE(registry.node_count() == 0);
+  for (const char* x : alphabet) {
+    for (const char* y : alphabet) {
+      REQUIRE(registry.route_for(std::string(x) + "." + y, &tag)->empty());
+      REQUIRE(registry.route_for(x, &tag)->empty());
+    }
+  }
 }

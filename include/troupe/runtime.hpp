@@ -87,7 +87,8 @@ class runtime {
 
   // Subscribes `subscriber` to events of type E on subjects matching `pattern` (see topic.hpp),
   // within `g` if it names a consumer group. Compiles only if A has on(const E&). Throws
-  // error(invalid_subject) for a malformed pattern, error(invalid_ref) for an empty ref.
+  // error(invalid_subject) for a malformed pattern, error(invalid_ref) for an empty ref,
+  // error(runtime_stopped) once shutdown has begun.
   template <class E, Actor A>
   [[nodiscard]] subscription subscribe(std::string_view pattern, const ref<A>& subscriber,
                                        group g = {}) {
@@ -104,7 +105,8 @@ class runtime {
   // Subscribes `subscriber` to the retained subject `subject` (no wildcards), first replaying
   // the kept events from `start`, then live: every offset from `start` on arrives once, in order.
   // Throws error(not_retained) if `subject` keeps no E events, error(invalid_offset) if `start`
-  // is before the oldest kept offset or after the next one, error(invalid_ref) for an empty ref.
+  // is before the oldest kept offset or after the next one, error(invalid_ref) for an empty ref,
+  // error(runtime_stopped) once shutdown has begun.
   template <class E, Actor A>
   [[nodiscard]] subscription subscribe(std::string_view subject, const ref<A>& subscriber,
                                        replay start) {
@@ -120,19 +122,23 @@ class runtime {
   // Makes `subject` (no wildcards) keep its last `capacity` E events with offsets, for replay.
   // Idempotent for the same E and capacity; events published before it returns have no offset.
   // Throws error(invalid_subject) for a malformed subject, error(retention_conflict) if the
-  // subject already retains another type or capacity, or if capacity is 0. Thread-safe.
+  // subject already retains another type or capacity, or if capacity is 0, error(runtime_stopped)
+  // once shutdown has begun. Thread-safe.
   template <class E>
   retained_topic<E> retain(std::string_view subject, std::size_t capacity) {
     static_assert(Message<E>, "troupe: a retained event must be a movable object type");
+    detail::require_running(core_, "retain", subject);
     return retained_topic<E>(core_->topics().retain(subject, &detail::type_tag<E>, capacity),
                              core_);
   }
 
   // Publishes `event` on `subject` to every matching subscription (once per group); returns the
-  // number of deliveries. Thread-safe. Throws error(invalid_subject) for a malformed subject.
+  // number of deliveries. Thread-safe. Throws error(invalid_subject) for a malformed subject,
+  // error(runtime_stopped) once shutdown has begun (nothing is published or counted).
   template <class E>
   std::size_t publish(std::string_view subject, E&& event) {
     using event_type = std::remove_cvref_t<E>;
+    detail::require_running(core_, "publish on", subject);
     return detail::publish_event<event_type>(
         core_, subject, std::make_shared<const event_type>(std::forward<E>(event)));
   }

@@ -47,6 +47,11 @@ struct group {
 // The subject dead letters are published on.
 inline constexpr std::string_view dead_letter_subject = "troupe.dead_letter";
 
+// The longest subject or pattern, in bytes, and the most tokens one may have; a longer one is
+// rejected with error(invalid_subject). NATS bounds a subject by its 4 KiB protocol line.
+inline constexpr std::size_t max_subject_bytes = detail::max_subject_bytes;
+inline constexpr std::size_t max_subject_tokens = detail::max_subject_tokens;
+
 // Where a subscription to a retained topic starts: at a given offset, or at the oldest event
 // the topic still keeps. Used with runtime::subscribe(subject, ref, replay).
 class replay {
@@ -87,12 +92,26 @@ struct retention_window {
 };
 
 // A handle on a retained subject (runtime::retain). Copyable; the retention itself lives as
-// long as the runtime, whether or not a handle does. Thread-safe.
+// long as the runtime, whether or not a handle does. Thread-safe. A handle may outlive its
+// runtime: subject() and window() still answer, publish() throws error(runtime_stopped).
 template <class E>
 class retained_topic {
  public:
   retained_topic(std::shared_ptr<detail::retained_log> log, detail::runtime_core* core) noexcept
-      : log_(std::move(log)), core_(core) {}
+      : log_(std::move(log)), core_(core) {
+    core_->retain();  // like a ref or a work queue: the core outlives every handle on it
+  }
+  retained_topic(const retained_topic& other) noexcept : log_(other.log_), core_(other.core_) {
+    core_->retain();
+  }
+  retained_topic& operator=(const retained_topic& other) noexcept {
+    other.core_->retain();
+    core_->release();
+    log_ = other.log_;
+    core_ = other.core_;
+    return *this;
+  }
+  ~retained_topic() { core_->release(); }
 
   [[nodiscard]] std::string_view subject() const noexcept { return log_->subject; }
   // The offsets kept now (a snapshot: publishes may move it right after).
@@ -100,7 +119,8 @@ class retained_topic {
     std::lock_guard lock(log_->mutex);
     return {log_->first, log_->next, log_->capacity};
   }
-  // Publishes on this subject, like runtime::publish; returns the offset the event got.
+  // Publishes on this subject, like runtime::publish; returns the offset the event got. Throws
+  // error(runtime_stopped) once the runtime's shutdown has begun (from outside its threads).
   template <class Event>
   requires std::same_as<std::remove_cvref_t<Event>, E> std::uint64_t publish(Event&& event)
   const;
@@ -209,6 +229,14 @@ handler_start invoke_event(actor_cell& cell, envelope& e) {
   }
 }
 
+// Refuses a topic operation once shutdown has begun, except from the runtime's own threads (an
+// actor finishing its work may still publish, as it may still send).
+inline void require_running(runtime_core* core, std::string_view what, std::string_view subject) {
+  if (core->accepting() || core->internal_thread()) return;
+  throw error(errc::runtime_stopped,
+              std::string(what) + " " + quote_subject(subject) + " after shutdown began");
+}
+
 template <class E>
 void destroy_event(envelope* e) noexcept {
   delete static_cast<event_envelope<E>*>(e);
@@ -295,11 +323,12 @@ template <class E, class A>
 std::shared_ptr<subscriber_entry> make_subscriber(actor_cell* cell, std::string_view pattern,
                                                   std::string group_name) {
   if (cell == nullptr) throw error(errc::invalid_ref, "subscribe() with an empty ref");
+  require_running(cell->core(), "subscribe to", pattern);
   if constexpr (!takes_plain_events<A, E>) {
     // Only offsets will do: the pattern must name a retained subject of E exactly.
     if (!cell->core()->topics().find_log(pattern, &type_tag<E>)) {
       throw error(errc::not_retained,
-                  "'" + std::string(pattern) + "' retains no " + std::string(type_name<E>()) +
+                  quote_subject(pattern) + " retains no " + std::string(type_name<E>()) +
                       " events, and the actor only has on(const troupe::retained<" +
                       std::string(type_name<E>()) + ">&)");
     }
@@ -321,10 +350,11 @@ subscription subscribe_actor(actor_cell* cell, std::string_view pattern, std::st
 template <class E, class A>
 subscription subscribe_replaying(actor_cell* cell, std::string_view subject, replay start) {
   if (cell == nullptr) throw error(errc::invalid_ref, "subscribe() with an empty ref");
+  require_running(cell->core(), "subscribe to", subject);
   split_subject(subject, false);  // a replay names one subject: no wildcards
   auto log = cell->core()->topics().find_log(subject, &type_tag<E>);
   if (!log) {
-    throw error(errc::not_retained, "'" + std::string(subject) + "' retains no " +
+    throw error(errc::not_retained, quote_subject(subject) + " retains no " +
                                         std::string(type_name<E>()) + " events to replay");
   }
   auto entry = make_subscriber<E, A>(cell, subject, {});
@@ -354,6 +384,7 @@ template <class Event>
 requires std::same_as<std::remove_cvref_t<Event>, E> std::uint64_t retained_topic<E>::publish(
     Event&& event)
 const {
+  detail::require_running(core_, "publish on the retained topic", log_->subject);
   core_->count_publish();
   return detail::publish_retained(core_, *log_,
                                   std::make_shared<const E>(std::forward<Event>(event)))

@@ -2660,16 +2660,61 @@ class timer_service {
 #include <deque>
 #include <shared_mutex>
 
+// ---- begin troupe/detail/subject.hpp ----
+// Internal: topic subjects and patterns: their syntax, their limits, and splitting them into
+// tokens; and the iterative teardown the tokens' tries need.
+
 namespace troupe::detail {
+
+// The longest subject or pattern, in bytes, and the most tokens one may have. NATS has no hard
+// limit but bounds a subject by its 4 KiB protocol line (max_control_line) and recommends at
+// most 16 tokens and 256 characters; these bounds are far above any sensible subject, keep one
+// within that line, and bound the work (and memory) one publish or subscribe can cost.
+inline constexpr std::size_t max_subject_bytes = 1024;
+inline constexpr std::size_t max_subject_tokens = 128;
+
+// The limits a topic registry enforces; a registry built with `unlimited()` (tests only) checks
+// the syntax alone.
+struct subject_limits {
+  std::size_t bytes = max_subject_bytes;
+  std::size_t tokens = max_subject_tokens;
+  [[nodiscard]] static constexpr subject_limits unlimited() noexcept {
+    return {std::numeric_limits<std::size_t>::max(), std::numeric_limits<std::size_t>::max()};
+  }
+};
+
+// `subject` as an error message shows it: at most 64 bytes, control bytes as \xNN.
+inline std::string quote_subject(std::string_view subject) {
+  constexpr std::size_t shown = 64;
+  std::string out = "'";
+  for (std::size_t i = 0; i < subject.size() && i < shown; ++i) {
+    const auto byte = static_cast<unsigned char>(subject[i]);
+    if (byte < 0x20 || byte == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02X", static_cast<unsigned>(byte));
+      out += hex;
+    } else {
+      out += static_cast<char>(byte);
+    }
+  }
+  out += subject.size() > shown ? "'... (" + std::to_string(subject.size()) + " bytes)" : "'";
+  return out;
+}
 
 // Splits a subject ("orders.eu.created") or, with `pattern`, a subscription pattern that may use
 // `*` (exactly one token) and `>` (one or more trailing tokens, last only) into its tokens.
-// Throws error(invalid_subject) for an empty subject or token, or a misplaced wildcard.
-inline std::vector<std::string_view> split_subject(std::string_view subject, bool pattern) {
-  auto invalid = [&](const char* why) {
-    throw error(errc::invalid_subject, "'" + std::string(subject) + "': " + why);
+// Throws error(invalid_subject) for an empty subject or token, whitespace or a control byte
+// (below 0x20, or 0x7F), a misplaced wildcard, or a subject beyond `limits`.
+inline std::vector<std::string_view> split_subject(std::string_view subject, bool pattern,
+                                                   const subject_limits& limits = {}) {
+  auto invalid = [&](const std::string& why) {
+    throw error(errc::invalid_subject, quote_subject(subject) + ": " + why);
   };
   if (subject.empty()) invalid("empty subject");
+  if (subject.size() > limits.bytes) {
+    invalid(std::to_string(subject.size()) + " bytes, more than the limit of " +
+            std::to_string(limits.bytes) + " bytes (troupe::max_subject_bytes)");
+  }
   std::vector<std::string_view> tokens;
   std::size_t start = 0;
   for (;;) {
@@ -2678,7 +2723,13 @@ inline std::vector<std::string_view> split_subject(std::string_view subject, boo
         subject.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
     if (token.empty()) invalid("empty token");
     for (char ch : token) {
-      if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') invalid("whitespace in a token");
+      const auto byte = static_cast<unsigned char>(ch);
+      if (byte == ' ') invalid("whitespace in a token");
+      if (byte < 0x20 || byte == 0x7f) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned>(byte));
+        invalid(std::string("a control character (byte ") + hex + ") in a token");
+      }
     }
     const bool wildcard = token == "*" || token == ">";
     if (!wildcard &&
@@ -2686,6 +2737,10 @@ inline std::vector<std::string_view> split_subject(std::string_view subject, boo
       invalid("a wildcard must be a whole token");
     }
     if (wildcard && !pattern) invalid("wildcards are for subscriptions, not for publishing");
+    if (tokens.size() == limits.tokens) {
+      invalid("more than the limit of " + std::to_string(limits.tokens) +
+              " tokens (troupe::max_subject_tokens)");
+    }
     tokens.push_back(token);
     if (dot == std::string_view::npos) break;
     if (token == ">") invalid("'>' must be the last token");
@@ -2693,6 +2748,25 @@ inline std::vector<std::string_view> split_subject(std::string_view subject, boo
   }
   return tokens;
 }
+
+// Destroys the nodes below `top` without recursion: a subject of many tokens makes a trie as
+// deep, and a recursive destructor would use one stack frame per level. Node::take_children
+// moves a node's children out into the vector.
+template <class Node>
+void dismantle_below(Node& top) noexcept {
+  std::vector<std::unique_ptr<Node>> pending;
+  top.take_children(pending);
+  while (!pending.empty()) {
+    std::unique_ptr<Node> n = std::move(pending.back());
+    pending.pop_back();
+    n->take_children(pending);
+  }  // each node is destroyed here with no children left
+}
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/subject.hpp ----
+
+namespace troupe::detail {
 
 // The offset of an event that was not published on a retained subject.
 inline constexpr std::uint64_t no_offset = std::numeric_limits<std::uint64_t>::max();
@@ -2746,6 +2820,10 @@ struct subscriber_entry {
   std::string group;  // empty: every event; otherwise one member of the group per event
   std::string pattern;
   std::atomic<bool> active{true};
+  // Its index in its trie node's subscriber list (so unsubscribing takes no scan); `unplaced`
+  // while not registered. Guarded by the registry's mutex.
+  static constexpr std::size_t unplaced = std::numeric_limits<std::size_t>::max();
+  std::size_t slot = unplaced;
 };
 
 // Where events of one type published on one subject go: the matching subscriptions, plain ones
@@ -2760,40 +2838,62 @@ struct route {
   [[nodiscard]] bool empty() const noexcept { return plain.empty() && groups.empty(); }
 };
 
+// The subscriptions of one runtime, in a trie of tokens, and a cache of routes by subject.
+//
+// Every walk over a trie (matching, invalidating, tearing down) is iterative: a subject's depth
+// costs heap, not stack. Unsubscribing removes the entry by its slot (swap with the last, so
+// the order of one node's subscribers is not kept: nothing promises it) and frees the nodes it
+// leaves empty, so memory returns to where it was.
 class topic_registry {
  public:
   using entry_ptr = std::shared_ptr<subscriber_entry>;
 
+  topic_registry() = default;
+  // `limits`: what split_subject enforces (subject_limits::unlimited() in tests of deep tries).
+  explicit topic_registry(subject_limits limits) noexcept : limits_(limits) {}
+  topic_registry(const topic_registry&) = delete;
+  topic_registry& operator=(const topic_registry&) = delete;
+
+  // Registers `entry` under its pattern. Throws error(invalid_subject) for a malformed pattern.
   void add(const entry_ptr& entry) {
-    const auto tokens = split_subject(entry->pattern, true);
-    route_cache stale;  // destroyed after the locks are released (see invalidate)
+    const auto tokens = split_subject(entry->pattern, true, limits_);
+    stale_routes stale;  // destroyed after the locks are released (see invalidate)
     std::unique_lock lock(mutex_);
     node* n = &root_;
-    for (std::string_view token : tokens) n = n->child(token);
+    for (std::string_view token : tokens) n = child(*n, token);
+    entry->slot = n->subscribers.size();
     n->subscribers.push_back(entry);
     ++count_;
-    invalidate(stale);
+    invalidate(tokens, stale);
   }
 
+  // Unregisters `entry` (a no-op if it is not registered): O(tokens), whatever the number of
+  // subscribers on its pattern, and frees the trie nodes it leaves unused.
   void remove(const entry_ptr& entry) {
     entry->active.store(false, std::memory_order_release);
-    const auto tokens = split_subject(entry->pattern, true);
-    route_cache stale;  // destroyed after the locks are released (see invalidate)
+    const auto tokens = split_subject(entry->pattern, true, limits_);
+    std::vector<node*> path;  // path[i]: the node of tokens[0, i)
+    path.reserve(tokens.size() + 1);
+    stale_routes stale;  // destroyed after the locks are released (see invalidate)
     std::unique_lock lock(mutex_);
-    node* n = &root_;
+    path.push_back(&root_);
     for (std::string_view token : tokens) {
-      n = n->find(token);
-      if (n == nullptr) return;
+      node* next = find(*path.back(), token);
+      if (next == nullptr) return;
+      path.push_back(next);
     }
-    auto& subs = n->subscribers;
-    for (auto it = subs.begin(); it != subs.end(); ++it) {
-      if (*it == entry) {
-        subs.erase(it);
-        --count_;
-        invalidate(stale);
-        return;
-      }
+    auto& subs = path.back()->subscribers;
+    const std::size_t slot = entry->slot;
+    if (slot >= subs.size() || subs[slot] != entry) return;
+    if (slot + 1 != subs.size()) {
+      subs[slot] = std::move(subs.back());
+      subs[slot]->slot = slot;
     }
+    subs.pop_back();  // the caller still holds `entry`: it is not destroyed under the lock
+    entry->slot = subscriber_entry::unplaced;
+    --count_;
+    prune(path, tokens);
+    invalidate(tokens, stale);
   }
 
   [[nodiscard]] bool empty() const noexcept {
@@ -2807,25 +2907,25 @@ class topic_registry {
   // another event type or another number of events.
   std::shared_ptr<retained_log> retain(std::string_view subject, const void* event_type,
                                        std::size_t capacity) {
-    split_subject(subject, false);
+    const auto tokens = split_subject(subject, false, limits_);
     if (capacity == 0) {
       throw error(errc::retention_conflict,
-                  "'" + std::string(subject) + "': a retained topic must keep at least 1 event");
+                  quote_subject(subject) + ": a retained topic must keep at least 1 event");
     }
-    route_cache stale;  // destroyed after the locks are released (see invalidate)
+    stale_routes stale;  // destroyed after the locks are released (see invalidate)
     std::unique_lock lock(mutex_);
     auto it = logs_.find(subject);
     if (it != logs_.end()) {
       if (it->second->event_type != event_type || it->second->capacity != capacity) {
-        throw error(errc::retention_conflict,
-                    "'" + std::string(subject) +
-                        "' is already retained with another event type or capacity");
+        throw error(
+            errc::retention_conflict,
+            quote_subject(subject) + " is already retained with another event type or capacity");
       }
       return it->second;
     }
     auto log = std::make_shared<retained_log>(event_type, capacity, std::string(subject));
     logs_.emplace(std::string(subject), log);
-    invalidate(stale);
+    invalidate(tokens, stale);
     return log;
   }
 
@@ -2836,30 +2936,27 @@ class topic_registry {
     return find_log_locked(subject, event_type);
   }
 
-  // Where an event of `event_type` published on `subject` goes. Served from a cache while no
-  // subscription or retention has changed since the route was built (a version check), else
-  // built from the trie. Throws error(invalid_subject) for a malformed subject (a cached
-  // subject was validated when its route was built).
+  // Where an event of `event_type` published on `subject` goes. Served from the cache, which
+  // holds only current routes (a change drops the routes it affects), else built from the trie
+  // and cached. Throws error(invalid_subject) for a malformed subject (a cached subject was
+  // validated when its route was built).
   [[nodiscard]] std::shared_ptr<const route> route_for(std::string_view subject,
                                                        const void* event_type) {
     {
       std::shared_lock lock(cache_mutex_);
-      auto it = cache_.find(subject);
-      if (it != cache_.end()) {
-        for (const auto& [type, r] : it->second) {
-          if (type == event_type && r->version == version_.load(std::memory_order_seq_cst)) {
-            return r;
-          }
+      if (const cache_node* c = find_cached(subject)) {
+        for (const auto& [type, r] : c->routes) {
+          if (type == event_type) return r;
         }
       }
     }
-    const auto tokens = split_subject(subject, false);
+    const auto tokens = split_subject(subject, false, limits_);
     auto built = std::make_shared<route>();
     {
       std::shared_lock lock(mutex_);
       built->version = version_.load(std::memory_order_seq_cst);
       std::vector<entry_ptr> matched;
-      walk(root_, tokens, 0, event_type, matched);
+      match(tokens, event_type, matched);
       for (std::size_t i = 0; i < matched.size(); ++i) {
         entry_ptr& e = matched[i];
         if (!e) continue;  // taken into a group already
@@ -2878,29 +2975,51 @@ class topic_registry {
       built->log = find_log_locked(subject, event_type);
     }
     std::shared_ptr<const route> result = std::move(built);
-    route_cache evicted;  // destroyed after the lock is released (see invalidate)
+    cache_node evicted;  // destroyed after the lock is released (see invalidate)
     {
       std::unique_lock lock(cache_mutex_);
-      // A route that went stale while it was built is not cached: invalidate() has already
-      // emptied the cache, and must not find this route's subscriptions left behind in it.
+      // A route that went stale while it was built is not cached: the change that made it
+      // stale has already dropped what it affects, and must not find this route left behind.
       if (result->version != version_.load(std::memory_order_seq_cst)) return result;
-      if (cache_.size() >= max_cached_subjects)
-        evicted.swap(cache_);  // bounded: subjects may be many
-      auto& slots = cache_[std::string(subject)];
+      if (cached_subjects_ >= max_cached_subjects) {  // bounded: subjects may be many
+        cache_root_.take_all(evicted);
+        cached_subjects_ = 0;
+      }
+      cache_node* c = &cache_root_;
+      for (std::string_view token : tokens) {
+        auto it = c->children.find(token);
+        if (it == c->children.end()) {
+          it = c->children.emplace(std::string(token), std::make_unique<cache_node>()).first;
+          it->second->parent = c;
+          it->second->key = it->first;
+        }
+        c = it->second.get();
+      }
+      if (c->routes.empty()) ++cached_subjects_;
       bool replaced = false;
-      for (auto& [type, r] : slots) {
+      for (auto& [type, r] : c->routes) {
         if (type == event_type) {
-          if (r->version <= result->version) r = result;
+          r = result;  // both current: the newer is as good
           replaced = true;
         }
       }
-      if (!replaced) slots.emplace_back(event_type, result);
+      if (!replaced) c->routes.emplace_back(event_type, result);
     }
     return result;
   }
 
   // Spreads a group's events over its members.
   std::uint64_t next_turn() noexcept { return turn_.fetch_add(1, std::memory_order_relaxed); }
+
+  // For tests: trie nodes below the root (subscriptions), and subjects with cached routes.
+  [[nodiscard]] std::size_t node_count() const {
+    std::shared_lock lock(mutex_);
+    return nodes_;
+  }
+  [[nodiscard]] std::size_t cached_subjects() const {
+    std::shared_lock lock(cache_mutex_);
+    return cached_subjects_;
+  }
 
  private:
   struct node {
@@ -2909,27 +3028,85 @@ class topic_registry {
     std::unique_ptr<node> rest;  // '>'
     std::vector<entry_ptr> subscribers;
 
-    node* child(std::string_view token) {
-      std::unique_ptr<node>* slot = nullptr;
-      if (token == "*") {
-        slot = &one;
-      } else if (token == ">") {
-        slot = &rest;
-      } else {
-        auto it = children.find(token);
-        if (it == children.end()) it = children.emplace(std::string(token), nullptr).first;
-        slot = &it->second;
-      }
-      if (!*slot) *slot = std::make_unique<node>();
-      return slot->get();
+    node() = default;
+    node(const node&) = delete;
+    node& operator=(const node&) = delete;
+    ~node() { dismantle_below(*this); }
+    [[nodiscard]] bool unused() const noexcept {
+      return subscribers.empty() && children.empty() && !one && !rest;
     }
-    node* find(std::string_view token) const {
-      if (token == "*") return one.get();
-      if (token == ">") return rest.get();
-      auto it = children.find(token);
-      return it == children.end() ? nullptr : it->second.get();
+    void take_children(std::vector<std::unique_ptr<node>>& out) {
+      for (auto& [token, c] : children) out.push_back(std::move(c));
+      children.clear();
+      if (one) out.push_back(std::move(one));
+      if (rest) out.push_back(std::move(rest));
     }
   };
+
+  // A node of the route cache: one per token of a cached subject; `routes` by event type.
+  struct cache_node {
+    std::map<std::string, std::unique_ptr<cache_node>, std::less<>> children;
+    cache_node* parent = nullptr;
+    std::string_view key;  // its key in parent->children (a map key: stable)
+    std::vector<std::pair<const void*, std::shared_ptr<const route>>> routes;
+
+    cache_node() = default;
+    cache_node(const cache_node&) = delete;
+    cache_node& operator=(const cache_node&) = delete;
+    ~cache_node() { dismantle_below(*this); }
+    void take_children(std::vector<std::unique_ptr<cache_node>>& out) {
+      for (auto& [token, c] : children) out.push_back(std::move(c));
+      children.clear();
+    }
+    // Moves everything below this node into `to` (whose destructor frees it).
+    void take_all(cache_node& to) noexcept {
+      to.children.swap(children);
+      to.routes.swap(routes);
+    }
+  };
+
+  // Routes dropped from the cache; destroyed once the locks are released.
+  using stale_routes = std::vector<std::shared_ptr<const route>>;
+
+  // Under mutex_ (exclusive).
+  node* child(node& n, std::string_view token) {
+    if (node* existing = find(n, token)) return existing;
+    auto made = std::make_unique<node>();
+    node* result = made.get();
+    if (token == "*") {
+      n.one = std::move(made);
+    } else if (token == ">") {
+      n.rest = std::move(made);
+    } else {
+      n.children.emplace(std::string(token), std::move(made));
+    }
+    ++nodes_;
+    return result;
+  }
+  static node* find(const node& n, std::string_view token) {
+    if (token == "*") return n.one.get();
+    if (token == ">") return n.rest.get();
+    auto it = n.children.find(token);
+    return it == n.children.end() ? nullptr : it->second.get();
+  }
+
+  // Under mutex_ (exclusive): frees the nodes of `path` (see remove) that are left unused, from
+  // the deepest up.
+  void prune(const std::vector<node*>& path, const std::vector<std::string_view>& tokens) {
+    for (std::size_t i = tokens.size(); i > 0; --i) {
+      if (!path[i]->unused()) return;
+      node& parent = *path[i - 1];
+      const std::string_view token = tokens[i - 1];
+      if (token == "*") {
+        parent.one.reset();
+      } else if (token == ">") {
+        parent.rest.reset();
+      } else {
+        parent.children.erase(parent.children.find(token));
+      }
+      --nodes_;
+    }
+  }
 
   static void collect(const node& n, const void* event_type, std::vector<entry_ptr>& out) {
     for (const auto& e : n.subscribers) {
@@ -2939,32 +3116,101 @@ class topic_registry {
     }
   }
 
-  static void walk(const node& n, const std::vector<std::string_view>& tokens, std::size_t i,
-                   const void* event_type, std::vector<entry_ptr>& out) {
-    if (i == tokens.size()) {
-      collect(n, event_type, out);
-      return;
+  // Under mutex_ (shared): the subscriptions whose pattern matches the subject `tokens`, depth
+  // first: at each level '>' first, then the '*' branch, then the literal one.
+  void match(const std::vector<std::string_view>& tokens, const void* event_type,
+             std::vector<entry_ptr>& out) const {
+    struct frame {
+      const node* n;
+      std::size_t i;  // tokens matched so far
+    };
+    std::vector<frame> pending{{&root_, 0}};
+    while (!pending.empty()) {
+      const frame f = pending.back();
+      pending.pop_back();
+      if (f.i == tokens.size()) {
+        collect(*f.n, event_type, out);
+        continue;
+      }
+      if (f.n->rest) collect(*f.n->rest, event_type, out);  // '>': all remaining (at least one)
+      auto it = f.n->children.find(tokens[f.i]);
+      if (it != f.n->children.end()) pending.push_back({it->second.get(), f.i + 1});
+      if (f.n->one) pending.push_back({f.n->one.get(), f.i + 1});  // popped first
     }
-    if (n.rest) collect(*n.rest, event_type, out);  // '>' takes all remaining (at least one)
-    if (n.one) walk(*n.one, tokens, i + 1, event_type, out);
-    auto it = n.children.find(tokens[i]);
-    if (it != n.children.end()) walk(*it->second, tokens, i + 1, event_type, out);
   }
 
-  using route_cache =
-      std::map<std::string, std::vector<std::pair<const void*, std::shared_ptr<const route>>>,
-               std::less<>>;
+  // Under cache_mutex_: the cache node of `subject`, or null.
+  const cache_node* find_cached(std::string_view subject) const {
+    const cache_node* c = &cache_root_;
+    std::size_t start = 0;
+    for (;;) {
+      const std::size_t dot = subject.find('.', start);
+      auto it = c->children.find(subject.substr(
+          start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
+      if (it == c->children.end()) return nullptr;
+      c = it->second.get();
+      if (dot == std::string_view::npos) return c;
+      start = dot + 1;
+    }
+  }
 
-  // Under mutex_ (exclusive): every cached route is stale now. They are moved out into `stale`
-  // rather than kept until overwritten, because a route holds its subscriptions, which hold
-  // their actors, which hold the runtime: a stale route left in the cache would keep an
-  // unsubscribed actor, and so the runtime, alive. The caller destroys `stale` after releasing
-  // the locks: destroying the last reference to an actor runs its destructor, which may
-  // unsubscribe and so take these locks again.
-  void invalidate(route_cache& stale) {
-    version_.fetch_add(1, std::memory_order_seq_cst);
+  // Under mutex_ (exclusive): the subscription or retention of `pattern` (a subject, for a
+  // retention) changed, so every cached route of a subject it matches is stale: those, and
+  // only those, are moved out into `stale` and their cache nodes freed. Stale routes are not
+  // left to be overwritten because a route holds its subscriptions, which hold their actors,
+  // which hold the runtime: one left in the cache would keep an unsubscribed actor, and so the
+  // runtime, alive. The caller destroys `stale` after releasing the locks: destroying the last
+  // reference to an actor runs its destructor, which may unsubscribe and so take them again.
+  void invalidate(const std::vector<std::string_view>& pattern, stale_routes& stale) {
     std::unique_lock lock(cache_mutex_);
-    stale.swap(cache_);
+    version_.fetch_add(1, std::memory_order_seq_cst);
+    if (cached_subjects_ == 0) return;
+    // Every cache node visited, parents before their children (each is reached once: the
+    // path to a node is unique and its depth is the pattern index it is reached with).
+    std::vector<cache_node*> visited;
+    struct frame {
+      cache_node* c;
+      std::size_t i;
+    };
+    std::vector<frame> pending{{&cache_root_, 0}};
+    auto drop = [&](cache_node& c) {
+      if (c.routes.empty()) return;
+      for (auto& slot : c.routes) stale.push_back(std::move(slot.second));
+      c.routes.clear();
+      --cached_subjects_;
+    };
+    while (!pending.empty()) {
+      const frame f = pending.back();
+      pending.pop_back();
+      visited.push_back(f.c);
+      if (f.i == pattern.size()) {
+        drop(*f.c);
+        continue;
+      }
+      const std::string_view token = pattern[f.i];
+      if (token == ">") {  // every cached subject below, at any depth
+        std::vector<cache_node*> below;
+        for (auto& [t, c] : f.c->children) below.push_back(c.get());
+        while (!below.empty()) {
+          cache_node* c = below.back();
+          below.pop_back();
+          visited.push_back(c);
+          drop(*c);
+          for (auto& [t, grandchild] : c->children) below.push_back(grandchild.get());
+        }
+      } else if (token == "*") {
+        for (auto& [t, c] : f.c->children) pending.push_back({c.get(), f.i + 1});
+      } else if (auto it = f.c->children.find(token); it != f.c->children.end()) {
+        pending.push_back({it->second.get(), f.i + 1});
+      }
+    }
+    // Children before parents: a node left with no routes and no children goes.
+    for (auto it = visited.rbegin(); it != visited.rend(); ++it) {
+      cache_node* c = *it;
+      if (c == &cache_root_ || !c->routes.empty() || !c->children.empty()) continue;
+      auto& siblings = c->parent->children;
+      siblings.erase(siblings.find(c->key));
+    }
   }
 
   std::shared_ptr<retained_log> find_log_locked(std::string_view subject,
@@ -2976,15 +3222,20 @@ class topic_registry {
 
   static constexpr std::size_t max_cached_subjects = 4096;
 
+  const subject_limits limits_{};
   mutable std::shared_mutex mutex_;
-  node root_;
-  std::size_t count_ = 0;
+  node root_;              // guarded by mutex_
+  std::size_t nodes_ = 0;  // below root_; guarded by mutex_
+  std::size_t count_ = 0;  // subscriptions; guarded by mutex_
   std::map<std::string, std::shared_ptr<retained_log>, std::less<>> logs_;  // guarded by mutex_
-  // Bumped (under mutex_) by every change a route depends on: subscribe, unsubscribe, retain.
+  // Bumped by every change a route depends on (subscribe, unsubscribe, retain), under mutex_
+  // and cache_mutex_: a route built before a change is not cached after it.
   std::atomic<std::uint64_t> version_{0};
-  // Routes by subject, then event type; a route is current while its version is version_.
-  std::shared_mutex cache_mutex_;
-  route_cache cache_;  // guarded by cache_mutex_
+  // Current routes, by subject (a trie of its tokens, so that a change finds the subjects its
+  // pattern matches without a scan), then event type.
+  mutable std::shared_mutex cache_mutex_;
+  cache_node cache_root_;            // guarded by cache_mutex_
+  std::size_t cached_subjects_ = 0;  // guarded by cache_mutex_
   std::atomic<std::uint64_t> turn_{0};
 };
 
@@ -5784,6 +6035,11 @@ struct group {
 // The subject dead letters are published on.
 inline constexpr std::string_view dead_letter_subject = "troupe.dead_letter";
 
+// The longest subject or pattern, in bytes, and the most tokens one may have; a longer one is
+// rejected with error(invalid_subject). NATS bounds a subject by its 4 KiB protocol line.
+inline constexpr std::size_t max_subject_bytes = detail::max_subject_bytes;
+inline constexpr std::size_t max_subject_tokens = detail::max_subject_tokens;
+
 // Where a subscription to a retained topic starts: at a given offset, or at the oldest event
 // the topic still keeps. Used with runtime::subscribe(subject, ref, replay).
 class replay {
@@ -5824,12 +6080,26 @@ struct retention_window {
 };
 
 // A handle on a retained subject (runtime::retain). Copyable; the retention itself lives as
-// long as the runtime, whether or not a handle does. Thread-safe.
+// long as the runtime, whether or not a handle does. Thread-safe. A handle may outlive its
+// runtime: subject() and window() still answer, publish() throws error(runtime_stopped).
 template <class E>
 class retained_topic {
  public:
   retained_topic(std::shared_ptr<detail::retained_log> log, detail::runtime_core* core) noexcept
-      : log_(std::move(log)), core_(core) {}
+      : log_(std::move(log)), core_(core) {
+    core_->retain();  // like a ref or a work queue: the core outlives every handle on it
+  }
+  retained_topic(const retained_topic& other) noexcept : log_(other.log_), core_(other.core_) {
+    core_->retain();
+  }
+  retained_topic& operator=(const retained_topic& other) noexcept {
+    other.core_->retain();
+    core_->release();
+    log_ = other.log_;
+    core_ = other.core_;
+    return *this;
+  }
+  ~retained_topic() { core_->release(); }
 
   [[nodiscard]] std::string_view subject() const noexcept { return log_->subject; }
   // The offsets kept now (a snapshot: publishes may move it right after).
@@ -5837,7 +6107,8 @@ class retained_topic {
     std::lock_guard lock(log_->mutex);
     return {log_->first, log_->next, log_->capacity};
   }
-  // Publishes on this subject, like runtime::publish; returns the offset the event got.
+  // Publishes on this subject, like runtime::publish; returns the offset the event got. Throws
+  // error(runtime_stopped) once the runtime's shutdown has begun (from outside its threads).
   template <class Event>
   requires std::same_as<std::remove_cvref_t<Event>, E> std::uint64_t publish(Event&& event)
   const;
@@ -5946,6 +6217,14 @@ handler_start invoke_event(actor_cell& cell, envelope& e) {
   }
 }
 
+// Refuses a topic operation once shutdown has begun, except from the runtime's own threads (an
+// actor finishing its work may still publish, as it may still send).
+inline void require_running(runtime_core* core, std::string_view what, std::string_view subject) {
+  if (core->accepting() || core->internal_thread()) return;
+  throw error(errc::runtime_stopped,
+              std::string(what) + " " + quote_subject(subject) + " after shutdown began");
+}
+
 template <class E>
 void destroy_event(envelope* e) noexcept {
   delete static_cast<event_envelope<E>*>(e);
@@ -6032,11 +6311,12 @@ template <class E, class A>
 std::shared_ptr<subscriber_entry> make_subscriber(actor_cell* cell, std::string_view pattern,
                                                   std::string group_name) {
   if (cell == nullptr) throw error(errc::invalid_ref, "subscribe() with an empty ref");
+  require_running(cell->core(), "subscribe to", pattern);
   if constexpr (!takes_plain_events<A, E>) {
     // Only offsets will do: the pattern must name a retained subject of E exactly.
     if (!cell->core()->topics().find_log(pattern, &type_tag<E>)) {
       throw error(errc::not_retained,
-                  "'" + std::string(pattern) + "' retains no " + std::string(type_name<E>()) +
+                  quote_subject(pattern) + " retains no " + std::string(type_name<E>()) +
                       " events, and the actor only has on(const troupe::retained<" +
                       std::string(type_name<E>()) + ">&)");
     }
@@ -6058,10 +6338,11 @@ subscription subscribe_actor(actor_cell* cell, std::string_view pattern, std::st
 template <class E, class A>
 subscription subscribe_replaying(actor_cell* cell, std::string_view subject, replay start) {
   if (cell == nullptr) throw error(errc::invalid_ref, "subscribe() with an empty ref");
+  require_running(cell->core(), "subscribe to", subject);
   split_subject(subject, false);  // a replay names one subject: no wildcards
   auto log = cell->core()->topics().find_log(subject, &type_tag<E>);
   if (!log) {
-    throw error(errc::not_retained, "'" + std::string(subject) + "' retains no " +
+    throw error(errc::not_retained, quote_subject(subject) + " retains no " +
                                         std::string(type_name<E>()) + " events to replay");
   }
   auto entry = make_subscriber<E, A>(cell, subject, {});
@@ -6091,6 +6372,7 @@ template <class Event>
 requires std::same_as<std::remove_cvref_t<Event>, E> std::uint64_t retained_topic<E>::publish(
     Event&& event)
 const {
+  detail::require_running(core_, "publish on the retained topic", log_->subject);
   core_->count_publish();
   return detail::publish_retained(core_, *log_,
                                   std::make_shared<const E>(std::forward<Event>(event)))
@@ -6851,7 +7133,8 @@ class runtime {
 
   // Subscribes `subscriber` to events of type E on subjects matching `pattern` (see topic.hpp),
   // within `g` if it names a consumer group. Compiles only if A has on(const E&). Throws
-  // error(invalid_subject) for a malformed pattern, error(invalid_ref) for an empty ref.
+  // error(invalid_subject) for a malformed pattern, error(invalid_ref) for an empty ref,
+  // error(runtime_stopped) once shutdown has begun.
   template <class E, Actor A>
   [[nodiscard]] subscription subscribe(std::string_view pattern, const ref<A>& subscriber,
                                        group g = {}) {
@@ -6868,7 +7151,8 @@ class runtime {
   // Subscribes `subscriber` to the retained subject `subject` (no wildcards), first replaying
   // the kept events from `start`, then live: every offset from `start` on arrives once, in order.
   // Throws error(not_retained) if `subject` keeps no E events, error(invalid_offset) if `start`
-  // is before the oldest kept offset or after the next one, error(invalid_ref) for an empty ref.
+  // is before the oldest kept offset or after the next one, error(invalid_ref) for an empty ref,
+  // error(runtime_stopped) once shutdown has begun.
   template <class E, Actor A>
   [[nodiscard]] subscription subscribe(std::string_view subject, const ref<A>& subscriber,
                                        replay start) {
@@ -6884,19 +7168,23 @@ class runtime {
   // Makes `subject` (no wildcards) keep its last `capacity` E events with offsets, for replay.
   // Idempotent for the same E and capacity; events published before it returns have no offset.
   // Throws error(invalid_subject) for a malformed subject, error(retention_conflict) if the
-  // subject already retains another type or capacity, or if capacity is 0. Thread-safe.
+  // subject already retains another type or capacity, or if capacity is 0, error(runtime_stopped)
+  // once shutdown has begun. Thread-safe.
   template <class E>
   retained_topic<E> retain(std::string_view subject, std::size_t capacity) {
     static_assert(Message<E>, "troupe: a retained event must be a movable object type");
+    detail::require_running(core_, "retain", subject);
     return retained_topic<E>(core_->topics().retain(subject, &detail::type_tag<E>, capacity),
                              core_);
   }
 
   // Publishes `event` on `subject` to every matching subscription (once per group); returns the
-  // number of deliveries. Thread-safe. Throws error(invalid_subject) for a malformed subject.
+  // number of deliveries. Thread-safe. Throws error(invalid_subject) for a malformed subject,
+  // error(runtime_stopped) once shutdown has begun (nothing is published or counted).
   template <class E>
   std::size_t publish(std::string_view subject, E&& event) {
     using event_type = std::remove_cvref_t<E>;
+    detail::require_running(core_, "publish on", subject);
     return detail::publish_event<event_type>(
         core_, subject, std::make_shared<const event_type>(std::forward<E>(event)));
   }
