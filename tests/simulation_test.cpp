@@ -390,3 +390,35 @@ TEST_CASE("simulation faults: a crash is a failure its supervisor handles") {
   sim.run();
   test::require_accounted(rt.counters());
 }
+
+namespace {
+struct tick {};
+struct get_ticks {};
+// Re-arms a one-second timer forever.
+class metronome {
+ public:
+  explicit metronome(troupe::context& ctx) : ctx_(ctx) {}
+  void on_start() { ctx_.send_after(1s, ctx_.self_as<metronome>(), tick{}); }
+  void on(tick) {
+    ++ticks_;
+    ctx_.send_after(1s, ctx_.self_as<metronome>(), tick{});
+  }
+  int on(get_ticks) const { return ticks_; }
+
+ private:
+  troupe::context& ctx_;
+  int ticks_ = 0;
+};
+}  // namespace
+
+TEST_CASE("simulation: a timer that re-arms forever: run_for bounds it, run() refuses it") {
+  troupe::simulation sim({.seed = 1, .max_events = 10'000});
+  auto m = sim.runtime().spawn<metronome>();
+  sim.run_for(10s);
+  REQUIRE(sim.elapsed() == 10s);
+  REQUIRE(m.ask(get_ticks{}).get() == 10);
+  REQUIRE_THROWS_AS(sim.run(), troupe::error);
+  REQUIRE(sim.run_until([&] { return sim.elapsed() >= 20s; }));
+  // The destructor shuts down: the drain runs on virtual time up to shutdown_timeout, then stops
+  // the actor; the last delayed tick is dead-lettered, every message accounted for.
+}

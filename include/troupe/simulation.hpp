@@ -44,8 +44,9 @@ struct simulation_options {
   std::size_t batch = 1;
   // Keep the trace's human-readable lines (trace(), write_trace()); the hash is kept always.
   bool trace = false;
-  // A bound on the events of one run()/get()/shutdown: a guard against timers that re-arm
-  // forever (0: none). Exceeding it throws error(timeout).
+  // A bound on the events of one run(), run_for(), run_until(), get() or shutdown: a guard
+  // against timers that re-arm forever (0: none). run() and run_for() throw error(timeout) past
+  // it, get() error(would_block); run_until() returns false; shutdown goes on to stop actors.
   std::uint64_t max_events = 50'000'000;
   // Replay: inject only these faults (matched by point and kind), e.g. a shrunk schedule from
   // sim::check's report. Unset: every fault the seed draws.

@@ -110,7 +110,9 @@ class sim_engine final : public scheduler, public driver {
         budget.count() > 0 ? timers_->now() + std::chrono::duration_cast<clock::duration>(budget)
                            : clock::time_point::max();
     identity_guard guard(this);
-    while (!done(arg)) {
+    // Never throws (shutdown calls it): past max_events it gives up, and the caller reports.
+    for (std::uint64_t n = 0; !done(arg); ++n) {
+      if (settings_.max_events != 0 && n >= settings_.max_events) return false;
       if (!step(limit)) return done(arg);
     }
     return true;
@@ -134,7 +136,13 @@ class sim_engine final : public scheduler, public driver {
   std::uint64_t run(clock::time_point limit = clock::time_point::max()) {
     identity_guard guard(this);
     std::uint64_t n = 0;
-    while (step(limit)) ++n;
+    while (step(limit)) {
+      if (settings_.max_events != 0 && ++n > settings_.max_events) {
+        throw error(errc::timeout, "the simulation ran " + std::to_string(n) +
+                                       " events in one run (simulation_options::max_events): a "
+                                       "timer that re-arms forever? bound the run with run_for()");
+      }
+    }
     return n;
   }
   void advance_to(clock::time_point t) noexcept { timers_->advance_to(t); }
@@ -256,11 +264,6 @@ class sim_engine final : public scheduler, public driver {
   // One event: an activation of a runnable actor picked at random or, when none is runnable,
   // the earliest timer (due no later than `limit`; the clock jumps to it).
   bool step(clock::time_point limit) {
-    if (settings_.max_events != 0 && steps_ >= settings_.max_events) {
-      throw error(errc::timeout, "the simulation ran " + std::to_string(steps_) +
-                                     " events (simulation_options::max_events): a timer that "
-                                     "re-arms forever? bound the run with run_for()");
-    }
     if (!runnable_.empty()) {
       const std::size_t n = runnable_.size();
       const std::size_t i = n == 1 ? 0 : schedule_rng_.below(n);
