@@ -422,3 +422,29 @@ TEST_CASE("simulation: a timer that re-arms forever: run_for bounds it, run() re
   // The destructor shuts down: the drain runs on virtual time up to shutdown_timeout, then stops
   // the actor; the last delayed tick is dead-lettered, every message accounted for.
 }
+
+TEST_CASE("simulation faults: random crashes are replayable and accounted for") {
+  auto run = [](std::uint64_t seed) {
+    fault_observer obs;
+    troupe::simulation sim({.seed = seed, .crash = 0.2, .runtime = obs.options()});
+    auto sup = sim.runtime().spawn<troupe::supervisor>(
+        troupe::one_for_one{.max_restarts = 1000, .within = 1000ms});
+    auto c = troupe::start_child<collector>(sup, {.name = "c"});
+    sim.assign(c, "svc");  // the child crashes at random, its supervisor (no node) never
+    auto p = sim.spawn_on<producer>("client", 1, c, 30);
+    p.send(go{});
+    sim.run();
+    const std::size_t crashes = count_kind(sim.faults(), troupe::fault_kind::crash);
+    REQUIRE(obs.failures.size() == crashes);
+    sim.run();
+    test::require_accounted(sim.runtime().counters());
+    return std::make_pair(crashes, sim.trace_hash());
+  };
+  std::size_t total = 0;
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    const auto a = run(seed);
+    REQUIRE(run(seed) == a);
+    total += a.first;
+  }
+  REQUIRE(total > 0);
+}

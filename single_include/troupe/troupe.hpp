@@ -4580,8 +4580,8 @@ inline void reply_slot_base::wait_or_drive() const {
         {});
     if (!completed) {
       throw troupe::error(errc::would_block,
-                          "reply::get() in a simulation with nothing left to run: the ask can "
-                          "never complete");
+                          "reply::get() in a simulation: the ask did not complete and nothing is "
+                          "left to run (or simulation_options::max_events was reached)");
     }
   }
   wait();
