@@ -79,6 +79,7 @@ void add_queue_workloads(std::vector<workload>& out);
 void add_mailbox_workloads(std::vector<workload>& out);
 void add_queue_store_workloads(std::vector<workload>& out);
 void add_metrics_workloads(std::vector<workload>& out);
+void add_simulation_workloads(std::vector<workload>& out);
 
 using clock = std::chrono::steady_clock;
 

@@ -91,7 +91,7 @@ class [[nodiscard]] reply {
       throw error(errc::would_block,
                   "reply::get() on a runtime thread; co_await the reply in a task handler");
     }
-    slot_->wait();
+    slot_->wait_or_drive();
     return slot_->take();
   }
 

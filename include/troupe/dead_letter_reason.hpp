@@ -13,6 +13,7 @@ enum class dead_letter_reason {
   mailbox_full,       // a bounded mailbox dropped it
   expired,            // a reply arrived after its ask completed
   retries_exhausted,  // a work-queue item failed on every allowed attempt
+  dropped,            // a simulation (troupe/simulation.hpp) dropped it as a network fault
 };
 
 // A short English name of the reason, e.g. "retries exhausted".
@@ -30,6 +31,8 @@ enum class dead_letter_reason {
       return "expired";
     case dead_letter_reason::retries_exhausted:
       return "retries exhausted";
+    case dead_letter_reason::dropped:
+      return "dropped by simulation";
   }
   return "unknown";
 }

@@ -174,6 +174,18 @@ class runtime {
   [[nodiscard]] std::size_t pending_timers() const noexcept { return core_->pending_timers(); }
 
  private:
+  friend class simulation;
+  // The simulation's runtime: `wire` attaches its own scheduler and clock (no threads).
+  runtime(runtime_options options, void (*wire)(detail::runtime_core&, void*), void* arg)
+      : core_(new detail::runtime_core(this, std::move(options))) {
+    try {
+      wire(*core_, arg);
+    } catch (...) {
+      core_->release();
+      throw;
+    }
+  }
+
   detail::runtime_core* core_;
 };
 

@@ -221,7 +221,7 @@ class supervisor {
       children_.erase(it);
       return;
     }
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = ctx_.now();  // the runtime's clock: virtual in a simulation
     while (!restarts_.empty() && now - restarts_.front() > within_) restarts_.pop_front();
     if (static_cast<int>(restarts_.size()) >= max_restarts_) {
       give_up(exit.reason);  // throws: this supervisor fails, its parent decides

@@ -853,6 +853,8 @@ class reply_slot_base {
   [[nodiscard]] bool done() const noexcept {
     return state_.load(std::memory_order_acquire) == state_done;
   }
+  // wait(), or in a simulation run its events until the ask completes (ask_path.hpp).
+  inline void wait_or_drive() const;
   void wait() const noexcept {
     for (std::uint32_t s = state_.load(std::memory_order_acquire); s != state_done;
          s = state_.load(std::memory_order_acquire)) {
@@ -1019,7 +1021,7 @@ class [[nodiscard]] reply {
       throw error(errc::would_block,
                   "reply::get() on a runtime thread; co_await the reply in a task handler");
     }
-    slot_->wait();
+    slot_->wait_or_drive();
     return slot_->take();
   }
 
@@ -1216,6 +1218,7 @@ enum class dead_letter_reason {
   mailbox_full,       // a bounded mailbox dropped it
   expired,            // a reply arrived after its ask completed
   retries_exhausted,  // a work-queue item failed on every allowed attempt
+  dropped,            // a simulation (troupe/simulation.hpp) dropped it as a network fault
 };
 
 // A short English name of the reason, e.g. "retries exhausted".
@@ -1233,6 +1236,8 @@ enum class dead_letter_reason {
       return "expired";
     case dead_letter_reason::retries_exhausted:
       return "retries exhausted";
+    case dead_letter_reason::dropped:
+      return "dropped by simulation";
   }
   return "unknown";
 }
@@ -1287,6 +1292,8 @@ struct envelope_ops {
   dead_letter_reason (*reroute)(envelope& e, dead_letter_reason reason) noexcept = nullptr;
   // Asks only: the reply state (metrics time the round trip on it).
   reply_slot_base* (*reply_of)(envelope& e) noexcept = nullptr;
+  // Plain sends of copyable messages: a copy (the simulation's duplicate fault); may throw.
+  envelope* (*clone)(const envelope& e) = nullptr;
 };
 
 // A message in flight. `next` links it into a mailbox; it is written by the sender before the
@@ -1334,6 +1341,22 @@ struct message_envelope final : envelope {
 template <class M>
 void destroy_envelope(envelope* e) noexcept {
   delete static_cast<message_envelope<M>*>(e);
+}
+
+template <class M>
+envelope* clone_envelope(const envelope& e) {
+  const auto& original = static_cast<const message_envelope<M>&>(e);
+  return new message_envelope<M>(original.ops, original.message);
+}
+
+// clone_envelope<M> if M can be copied, else null.
+template <class M>
+constexpr envelope* (*clone_of())(const envelope&) {
+  if constexpr (std::is_copy_constructible_v<M>) {
+    return &clone_envelope<M>;
+  } else {
+    return nullptr;
+  }
 }
 
 }  // namespace troupe::detail
@@ -2266,8 +2289,10 @@ template <class A, class M>
 handler_start invoke_handler(actor_cell& cell, envelope& e);
 
 template <class A, class M>
-inline constexpr envelope_ops message_ops{&invoke_handler<A, M>, &destroy_envelope<M>,
-                                          type_name<M>()};
+inline constexpr envelope_ops message_ops{.invoke = &invoke_handler<A, M>,
+                                          .destroy = &destroy_envelope<M>,
+                                          .message_type = type_name<M>(),
+                                          .clone = clone_of<M>()};
 
 template <class A>
 inline constexpr char type_tag = 0;
@@ -2394,6 +2419,33 @@ handler_start invoke_handler(actor_cell& cell, envelope& e) {
 
 }  // namespace troupe::detail
 // ---- end troupe/detail/actor_cell.hpp ----
+// ---- begin troupe/detail/driver.hpp ----
+// Internal: what runs a runtime's actors when there are no threads to run them (the
+// deterministic simulation, troupe/simulation.hpp). A threaded runtime has none.
+
+namespace troupe::detail {
+
+class actor_cell;
+struct envelope;
+
+class driver {
+ public:
+  driver() = default;
+  driver(const driver&) = delete;
+  driver& operator=(const driver&) = delete;
+  virtual ~driver() = default;
+
+  // Runs events on the calling thread until done(arg) holds, nothing is left to run, or (if
+  // `budget` > 0) that much virtual time has passed. Returns done(arg).
+  virtual bool run_until(bool (*done)(const void*), const void* arg,
+                         std::chrono::nanoseconds budget) = 0;
+  // The send path hands it every counted message before queuing it: it queues it
+  // (runtime_core::enqueue), delays, duplicates or drops it, and consumes it in any case.
+  virtual bool intercept(actor_cell* target, envelope* e) noexcept = 0;
+};
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/driver.hpp ----
 // ---- begin troupe/detail/scheduler.hpp ----
 // Internal: the scheduler interface and the thread-pool scheduler behind it.
 
@@ -2416,6 +2468,10 @@ class scheduler {
   // Joins the threads; every actor must have finished. Idempotent.
   virtual void stop() noexcept = 0;
   [[nodiscard]] virtual std::size_t thread_count() const noexcept = 0;
+  // Starts the threads, if it has any (runtime_core::attach calls it once).
+  virtual void start() {}
+  // The counter block of thread `i` (< thread_count()), which counters_here() hands its actors.
+  [[nodiscard]] virtual const counter_slot& counters_of(std::size_t i) const noexcept = 0;
 };
 
 // Per-worker FIFO run queues (moodycamel ConcurrentQueue: the owner enqueues with its token,
@@ -2453,7 +2509,7 @@ class worker_pool final : public scheduler {
 
   ~worker_pool() override { stop(); }
 
-  void start() {
+  void start() override {
     for (auto& w : workers_) {
       w->thread = std::thread([this, raw = w.get()] { loop(*raw); });
     }
@@ -2461,6 +2517,9 @@ class worker_pool final : public scheduler {
 
   [[nodiscard]] worker& at(std::size_t i) noexcept { return *workers_[i]; }
   [[nodiscard]] std::size_t thread_count() const noexcept override { return workers_.size(); }
+  [[nodiscard]] const counter_slot& counters_of(std::size_t i) const noexcept override {
+    return workers_[i]->counters;
+  }
 
   // The worker the calling thread is, if it belongs to this pool.
   [[nodiscard]] worker* current() const noexcept {
@@ -3641,12 +3700,20 @@ class runtime_core {
   runtime_core& operator=(const runtime_core&) = delete;
 
   // Wires the threads; they start running here.
-  void attach(std::unique_ptr<timer_service> timers, std::unique_ptr<worker_pool> pool) {
+  void attach(std::unique_ptr<timer_service> timers, std::unique_ptr<scheduler> pool) {
     timers_ = std::move(timers);
     pool_ = std::move(pool);
     scheduler_ = pool_.get();
     pool_->start();
   }
+
+  // The simulation's (before attach): `d` runs the actors when an outside thread would wait
+  // for them (reply::get, shutdown), and sees every send first.
+  void set_driver(driver* d) noexcept {
+    driver_ = d;
+    hooked_ = true;
+  }
+  [[nodiscard]] driver* current_driver() const noexcept { return driver_; }
 
   void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
@@ -3766,8 +3833,16 @@ class runtime_core {
       }
       if (!admit_bounded(target, e)) return false;
     }
-    if (instrumented_) [[unlikely]]
-      on_queued(target, e);
+    if (hooked_) [[unlikely]]
+      return post_hooked(target, e);
+    return enqueue(target, e);
+  }
+
+  // Metrics, tracing or a simulation see the message before it is queued. Out of line: the
+  // plain send path pays only the branch on hooked_ (which replaced the one on instrumented_).
+  [[gnu::noinline]] bool post_hooked(actor_cell* target, envelope* e) noexcept {
+    if (instrumented_) on_queued(target, e);
+    if (driver_ != nullptr) return driver_->intercept(target, e);
     return enqueue(target, e);
   }
 
@@ -4139,6 +4214,8 @@ class runtime_core {
         return errc::timeout;
       case dead_letter_reason::retries_exhausted:
         return errc::handler_failed;
+      case dead_letter_reason::dropped:
+        return errc::timeout;  // what an asker of a lost request sees (the simulation)
     }
     return errc::actor_stopped;
   }
@@ -4243,7 +4320,13 @@ class runtime_core {
       std::unique_lock lock(registry_mutex_);
       accepting_.store(false, std::memory_order_seq_cst);
       phase_.store(phase::draining, std::memory_order_seq_cst);
+      if (driver_ != nullptr) {  // simulated: no threads; run the actors here, on virtual time
+        lock.unlock();
+        driver_->run_until(&runtime_core::quiet_of, this, timeout);
+        lock.lock();
+      }
       while (!quiet() && std::chrono::steady_clock::now() < deadline) {
+        if (driver_ != nullptr) break;
         // Parking workers notify; the short bound only covers a notification that raced ahead.
         state_cv_.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() +
                                                           std::chrono::milliseconds(5)));
@@ -4259,6 +4342,7 @@ class runtime_core {
       c->request_stop(true);
       c->release();
     }
+    if (driver_ != nullptr) driver_->run_until(&runtime_core::all_stopped, this, {});
     {
       std::unique_lock lock(registry_mutex_);
       // Unbounded only if a synchronous handler never returns: C++ cannot preempt it.
@@ -4309,7 +4393,7 @@ class runtime_core {
       r.open_asks -= s.asks_closed.load(std::memory_order_relaxed);
     };
     add(shared_counters_);
-    for (std::size_t i = 0; i < pool_->thread_count(); ++i) add(pool_->at(i).counters);
+    for (std::size_t i = 0; i < pool_->thread_count(); ++i) add(pool_->counters_of(i));
     r.spawned = spawned_.load(std::memory_order_relaxed);
     r.stopped = stopped_.load(std::memory_order_relaxed);
     r.failed = failed_.load(std::memory_order_relaxed);
@@ -4327,6 +4411,15 @@ class runtime_core {
 
  private:
   ~runtime_core() = default;
+
+  static bool quiet_of(const void* self) noexcept {
+    return static_cast<const runtime_core*>(self)->quiet();
+  }
+  static bool all_stopped(const void* self) noexcept {
+    auto* core = static_cast<const runtime_core*>(self);
+    std::lock_guard lock(core->registry_mutex_);
+    return core->live_ == 0;
+  }
 
   [[nodiscard]] bool quiet() const noexcept {
     return delayed_.load(std::memory_order_seq_cst) == 0 &&
@@ -4355,8 +4448,9 @@ class runtime_core {
   std::atomic<troupe::runtime*> owner_;
   runtime_options options_;
   std::unique_ptr<timer_service> timers_;
-  std::unique_ptr<worker_pool> pool_;
+  std::unique_ptr<scheduler> pool_;
   scheduler* scheduler_ = nullptr;
+  driver* driver_ = nullptr;
   counter_slot shared_counters_;
   std::atomic<std::uint64_t> next_id_{1};
   std::atomic<std::uint64_t> next_correlation_{1};
@@ -4372,6 +4466,9 @@ class runtime_core {
   // Read on every send and every handler start: the one branch metrics cost when off. Next to
   // accepting_, which the send path reads anyway.
   const bool instrumented_;
+  // instrumented_ or a simulation's driver: the send path's one branch covers both. Written
+  // once, before any actor exists (set_driver).
+  bool hooked_ = instrumented_;
   std::atomic<bool> accepting_{true};
   std::atomic<phase> phase_{phase::running};
   std::atomic<std::int64_t> suspended_{0};
@@ -5024,6 +5121,20 @@ inline bool reply_slot_base::fail(errc code, const std::string& text,
   }
   publish();
   return true;
+}
+
+inline void reply_slot_base::wait_or_drive() const {
+  if (driver* d = core()->current_driver(); d != nullptr && !done()) {
+    const bool completed = d->run_until(
+        [](const void* self) { return static_cast<const reply_slot_base*>(self)->done(); }, this,
+        {});
+    if (!completed) {
+      throw troupe::error(errc::would_block,
+                          "reply::get() in a simulation: the ask did not complete and nothing is "
+                          "left to run (or simulation_options::max_events was reached)");
+    }
+  }
+  wait();
 }
 
 inline void reply_slot_base::publish() noexcept {
@@ -7220,6 +7331,18 @@ class runtime {
   [[nodiscard]] std::size_t pending_timers() const noexcept { return core_->pending_timers(); }
 
  private:
+  friend class simulation;
+  // The simulation's runtime: `wire` attaches its own scheduler and clock (no threads).
+  runtime(runtime_options options, void (*wire)(detail::runtime_core&, void*), void* arg)
+      : core_(new detail::runtime_core(this, std::move(options))) {
+    try {
+      wire(*core_, arg);
+    } catch (...) {
+      core_->release();
+      throw;
+    }
+  }
+
   detail::runtime_core* core_;
 };
 
@@ -7432,7 +7555,7 @@ class supervisor {
       children_.erase(it);
       return;
     }
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = ctx_.now();  // the runtime's clock: virtual in a simulation
     while (!restarts_.empty() && now - restarts_.front() > within_) restarts_.pop_front();
     if (static_cast<int>(restarts_.size()) >= max_restarts_) {
       give_up(exit.reason);  // throws: this supervisor fails, its parent decides

@@ -235,8 +235,10 @@ template <class A, class M>
 handler_start invoke_handler(actor_cell& cell, envelope& e);
 
 template <class A, class M>
-inline constexpr envelope_ops message_ops{&invoke_handler<A, M>, &destroy_envelope<M>,
-                                          type_name<M>()};
+inline constexpr envelope_ops message_ops{.invoke = &invoke_handler<A, M>,
+                                          .destroy = &destroy_envelope<M>,
+                                          .message_type = type_name<M>(),
+                                          .clone = clone_of<M>()};
 
 template <class A>
 inline constexpr char type_tag = 0;

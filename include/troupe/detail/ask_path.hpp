@@ -167,6 +167,20 @@ inline bool reply_slot_base::fail(errc code, const std::string& text,
   return true;
 }
 
+inline void reply_slot_base::wait_or_drive() const {
+  if (driver* d = core()->current_driver(); d != nullptr && !done()) {
+    const bool completed = d->run_until(
+        [](const void* self) { return static_cast<const reply_slot_base*>(self)->done(); }, this,
+        {});
+    if (!completed) {
+      throw troupe::error(errc::would_block,
+                          "reply::get() in a simulation: the ask did not complete and nothing is "
+                          "left to run (or simulation_options::max_events was reached)");
+    }
+  }
+  wait();
+}
+
 inline void reply_slot_base::publish() noexcept {
   // Cancel first, so that whoever sees the ask done also sees its timer gone. Destroying the
   // cancelled task drops its reference; the caller still holds one.

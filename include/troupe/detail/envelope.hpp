@@ -8,6 +8,7 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include <troupe/dead_letter_reason.hpp>
@@ -43,6 +44,8 @@ struct envelope_ops {
   dead_letter_reason (*reroute)(envelope& e, dead_letter_reason reason) noexcept = nullptr;
   // Asks only: the reply state (metrics time the round trip on it).
   reply_slot_base* (*reply_of)(envelope& e) noexcept = nullptr;
+  // Plain sends of copyable messages: a copy (the simulation's duplicate fault); may throw.
+  envelope* (*clone)(const envelope& e) = nullptr;
 };
 
 // A message in flight. `next` links it into a mailbox; it is written by the sender before the
@@ -90,6 +93,22 @@ struct message_envelope final : envelope {
 template <class M>
 void destroy_envelope(envelope* e) noexcept {
   delete static_cast<message_envelope<M>*>(e);
+}
+
+template <class M>
+envelope* clone_envelope(const envelope& e) {
+  const auto& original = static_cast<const message_envelope<M>&>(e);
+  return new message_envelope<M>(original.ops, original.message);
+}
+
+// clone_envelope<M> if M can be copied, else null.
+template <class M>
+constexpr envelope* (*clone_of())(const envelope&) {
+  if constexpr (std::is_copy_constructible_v<M>) {
+    return &clone_envelope<M>;
+  } else {
+    return nullptr;
+  }
 }
 
 }  // namespace troupe::detail

@@ -43,6 +43,8 @@ class reply_slot_base {
   [[nodiscard]] bool done() const noexcept {
     return state_.load(std::memory_order_acquire) == state_done;
   }
+  // wait(), or in a simulation run its events until the ask completes (ask_path.hpp).
+  inline void wait_or_drive() const;
   void wait() const noexcept {
     for (std::uint32_t s = state_.load(std::memory_order_acquire); s != state_done;
          s = state_.load(std::memory_order_acquire)) {

@@ -25,6 +25,7 @@
 #include <troupe/dead_letter.hpp>
 #include <troupe/detail/actor_cell.hpp>
 #include <troupe/detail/counters.hpp>
+#include <troupe/detail/driver.hpp>
 #include <troupe/detail/instrumentation.hpp>
 #include <troupe/detail/reply_slot.hpp>
 #include <troupe/detail/scheduler.hpp>
@@ -94,12 +95,20 @@ class runtime_core {
   runtime_core& operator=(const runtime_core&) = delete;
 
   // Wires the threads; they start running here.
-  void attach(std::unique_ptr<timer_service> timers, std::unique_ptr<worker_pool> pool) {
+  void attach(std::unique_ptr<timer_service> timers, std::unique_ptr<scheduler> pool) {
     timers_ = std::move(timers);
     pool_ = std::move(pool);
     scheduler_ = pool_.get();
     pool_->start();
   }
+
+  // The simulation's (before attach): `d` runs the actors when an outside thread would wait
+  // for them (reply::get, shutdown), and sees every send first.
+  void set_driver(driver* d) noexcept {
+    driver_ = d;
+    hooked_ = true;
+  }
+  [[nodiscard]] driver* current_driver() const noexcept { return driver_; }
 
   void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
@@ -219,8 +228,16 @@ class runtime_core {
       }
       if (!admit_bounded(target, e)) return false;
     }
-    if (instrumented_) [[unlikely]]
-      on_queued(target, e);
+    if (hooked_) [[unlikely]]
+      return post_hooked(target, e);
+    return enqueue(target, e);
+  }
+
+  // Metrics, tracing or a simulation see the message before it is queued. Out of line: the
+  // plain send path pays only the branch on hooked_ (which replaced the one on instrumented_).
+  [[gnu::noinline]] bool post_hooked(actor_cell* target, envelope* e) noexcept {
+    if (instrumented_) on_queued(target, e);
+    if (driver_ != nullptr) return driver_->intercept(target, e);
     return enqueue(target, e);
   }
 
@@ -592,6 +609,8 @@ class runtime_core {
         return errc::timeout;
       case dead_letter_reason::retries_exhausted:
         return errc::handler_failed;
+      case dead_letter_reason::dropped:
+        return errc::timeout;  // what an asker of a lost request sees (the simulation)
     }
     return errc::actor_stopped;
   }
@@ -696,7 +715,13 @@ class runtime_core {
       std::unique_lock lock(registry_mutex_);
       accepting_.store(false, std::memory_order_seq_cst);
       phase_.store(phase::draining, std::memory_order_seq_cst);
+      if (driver_ != nullptr) {  // simulated: no threads; run the actors here, on virtual time
+        lock.unlock();
+        driver_->run_until(&runtime_core::quiet_of, this, timeout);
+        lock.lock();
+      }
       while (!quiet() && std::chrono::steady_clock::now() < deadline) {
+        if (driver_ != nullptr) break;
         // Parking workers notify; the short bound only covers a notification that raced ahead.
         state_cv_.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() +
                                                           std::chrono::milliseconds(5)));
@@ -712,6 +737,7 @@ class runtime_core {
       c->request_stop(true);
       c->release();
     }
+    if (driver_ != nullptr) driver_->run_until(&runtime_core::all_stopped, this, {});
     {
       std::unique_lock lock(registry_mutex_);
       // Unbounded only if a synchronous handler never returns: C++ cannot preempt it.
@@ -762,7 +788,7 @@ class runtime_core {
       r.open_asks -= s.asks_closed.load(std::memory_order_relaxed);
     };
     add(shared_counters_);
-    for (std::size_t i = 0; i < pool_->thread_count(); ++i) add(pool_->at(i).counters);
+    for (std::size_t i = 0; i < pool_->thread_count(); ++i) add(pool_->counters_of(i));
     r.spawned = spawned_.load(std::memory_order_relaxed);
     r.stopped = stopped_.load(std::memory_order_relaxed);
     r.failed = failed_.load(std::memory_order_relaxed);
@@ -780,6 +806,15 @@ class runtime_core {
 
  private:
   ~runtime_core() = default;
+
+  static bool quiet_of(const void* self) noexcept {
+    return static_cast<const runtime_core*>(self)->quiet();
+  }
+  static bool all_stopped(const void* self) noexcept {
+    auto* core = static_cast<const runtime_core*>(self);
+    std::lock_guard lock(core->registry_mutex_);
+    return core->live_ == 0;
+  }
 
   [[nodiscard]] bool quiet() const noexcept {
     return delayed_.load(std::memory_order_seq_cst) == 0 &&
@@ -808,8 +843,9 @@ class runtime_core {
   std::atomic<troupe::runtime*> owner_;
   runtime_options options_;
   std::unique_ptr<timer_service> timers_;
-  std::unique_ptr<worker_pool> pool_;
+  std::unique_ptr<scheduler> pool_;
   scheduler* scheduler_ = nullptr;
+  driver* driver_ = nullptr;
   counter_slot shared_counters_;
   std::atomic<std::uint64_t> next_id_{1};
   std::atomic<std::uint64_t> next_correlation_{1};
@@ -825,6 +861,9 @@ class runtime_core {
   // Read on every send and every handler start: the one branch metrics cost when off. Next to
   // accepting_, which the send path reads anyway.
   const bool instrumented_;
+  // instrumented_ or a simulation's driver: the send path's one branch covers both. Written
+  // once, before any actor exists (set_driver).
+  bool hooked_ = instrumented_;
   std::atomic<bool> accepting_{true};
   std::atomic<phase> phase_{phase::running};
   std::atomic<std::int64_t> suspended_{0};

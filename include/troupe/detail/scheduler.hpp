@@ -32,6 +32,10 @@ class scheduler {
   // Joins the threads; every actor must have finished. Idempotent.
   virtual void stop() noexcept = 0;
   [[nodiscard]] virtual std::size_t thread_count() const noexcept = 0;
+  // Starts the threads, if it has any (runtime_core::attach calls it once).
+  virtual void start() {}
+  // The counter block of thread `i` (< thread_count()), which counters_here() hands its actors.
+  [[nodiscard]] virtual const counter_slot& counters_of(std::size_t i) const noexcept = 0;
 };
 
 // Per-worker FIFO run queues (moodycamel ConcurrentQueue: the owner enqueues with its token,
@@ -69,7 +73,7 @@ class worker_pool final : public scheduler {
 
   ~worker_pool() override { stop(); }
 
-  void start() {
+  void start() override {
     for (auto& w : workers_) {
       w->thread = std::thread([this, raw = w.get()] { loop(*raw); });
     }
@@ -77,6 +81,9 @@ class worker_pool final : public scheduler {
 
   [[nodiscard]] worker& at(std::size_t i) noexcept { return *workers_[i]; }
   [[nodiscard]] std::size_t thread_count() const noexcept override { return workers_.size(); }
+  [[nodiscard]] const counter_slot& counters_of(std::size_t i) const noexcept override {
+    return workers_[i]->counters;
+  }
 
   // The worker the calling thread is, if it belongs to this pool.
   [[nodiscard]] worker* current() const noexcept {
