@@ -83,7 +83,9 @@ struct codec_of {
   using type = msgpack_codec;
 };
 template <class T>
-requires requires { typename T::troupe_codec; }
+requires requires {
+  typename T::troupe_codec;
+}
 struct codec_of<T> {
   using type = typename T::troupe_codec;
 };

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <msgpack.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -25,8 +26,6 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
-
-#include <msgpack.hpp>
 
 #include <troupe/codec.hpp>
 #include <troupe/detail/reflect.hpp>
@@ -54,9 +53,8 @@ concept msgpack_native = requires(const T& value, packer& p, const msgpack::obje
 
 template <class T>
 concept encodable = std::is_same_v<T, bool> || std::is_arithmetic_v<T> || std::is_enum_v<T> ||
-                    std::is_same_v<T, std::string> || std::is_same_v<T, unit> ||
-                    is_vector<T>::value || is_optional<T>::value || is_map<T>::value ||
-                    msgpack_native<T> || reflectable<T>;
+    std::is_same_v<T, std::string> || std::is_same_v<T, unit> || is_vector<T>::value ||
+    is_optional<T>::value || is_map<T>::value || msgpack_native<T> || reflectable<T>;
 
 // Spelled as a class template so that a failing static_assert prints the type's name.
 template <class FieldOrMessageType>

@@ -7,4 +7,6 @@ struct unnamed_order {
   long cents;
 };
 
-int main() { return static_cast<int>(troupe::wire_name_of<unnamed_order>().size()); }
+int main() {
+  return static_cast<int>(troupe::wire_name_of<unnamed_order>().size());
+}

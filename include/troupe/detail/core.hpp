@@ -479,6 +479,8 @@ class runtime_core {
         return errc::timeout;
       case dead_letter_reason::retries_exhausted:
         return errc::handler_failed;
+      default:  // the transport's reasons (troupe/nats/) never reach an envelope
+        break;
     }
     return errc::actor_stopped;
   }

@@ -1,0 +1,577 @@
+// troupe::nats::node: a runtime attached to a NATS server or cluster, so that its actors can be
+// reached from other processes and reach theirs.
+//
+//   // the shared interface: the actor class itself, or a class that only declares handlers
+//   struct deposit { static constexpr std::string_view troupe_wire_name = "bank.deposit"; long
+//   cents; }; struct balance { static constexpr std::string_view troupe_wire_name = "bank.balance";
+//   }; struct account_api { void on(deposit); long on(balance); };
+//
+//   // the serving process
+//   troupe::runtime rt;
+//   troupe::nats::node n(rt, {.servers = {"nats://10.0.0.5:4222"}, .name = "bank-1"});
+//   auto acc = rt.spawn<account>();
+//   n.expose<deposit, balance>("account", acc);      // each listed type checked against account
+//
+//   // any other process
+//   troupe::nats::node n(rt, {.servers = {...}, .name = "web-7"});
+//   auto acc = n.remote<account_api>("account");
+//   acc.send(deposit{500});                          // compiles only if account_api handles it
+//   long c = acc.ask(balance{}).get();               // or co_await acc.ask(balance{}, 200ms)
+//
+// On the wire: an exposed actor is the subject "<prefix>.actor.<name>" (a queue group of that
+// name, so exposing one name in several processes balances it); headers carry the wire type name,
+// the codec id, the correlation and causation ids; an ask is a request whose reply comes to the
+// node's one inbox ("_INBOX.<id>.<correlation>"). Delivery is at most once (no JetStream), FIFO per
+// sender->receiver pair. Remote asks complete like local ones, or at once with errc::no_responders
+// (nobody exposes the name), errc::disconnected (the connection dropped: every pending ask fails
+// then, not at its timeout), errc::too_large, errc::decode_failed, errc::handler_failed (cause() is
+// a troupe::nats::remote_error with the thrown type's name and text), errc::timeout (troupe's
+// clock). Bad input on an exposed subject is a dead letter with its reason (decode_failed,
+// unknown_type, wrong_codec, too_large).
+//
+// Threads: nats.c's callbacks only hand messages to an internal actor; decoding, forwarding and
+// completing asks run on the runtime's workers. Destroy (or close()) the node before its runtime.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <troupe/nats/detail/link.hpp>
+
+namespace troupe::nats {
+
+// How a node connects and names itself. Designated initialisers read well.
+struct node_options {
+  // The servers of one NATS cluster, tried in order (nats://host:port).
+  std::vector<std::string> servers{"nats://127.0.0.1:4222"};
+  // This process's name on the wire (the connection name, the troupe-from header).
+  std::string name = "troupe";
+  // Every subject of this system starts with it: "<prefix>.actor.<name>".
+  std::string prefix = "troupe";
+  // How long the first connection may take before the constructor gives up.
+  std::chrono::milliseconds connect_timeout{2000};
+  // Between reconnection attempts once connected; reconnection goes on until close().
+  std::chrono::milliseconds reconnect_wait{50};
+  // The largest payload this node sends or accepts; 0: the server's max_payload.
+  std::size_t max_message_bytes = 0;
+  // Called on connection changes (disconnected, reconnected, closed), on a runtime worker; must
+  // not block. Pending asks have already failed when it hears `disconnected`.
+  std::function<void(connection_state)> on_state{};
+};
+
+template <class I>
+class remote_ref;
+
+namespace detail {
+
+template <class R>
+void complete_ask(link& l, troupe::detail::reply_slot_base* base, natsMsg* m) {
+  auto* slot = static_cast<troupe::detail::reply_slot<R>*>(base);
+  link::bump(l.c_delivered);
+  if (natsMsg_IsNoResponders(m)) {
+    slot->fail(errc::no_responders, "no process exposes the name asked");
+    return;
+  }
+  const std::string_view status = header(m, h_status);
+  if (status != "ok") {
+    int code = 0;
+    for (char c : status) code = (c >= '0' && c <= '9') ? code * 10 + (c - '0') : -1;
+    const std::string type(header(m, h_error_type));
+    const std::string text(payload(m));
+    if (code <= 0 || code > static_cast<int>(errc::decode_failed)) code = 0;
+    const errc e = code == 0 ? errc::handler_failed : static_cast<errc>(code);
+    if (e == errc::handler_failed) {
+      slot->fail(e, "the remote handler threw " + type + ": " + text,
+                 std::make_exception_ptr(remote_error(type, text)));
+    } else {
+      slot->fail(e, "remote: " + (type.empty() ? text : type + ": " + text));
+    }
+    return;
+  }
+  if (header(m, h_type) != wire_name_of<R>() || header(m, h_codec) != codec_id_of<R>()) {
+    link::bump(l.c_decode);
+    slot->fail(errc::decode_failed, "the reply is a " + std::string(header(m, h_type)) + " (" +
+                                        std::string(header(m, h_codec)) + "), not a " +
+                                        std::string(wire_name_of<R>()));
+    return;
+  }
+  auto d = troupe::decode<R>(payload(m));
+  if (!d) {
+    link::bump(l.c_decode);
+    slot->fail(errc::decode_failed, "the reply: " + d.error());
+    return;
+  }
+  slot->deliver(std::move(d).value());
+}
+
+// Sends the outcome of a local ask that came from the wire back to the asker (any thread).
+template <class R>
+void send_reply(link& l, const std::string& to, const std::string& corr, result<R>& r) {
+  if (r.has_value()) {
+    std::string bytes;
+    try {
+      troupe::encode(r.value(), bytes);
+    } catch (...) {
+      link::bump(l.c_encode);
+      const auto [type, text] = describe_exception(std::current_exception());
+      l.publish(to, nullptr, "troupe.error", "none", "the reply could not be encoded: " + text,
+                {{h_status, std::to_string(static_cast<int>(errc::handler_failed))},
+                 {h_error_type, type},
+                 {h_corr, corr}});
+      return;
+    }
+    const natsStatus s = l.publish(to, nullptr, wire_name_of<R>(), codec_id_of<R>(), bytes,
+                                   {{h_status, "ok"}, {h_corr, corr}});
+    if (s == NATS_MAX_PAYLOAD) {
+      l.publish(to, nullptr, "troupe.error", "none",
+                "a " + std::to_string(bytes.size()) + "-byte reply exceeds the server's limit",
+                {{h_status, std::to_string(static_cast<int>(errc::too_large))}, {h_corr, corr}});
+    }
+    return;
+  }
+  errc code = errc::handler_failed;
+  std::string type;
+  std::string text;
+  try {
+    std::rethrow_exception(r.error());
+  } catch (const troupe::error& e) {
+    code = e.code();
+    text = e.what();
+    if (e.cause()) std::tie(type, text) = describe_exception(e.cause());
+  } catch (...) {
+    std::tie(type, text) = describe_exception(std::current_exception());
+  }
+  l.publish(
+      to, nullptr, "troupe.error", "none", text,
+      {{h_status, std::to_string(static_cast<int>(code))}, {h_error_type, type}, {h_corr, corr}});
+}
+
+inline std::chrono::nanoseconds timeout_of(natsMsg* m, std::chrono::nanoseconds fallback) {
+  std::uint64_t us = 0;
+  const std::string_view v = header(m, h_timeout);
+  if (v.empty() || v.size() > 12) return fallback;
+  for (char c : v) {
+    if (c < '0' || c > '9') return fallback;
+    us = us * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return std::chrono::microseconds(us);
+}
+
+// Spelled as a class template so that compilers print both type names when it is false.
+template <class ActorType, class MessageType>
+struct actor_serves_message {
+  static constexpr bool value = Handles<ActorType, MessageType> || Replies<ActorType, MessageType>;
+};
+
+// Decodes an M that came for the exposed actor of class A and hands it over (agent's worker).
+template <class A, class M>
+void forward(link& l, exposure& x, natsMsg* m, std::string_view bytes) {
+  auto d = troupe::decode<M>(bytes);
+  const char* reply = natsMsg_GetReply(m);
+  const bool asked = reply != nullptr && *reply != '\0';
+  if (!d) {
+    link::bump(l.c_decode);
+    link::bump(l.c_dead);
+    l.dead_letter(x.target, wire_name_of<M>(), dead_letter_reason::decode_failed, 0,
+                  d.error() + " (on " + x.subject + ")");
+    if (asked) {
+      l.publish(reply, nullptr, "troupe.error", "none", d.error(),
+                {{h_status, std::to_string(static_cast<int>(errc::decode_failed))},
+                 {h_error_type, "decode failed"},
+                 {h_corr, std::string(header(m, h_corr))}});
+    }
+    return;
+  }
+  const auto& target = *static_cast<const ref<A>*>(x.typed_target);
+  link::bump(l.c_delivered);
+  if constexpr (Replies<A, M>) {
+    if (asked || !Handles<A, M>) {  // a plain send to a promise handler: an ask, reply dropped
+      using R = reply_type_t<A, M>;
+      auto r = target.ask(std::move(d).value(), timeout_of(m, l.core->options().ask_timeout));
+      std::move(r).then([self = asked ? l.self.lock() : nullptr,
+                         to = asked ? std::string(reply) : std::string(),
+                         corr = std::string(header(m, h_corr))](result<R> res) mutable {
+        if (self) send_reply<R>(*self, to, corr, res);
+      });
+      return;
+    }
+  }
+  if constexpr (Handles<A, M>) target.send(std::move(d).value());
+}
+
+}  // namespace detail
+
+// A runtime's attachment to NATS (see the top of this file). Not copyable or movable. Thread-safe:
+// any thread may expose, look up, send and ask.
+class node {
+ public:
+  // Connects (throws troupe::error(errc::disconnected) with nats.c's reason if no server of the
+  // list answers within connect_timeout) and starts serving replies.
+  node(troupe::runtime& rt, node_options options) : link_(std::make_shared<detail::link>()) {
+    detail::link& l = *link_;
+    l.self = link_;
+    l.rt = &rt;
+    l.name = std::move(options.name);
+    l.prefix = std::move(options.prefix);
+    l.max_bytes = options.max_message_bytes;
+    l.on_state = std::move(options.on_state);
+    if (options.servers.empty()) throw error(errc::disconnected, "node_options::servers is empty");
+    l.agent_ref = rt.spawn<detail::agent>(link_);
+    l.core = troupe::detail::access::cell_of(l.agent_ref)->core();
+
+    natsOptions* o = nullptr;
+    check(natsOptions_Create(&o), "natsOptions_Create");
+    std::unique_ptr<natsOptions, void (*)(natsOptions*)> opts(o, &natsOptions_Destroy);
+    std::vector<const char*> urls;
+    for (const auto& s : options.servers) urls.push_back(s.c_str());
+    check(natsOptions_SetServers(o, urls.data(), static_cast<int>(urls.size())), "servers");
+    check(natsOptions_SetNoRandomize(o, true), "no randomize");
+    check(natsOptions_SetName(o, l.name.c_str()), "name");
+    check(natsOptions_SetTimeout(o, options.connect_timeout.count()), "timeout");
+    check(natsOptions_SetMaxReconnect(o, -1), "max reconnect");
+    check(natsOptions_SetReconnectWait(o, options.reconnect_wait.count()), "reconnect wait");
+    check(natsOptions_SetDisconnectedCB(o, &detail::link::on_disconnected, &l), "disconnected cb");
+    check(natsOptions_SetReconnectedCB(o, &detail::link::on_reconnected, &l), "reconnected cb");
+    check(natsOptions_SetClosedCB(o, &detail::link::on_closed, &l), "closed cb");
+    natsConnection* c = nullptr;
+    const natsStatus s = natsConnection_Connect(&c, o);
+    if (s != NATS_OK) {
+      l.agent_ref.stop();
+      throw error(errc::disconnected, std::string("cannot connect to NATS: ") +
+                                          natsStatus_GetText(s) + " (" + options.servers.front() +
+                                          (options.servers.size() > 1 ? ", ..." : "") + ")");
+    }
+    l.conn = c;
+    l.expect_callback();  // the closed callback
+    try {
+      natsInbox* inbox = nullptr;
+      check(natsInbox_Create(&inbox), "inbox");
+      l.inbox = reinterpret_cast<const char*>(inbox);
+      natsInbox_Destroy(inbox);
+      subscribe(l.inbox + ".*", nullptr, &detail::link::on_reply, &l, &l.inbox_sub);
+    } catch (...) {
+      close();
+      throw;
+    }
+  }
+
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+  ~node() { close(); }
+
+  // Serves the local actor `target` under `name` for the message types Ms (each must be a
+  // message A handles and have a wire name: checked at compile time). Asks of a type A replies to
+  // are answered. Throws error(invalid_subject) for a name that is not one subject token
+  // sequence, error(disconnected) if the node is closed or the subscription fails.
+  template <class... Ms, Actor A>
+  void expose(std::string_view name, const ref<A>& target) {
+    static_assert(sizeof...(Ms) > 0,
+                  "troupe::nats::node::expose<M...>(name, ref): list the message types to serve");
+    static_assert((detail::actor_serves_message<A, Ms>::value && ...),
+                  "troupe::nats::node::expose: the actor has no on(...) handler for a listed "
+                  "message type");
+    static_assert((troupe::detail::type_has_a_wire_name<Ms>::value && ...),
+                  "troupe::nats::node::expose: a listed message type has no wire name (see "
+                  "codec.hpp)");
+    if (!target) throw error(errc::invalid_ref, "expose() of an empty ref");
+    check_name(name);
+    detail::link& l = *link_;
+    auto x = std::make_unique<detail::exposure>();
+    x->owner = &l;
+    x->name = std::string(name);
+    x->subject = l.prefix + ".actor." + x->name;
+    x->target = target;
+    auto* typed = new ref<A>(target);
+    x->typed_target = typed;
+    x->destroy_target = [typed] { delete typed; };
+    (x->entries.emplace(
+         wire_name_of<Ms>(),
+         detail::exposure::entry{codec_id_of<Ms>(), wire_name_of<Ms>(), &detail::forward<A, Ms>}),
+     ...);
+    detail::exposure* raw = x.get();
+    {
+      std::lock_guard lock(l.mutex);
+      l.exposures.push_back(std::move(x));
+    }
+    subscribe(raw->subject, raw->subject.c_str(), &detail::link::on_exposed, raw, &raw->sub);
+  }
+
+  // A handle on the actor another process exposes as `name`, typed by the interface I: the
+  // actor's class or a class that declares its on(...) handlers. Never fails: a name nobody
+  // serves shows at use (an ask fails with errc::no_responders).
+  template <class I>
+  [[nodiscard]] remote_ref<I> remote(std::string_view name) const {
+    check_name(name);
+    return remote_ref<I>(link_, link_->prefix + ".actor." + std::string(name));
+  }
+
+  // Unsubscribes, closes the connection (waiting until nats.c runs none of this node's
+  // callbacks), fails the pending asks with errc::disconnected, stops the internal actor.
+  // Idempotent; not from a nats.c callback.
+  void close() noexcept {
+    detail::link& l = *link_;
+    if (l.closing.exchange(true, std::memory_order_acq_rel)) return;
+    if (l.conn != nullptr) {
+      std::vector<natsSubscription*> subs;
+      {
+        std::lock_guard lock(l.mutex);
+        if (l.inbox_sub != nullptr) subs.push_back(l.inbox_sub);
+        for (auto& x : l.exposures) {
+          if (x->sub != nullptr) subs.push_back(x->sub);
+        }
+      }
+      for (natsSubscription* s : subs) natsSubscription_Unsubscribe(s);
+      natsConnection_Close(l.conn);
+      {
+        std::unique_lock lock(l.done_mutex);
+        l.done_cv.wait(lock, [&l] { return l.live_callbacks == 0; });
+      }
+      for (natsSubscription* s : subs) natsSubscription_Destroy(s);
+    }
+    l.fail_pending(errc::disconnected, "the node was closed");
+    if (l.agent_ref) l.agent_ref.stop();
+  }
+
+  // What crossed the wire so far (see wire_counters). Thread-safe.
+  [[nodiscard]] wire_counters counters() const noexcept {
+    const detail::link& l = *link_;
+    auto v = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+    return {v(l.c_sent),        v(l.c_received),  v(l.c_delivered), v(l.c_dead),
+            v(l.c_rejected),    v(l.c_encode),    v(l.c_decode),    v(l.c_late),
+            v(l.c_disconnects), v(l.c_reconnects)};
+  }
+
+  // True while connected to a server (false while reconnecting and once closed).
+  [[nodiscard]] bool connected() const noexcept { return link_->connected(); }
+  [[nodiscard]] const std::string& name() const noexcept { return link_->name; }
+  // The subject an actor exposed as `name` is served on.
+  [[nodiscard]] std::string subject_of(std::string_view name) const {
+    return link_->prefix + ".actor." + std::string(name);
+  }
+  // The raw nats.c connection, e.g. to inject test traffic; owned by the node.
+  [[nodiscard]] natsConnection* native_handle() const noexcept { return link_->conn; }
+
+ private:
+  static void check(natsStatus s, const char* what) {
+    if (s != NATS_OK) {
+      throw error(errc::disconnected,
+                  std::string("nats.c: ") + what + ": " + natsStatus_GetText(s));
+    }
+  }
+  static void check_name(std::string_view name) {
+    bool ok = !name.empty() && name.front() != '.' && name.back() != '.';
+    for (std::size_t i = 0; ok && i < name.size(); ++i) {
+      const char c = name[i];
+      ok = c > ' ' && c != '*' && c != '>' && !(c == '.' && name[i + 1] == '.');
+    }
+    if (!ok) {
+      throw error(errc::invalid_subject, "'" + std::string(name) +
+                                             "' is not a name for the wire (dotted tokens, no "
+                                             "spaces or wildcards)");
+    }
+  }
+
+  void subscribe(const std::string& subject, const char* queue, natsMsgHandler handler,
+                 void* closure, natsSubscription** out) {
+    detail::link& l = *link_;
+    if (l.closing.load(std::memory_order_acquire)) {
+      throw error(errc::disconnected, "the node is closed");
+    }
+    natsSubscription* sub = nullptr;
+    natsStatus s =
+        queue != nullptr
+            ? natsConnection_QueueSubscribe(&sub, l.conn, subject.c_str(), queue, handler, closure)
+            : natsConnection_Subscribe(&sub, l.conn, subject.c_str(), handler, closure);
+    if (s == NATS_OK) {
+      l.expect_callback();
+      s = natsSubscription_SetOnCompleteCB(sub, &detail::link::on_sub_complete, &l);
+      if (s != NATS_OK) l.callback_done();
+    }
+    if (s == NATS_OK) {
+      // Make sure the server knows the interest before anyone is told it exists.
+      s = natsConnection_FlushTimeout(l.conn, 5000);
+    }
+    {
+      std::lock_guard lock(l.mutex);
+      *out = sub;
+    }
+    check(s, "subscribe");
+  }
+
+  std::shared_ptr<detail::link> link_;
+};
+
+// A typed handle to an actor in another process (node::remote). Copyable, thread-safe; keeps
+// the node's connection state alive but not the node (after close() sends are refused).
+template <class I>
+class remote_ref {
+ public:
+  remote_ref() = default;
+
+  // Point-to-point, fire-and-forget, at most once. Compiles only if I handles M and M has a wire
+  // name. Returns true when the message was handed to the connection (nats.c buffers it while
+  // reconnecting); false, counted as rejected, when the node is closed, the message could not be
+  // encoded or is too large. Throws error(invalid_ref) on an empty handle.
+  template <class M>
+  bool send(M&& message) const {
+    using message_type = std::remove_cvref_t<M>;
+    static_assert(troupe::detail::actor_has_handler_for_message<I, message_type>::value,
+                  "troupe: send() to a remote actor: its interface has no on(...) handler for "
+                  "this message type");
+    if constexpr (Handles<I, message_type>) {
+      detail::link& l = get();
+      std::string bytes;
+      if (!encode(l, message, bytes)) return false;
+      const natsStatus s =
+          l.closing.load(std::memory_order_acquire) ? NATS_CONNECTION_CLOSED
+          : bytes.size() > l.limit()
+              ? NATS_MAX_PAYLOAD
+              : l.publish(subject_, nullptr, wire_name_of<message_type>(),
+                          codec_id_of<message_type>(), bytes, {{detail::h_cause, cause()}});
+      if (s != NATS_OK) {
+        reject(l);
+        return false;
+      }
+      return true;
+    } else {
+      return false;
+    }
+  }
+
+  // Request-reply across processes: a troupe::reply<R> (see ask.hpp) that completes with the
+  // reply or an error saying why (see node.hpp's top). The first form uses the runtime's
+  // ask_timeout. Compiles only if I has a replying handler for M.
+  template <class M>
+  auto ask(M&& message) const {
+    return ask_impl(std::forward<M>(message), std::chrono::nanoseconds{0}, true);
+  }
+  template <class M>
+  auto ask(M&& message, std::chrono::nanoseconds timeout) const {
+    return ask_impl(std::forward<M>(message), timeout, false);
+  }
+
+  // The subject this handle sends to.
+  [[nodiscard]] const std::string& subject() const noexcept { return subject_; }
+  explicit operator bool() const noexcept { return static_cast<bool>(link_); }
+
+ private:
+  friend class node;
+  remote_ref(std::shared_ptr<detail::link> l, std::string subject)
+      : link_(std::move(l)), subject_(std::move(subject)) {}
+
+  detail::link& get() const {
+    if (!link_) throw error(errc::invalid_ref, "send() or ask() through an empty remote_ref");
+    return *link_;
+  }
+  static std::string cause() {
+    return std::to_string(troupe::detail::this_thread_identity.message);
+  }
+  static void reject(detail::link& l) {
+    detail::link::bump(l.c_rejected);
+    l.core->count_rejected_send();
+  }
+  template <class M>
+  static bool encode(detail::link& l, const M& message, std::string& bytes) {
+    try {
+      troupe::encode(message, bytes);
+      return true;
+    } catch (...) {
+      detail::link::bump(l.c_encode);
+      reject(l);
+      return false;
+    }
+  }
+
+  template <class M>
+  auto ask_impl(M&& message, std::chrono::nanoseconds timeout, bool use_default) const {
+    using message_type = std::remove_cvref_t<M>;
+    static_assert(troupe::detail::actor_has_replying_handler_for_message<I, message_type>::value,
+                  "troupe: ask() of a remote actor: its interface has no on(...) handler for "
+                  "this message that replies");
+    if constexpr (Replies<I, message_type>) {
+      using R = reply_type_t<I, message_type>;
+      static_assert(troupe::detail::type_has_a_wire_name<R>::value,
+                    "troupe: ask() of a remote actor: the reply type has no wire name");
+      detail::link& l = get();
+      troupe::detail::runtime_core* core = l.core;
+      if (use_default) timeout = core->options().ask_timeout;
+      const auto& id = troupe::detail::this_thread_identity;
+      troupe::detail::actor_cell* asker = id.core == core ? id.cell : nullptr;
+      troupe::detail::actor_cell* agent = troupe::detail::access::cell_of(l.agent_ref);
+      auto* slot = new troupe::detail::reply_slot<R>(agent, core->next_correlation(),
+                                                     troupe::detail::access::make_address(asker));
+      reply<R> result(slot);
+      std::string bytes;
+      if (!encode(l, message, bytes)) {
+        slot->fail(errc::decode_failed, "the request could not be encoded");
+        return result;
+      }
+      if (bytes.size() > l.limit()) {
+        reject(l);
+        slot->fail(errc::too_large, "a " + std::to_string(bytes.size()) +
+                                        "-byte request exceeds the limit of " +
+                                        std::to_string(l.limit()));
+        return result;
+      }
+      const std::uint64_t corr = slot->correlation();
+      {
+        std::lock_guard lock(l.mutex);
+        l.sweep_locked();
+        slot->retain();  // the pending entry's
+        l.pending.emplace(corr, detail::pending_ask{slot, &detail::complete_ask<R>});
+      }
+      // Registered first, then checked: a drop after this check fails it through the agent.
+      if (!l.connected()) {
+        take_back(l, corr);
+        reject(l);
+        slot->fail(errc::disconnected,
+                   l.closing.load() ? "the node is closed" : "not connected to a NATS server");
+        return result;
+      }
+      auto clock_timeout = std::chrono::duration_cast<troupe::detail::clock::duration>(timeout);
+      core->timers().schedule(
+          core->now() + clock_timeout,
+          std::make_unique<troupe::detail::ask_timeout_task>(slot, clock_timeout), &slot->timer_);
+      const std::string reply_to = l.inbox + "." + std::to_string(corr);
+      const natsStatus s = l.publish(
+          subject_, reply_to.c_str(), wire_name_of<message_type>(), codec_id_of<message_type>(),
+          bytes,
+          {{detail::h_corr, std::to_string(corr)},
+           {detail::h_cause, cause()},
+           {detail::h_timeout,
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::microseconds>(timeout).count())}});
+      if (s != NATS_OK) {
+        take_back(l, corr);
+        reject(l);
+        slot->fail(s == NATS_MAX_PAYLOAD ? errc::too_large : errc::disconnected,
+                   std::string("nats.c: ") + natsStatus_GetText(s));
+      }
+      return result;
+    }
+  }
+
+  static void take_back(detail::link& l, std::uint64_t corr) {
+    troupe::detail::reply_slot_base* slot = nullptr;
+    {
+      std::lock_guard lock(l.mutex);
+      if (auto it = l.pending.find(corr); it != l.pending.end()) {
+        slot = it->second.slot;
+        l.pending.erase(it);
+      }
+    }
+    if (slot != nullptr) slot->release();
+  }
+
+  std::shared_ptr<detail::link> link_;
+  std::string subject_;
+};
+
+}  // namespace troupe::nats
