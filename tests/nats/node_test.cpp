@@ -326,3 +326,84 @@ TEST_CASE("a server that dies fails pending asks at once; traffic resumes after 
   test::require_accounted(client_rt.counters());
   test::require_accounted(server_rt.counters());
 }
+
+namespace shop {
+
+struct order_placed {
+  static constexpr std::string_view troupe_wire_name = "shop.order_placed";
+  long id = 0;
+};
+
+class tally {
+ public:
+  explicit tally(std::atomic<long>* count, std::atomic<long>* sum) : count_(count), sum_(sum) {}
+  void on(const order_placed& o) {
+    count_->fetch_add(1);
+    sum_->fetch_add(o.id);
+  }
+
+ private:
+  std::atomic<long>* count_;
+  std::atomic<long>* sum_;
+};
+
+}  // namespace shop
+
+TEST_CASE("topics across processes: bridges with wildcards, no echo, queue groups",
+          "[nats][node][topics]") {
+  const std::string url = test::server_url();
+  side a(url, "a");
+  side b(url, "b");
+  std::atomic<long> a_count{0}, a_sum{0}, b_count{0}, b_sum{0}, other_count{0}, other_sum{0};
+  std::atomic<long> g_count[4] = {}, g_sum[4] = {};
+  // Plain local subscribers on both sides, fed by the bridges.
+  auto sa = a.rt.subscribe<shop::order_placed>("orders.*.placed",
+                                               a.rt.spawn<shop::tally>(&a_count, &a_sum));
+  auto sb =
+      b.rt.subscribe<shop::order_placed>("orders.>", b.rt.spawn<shop::tally>(&b_count, &b_sum));
+  auto sother = b.rt.subscribe<shop::order_placed>(
+      "returns.>", b.rt.spawn<shop::tally>(&other_count, &other_sum));
+  a.node.bridge<shop::order_placed>("orders.>");
+  b.node.bridge<shop::order_placed>("orders.*.placed");
+  // A consumer group with two members in each process.
+  for (int i = 0; i < 4; ++i) {
+    side& s = i < 2 ? a : b;
+    s.node.subscribe<shop::order_placed>(
+        "orders.>", s.rt.spawn<shop::tally>(&g_count[i], &g_sum[i]), troupe::group{"billing"});
+  }
+  constexpr long n = 200;
+  long expected_sum = 0;
+  for (long i = 1; i <= n; ++i) {
+    expected_sum += i;
+    // Alternate publishers; "orders.eu.placed" matches every pattern above.
+    REQUIRE((i % 2 == 0 ? a : b).node.publish("orders.eu.placed", shop::order_placed{i}));
+  }
+  // Not bridged by b (b bridges orders.*.placed only), and no subscriber for returns.> remote.
+  REQUIRE(a.node.publish("orders.eu.cancelled", shop::order_placed{1000}));
+  auto group_total = [&] {
+    long t = 0;
+    for (auto& c : g_count) t += c.load();
+    return t;
+  };
+  REQUIRE(test::eventually([&] { return a_count.load() == n && b_count.load() == n; }));
+  REQUIRE(test::eventually([&] { return group_total() == n + 1; }));
+  // Each side saw each event once: its own publishes locally, the other's through its bridge.
+  CHECK(a_sum.load() == expected_sum);
+  CHECK(b_sum.load() == expected_sum);
+  // The group: every event exactly once across both processes (the count and the sum of ids).
+  long group_sum = 0;
+  for (auto& s : g_sum) group_sum += s.load();
+  CHECK(group_sum == expected_sum + 1000);
+  a.node.close();
+  b.node.close();
+  a.rt.shutdown();
+  b.rt.shutdown();
+  CHECK(a_count.load() == n);  // nothing more arrived late: no echo, no duplicate
+  CHECK(b_count.load() == n);
+  CHECK(other_count.load() == 0);
+  const auto ca = a.node.counters();
+  const auto cb = b.node.counters();
+  CHECK(ca.events_published + cb.events_published == n + 1);
+  test::require_accounted(a.rt.counters());
+  test::require_accounted(b.rt.counters());
+}

@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -206,6 +207,67 @@ void forward(link& l, exposure& x, natsMsg* m, std::string_view bytes) {
   if constexpr (Handles<A, M>) target.send(std::move(d).value());
 }
 
+// The wire type of a topic event, checked: returns the entry's forward or reports a dead letter.
+inline bool check_event(link& l, natsMsg* m, std::string_view type, std::string_view codec,
+                        const address& target) {
+  const std::string_view t = header(m, h_type);
+  const std::string_view c = header(m, h_codec);
+  if (t != type) {
+    link::bump(l.c_dead);
+    l.dead_letter(target, "troupe.nats.event", dead_letter_reason::unknown_type, 0,
+                  "'" + std::string(t) + "' on " + natsMsg_GetSubject(m) + ", where " +
+                      std::string(type) + " is expected");
+    return false;
+  }
+  if (c != codec) {
+    link::bump(l.c_dead);
+    l.dead_letter(target, type, dead_letter_reason::wrong_codec, 0,
+                  "'" + std::string(c) + "' for " + std::string(type));
+    return false;
+  }
+  if (payload(m).size() > l.limit()) {
+    link::bump(l.c_dead);
+    l.dead_letter(target, type, dead_letter_reason::too_large, 0,
+                  std::to_string(payload(m).size()) + " bytes on " + natsMsg_GetSubject(m));
+    return false;
+  }
+  return true;
+}
+
+template <class E>
+std::optional<E> decode_event(link& l, natsMsg* m, const address& target) {
+  if (!check_event(l, m, wire_name_of<E>(), codec_id_of<E>(), target)) return std::nullopt;
+  auto d = troupe::decode<E>(payload(m));
+  if (!d) {
+    link::bump(l.c_decode);
+    link::bump(l.c_dead);
+    l.dead_letter(target, wire_name_of<E>(), dead_letter_reason::decode_failed, 0,
+                  d.error() + " (on " + natsMsg_GetSubject(m) + ")");
+    return std::nullopt;
+  }
+  return std::optional<E>(std::move(d).value());
+}
+
+// A remote event into the local topics, on its subject without the node's prefix.
+template <class E>
+void bridge_event(link& l, topic_sub&, natsMsg* m) {
+  auto e = decode_event<E>(l, m, address{});
+  if (!e) return;
+  const std::string_view subject =
+      std::string_view(natsMsg_GetSubject(m)).substr(l.prefix.size() + 7);
+  link::bump(l.c_delivered);
+  l.rt->publish(subject, std::move(*e));
+}
+
+// A remote event to the one member of a queue group that NATS chose: this actor.
+template <class E, class A>
+void group_event(link& l, topic_sub& t, natsMsg* m) {
+  auto e = decode_event<E>(l, m, t.target);
+  if (!e) return;
+  link::bump(l.c_delivered);
+  static_cast<const ref<A>*>(t.typed_target)->send(std::move(*e));
+}
+
 }  // namespace detail
 
 // A runtime's attachment to NATS (see the top of this file). Not copyable or movable. Thread-safe:
@@ -255,6 +317,7 @@ class node {
       check(natsInbox_Create(&inbox), "inbox");
       l.inbox = reinterpret_cast<const char*>(inbox);
       natsInbox_Destroy(inbox);
+      l.id = l.name + "/" + l.inbox.substr(l.inbox.rfind('.') + 1);
       subscribe(l.inbox + ".*", nullptr, &detail::link::on_reply, &l, &l.inbox_sub);
     } catch (...) {
       close();
@@ -303,6 +366,82 @@ class node {
     subscribe(raw->subject, raw->subject.c_str(), &detail::link::on_exposed, raw, &raw->sub);
   }
 
+  // Topics across processes, (1) in: events of type E that other processes publish (node::publish)
+  // on subjects matching `pattern` (`*`, `>` wildcards) are published into this runtime's topics,
+  // on the same subject, to its local subscribers. This node's own publishes are not echoed
+  // back (they were delivered locally already). Bridge a pattern once: overlapping bridges
+  // deliver twice. An event of another type on the pattern is a dead letter (unknown_type).
+  // Throws error(invalid_subject) for a malformed pattern, error(disconnected) once closed.
+  template <class E>
+  void bridge(std::string_view pattern) {
+    static_assert(troupe::detail::type_has_a_wire_name<E>::value,
+                  "troupe::nats::node::bridge<E>: the event type has no wire name (see codec.hpp)");
+    check_name(pattern, true);
+    auto t = std::make_unique<detail::topic_sub>();
+    t->owner = link_.get();
+    t->subject = link_->prefix + ".topic." + std::string(pattern);
+    t->forward = &detail::bridge_event<E>;
+    add_topic_sub(std::move(t), nullptr);
+  }
+
+  // Topics across processes, (2) out: publishes `event` on `subject` to this runtime's local
+  // subscribers (as runtime::publish) and to every other process's bridges and queue groups.
+  // Returns false (counted as rejected) if it could not go out: closed, too large, not
+  // encodable; the local publish happens either way. Throws error(invalid_subject).
+  template <class E>
+  bool publish(std::string_view subject, E&& event) {
+    using event_type = std::remove_cvref_t<E>;
+    static_assert(troupe::detail::type_has_a_wire_name<event_type>::value,
+                  "troupe::nats::node::publish: the event type has no wire name (see codec.hpp)");
+    check_name(subject, false);
+    detail::link& l = *link_;
+    bool out = false;
+    std::string bytes;
+    try {
+      troupe::encode(static_cast<const event_type&>(event), bytes);
+      out = true;
+    } catch (...) {
+      detail::link::bump(l.c_encode);
+    }
+    if (out) {
+      out = !l.closing.load(std::memory_order_acquire) && bytes.size() <= l.limit() &&
+            l.publish(
+                l.prefix + ".topic." + std::string(subject), nullptr, wire_name_of<event_type>(),
+                codec_id_of<event_type>(), bytes,
+                {{detail::h_cause, std::to_string(troupe::detail::this_thread_identity.message)}},
+                true) == NATS_OK;
+    }
+    if (!out) detail::link::bump(l.c_rejected);
+    l.rt->publish(subject, std::forward<E>(event));
+    return out;
+  }
+
+  // A consumer group spanning processes: `member` joins the NATS queue group `g` on `pattern`;
+  // each event published (node::publish, any process) on a matching subject reaches exactly one
+  // member of the group across all processes, this one included. Compiles only if A has
+  // on(const E&). Throws error(invalid_subject), error(invalid_ref), error(disconnected).
+  template <class E, Actor A>
+  void subscribe(std::string_view pattern, const ref<A>& member, const group& g) {
+    static_assert(troupe::detail::actor_has_handler_for_event<A, E>::value,
+                  "troupe::nats::node::subscribe<E>: the actor has no on(const E&) handler");
+    static_assert(troupe::detail::type_has_a_wire_name<E>::value,
+                  "troupe::nats::node::subscribe<E>: the event type has no wire name");
+    if (!member) throw error(errc::invalid_ref, "subscribe() with an empty ref");
+    check_name(pattern, true);
+    check_name(g.name, false);
+    auto t = std::make_unique<detail::topic_sub>();
+    t->owner = link_.get();
+    t->subject = link_->prefix + ".topic." + std::string(pattern);
+    t->drop_echo = false;  // the queue group is the only path, for this process's members too
+    t->forward = &detail::group_event<E, A>;
+    t->target = member;
+    auto* typed = new ref<A>(member);
+    t->typed_target = typed;
+    t->destroy_target = [typed] { delete typed; };
+    const std::string queue = link_->prefix + ".group." + g.name;
+    add_topic_sub(std::move(t), queue.c_str());
+  }
+
   // A handle on the actor another process exposes as `name`, typed by the interface I: the
   // actor's class or a class that declares its on(...) handlers. Never fails: a name nobody
   // serves shows at use (an ask fails with errc::no_responders).
@@ -326,6 +465,9 @@ class node {
         for (auto& x : l.exposures) {
           if (x->sub != nullptr) subs.push_back(x->sub);
         }
+        for (auto& t : l.topic_subs) {
+          if (t->sub != nullptr) subs.push_back(t->sub);
+        }
       }
       for (natsSubscription* s : subs) natsSubscription_Unsubscribe(s);
       natsConnection_Close(l.conn);
@@ -343,9 +485,9 @@ class node {
   [[nodiscard]] wire_counters counters() const noexcept {
     const detail::link& l = *link_;
     auto v = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-    return {v(l.c_sent),        v(l.c_received),  v(l.c_delivered), v(l.c_dead),
-            v(l.c_rejected),    v(l.c_encode),    v(l.c_decode),    v(l.c_late),
-            v(l.c_disconnects), v(l.c_reconnects)};
+    return {v(l.c_sent),        v(l.c_received),   v(l.c_delivered),  v(l.c_dead),
+            v(l.c_rejected),    v(l.c_encode),     v(l.c_decode),     v(l.c_late),
+            v(l.c_disconnects), v(l.c_reconnects), v(l.c_events_out), v(l.c_events_in)};
   }
 
   // True while connected to a server (false while reconnecting and once closed).
@@ -365,17 +507,35 @@ class node {
                   std::string("nats.c: ") + what + ": " + natsStatus_GetText(s));
     }
   }
-  static void check_name(std::string_view name) {
+  // Dotted tokens; with `wildcards`, a token may be `*`, and the last one `>`.
+  static void check_name(std::string_view name, bool wildcards = false) {
     bool ok = !name.empty() && name.front() != '.' && name.back() != '.';
-    for (std::size_t i = 0; ok && i < name.size(); ++i) {
-      const char c = name[i];
-      ok = c > ' ' && c != '*' && c != '>' && !(c == '.' && name[i + 1] == '.');
+    std::size_t token = 0;
+    for (std::size_t i = 0; ok && i <= name.size(); ++i) {
+      if (i == name.size() || name[i] == '.') {
+        const std::string_view t = name.substr(token, i - token);
+        ok = !t.empty() && (t.find_first_of("*>") == std::string_view::npos ||
+                            (wildcards && (t == "*" || (t == ">" && i == name.size()))));
+        token = i + 1;
+      } else {
+        ok = name[i] > ' ' && name[i] != 0x7f;
+      }
     }
     if (!ok) {
       throw error(errc::invalid_subject, "'" + std::string(name) +
                                              "' is not a name for the wire (dotted tokens, no "
                                              "spaces or wildcards)");
     }
+  }
+
+  void add_topic_sub(std::unique_ptr<detail::topic_sub> t, const char* queue) {
+    detail::link& l = *link_;
+    detail::topic_sub* raw = t.get();
+    {
+      std::lock_guard lock(l.mutex);
+      l.topic_subs.push_back(std::move(t));
+    }
+    subscribe(raw->subject, queue, &detail::link::on_event, raw, &raw->sub);
   }
 
   void subscribe(const std::string& subject, const char* queue, natsMsgHandler handler,

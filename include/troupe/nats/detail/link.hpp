@@ -68,16 +68,18 @@ class remote_error : public std::runtime_error {
 // every message sent out was received, or is counted where it was lost (dead letters on either
 // side; at-most-once delivery without JetStream: a message in flight when a connection drops).
 struct wire_counters {
-  std::uint64_t sent = 0;             // messages published: sends, asks, replies
-  std::uint64_t received = 0;         // messages taken from the wire for exposed actors / replies
-  std::uint64_t delivered = 0;        // received messages handed to a local actor or ask
-  std::uint64_t dead_lettered = 0;    // received messages dead-lettered (bad input, no target)
-  std::uint64_t rejected = 0;         // sends and asks refused before they left (counted locally)
-  std::uint64_t encode_failures = 0;  // messages the codec could not encode
-  std::uint64_t decode_failures = 0;  // received messages the codec could not decode
-  std::uint64_t late_replies = 0;     // replies after their ask had completed (dead letters)
-  std::uint64_t disconnects = 0;      // connection losses
-  std::uint64_t reconnects = 0;       // reconnections
+  std::uint64_t sent = 0;              // messages published: sends, asks, replies
+  std::uint64_t received = 0;          // messages taken from the wire for exposed actors / replies
+  std::uint64_t delivered = 0;         // received messages handed to a local actor or ask
+  std::uint64_t dead_lettered = 0;     // received messages dead-lettered (bad input, no target)
+  std::uint64_t rejected = 0;          // sends and asks refused before they left (counted locally)
+  std::uint64_t encode_failures = 0;   // messages the codec could not encode
+  std::uint64_t decode_failures = 0;   // received messages the codec could not decode
+  std::uint64_t late_replies = 0;      // replies after their ask had completed (dead letters)
+  std::uint64_t disconnects = 0;       // connection losses
+  std::uint64_t reconnects = 0;        // reconnections
+  std::uint64_t events_published = 0;  // topic events published to NATS (node::publish)
+  std::uint64_t events_received = 0;   // topic events from other processes (bridges, groups)
 };
 
 namespace detail {
@@ -140,10 +142,10 @@ struct link;
 
 // A message from nats.c, handed to the agent.
 struct inbound {
-  enum class kind : std::uint8_t { exposed, reply, state };
+  enum class kind : std::uint8_t { exposed, reply, state, event };
   kind what = kind::exposed;
   msg_ptr msg;
-  void* target = nullptr;  // kind::exposed: the exposure
+  void* target = nullptr;  // kind::exposed: the exposure; kind::event: the topic_sub
   connection_state state = connection_state::connected;
 };
 
@@ -164,6 +166,22 @@ struct exposure {
   std::unordered_map<std::string_view, entry> entries;
   natsSubscription* sub = nullptr;
   ~exposure() {
+    if (destroy_target) destroy_target();
+  }
+};
+
+// A subscription to remote events: a bridge into the local topics, or a member of a queue group.
+struct topic_sub {
+  using forward_fn = void (*)(link&, topic_sub&, natsMsg*);
+  struct link* owner = nullptr;
+  std::string subject;    // the NATS subject pattern
+  bool drop_echo = true;  // a bridge ignores this node's own publishes (delivered locally already)
+  forward_fn forward = nullptr;
+  address target;                // a group member: the actor
+  void* typed_target = nullptr;  // ...as its ref<A> (heap)
+  std::function<void()> destroy_target;
+  natsSubscription* sub = nullptr;
+  ~topic_sub() {
     if (destroy_target) destroy_target();
   }
 };
@@ -193,6 +211,7 @@ struct link {
   natsConnection* conn = nullptr;
   natsSubscription* inbox_sub = nullptr;
   std::string name;
+  std::string id;  // unique per node: the troupe-from header ("<name>/<inbox id>")
   std::string prefix;
   std::string inbox;
   std::size_t max_bytes = 0;  // 0: the server's max payload
@@ -200,12 +219,14 @@ struct link {
 
   std::atomic<bool> closing{false};
   std::atomic<std::uint64_t> c_sent{0}, c_received{0}, c_delivered{0}, c_dead{0}, c_rejected{0},
-      c_encode{0}, c_decode{0}, c_late{0}, c_disconnects{0}, c_reconnects{0};
+      c_encode{0}, c_decode{0}, c_late{0}, c_disconnects{0}, c_reconnects{0}, c_events_out{0},
+      c_events_in{0};
 
   std::mutex mutex;  // pending, exposures
   std::unordered_map<std::uint64_t, pending_ask> pending;
   std::size_t sweep_at = 64;
   std::vector<std::unique_ptr<exposure>> exposures;
+  std::vector<std::unique_ptr<topic_sub>> topic_subs;
 
   // nats.c callbacks still able to run: subscriptions not completed, connection not closed.
   std::mutex done_mutex;
@@ -241,10 +262,12 @@ struct link {
     core->record_dead_letter(target, type, reason, correlation, why);
   }
 
-  // Builds and publishes one message; returns nats.c's status. Counts it sent when it left.
+  // Builds and publishes one message; returns nats.c's status. Counts it (sent, or
+  // events_published for an `event`) when it left.
   natsStatus publish(const std::string& subject, const char* reply, std::string_view type,
                      std::string_view codec, const std::string& bytes,
-                     std::initializer_list<std::pair<const char*, std::string>> extra) noexcept {
+                     std::initializer_list<std::pair<const char*, std::string>> extra,
+                     bool event = false) noexcept {
     natsMsg* m = nullptr;
     natsStatus s =
         natsMsg_Create(&m, subject.c_str(), reply, bytes.data(), static_cast<int>(bytes.size()));
@@ -254,12 +277,12 @@ struct link {
     const std::string codec_s(codec);
     s = natsMsgHeader_Set(m, h_type, type_s.c_str());
     if (s == NATS_OK) s = natsMsgHeader_Set(m, h_codec, codec_s.c_str());
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, h_from, name.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, h_from, id.c_str());
     for (const auto& [k, v] : extra) {
       if (s == NATS_OK) s = natsMsgHeader_Set(m, k, v.c_str());
     }
     if (s == NATS_OK) s = natsConnection_PublishMsg(conn, m);
-    if (s == NATS_OK) bump(c_sent);
+    if (s == NATS_OK) bump(event ? c_events_out : c_sent);
     return s;
   }
 
@@ -311,6 +334,14 @@ struct link {
     in.msg.reset(m);
     in.target = x;
     self->hand_over(std::move(in));
+  }
+  static void on_event(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
+    auto* t = static_cast<topic_sub*>(closure);
+    inbound in;
+    in.what = inbound::kind::event;
+    in.msg.reset(m);
+    in.target = t;
+    t->owner->hand_over(std::move(in));
   }
   static void on_reply(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
     auto* self = static_cast<link*>(closure);
@@ -405,6 +436,14 @@ inline void agent::handle(inbound& in) {
       }
       p.complete(l, p.slot, m);
       p.slot->release();
+      return;
+    }
+    case inbound::kind::event: {
+      auto* t = static_cast<topic_sub*>(in.target);
+      natsMsg* m = in.msg.get();
+      if (t->drop_echo && header(m, h_from) == l.id) return;  // published here, delivered here
+      link::bump(l.c_events_in);
+      t->forward(l, *t, m);
       return;
     }
     case inbound::kind::exposed: {
