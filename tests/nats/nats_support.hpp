@@ -8,10 +8,12 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string>
+#include <string_view>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <thread>
@@ -122,5 +124,88 @@ class private_server {
   int port_;
   pid_t pid_ = -1;
 };
+
+// A child process with its stdin and stdout on pipes: the peers of the multi-process tests.
+class child {
+ public:
+  explicit child(std::vector<std::string> args) {
+    int in[2];
+    int out[2];
+    REQUIRE(::pipe(in) == 0);
+    REQUIRE(::pipe(out) == 0);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    posix_spawn_file_actions_addclose(&actions, in[1]);
+    posix_spawn_file_actions_addclose(&actions, out[0]);
+    const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(in[0]);
+    ::close(out[1]);
+    REQUIRE(rc == 0);
+    to_ = ::fdopen(in[1], "w");
+    from_ = ::fdopen(out[0], "r");
+  }
+  child(const child&) = delete;
+  child& operator=(const child&) = delete;
+  ~child() {
+    if (to_ != nullptr) std::fclose(to_);
+    if (from_ != nullptr) std::fclose(from_);
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  // The next line of its output (without the newline); empty at EOF.
+  std::string read_line() {
+    std::string line;
+    for (int c = std::fgetc(from_); c != EOF && c != '\n'; c = std::fgetc(from_)) {
+      line.push_back(static_cast<char>(c));
+    }
+    return line;
+  }
+  // The next line that starts with `prefix`, skipping others; empty at EOF.
+  std::string read_line_starting(std::string_view prefix) {
+    for (std::string line = read_line();; line = read_line()) {
+      if (line.empty() || line.rfind(prefix, 0) == 0) return line;
+    }
+  }
+  void write_line(const std::string& line) {
+    std::fputs((line + "\n").c_str(), to_);
+    std::fflush(to_);
+  }
+  // Waits for it to exit; its exit status (-1 if killed by a signal).
+  int wait() {
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* to_ = nullptr;
+  FILE* from_ = nullptr;
+};
+
+// "k=v k=v" fields of a line, as numbers.
+inline std::map<std::string, long long> fields(const std::string& line) {
+  std::map<std::string, long long> out;
+  std::size_t i = 0;
+  while (i < line.size()) {
+    const std::size_t end = std::min(line.find(' ', i), line.size());
+    const std::string token = line.substr(i, end - i);
+    if (const auto eq = token.find('='); eq != std::string::npos) {
+      out[token.substr(0, eq)] = std::stoll(token.substr(eq + 1));
+    }
+    i = end + 1;
+  }
+  return out;
+}
 
 }  // namespace test

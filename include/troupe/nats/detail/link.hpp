@@ -79,7 +79,7 @@ struct wire_counters {
   std::uint64_t disconnects = 0;       // connection losses
   std::uint64_t reconnects = 0;        // reconnections
   std::uint64_t events_published = 0;  // topic events published to NATS (node::publish)
-  std::uint64_t events_received = 0;   // topic events from other processes (bridges, groups)
+  std::uint64_t events_received = 0;   // of `received`: topic events (bridges, queue groups)
 };
 
 namespace detail {
@@ -442,6 +442,7 @@ inline void agent::handle(inbound& in) {
       auto* t = static_cast<topic_sub*>(in.target);
       natsMsg* m = in.msg.get();
       if (t->drop_echo && header(m, h_from) == l.id) return;  // published here, delivered here
+      link::bump(l.c_received);
       link::bump(l.c_events_in);
       t->forward(l, *t, m);
       return;
