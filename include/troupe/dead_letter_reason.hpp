@@ -14,6 +14,14 @@ enum class dead_letter_reason {
   expired,            // a reply arrived after its ask completed
   retries_exhausted,  // a work-queue item failed on every allowed attempt
   dropped,            // a simulation (troupe/simulation.hpp) dropped it as a network fault
+  // Across processes (troupe/nats/); `detail` says more:
+  decode_failed,  // bytes from the wire that could not be decoded (garbage, truncated, mistyped)
+  unknown_type,   // a wire type name the receiver has no handler for
+  wrong_codec,    // encoded with a codec the receiver's type does not use
+  too_large,      // beyond the size the sender or receiver accepts
+  no_responders,  // sent to a remote name nobody serves
+  disconnected,   // the connection to the broker was down or closed
+  slow_consumer,  // dropped by the client library because the receiver fell behind
 };
 
 // A short English name of the reason, e.g. "retries exhausted".
@@ -33,6 +41,20 @@ enum class dead_letter_reason {
       return "retries exhausted";
     case dead_letter_reason::dropped:
       return "dropped by simulation";
+    case dead_letter_reason::decode_failed:
+      return "decode failed";
+    case dead_letter_reason::unknown_type:
+      return "unknown type";
+    case dead_letter_reason::wrong_codec:
+      return "wrong codec";
+    case dead_letter_reason::too_large:
+      return "too large";
+    case dead_letter_reason::no_responders:
+      return "no responders";
+    case dead_letter_reason::disconnected:
+      return "disconnected";
+    case dead_letter_reason::slow_consumer:
+      return "slow consumer";
   }
   return "unknown";
 }

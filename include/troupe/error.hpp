@@ -26,6 +26,11 @@ enum class errc {
   not_retained,          // a replay or offset handler on a subject that keeps no events
   invalid_offset,        // a replay from an offset outside the retained window
   retention_conflict,    // a subject retained twice with another event type or capacity
+  // Across processes (troupe/nats/):
+  no_responders,   // nobody serves the remote name asked
+  disconnected,    // the connection to the broker dropped (or was closed) before the reply came
+  too_large,       // the encoded message exceeds what the broker or the receiver accepts
+  decode_failed,   // bytes from the wire could not be decoded (the reason says why)
 };
 
 // A short English name of the code, as it appears in error::what().
@@ -61,6 +66,14 @@ enum class errc {
       return "invalid offset";
     case errc::retention_conflict:
       return "retention conflict";
+    case errc::no_responders:
+      return "no responders";
+    case errc::disconnected:
+      return "disconnected";
+    case errc::too_large:
+      return "too large";
+    case errc::decode_failed:
+      return "decode failed";
   }
   return "unknown error";
 }

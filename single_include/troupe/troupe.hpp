@@ -500,6 +500,11 @@ enum class errc {
   not_retained,          // a replay or offset handler on a subject that keeps no events
   invalid_offset,        // a replay from an offset outside the retained window
   retention_conflict,    // a subject retained twice with another event type or capacity
+  // Across processes (troupe/nats/):
+  no_responders,   // nobody serves the remote name asked
+  disconnected,    // the connection to the broker dropped (or was closed) before the reply came
+  too_large,       // the encoded message exceeds what the broker or the receiver accepts
+  decode_failed,   // bytes from the wire could not be decoded (the reason says why)
 };
 
 // A short English name of the code, as it appears in error::what().
@@ -535,6 +540,14 @@ enum class errc {
       return "invalid offset";
     case errc::retention_conflict:
       return "retention conflict";
+    case errc::no_responders:
+      return "no responders";
+    case errc::disconnected:
+      return "disconnected";
+    case errc::too_large:
+      return "too large";
+    case errc::decode_failed:
+      return "decode failed";
   }
   return "unknown error";
 }
@@ -1219,6 +1232,14 @@ enum class dead_letter_reason {
   expired,            // a reply arrived after its ask completed
   retries_exhausted,  // a work-queue item failed on every allowed attempt
   dropped,            // a simulation (troupe/simulation.hpp) dropped it as a network fault
+  // Across processes (troupe/nats/); `detail` says more:
+  decode_failed,  // bytes from the wire that could not be decoded (garbage, truncated, mistyped)
+  unknown_type,   // a wire type name the receiver has no handler for
+  wrong_codec,    // encoded with a codec the receiver's type does not use
+  too_large,      // beyond the size the sender or receiver accepts
+  no_responders,  // sent to a remote name nobody serves
+  disconnected,   // the connection to the broker was down or closed
+  slow_consumer,  // dropped by the client library because the receiver fell behind
 };
 
 // A short English name of the reason, e.g. "retries exhausted".
@@ -1238,6 +1259,20 @@ enum class dead_letter_reason {
       return "retries exhausted";
     case dead_letter_reason::dropped:
       return "dropped by simulation";
+    case dead_letter_reason::decode_failed:
+      return "decode failed";
+    case dead_letter_reason::unknown_type:
+      return "unknown type";
+    case dead_letter_reason::wrong_codec:
+      return "wrong codec";
+    case dead_letter_reason::too_large:
+      return "too large";
+    case dead_letter_reason::no_responders:
+      return "no responders";
+    case dead_letter_reason::disconnected:
+      return "disconnected";
+    case dead_letter_reason::slow_consumer:
+      return "slow consumer";
   }
   return "unknown";
 }
@@ -4216,6 +4251,8 @@ class runtime_core {
         return errc::handler_failed;
       case dead_letter_reason::dropped:
         return errc::timeout;  // what an asker of a lost request sees (the simulation)
+      default:  // the transport's reasons (troupe/nats/) never reach an envelope
+        break;
     }
     return errc::actor_stopped;
   }

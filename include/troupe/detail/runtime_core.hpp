@@ -611,6 +611,8 @@ class runtime_core {
         return errc::handler_failed;
       case dead_letter_reason::dropped:
         return errc::timeout;  // what an asker of a lost request sees (the simulation)
+      default:  // the transport's reasons (troupe/nats/) never reach an envelope
+        break;
     }
     return errc::actor_stopped;
   }

@@ -1,0 +1,496 @@
+// Internal: the state behind a troupe::nats::node -- the nats.c connection, the agent actor that
+// every nats.c callback hands its message to, the pending remote asks and the exposed actors.
+//
+// Threads: nats.c calls back on its own threads (a delivery thread per subscription, one for
+// connection events). Those callbacks never run actor code or user code: they wrap the natsMsg
+// and send it to the agent, a troupe actor, whose handlers (on troupe's workers) decode it,
+// forward it to the exposed actor, or complete a pending ask.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#if __has_include(<cxxabi.h>)
+#include <cxxabi.h>
+#endif
+
+#include <nats/nats.h>
+
+#include <troupe/codec.hpp>
+#include <troupe/codec_msgpack.hpp>
+#include <troupe/runtime.hpp>
+
+namespace troupe::nats {
+
+// The state of a node's connection to the broker, as on_state reports it.
+enum class connection_state { connected, disconnected, reconnected, closed };
+
+[[nodiscard]] constexpr std::string_view to_string(connection_state s) noexcept {
+  switch (s) {
+    case connection_state::connected:
+      return "connected";
+    case connection_state::disconnected:
+      return "disconnected";
+    case connection_state::reconnected:
+      return "reconnected";
+    case connection_state::closed:
+      return "closed";
+  }
+  return "unknown";
+}
+
+// The exception a remote handler threw, as it travelled back: the cause() of the
+// error(handler_failed) that completes the ask. type_name is the thrown type (demangled).
+class remote_error : public std::runtime_error {
+ public:
+  remote_error(std::string type_name, const std::string& what)
+      : std::runtime_error(what), type_name_(std::move(type_name)) {}
+  [[nodiscard]] const std::string& type_name() const noexcept { return type_name_; }
+
+ private:
+  std::string type_name_;
+};
+
+// What crossed this node's connection (node::counters()). Summed over the processes of a system,
+// every message sent out was received, or is counted where it was lost (dead letters on either
+// side; at-most-once delivery without JetStream: a message in flight when a connection drops).
+struct wire_counters {
+  std::uint64_t sent = 0;              // messages published: sends, asks, replies
+  std::uint64_t received = 0;          // messages taken from the wire for exposed actors / replies
+  std::uint64_t delivered = 0;         // received messages handed to a local actor or ask
+  std::uint64_t dead_lettered = 0;     // received messages dead-lettered (bad input, no target)
+  std::uint64_t rejected = 0;          // sends and asks refused before they left (counted locally)
+  std::uint64_t encode_failures = 0;   // messages the codec could not encode
+  std::uint64_t decode_failures = 0;   // received messages the codec could not decode
+  std::uint64_t late_replies = 0;      // replies after their ask had completed (dead letters)
+  std::uint64_t disconnects = 0;       // connection losses
+  std::uint64_t reconnects = 0;        // reconnections
+  std::uint64_t events_published = 0;  // topic events published to NATS (node::publish)
+  std::uint64_t events_received = 0;   // of `received`: topic events (bridges, queue groups)
+};
+
+namespace detail {
+
+// Header names on the wire.
+inline constexpr const char* h_type = "troupe-type";
+inline constexpr const char* h_codec = "troupe-codec";
+inline constexpr const char* h_corr = "troupe-corr";
+inline constexpr const char* h_cause = "troupe-cause";
+inline constexpr const char* h_from = "troupe-from";
+inline constexpr const char* h_timeout = "troupe-timeout-us";
+inline constexpr const char* h_status = "troupe-status";  // replies: "ok" or an errc number
+inline constexpr const char* h_error_type = "troupe-error-type";
+
+struct msg_deleter {
+  void operator()(natsMsg* m) const noexcept { natsMsg_Destroy(m); }
+};
+using msg_ptr = std::unique_ptr<natsMsg, msg_deleter>;
+
+inline std::string_view header(natsMsg* m, const char* key) noexcept {
+  const char* value = nullptr;
+  if (natsMsgHeader_Get(m, key, &value) != NATS_OK || value == nullptr) return {};
+  return value;
+}
+
+inline std::string_view payload(natsMsg* m) noexcept {
+  const char* data = natsMsg_GetData(m);
+  const int n = natsMsg_GetDataLength(m);
+  return data != nullptr && n > 0 ? std::string_view(data, static_cast<std::size_t>(n))
+                                  : std::string_view{};
+}
+
+inline std::string demangle(const char* name) {
+#if __has_include(<cxxabi.h>)
+  int status = 0;
+  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  if (status == 0 && d != nullptr) {
+    std::string out(d);
+    std::free(d);  // NOLINT: __cxa_demangle's contract
+    return out;
+  }
+#endif
+  return name;
+}
+
+// The type name and text of an exception, for the wire.
+inline std::pair<std::string, std::string> describe_exception(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const remote_error& r) {
+    return {r.type_name(), r.what()};
+  } catch (const std::exception& x) {
+    return {demangle(typeid(x).name()), x.what()};
+  } catch (...) {
+    return {"unknown", "an exception not derived from std::exception"};
+  }
+}
+
+struct link;
+
+// A message from nats.c, handed to the agent.
+struct inbound {
+  enum class kind : std::uint8_t { exposed, reply, state, event };
+  kind what = kind::exposed;
+  msg_ptr msg;
+  void* target = nullptr;  // kind::exposed: the exposure; kind::event: the topic_sub
+  connection_state state = connection_state::connected;
+};
+
+// One exposed actor: its subject and, per wire type name, how to decode and forward.
+struct exposure {
+  using forward_fn = void (*)(link&, exposure&, natsMsg*, std::string_view bytes);
+  struct entry {
+    std::string_view codec;
+    std::string_view type;  // static storage (wire_name_of)
+    forward_fn forward;
+  };
+  struct link* owner = nullptr;
+  std::string name;
+  std::string subject;
+  address target;
+  void* typed_target = nullptr;  // the ref<A> (heap), for forward
+  std::function<void()> destroy_target;
+  std::unordered_map<std::string_view, entry> entries;
+  natsSubscription* sub = nullptr;
+  ~exposure() {
+    if (destroy_target) destroy_target();
+  }
+};
+
+// A subscription to remote events: a bridge into the local topics, or a member of a queue group.
+struct topic_sub {
+  using forward_fn = void (*)(link&, topic_sub&, natsMsg*);
+  struct link* owner = nullptr;
+  std::string subject;    // the NATS subject pattern
+  bool drop_echo = true;  // a bridge ignores this node's own publishes (delivered locally already)
+  forward_fn forward = nullptr;
+  address target;                // a group member: the actor
+  void* typed_target = nullptr;  // ...as its ref<A> (heap)
+  std::function<void()> destroy_target;
+  natsSubscription* sub = nullptr;
+  ~topic_sub() {
+    if (destroy_target) destroy_target();
+  }
+};
+
+// An ask waiting for its reply on the node's inbox.
+struct pending_ask {
+  troupe::detail::reply_slot_base* slot;  // holds a reference
+  void (*complete)(link&, troupe::detail::reply_slot_base*, natsMsg*);
+};
+
+// The agent: a troupe actor; all wire input passes through its handler, on troupe's workers.
+class agent {
+ public:
+  explicit agent(std::shared_ptr<link> l) noexcept : link_(std::move(l)) {}
+  void on(inbound in) { handle(in); }
+
+ private:
+  inline void handle(inbound& in);
+  std::shared_ptr<link> link_;
+};
+
+struct link {
+  std::weak_ptr<link> self;
+  troupe::runtime* rt = nullptr;
+  troupe::detail::runtime_core* core = nullptr;
+  troupe::ref<agent> agent_ref;
+  natsConnection* conn = nullptr;
+  natsSubscription* inbox_sub = nullptr;
+  std::string name;
+  std::string id;  // unique per node: the troupe-from header ("<name>/<inbox id>")
+  std::string prefix;
+  std::string inbox;
+  std::size_t max_bytes = 0;  // 0: the server's max payload
+  std::function<void(connection_state)> on_state;
+
+  std::atomic<bool> closing{false};
+  std::atomic<std::uint64_t> c_sent{0}, c_received{0}, c_delivered{0}, c_dead{0}, c_rejected{0},
+      c_encode{0}, c_decode{0}, c_late{0}, c_disconnects{0}, c_reconnects{0}, c_events_out{0},
+      c_events_in{0};
+
+  std::mutex mutex;  // pending, exposures
+  std::unordered_map<std::uint64_t, pending_ask> pending;
+  std::size_t sweep_at = 64;
+  std::vector<std::unique_ptr<exposure>> exposures;
+  std::vector<std::unique_ptr<topic_sub>> topic_subs;
+
+  // nats.c callbacks still able to run: subscriptions not completed, connection not closed.
+  std::mutex done_mutex;
+  std::condition_variable done_cv;
+  int live_callbacks = 0;
+
+  link() = default;
+  link(const link&) = delete;
+  link& operator=(const link&) = delete;
+  ~link() {
+    if (conn != nullptr) natsConnection_Destroy(conn);
+  }
+
+  [[nodiscard]] bool connected() const noexcept {
+    return !closing.load(std::memory_order_acquire) &&
+           natsConnection_Status(conn) == NATS_CONN_STATUS_CONNECTED;
+  }
+  [[nodiscard]] std::size_t limit() const noexcept {
+    const std::int64_t server = natsConnection_GetMaxPayload(conn);
+    const std::size_t s = server > 0 ? static_cast<std::size_t>(server) : 1024 * 1024;
+    return max_bytes != 0 && max_bytes < s ? max_bytes : s;
+  }
+  static void bump(std::atomic<std::uint64_t>& c) noexcept {
+    c.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // A message born on the wire that will not be handled: counted as sent and dead in the local
+  // runtime (so its accounting stays whole) and reported like every dead letter.
+  void dead_letter(const address& target, std::string_view type, dead_letter_reason reason,
+                   std::uint64_t correlation, const std::string& why) noexcept {
+    troupe::detail::counter_slot& c = core->counters_here();
+    c.add(c.sent);
+    core->record_dead_letter(target, type, reason, correlation, why);
+  }
+
+  // Builds and publishes one message; returns nats.c's status. Counts it (sent, or
+  // events_published for an `event`) when it left.
+  natsStatus publish(const std::string& subject, const char* reply, std::string_view type,
+                     std::string_view codec, const std::string& bytes,
+                     std::initializer_list<std::pair<const char*, std::string>> extra,
+                     bool event = false) noexcept {
+    natsMsg* m = nullptr;
+    natsStatus s =
+        natsMsg_Create(&m, subject.c_str(), reply, bytes.data(), static_cast<int>(bytes.size()));
+    if (s != NATS_OK) return s;
+    msg_ptr owned(m);
+    const std::string type_s(type);
+    const std::string codec_s(codec);
+    s = natsMsgHeader_Set(m, h_type, type_s.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, h_codec, codec_s.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, h_from, id.c_str());
+    for (const auto& [k, v] : extra) {
+      if (s == NATS_OK) s = natsMsgHeader_Set(m, k, v.c_str());
+    }
+    if (s == NATS_OK) s = natsConnection_PublishMsg(conn, m);
+    if (s == NATS_OK) bump(event ? c_events_out : c_sent);
+    return s;
+  }
+
+  // Fails every pending ask (the connection dropped or the node closes).
+  void fail_pending(errc code, const std::string& why) noexcept {
+    std::unordered_map<std::uint64_t, pending_ask> taken;
+    {
+      std::lock_guard lock(mutex);
+      taken.swap(pending);
+    }
+    for (auto& [corr, p] : taken) {
+      p.slot->fail(code, why);
+      p.slot->release();
+    }
+  }
+
+  // Called with the lock held when an ask is added: drops entries whose ask completed (timed
+  // out) without a reply; amortised O(1).
+  void sweep_locked() noexcept {
+    if (pending.size() < sweep_at) return;
+    for (auto it = pending.begin(); it != pending.end();) {
+      if (it->second.slot->done()) {
+        it->second.slot->release();
+        it = pending.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    sweep_at = std::max<std::size_t>(64, pending.size() * 2);
+  }
+
+  // ---- nats.c callbacks: hand over, nothing else --------------------------------------------
+
+  void hand_over(inbound in) noexcept {
+    try {
+      if (!agent_ref.send(std::move(in))) {
+        // The runtime is shutting down: the agent's send was counted and refused there.
+      }
+    } catch (...) {  // out of memory: the message is lost, and said so
+      bump(c_dead);
+    }
+  }
+
+  static void on_exposed(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
+    auto* x = static_cast<exposure*>(closure);
+    link* self = x->owner;
+    inbound in;
+    in.what = inbound::kind::exposed;
+    in.msg.reset(m);
+    in.target = x;
+    self->hand_over(std::move(in));
+  }
+  static void on_event(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
+    auto* t = static_cast<topic_sub*>(closure);
+    inbound in;
+    in.what = inbound::kind::event;
+    in.msg.reset(m);
+    in.target = t;
+    t->owner->hand_over(std::move(in));
+  }
+  static void on_reply(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
+    auto* self = static_cast<link*>(closure);
+    inbound in;
+    in.what = inbound::kind::reply;
+    in.msg.reset(m);
+    self->hand_over(std::move(in));
+  }
+  static void on_state_change(link* self, connection_state s) noexcept {
+    if (s == connection_state::disconnected) bump(self->c_disconnects);
+    if (s == connection_state::reconnected) bump(self->c_reconnects);
+    inbound in;
+    in.what = inbound::kind::state;
+    in.state = s;
+    if (s == connection_state::disconnected || s == connection_state::closed) {
+      // The asks fail here, on this nats.c thread, only if the agent cannot take the event; the
+      // usual path is the agent's handler.
+      if (self->closing.load(std::memory_order_acquire)) return;
+    }
+    self->hand_over(std::move(in));
+  }
+  static void on_disconnected(natsConnection*, void* closure) noexcept {
+    on_state_change(static_cast<link*>(closure), connection_state::disconnected);
+  }
+  static void on_reconnected(natsConnection*, void* closure) noexcept {
+    on_state_change(static_cast<link*>(closure), connection_state::reconnected);
+  }
+  static void on_closed(natsConnection*, void* closure) noexcept {
+    static_cast<link*>(closure)->callback_done();
+  }
+  static void on_sub_complete(void* closure) noexcept {
+    static_cast<link*>(closure)->callback_done();
+  }
+  void callback_done() noexcept {
+    std::lock_guard lock(done_mutex);
+    --live_callbacks;
+    done_cv.notify_all();
+  }
+  void expect_callback() noexcept {
+    std::lock_guard lock(done_mutex);
+    ++live_callbacks;
+  }
+};
+
+// ---- the agent's handler: on a troupe worker ---------------------------------------------------
+
+inline void agent::handle(inbound& in) {
+  link& l = *link_;
+  switch (in.what) {
+    case inbound::kind::state:
+      if (in.state == connection_state::disconnected) {
+        l.fail_pending(errc::disconnected, "the connection to the NATS server dropped");
+      }
+      if (l.on_state) {
+        try {
+          l.on_state(in.state);
+        } catch (...) {  // a throwing hook must not take the bridge down
+        }
+      }
+      return;
+    case inbound::kind::reply: {
+      natsMsg* m = in.msg.get();
+      const char* subject = natsMsg_GetSubject(m);
+      const std::string_view s = subject != nullptr ? subject : "";
+      const auto dot = s.rfind('.');
+      std::uint64_t corr = 0;
+      for (char c : s.substr(dot == std::string_view::npos ? s.size() : dot + 1)) {
+        if (c < '0' || c > '9') {
+          corr = 0;
+          break;
+        }
+        corr = corr * 10 + static_cast<std::uint64_t>(c - '0');
+      }
+      pending_ask p{nullptr, nullptr};
+      {
+        std::lock_guard lock(l.mutex);
+        if (auto it = l.pending.find(corr); it != l.pending.end()) {
+          p = it->second;
+          l.pending.erase(it);
+        }
+      }
+      link::bump(l.c_received);
+      if (p.slot == nullptr || p.slot->done()) {
+        // Its ask completed first (timed out, failed; perhaps swept since): a late reply. (A
+        // timeout that fires from here on is caught by reply_slot::deliver, also a dead letter.)
+        if (p.slot != nullptr) p.slot->release();
+        link::bump(l.c_late);
+        link::bump(l.c_dead);
+        l.dead_letter(address{}, "troupe.nats.reply", dead_letter_reason::expired, corr,
+                      "a reply from the wire after its ask had completed");
+        return;
+      }
+      p.complete(l, p.slot, m);
+      p.slot->release();
+      return;
+    }
+    case inbound::kind::event: {
+      auto* t = static_cast<topic_sub*>(in.target);
+      natsMsg* m = in.msg.get();
+      if (t->drop_echo && header(m, h_from) == l.id) return;  // published here, delivered here
+      link::bump(l.c_received);
+      link::bump(l.c_events_in);
+      t->forward(l, *t, m);
+      return;
+    }
+    case inbound::kind::exposed: {
+      auto* x = static_cast<exposure*>(in.target);
+      natsMsg* m = in.msg.get();
+      link::bump(l.c_received);
+      const std::string_view type = header(m, h_type);
+      const std::string_view codec = header(m, h_codec);
+      const std::string_view bytes = payload(m);
+      auto fail = [&](dead_letter_reason why, std::string_view shown, const std::string& detail) {
+        link::bump(l.c_dead);
+        l.dead_letter(x->target, shown, why, 0, detail);
+        const char* reply = natsMsg_GetReply(m);
+        if (reply != nullptr && *reply != '\0') {
+          // An asker waits: tell it at once rather than after its timeout.
+          l.publish(reply, nullptr, "troupe.error", "none", detail,
+                    {{h_status, std::to_string(static_cast<int>(why == dead_letter_reason::too_large
+                                                                    ? errc::too_large
+                                                                    : errc::decode_failed))},
+                     {h_error_type, std::string(to_string(why))},
+                     {h_corr, std::string(header(m, h_corr))}});
+        }
+      };
+      if (bytes.size() > l.limit()) {
+        fail(dead_letter_reason::too_large, "troupe.nats.message",
+             std::to_string(bytes.size()) + " bytes on " + x->subject + " (limit " +
+                 std::to_string(l.limit()) + ")");
+        return;
+      }
+      const auto it = x->entries.find(type);
+      if (it == x->entries.end()) {
+        fail(dead_letter_reason::unknown_type, "troupe.nats.message",
+             "'" + std::string(type) + "' on " + x->subject + " has no handler here");
+        return;
+      }
+      if (codec != it->second.codec) {
+        fail(dead_letter_reason::wrong_codec, it->second.type,
+             "'" + std::string(codec) + "' for " + std::string(type) + ", which uses '" +
+                 std::string(it->second.codec) + "'");
+        return;
+      }
+      it->second.forward(l, *x, m, bytes);
+      return;
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace troupe::nats

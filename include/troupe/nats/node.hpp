@@ -1,0 +1,370 @@
+// troupe::nats::node: a runtime attached to a NATS server or cluster, so that its actors can be
+// reached from other processes and reach theirs.
+//
+//   // the shared interface: the actor class itself, or a class that only declares handlers
+//   struct deposit { static constexpr std::string_view troupe_wire_name = "bank.deposit"; long
+//   cents; }; struct balance { static constexpr std::string_view troupe_wire_name = "bank.balance";
+//   }; struct account_api { void on(deposit); long on(balance); };
+//
+//   // the serving process
+//   troupe::runtime rt;
+//   troupe::nats::node n(rt, {.servers = {"nats://10.0.0.5:4222"}, .name = "bank-1"});
+//   auto acc = rt.spawn<account>();
+//   n.expose<deposit, balance>("account", acc);      // each listed type checked against account
+//
+//   // any other process
+//   troupe::nats::node n(rt, {.servers = {...}, .name = "web-7"});
+//   auto acc = n.remote<account_api>("account");
+//   acc.send(deposit{500});                          // compiles only if account_api handles it
+//   long c = acc.ask(balance{}).get();               // or co_await acc.ask(balance{}, 200ms)
+//
+// On the wire: an exposed actor is the subject "<prefix>.actor.<name>" (a queue group of that
+// name, so exposing one name in several processes balances it); headers carry the wire type name,
+// the codec id, the correlation and causation ids; an ask is a request whose reply comes to the
+// node's one inbox ("_INBOX.<id>.<correlation>"). Delivery is at most once (no JetStream), FIFO per
+// sender->receiver pair. Remote asks complete like local ones, or at once with errc::no_responders
+// (nobody exposes the name), errc::disconnected (the connection dropped: every pending ask fails
+// then, not at its timeout), errc::too_large, errc::decode_failed, errc::handler_failed (cause() is
+// a troupe::nats::remote_error with the thrown type's name and text), errc::timeout (troupe's
+// clock). Bad input on an exposed subject is a dead letter with its reason (decode_failed,
+// unknown_type, wrong_codec, too_large).
+//
+// Threads: nats.c's callbacks only hand messages to an internal actor; decoding, forwarding and
+// completing asks run on the runtime's workers. Destroy (or close()) the node before its runtime.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <troupe/nats/detail/dispatch.hpp>
+#include <troupe/nats/detail/link.hpp>
+#include <troupe/nats/remote_ref.hpp>
+
+namespace troupe::nats {
+
+// How a node connects and names itself. Designated initialisers read well.
+struct node_options {
+  // The servers of one NATS cluster, tried in order (nats://host:port).
+  std::vector<std::string> servers{"nats://127.0.0.1:4222"};
+  // This process's name on the wire (the connection name, the troupe-from header).
+  std::string name = "troupe";
+  // Every subject of this system starts with it: "<prefix>.actor.<name>".
+  std::string prefix = "troupe";
+  // How long the first connection may take before the constructor gives up.
+  std::chrono::milliseconds connect_timeout{2000};
+  // Between reconnection attempts once connected; reconnection goes on until close().
+  std::chrono::milliseconds reconnect_wait{50};
+  // The largest payload this node sends or accepts; 0: the server's max_payload.
+  std::size_t max_message_bytes = 0;
+  // Called on connection changes (disconnected, reconnected), on a runtime worker; must
+  // not block. Pending asks have already failed when it hears `disconnected`.
+  std::function<void(connection_state)> on_state{};
+};
+
+// A runtime's attachment to NATS (see the top of this file). Not copyable or movable. Thread-safe:
+// any thread may expose, look up, send and ask.
+class node {
+ public:
+  // Connects (throws troupe::error(errc::disconnected) with nats.c's reason if no server of the
+  // list answers within connect_timeout) and starts serving replies.
+  node(troupe::runtime& rt, node_options options) : link_(std::make_shared<detail::link>()) {
+    detail::link& l = *link_;
+    l.self = link_;
+    l.rt = &rt;
+    l.name = std::move(options.name);
+    l.prefix = std::move(options.prefix);
+    l.max_bytes = options.max_message_bytes;
+    l.on_state = std::move(options.on_state);
+    if (options.servers.empty()) throw error(errc::disconnected, "node_options::servers is empty");
+    l.agent_ref = rt.spawn<detail::agent>(link_);
+    l.core = troupe::detail::access::cell_of(l.agent_ref)->core();
+
+    natsOptions* o = nullptr;
+    check(natsOptions_Create(&o), "natsOptions_Create");
+    std::unique_ptr<natsOptions, void (*)(natsOptions*)> opts(o, &natsOptions_Destroy);
+    std::vector<const char*> urls;
+    for (const auto& s : options.servers) urls.push_back(s.c_str());
+    check(natsOptions_SetServers(o, urls.data(), static_cast<int>(urls.size())), "servers");
+    check(natsOptions_SetNoRandomize(o, true), "no randomize");
+    check(natsOptions_SetName(o, l.name.c_str()), "name");
+    check(natsOptions_SetTimeout(o, options.connect_timeout.count()), "timeout");
+    check(natsOptions_SetMaxReconnect(o, -1), "max reconnect");
+    check(natsOptions_SetReconnectWait(o, options.reconnect_wait.count()), "reconnect wait");
+    check(natsOptions_SetDisconnectedCB(o, &detail::link::on_disconnected, &l), "disconnected cb");
+    check(natsOptions_SetReconnectedCB(o, &detail::link::on_reconnected, &l), "reconnected cb");
+    check(natsOptions_SetClosedCB(o, &detail::link::on_closed, &l), "closed cb");
+    natsConnection* c = nullptr;
+    const natsStatus s = natsConnection_Connect(&c, o);
+    if (s != NATS_OK) {
+      l.agent_ref.stop();
+      throw error(errc::disconnected, std::string("cannot connect to NATS: ") +
+                                          natsStatus_GetText(s) + " (" + options.servers.front() +
+                                          (options.servers.size() > 1 ? ", ..." : "") + ")");
+    }
+    l.conn = c;
+    l.expect_callback();  // the closed callback
+    try {
+      natsInbox* inbox = nullptr;
+      check(natsInbox_Create(&inbox), "inbox");
+      l.inbox = reinterpret_cast<const char*>(inbox);
+      natsInbox_Destroy(inbox);
+      l.id = l.name + "/" + l.inbox.substr(l.inbox.rfind('.') + 1);
+      subscribe(l.inbox + ".*", nullptr, &detail::link::on_reply, &l, &l.inbox_sub);
+    } catch (...) {
+      close();
+      throw;
+    }
+  }
+
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+  ~node() { close(); }
+
+  // Serves the local actor `target` under `name` for the message types Ms (each must be a
+  // message A handles and have a wire name: checked at compile time). Asks of a type A replies to
+  // are answered. Throws error(invalid_subject) for a name that is not one subject token
+  // sequence, error(disconnected) if the node is closed or the subscription fails.
+  template <class... Ms, Actor A>
+  void expose(std::string_view name, const ref<A>& target) {
+    static_assert(sizeof...(Ms) > 0,
+                  "troupe::nats::node::expose<M...>(name, ref): list the message types to serve");
+    static_assert((detail::actor_serves_message<A, Ms>::value && ...),
+                  "troupe::nats::node::expose: the actor has no on(...) handler for a listed "
+                  "message type");
+    static_assert((troupe::detail::type_has_a_wire_name<Ms>::value && ...),
+                  "troupe::nats::node::expose: a listed message type has no wire name (see "
+                  "codec.hpp)");
+    if (!target) throw error(errc::invalid_ref, "expose() of an empty ref");
+    check_name(name);
+    detail::link& l = *link_;
+    auto x = std::make_unique<detail::exposure>();
+    x->owner = &l;
+    x->name = std::string(name);
+    x->subject = l.prefix + ".actor." + x->name;
+    x->target = target;
+    auto* typed = new ref<A>(target);
+    x->typed_target = typed;
+    x->destroy_target = [typed] { delete typed; };
+    (x->entries.emplace(
+         wire_name_of<Ms>(),
+         detail::exposure::entry{codec_id_of<Ms>(), wire_name_of<Ms>(), &detail::forward<A, Ms>}),
+     ...);
+    detail::exposure* raw = x.get();
+    {
+      std::lock_guard lock(l.mutex);
+      l.exposures.push_back(std::move(x));
+    }
+    subscribe(raw->subject, raw->subject.c_str(), &detail::link::on_exposed, raw, &raw->sub);
+  }
+
+  // Topics across processes, (1) in: events of type E that other processes publish (node::publish)
+  // on subjects matching `pattern` (`*`, `>` wildcards) are published into this runtime's topics,
+  // on the same subject, to its local subscribers. This node's own publishes are not echoed
+  // back (they were delivered locally already). Bridge a pattern once: overlapping bridges
+  // deliver twice. An event of another type on the pattern is a dead letter (unknown_type).
+  // Throws error(invalid_subject) for a malformed pattern, error(disconnected) once closed.
+  template <class E>
+  void bridge(std::string_view pattern) {
+    static_assert(troupe::detail::type_has_a_wire_name<E>::value,
+                  "troupe::nats::node::bridge<E>: the event type has no wire name (see codec.hpp)");
+    check_name(pattern, true);
+    auto t = std::make_unique<detail::topic_sub>();
+    t->owner = link_.get();
+    t->subject = link_->prefix + ".topic." + std::string(pattern);
+    t->forward = &detail::bridge_event<E>;
+    add_topic_sub(std::move(t), nullptr);
+  }
+
+  // Topics across processes, (2) out: publishes `event` on `subject` to this runtime's local
+  // subscribers (as runtime::publish) and to every other process's bridges and queue groups.
+  // Returns false (counted as rejected) if it could not go out: closed, too large, not
+  // encodable; the local publish happens either way. Throws error(invalid_subject).
+  template <class E>
+  bool publish(std::string_view subject, E&& event) {
+    using event_type = std::remove_cvref_t<E>;
+    static_assert(troupe::detail::type_has_a_wire_name<event_type>::value,
+                  "troupe::nats::node::publish: the event type has no wire name (see codec.hpp)");
+    check_name(subject, false);
+    detail::link& l = *link_;
+    bool out = false;
+    std::string bytes;
+    try {
+      troupe::encode(static_cast<const event_type&>(event), bytes);
+      out = true;
+    } catch (...) {
+      detail::link::bump(l.c_encode);
+    }
+    if (out) {
+      out = !l.closing.load(std::memory_order_acquire) && bytes.size() <= l.limit() &&
+            l.publish(
+                l.prefix + ".topic." + std::string(subject), nullptr, wire_name_of<event_type>(),
+                codec_id_of<event_type>(), bytes,
+                {{detail::h_cause, std::to_string(troupe::detail::this_thread_identity.message)}},
+                true) == NATS_OK;
+    }
+    if (!out) detail::link::bump(l.c_rejected);
+    l.rt->publish(subject, std::forward<E>(event));
+    return out;
+  }
+
+  // A consumer group spanning processes: `member` joins the NATS queue group `g` on `pattern`;
+  // each event published (node::publish, any process) on a matching subject reaches exactly one
+  // member of the group across all processes, this one included. Compiles only if A has
+  // on(const E&). Throws error(invalid_subject), error(invalid_ref), error(disconnected).
+  template <class E, Actor A>
+  void subscribe(std::string_view pattern, const ref<A>& member, const group& g) {
+    static_assert(troupe::detail::actor_has_handler_for_event<A, E>::value,
+                  "troupe::nats::node::subscribe<E>: the actor has no on(const E&) handler");
+    static_assert(troupe::detail::type_has_a_wire_name<E>::value,
+                  "troupe::nats::node::subscribe<E>: the event type has no wire name");
+    if (!member) throw error(errc::invalid_ref, "subscribe() with an empty ref");
+    check_name(pattern, true);
+    check_name(g.name, false);
+    auto t = std::make_unique<detail::topic_sub>();
+    t->owner = link_.get();
+    t->subject = link_->prefix + ".topic." + std::string(pattern);
+    t->drop_echo = false;  // the queue group is the only path, for this process's members too
+    t->forward = &detail::group_event<E, A>;
+    t->target = member;
+    auto* typed = new ref<A>(member);
+    t->typed_target = typed;
+    t->destroy_target = [typed] { delete typed; };
+    const std::string queue = link_->prefix + ".group." + g.name;
+    add_topic_sub(std::move(t), queue.c_str());
+  }
+
+  // A handle on the actor another process exposes as `name`, typed by the interface I: the
+  // actor's class or a class that declares its on(...) handlers. Never fails: a name nobody
+  // serves shows at use (an ask fails with errc::no_responders).
+  template <class I>
+  [[nodiscard]] remote_ref<I> remote(std::string_view name) const {
+    check_name(name);
+    return remote_ref<I>(link_, link_->prefix + ".actor." + std::string(name));
+  }
+
+  // Unsubscribes, closes the connection (waiting until nats.c runs none of this node's
+  // callbacks), fails the pending asks with errc::disconnected, stops the internal actor.
+  // Idempotent; not from a nats.c callback.
+  void close() noexcept {
+    detail::link& l = *link_;
+    if (l.closing.exchange(true, std::memory_order_acq_rel)) return;
+    if (l.conn != nullptr) {
+      std::vector<natsSubscription*> subs;
+      {
+        std::lock_guard lock(l.mutex);
+        if (l.inbox_sub != nullptr) subs.push_back(l.inbox_sub);
+        for (auto& x : l.exposures) {
+          if (x->sub != nullptr) subs.push_back(x->sub);
+        }
+        for (auto& t : l.topic_subs) {
+          if (t->sub != nullptr) subs.push_back(t->sub);
+        }
+      }
+      for (natsSubscription* s : subs) natsSubscription_Unsubscribe(s);
+      natsConnection_Close(l.conn);
+      {
+        std::unique_lock lock(l.done_mutex);
+        l.done_cv.wait(lock, [&l] { return l.live_callbacks == 0; });
+      }
+      for (natsSubscription* s : subs) natsSubscription_Destroy(s);
+    }
+    l.fail_pending(errc::disconnected, "the node was closed");
+    if (l.agent_ref) l.agent_ref.stop();
+  }
+
+  // What crossed the wire so far (see wire_counters). Thread-safe.
+  [[nodiscard]] wire_counters counters() const noexcept {
+    const detail::link& l = *link_;
+    auto v = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+    return {v(l.c_sent),        v(l.c_received),   v(l.c_delivered),  v(l.c_dead),
+            v(l.c_rejected),    v(l.c_encode),     v(l.c_decode),     v(l.c_late),
+            v(l.c_disconnects), v(l.c_reconnects), v(l.c_events_out), v(l.c_events_in)};
+  }
+
+  // True while connected to a server (false while reconnecting and once closed).
+  [[nodiscard]] bool connected() const noexcept { return link_->connected(); }
+  [[nodiscard]] const std::string& name() const noexcept { return link_->name; }
+  // The subject an actor exposed as `name` is served on.
+  [[nodiscard]] std::string subject_of(std::string_view name) const {
+    return link_->prefix + ".actor." + std::string(name);
+  }
+  // The raw nats.c connection, e.g. to inject test traffic; owned by the node.
+  [[nodiscard]] natsConnection* native_handle() const noexcept { return link_->conn; }
+
+ private:
+  static void check(natsStatus s, const char* what) {
+    if (s != NATS_OK) {
+      throw error(errc::disconnected,
+                  std::string("nats.c: ") + what + ": " + natsStatus_GetText(s));
+    }
+  }
+  // Dotted tokens; with `wildcards`, a token may be `*`, and the last one `>`.
+  static void check_name(std::string_view name, bool wildcards = false) {
+    bool ok = !name.empty() && name.front() != '.' && name.back() != '.';
+    std::size_t token = 0;
+    for (std::size_t i = 0; ok && i <= name.size(); ++i) {
+      if (i == name.size() || name[i] == '.') {
+        const std::string_view t = name.substr(token, i - token);
+        ok = !t.empty() && (t.find_first_of("*>") == std::string_view::npos ||
+                            (wildcards && (t == "*" || (t == ">" && i == name.size()))));
+        token = i + 1;
+      } else {
+        ok = name[i] > ' ' && name[i] != 0x7f;
+      }
+    }
+    if (!ok) {
+      throw error(errc::invalid_subject, "'" + std::string(name) +
+                                             "' is not a name for the wire (dotted tokens, no "
+                                             "spaces or wildcards)");
+    }
+  }
+
+  void add_topic_sub(std::unique_ptr<detail::topic_sub> t, const char* queue) {
+    detail::link& l = *link_;
+    detail::topic_sub* raw = t.get();
+    {
+      std::lock_guard lock(l.mutex);
+      l.topic_subs.push_back(std::move(t));
+    }
+    subscribe(raw->subject, queue, &detail::link::on_event, raw, &raw->sub);
+  }
+
+  void subscribe(const std::string& subject, const char* queue, natsMsgHandler handler,
+                 void* closure, natsSubscription** out) {
+    detail::link& l = *link_;
+    if (l.closing.load(std::memory_order_acquire)) {
+      throw error(errc::disconnected, "the node is closed");
+    }
+    natsSubscription* sub = nullptr;
+    natsStatus s =
+        queue != nullptr
+            ? natsConnection_QueueSubscribe(&sub, l.conn, subject.c_str(), queue, handler, closure)
+            : natsConnection_Subscribe(&sub, l.conn, subject.c_str(), handler, closure);
+    if (s == NATS_OK) {
+      l.expect_callback();
+      s = natsSubscription_SetOnCompleteCB(sub, &detail::link::on_sub_complete, &l);
+      if (s != NATS_OK) l.callback_done();
+    }
+    if (s == NATS_OK) {
+      // Make sure the server knows the interest before anyone is told it exists.
+      s = natsConnection_FlushTimeout(l.conn, 5000);
+    }
+    {
+      std::lock_guard lock(l.mutex);
+      *out = sub;
+    }
+    check(s, "subscribe");
+  }
+
+  std::shared_ptr<detail::link> link_;
+};
+
+}  // namespace troupe::nats
