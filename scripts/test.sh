@@ -54,7 +54,8 @@ troupe_require "${specs[@]}" || exit 1
 if [[ $need_clang_rt == 1 ]]; then
   # The sanitizer runtimes, and the symbolizer that names their frames (without it TSan's
   # reports are bare addresses and tests/tsan.supp, which matches names, suppresses nothing).
-  troupe_require "pkg:$(troupe_clang_rt_package)" "$(troupe_llvm_symbolizer_spec)" || exit 1
+  symbolizer_spec=$(troupe_llvm_symbolizer_spec)
+  troupe_require "pkg:$(troupe_clang_rt_package)" ${symbolizer_spec:+"$symbolizer_spec"} || exit 1
 fi
 GENERATOR=$(troupe_cmake_generator)
 # Handed to the sanitizers explicitly: they look only for an unversioned llvm-symbolizer on PATH.

@@ -69,11 +69,15 @@ troupe_clang_rt_package() {
 
 # The llvm-symbolizer of the installed clang (a sanitizer runtime of clang cannot name a frame
 # without it, and tests/tsan.supp matches frames by name): llvm-<major> ships
-# /usr/bin/llvm-symbolizer-<major> (the unversioned one comes from the `llvm` package).
+# /usr/bin/llvm-symbolizer-<major> (the unversioned one comes from the `llvm` package). Prints a
+# spec for troupe_require, or nothing when a symbolizer is there already.
 troupe_llvm_symbolizer_spec() {
   local major
   major=$(clang++ -dumpversion 2>/dev/null | cut -d. -f1)
-  printf 'cmd:llvm-symbolizer-%s:llvm-%s\n' "${major:-14}" "${major:-14}"
+  if ! command -v "llvm-symbolizer-${major:-14}" >/dev/null 2>&1 &&
+     ! command -v llvm-symbolizer >/dev/null 2>&1; then
+    printf 'cmd:llvm-symbolizer-%s:llvm-%s\n' "${major:-14}" "${major:-14}"
+  fi
 }
 # Its path once installed (empty when there is none).
 troupe_llvm_symbolizer() {
