@@ -316,13 +316,14 @@ struct listener {
 
 TEST_CASE(
     "after shutdown: send returns false (rejected), an ask fails with runtime_stopped, "
-    "a publish delivers nothing (rejected)",
+    "a publish delivers nothing (rejected), push and spawn throw, send_after is rejected",
     "[docs][runtime]") {
   test::observer obs;
   troupe::runtime rt(obs.options());
   auto a = rt.spawn<listener>();
   auto sub = rt.subscribe<value>("after.*", a);
   auto b = rt.spawn<boxed<troupe::overflow::reject>>();
+  auto q = rt.make_queue<value>({.name = "late"});
   rt.shutdown();
   const auto before = rt.counters();
   REQUIRE_FALSE(b.send(value{1}));
@@ -335,6 +336,21 @@ TEST_CASE(
   REQUIRE(rt.counters().published == before.published + 1);
   REQUIRE(rt.counters().rejected == before.rejected + 3);
   REQUIRE(rt.counters().dead_lettered == dead_before);
+  // A push and a spawn throw; a delayed send is counted as rejected.
+  auto code_of_throw = [](auto&& f) {
+    try {
+      f();
+    } catch (const troupe::error& e) {
+      return e.code();
+    }
+    FAIL("no troupe::error thrown");
+    return troupe::errc{};
+  };
+  REQUIRE(code_of_throw([&] { q.push(value{4}); }) == troupe::errc::runtime_stopped);
+  REQUIRE(code_of_throw([&] { static_cast<void>(rt.spawn<listener>()); }) ==
+          troupe::errc::runtime_stopped);
+  rt.send_after(1ms, b, value{5});
+  REQUIRE(rt.counters().rejected == before.rejected + 5);
   test::require_accounted(rt.counters());
 }
 
