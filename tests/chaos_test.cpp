@@ -448,3 +448,12 @@ TEST_CASE("chaos soak: the contract holds under random load, failures and shutdo
   REQUIRE(t->asks_failed.load() > 0);
   rt.reset();
 }
+
+// Left out of the soak on purpose, as known open items of issue 12 (each has its own test with
+// its fix): ask cycles (item 11: an actor asking itself, or actors asking each other, waits out
+// the whole timeout — the fronts ask the workers, which never ask back); start_child from a
+// handler (item 8 — children are started from the driver threads); unsupervised work-queue
+// consumers that all fail (item 13 — every consumer here is supervised); a retained_topic
+// handle used after its runtime is gone (item 1); destroying the runtime from a handler
+// (item 3); ask timeouts of nanoseconds::max() or below zero (item 4). Shutdown runs with three
+// senders, not item 6's fifty, and its bound here has 2 s of slack.
