@@ -449,8 +449,8 @@ TEST_CASE("chaos soak: the contract holds under random load, failures and shutdo
   rt.reset();
 }
 
-// Left out of the soak on purpose, as known open items of issue 12 (each has its own test with
-// its fix): ask cycles (item 11: an actor asking itself, or actors asking each other, waits out
+// Left out of the soak on purpose, as known items of issue 12 that are fixed and tested on their
+// own: ask cycles (item 11: an actor asking itself, or actors asking each other, waits out
 // the whole timeout — the fronts ask the workers, which never ask back); start_child from a
 // handler (item 8 — children are started from the driver threads); unsupervised work-queue
 // consumers that all fail (item 13 — every consumer here is supervised); a retained_topic
