@@ -5,8 +5,12 @@
 //   example_prometheus_exporter --serve [--max-requests N] [--seconds S]
 //       serve until N requests were answered (0: no limit) or S seconds passed (default 60),
 //       e.g. for: curl http://127.0.0.1:<port>/metrics
+//   --reports N --report-ms M   first build N reports of M ms each (default 0): a handler
+//       whose service time is known, for the histogram test against a real Prometheus
 //
 // The port is printed on the first line: "listening on http://127.0.0.1:<port>/metrics".
+// Latencies are served as Prometheus histograms, so the series of several processes add up:
+//   histogram_quantile(0.99, sum by (le) (rate(troupe_service_time_seconds_bucket[1m])))
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -56,6 +60,19 @@ struct trader {
       ctx.runtime().publish("ticks.equity", tick{s, p});
     }
     if (running->load()) ctx.send_after(10ms, ctx.self_as<trader>(), step{});
+  }
+};
+
+// Builds a report in `ms` milliseconds of waiting (a timer, not a blocked worker).
+struct build_report {
+  int ms;
+};
+struct report_builder {
+  explicit report_builder(troupe::context& c) : ctx(c) {}
+  troupe::context& ctx;
+  troupe::task<int> on(build_report r) {
+    co_await ctx.sleep_for(std::chrono::milliseconds(r.ms));
+    co_return r.ms;
   }
 };
 
@@ -143,6 +160,8 @@ int main(int argc, char** argv) {
   bool serve = false;
   int max_requests = 0;
   int seconds = 60;
+  int reports = 0;
+  int report_ms = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--serve") {
@@ -151,8 +170,13 @@ int main(int argc, char** argv) {
       max_requests = std::atoi(argv[++i]);
     } else if (a == "--seconds" && i + 1 < argc) {
       seconds = std::atoi(argv[++i]);
+    } else if (a == "--reports" && i + 1 < argc) {
+      reports = std::atoi(argv[++i]);
+    } else if (a == "--report-ms" && i + 1 < argc) {
+      report_ms = std::atoi(argv[++i]);
     } else {
-      std::cerr << "usage: " << argv[0] << " [--serve [--max-requests N] [--seconds S]]\n";
+      std::cerr << "usage: " << argv[0]
+                << " [--serve [--max-requests N] [--seconds S]] [--reports N --report-ms M]\n";
       return 2;
     }
   }
@@ -168,6 +192,11 @@ int main(int argc, char** argv) {
   auto t = rt.spawn<trader>(p, &running);
   t.send(trader::step{});
   for (int i = 0; i < 1000; ++i) static_cast<void>(p.ask(quote_request{i % 10}).get());
+  if (reports > 0) {
+    // One at a time: each report's service time is its own wait, whatever the machine's load.
+    auto builder = rt.spawn<report_builder>();
+    for (int i = 0; i < reports; ++i) static_cast<void>(builder.ask(build_report{report_ms}).get());
+  }
 
   asio::io_context io;
   tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
@@ -185,8 +214,11 @@ int main(int argc, char** argv) {
          at < reply.size() && shown < 400;) {
       const auto end = reply.find('\n', at);
       const std::string line = reply.substr(at, end - at);
-      if (line.rfind("troupe_queue_wait", 0) == 0 || line.rfind("troupe_ask_round_trip", 0) == 0 ||
-          line.rfind("troupe_topic", 0) == 0 || line.rfind("troupe_handled", 0) == 0) {
+      // Every ask round-trip line, buckets included; of the queue waits the sums and counts.
+      const bool bucket = line.find("_bucket{") != std::string::npos;
+      if ((line.rfind("troupe_queue_wait", 0) == 0 && !bucket) ||
+          line.rfind("troupe_ask_round_trip", 0) == 0 || line.rfind("troupe_topic", 0) == 0 ||
+          line.rfind("troupe_handled", 0) == 0) {
         std::cout << line << '\n';
         ++shown;
       }

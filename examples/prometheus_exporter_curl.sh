@@ -44,8 +44,9 @@ bad=$(grep -Ev '^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+$|^# TYPE [a-zA-Z_:][a-zA-Z0-
 [ -z "$bad" ] || fail "lines not in the Prometheus text format: $bad"
 for want in '^# TYPE troupe_sent_total counter$' \
             '^troupe_handled_total [0-9][0-9]*$' \
-            '^# TYPE troupe_queue_wait_seconds summary$' \
-            '^troupe_queue_wait_seconds{actor_type="[^"]*pricer",message_type="[^"]*quote_request",quantile="0.99"} ' \
+            '^# TYPE troupe_queue_wait_seconds histogram$' \
+            '^troupe_queue_wait_seconds_bucket{actor_type="[^"]*pricer",message_type="[^"]*quote_request",le="0.001"} [0-9]' \
+            '^troupe_queue_wait_seconds_bucket{actor_type="[^"]*pricer",message_type="[^"]*quote_request",le="+Inf"} [0-9]' \
             '^troupe_service_time_seconds_count{' \
             '^troupe_ask_round_trip_seconds_sum{' \
             '^troupe_actor_mailbox_high_water{' \

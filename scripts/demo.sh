@@ -11,7 +11,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/deps.sh
 source scripts/lib/deps.sh
 
-troupe_require cmd:cmake:cmake cmd:g++:g++ "${TROUPE_LIBRARY_PACKAGES[@]}" || exit 1
+declare -a specs=(cmd:cmake:cmake cmd:g++:g++ "${TROUPE_LIBRARY_PACKAGES[@]}")
+build_program=$(troupe_build_program_spec)
+[[ -n $build_program ]] && specs+=("$build_program")
+troupe_require "${specs[@]}" || exit 1
 
 demo=${TROUPE_DEMO:-user_registration}
 if [[ ! -f examples/$demo.cpp ]]; then

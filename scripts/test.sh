@@ -24,7 +24,6 @@ BUILDS=${TROUPE_TEST_BUILDS:-gcc clang tsan asan}
 TSAN_CXX=${TROUPE_TSAN_CXX:-clang++}
 ASAN_CXX=${TROUPE_ASAN_CXX:-g++}
 JOBS=${TROUPE_TEST_JOBS:-$(troupe_nproc)}
-GENERATOR=$(troupe_cmake_generator)
 read -r -a CTEST_EXTRA <<<"${TROUPE_CTEST_ARGS:-}"
 
 build_cxx() {
@@ -38,7 +37,10 @@ build_cxx() {
 }
 
 # ---- dependencies ---------------------------------------------------------
-declare -a specs=(cmd:cmake:cmake cmd:python3:python3 cmd:pkg-config:pkgconf "${TROUPE_LIBRARY_PACKAGES[@]}" pkg:catch2)
+declare -a specs=(cmd:cmake:cmake cmd:python3:python3 cmd:pkg-config:pkgconf
+                  "${TROUPE_LIBRARY_PACKAGES[@]}" pkg:catch2 "${TROUPE_TEST_TOOLS[@]}")
+build_program=$(troupe_build_program_spec)
+[[ -n $build_program ]] && specs+=("$build_program")
 need_clang_rt=0
 for b in $BUILDS; do
   cxx=$(build_cxx "$b") || { troupe_log "unknown build '$b' in TROUPE_TEST_BUILDS (known: gcc clang tsan asan)"; exit 2; }
@@ -50,8 +52,15 @@ for b in $BUILDS; do
 done
 troupe_require "${specs[@]}" || exit 1
 if [[ $need_clang_rt == 1 ]]; then
-  troupe_require "pkg:$(troupe_clang_rt_package)" || exit 1
+  # The sanitizer runtimes, and the symbolizer that names their frames (without it TSan's
+  # reports are bare addresses and tests/tsan.supp, which matches names, suppresses nothing).
+  symbolizer_spec=$(troupe_llvm_symbolizer_spec)
+  troupe_require "pkg:$(troupe_clang_rt_package)" ${symbolizer_spec:+"$symbolizer_spec"} || exit 1
 fi
+GENERATOR=$(troupe_cmake_generator)
+# Handed to the sanitizers explicitly: they look only for an unversioned llvm-symbolizer on PATH.
+SYMBOLIZER=$(troupe_llvm_symbolizer)
+SYMBOLIZER_OPTION=${SYMBOLIZER:+ external_symbolizer_path=$SYMBOLIZER}
 
 # ---- one build ------------------------------------------------------------
 run_build() {
@@ -65,11 +74,12 @@ run_build() {
     gcc | clang) cfg+=(-DTROUPE_BUILD_BENCH=ON -DTROUPE_SANITIZER=) ;;
     tsan)
       cfg+=(-DTROUPE_BUILD_BENCH=OFF -DTROUPE_SANITIZER=thread)
-      env+=("TSAN_OPTIONS=halt_on_error=1 second_deadlock_stack=1 suppressions=$ROOT/tests/tsan.supp")
+      env+=("TSAN_OPTIONS=halt_on_error=1 second_deadlock_stack=1 suppressions=$ROOT/tests/tsan.supp$SYMBOLIZER_OPTION")
       ;;
     asan)
       cfg+=(-DTROUPE_BUILD_BENCH=OFF -DTROUPE_SANITIZER=address)
-      env+=("ASAN_OPTIONS=detect_leaks=1" "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+      env+=("ASAN_OPTIONS=detect_leaks=1${SYMBOLIZER:+:external_symbolizer_path=$SYMBOLIZER}"
+            "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1${SYMBOLIZER:+:external_symbolizer_path=$SYMBOLIZER}")
       ;;
   esac
   if command -v ccache >/dev/null 2>&1; then

@@ -426,7 +426,10 @@ TEST_CASE("exports: text table, JSON that parses, Prometheus lines in the format
   }
   REQUIRE(samples > 20);
   REQUIRE(prom.find("troupe_queue_wait_seconds_count{actor_type=") != std::string::npos);
-  REQUIRE(prom.find("quantile=\"0.99\"") != std::string::npos);
+  REQUIRE(prom.find("# TYPE troupe_queue_wait_seconds histogram") != std::string::npos);
+  REQUIRE(prom.find("troupe_queue_wait_seconds_bucket{actor_type=") != std::string::npos);
+  REQUIRE(prom.find("le=\"+Inf\"} ") != std::string::npos);
+  REQUIRE(prom.find("quantile=") == std::string::npos);
   REQUIRE(prom.find(R"(troupe_topic_deliveries_total{subject="a.\"quoted\""} 1)") !=
           std::string::npos);
 }
@@ -477,4 +480,68 @@ TEST_CASE("ask round trips are recorded for timed-out asks too") {
   REQUIRE(naps->ask_round_trip.count() >= 1);
   REQUIRE(naps->ask_round_trip.count() <= 51);
   rt.shutdown();
+}
+
+// A hand-made snapshot with known values: every cumulative bucket count, +Inf, _sum and _count.
+TEST_CASE("latencies are exported to Prometheus as cumulative histograms") {
+  troupe::metrics_snapshot m;
+  m.enabled = true;
+  troupe::message_metrics msg;
+  msg.actor_type = "worker";
+  msg.message_type = "job";
+  troupe::latency_histogram& h = msg.service_time;
+  h.record_n(90, 10);            // exact below 128 ns: le=1e-07
+  h.record_n(300, 5);            // le=5e-07
+  h.record(999);                 // bucket [992, 999]: le=1e-06
+  h.record(1'000);               // bucket [1000, 1007] straddles 1 us: counted from le=2.5e-06
+  h.record_n(3'000'000'000, 2);  // le=5
+  h.record(20'000'000'000);      // above the last bound (10 s): only +Inf
+  m.messages.push_back(msg);
+  const std::string prom = troupe::to_prometheus(m);
+  INFO(prom);
+
+  std::map<std::string, std::uint64_t> buckets;  // le -> cumulative count
+  std::vector<std::string> order;
+  const std::string prefix =
+      R"(troupe_service_time_seconds_bucket{actor_type="worker",message_type="job",le=")";
+  std::istringstream lines(prom);
+  std::string line;
+  std::string sum_line;
+  std::string count_line;
+  while (std::getline(lines, line)) {
+    if (line.rfind(prefix, 0) == 0) {
+      const auto close = line.find("\"} ", prefix.size());
+      REQUIRE(close != std::string::npos);
+      const std::string le = line.substr(prefix.size(), close - prefix.size());
+      buckets[le] = std::stoull(line.substr(close + 3));
+      order.push_back(le);
+    } else if (line.rfind("troupe_service_time_seconds_sum{", 0) == 0) {
+      sum_line = line;
+    } else if (line.rfind("troupe_service_time_seconds_count{", 0) == 0) {
+      count_line = line;
+    }
+  }
+  REQUIRE(order.size() == std::size(troupe::prometheus_bucket_bounds_ns) + 1);
+  REQUIRE(order.back() == "+Inf");
+  // Ascending bounds, non-decreasing counts.
+  for (std::size_t i = 1; i + 1 < order.size(); ++i) {
+    REQUIRE(std::stod(order[i - 1]) < std::stod(order[i]));
+    REQUIRE(buckets[order[i - 1]] <= buckets[order[i]]);
+  }
+  REQUIRE(buckets["1e-07"] == 10);
+  REQUIRE(buckets["2.5e-07"] == 10);
+  REQUIRE(buckets["5e-07"] == 15);
+  REQUIRE(buckets["1e-06"] == 16);
+  REQUIRE(buckets["2.5e-06"] == 17);
+  REQUIRE(buckets["2.5"] == 17);
+  REQUIRE(buckets["5"] == 19);
+  REQUIRE(buckets["10"] == 19);
+  REQUIRE(buckets["+Inf"] == 20);
+  REQUIRE(count_line ==
+          R"(troupe_service_time_seconds_count{actor_type="worker",message_type="job"} 20)");
+  const double sum = std::stod(sum_line.substr(sum_line.rfind(' ') + 1));
+  REQUIRE(sum == Approx((900.0 + 1500.0 + 999.0 + 1000.0 + 6e9 + 20e9) / 1e9).epsilon(1e-8));
+  // Empty histograms (queue wait, ask round trip here) export no series.
+  REQUIRE(prom.find("troupe_queue_wait_seconds_bucket") == std::string::npos);
+  REQUIRE(prom.find("# TYPE troupe_service_time_seconds histogram") != std::string::npos);
 }

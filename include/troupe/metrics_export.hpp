@@ -76,7 +76,54 @@ inline void append_label(std::string& out, std::string_view name, std::string_vi
   out += '"';
 }
 
-inline constexpr double exported_quantiles[] = {0.5, 0.9, 0.99, 0.999, 0.9999};
+}  // namespace detail
+
+// The upper bounds, in nanoseconds, of the Prometheus histogram buckets latencies are exported
+// in: 1, 2.5 and 5 per decade from 100 ns to 10 s (then +Inf). Fixed, so the series of every
+// process line up and `sum by (le)` adds them.
+inline constexpr std::uint64_t prometheus_bucket_bounds_ns[] = {
+    100,         250,           500,           1'000,         2'500,
+    5'000,       10'000,        25'000,        50'000,        100'000,
+    250'000,     500'000,       1'000'000,     2'500'000,     5'000'000,
+    10'000'000,  25'000'000,    50'000'000,    100'000'000,   250'000'000,
+    500'000'000, 1'000'000'000, 2'500'000'000, 5'000'000'000, 10'000'000'000};
+
+namespace detail {
+
+inline std::string prometheus_number(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+// One latency_histogram as a Prometheus histogram in seconds: cumulative `name_bucket{...,le}`
+// lines for prometheus_bucket_bounds_ns and +Inf, then `name_sum` and `name_count`. A bound B
+// counts the log-linear buckets whose highest value is <= B: every value counted there is <= B,
+// and the values <= B left out lie in the one bucket that straddles B (within 1/64 below B).
+// `labels` is the inside of the braces (may be empty).
+inline void append_prometheus_histogram(std::string& out, std::string_view name,
+                                        std::string_view labels, const latency_histogram& h) {
+  // One pass over the buckets, in order, against the ascending bounds.
+  std::uint64_t cumulative = 0;
+  std::size_t b = 0;
+  const std::string prefix =
+      std::string(name) + "_bucket{" + std::string(labels) + (labels.empty() ? "le=\"" : ",le=\"");
+  for (const std::uint64_t bound : prometheus_bucket_bounds_ns) {
+    for (; b < latency_histogram::bucket_count && latency_histogram::highest_in(b) <= bound; ++b) {
+      cumulative += h.bucket_value_count(b);
+    }
+    out += prefix + prometheus_number(static_cast<double>(bound) / 1e9) + "\"} " +
+           std::to_string(cumulative) + '\n';
+  }
+  for (; b < latency_histogram::bucket_count; ++b) cumulative += h.bucket_value_count(b);
+  // _count is the +Inf bucket (the sum of the buckets read here, not count(), which a writer
+  // may have moved on meanwhile): a scrape is always self-consistent.
+  out += prefix + "+Inf\"} " + std::to_string(cumulative) + '\n';
+  const std::string braces = labels.empty() ? std::string() : "{" + std::string(labels) + "}";
+  out += std::string(name) + "_sum" + braces + ' ' +
+         prometheus_number(static_cast<double>(h.total_ns()) / 1e9) + '\n';
+  out += std::string(name) + "_count" + braces + ' ' + std::to_string(cumulative) + '\n';
+}
 
 }  // namespace detail
 
@@ -220,7 +267,8 @@ inline std::string to_json(const metrics_snapshot& m) {
 }
 
 // The snapshot in the Prometheus text exposition format: counters and gauges with HELP and
-// TYPE lines, latencies as summaries in seconds (quantiles 0.5 .. 0.9999, _sum, _count).
+// TYPE lines, latencies as histograms in seconds (_bucket{le} for prometheus_bucket_bounds_ns
+// and +Inf, _sum, _count), which add up across processes (histogram_quantile of a sum by le).
 inline std::string to_prometheus(const metrics_snapshot& m) {
   std::string out;
   auto family = [&out](const char* name, const char* type, const char* help) {
@@ -233,11 +281,6 @@ inline std::string to_prometheus(const metrics_snapshot& m) {
     out += ' ';
     out += type;
     out += '\n';
-  };
-  auto number = [](double v) {
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%.9g", v);
-    return std::string(buf);
   };
   const runtime_counters& c = m.counters;
   const std::pair<const char*, std::uint64_t> totals[] = {
@@ -287,7 +330,7 @@ inline std::string to_prometheus(const metrics_snapshot& m) {
       "Time from handler start to handler end, per actor type and message type.",
       "Time from ask to reply, per target actor type and request type."};
   for (std::size_t k = 0; k < 3; ++k) {
-    family(latency_names[k], "summary", latency_help[k]);
+    family(latency_names[k], "histogram", latency_help[k]);
     for (const auto& msg : m.messages) {
       const latency_histogram& h = k == 0   ? msg.queue_wait
                                    : k == 1 ? msg.service_time
@@ -297,14 +340,7 @@ inline std::string to_prometheus(const metrics_snapshot& m) {
       detail::append_label(labels, "actor_type", msg.actor_type);
       labels += ',';
       detail::append_label(labels, "message_type", msg.message_type);
-      for (double q : detail::exported_quantiles) {
-        out += std::string(latency_names[k]) + '{' + labels + ",quantile=\"" + number(q) + "\"} " +
-               number(static_cast<double>(detail::ns_of(h.percentile(q * 100))) / 1e9) + '\n';
-      }
-      out += std::string(latency_names[k]) + "_sum{" + labels + "} " +
-             number(static_cast<double>(h.total_ns()) / 1e9) + '\n';
-      out += std::string(latency_names[k]) + "_count{" + labels + "} " + std::to_string(h.count()) +
-             '\n';
+      detail::append_prometheus_histogram(out, latency_names[k], labels, h);
     }
   }
   family("troupe_topic_deliveries_total", "counter",

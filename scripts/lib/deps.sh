@@ -67,11 +67,44 @@ troupe_clang_rt_package() {
   printf 'libclang-rt-%s-dev\n' "${major:-14}"
 }
 
-# Library packages every configure needs (tests additionally need catch2).
-# shellcheck disable=SC2034  # used by the scripts that source this file
-TROUPE_LIBRARY_PACKAGES=(pkg:libasio-dev pkg:libconcurrentqueue-dev)
+# The llvm-symbolizer of the installed clang (a sanitizer runtime of clang cannot name a frame
+# without it, and tests/tsan.supp matches frames by name): llvm-<major> ships
+# /usr/bin/llvm-symbolizer-<major> (the unversioned one comes from the `llvm` package). Prints a
+# spec for troupe_require, or nothing when a symbolizer is there already.
+troupe_llvm_symbolizer_spec() {
+  local major
+  major=$(clang++ -dumpversion 2>/dev/null | cut -d. -f1)
+  if ! command -v "llvm-symbolizer-${major:-14}" >/dev/null 2>&1 &&
+     ! command -v llvm-symbolizer >/dev/null 2>&1; then
+    printf 'cmd:llvm-symbolizer-%s:llvm-%s\n' "${major:-14}" "${major:-14}"
+  fi
+}
+# Its path once installed (empty when there is none).
+troupe_llvm_symbolizer() {
+  local major
+  major=$(clang++ -dumpversion 2>/dev/null | cut -d. -f1)
+  command -v "llvm-symbolizer-${major:-14}" 2>/dev/null || command -v llvm-symbolizer 2>/dev/null || true
+}
 
-# Ninja when available, Makefiles otherwise.
+# Library packages every configure needs (tests additionally need catch2). libnats-dev and
+# libmsgpack-cxx-dev are for the NATS bridge and the codec.
+# shellcheck disable=SC2034  # used by the scripts that source this file
+TROUPE_LIBRARY_PACKAGES=(pkg:libasio-dev pkg:libconcurrentqueue-dev pkg:libnats-dev pkg:libmsgpack-cxx-dev)
+
+# Programs the tests run: a NATS server, a Prometheus server that scrapes the exporters, an HTTP
+# client and an HTTP load generator.
+# shellcheck disable=SC2034  # used by the scripts that source this file
+TROUPE_TEST_TOOLS=(cmd:nats-server:nats-server cmd:prometheus:prometheus cmd:curl:curl cmd:wrk:wrk)
+
+# The build program CMake needs: none to install when ninja or make is there, ninja otherwise
+# (a minimal Debian has neither). Prints a spec for troupe_require, or nothing.
+troupe_build_program_spec() {
+  if ! command -v ninja >/dev/null 2>&1 && ! command -v make >/dev/null 2>&1; then
+    echo cmd:ninja:ninja-build
+  fi
+}
+
+# Ninja when available, Makefiles otherwise (call it after troupe_build_program_spec's install).
 troupe_cmake_generator() {
   if command -v ninja >/dev/null 2>&1; then echo Ninja; else echo "Unix Makefiles"; fi
 }
