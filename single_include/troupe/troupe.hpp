@@ -10,6 +10,8 @@
 #pragma once
 
 // troupe: coroutine actors over lock-free mailboxes. The umbrella header.
+// Not included here, each on purpose: <troupe/codec_msgpack.hpp> (needs msgpack-cxx) and
+// <troupe/nats/node.hpp> (needs nats.c, target troupe::nats).
 
 // ---- begin troupe/actor.hpp ----
 // troupe::context: what an actor sees of the runtime; and the lifecycle an actor class can hook.
@@ -6539,6 +6541,236 @@ std::size_t context::publish(std::string_view subject, E&& event) const {
 // ---- end troupe/topic.hpp ----
 // ---- end troupe/detail/core.hpp ----
 // ---- end troupe/actor.hpp ----
+// ---- begin troupe/codec.hpp ----
+// The codec seam: how a message type becomes bytes and back, with a stable name carried beside
+// the payload. Independent of any transport; the NATS bridge (troupe/nats/) sends every message
+// through it. The default format, msgpack, lives in codec_msgpack.hpp, so a program that never
+// serialises never includes it.
+//
+//   struct deposit {                                       // a plain aggregate: no boilerplate
+//     static constexpr std::string_view troupe_wire_name = "bank.deposit";   // the stable name
+//     long cents;
+//   };
+//   TROUPE_WIRE_NAME(other_lib::event, "shop.event")      // or name a type you cannot edit
+//
+// A type's wire name must not change while processes that use it run: it is what a receiver
+// matches (never typeid, which differs between compilers). Standard types (integers by width,
+// floating point, bool, std::string, vectors, optionals, maps, troupe::unit) are named already.
+//
+// A type picks its codec with `using troupe_codec = my_codec;` or a specialisation of
+// troupe::codec_of<T>; the default is troupe::msgpack_codec. A codec is a class with
+//   static constexpr std::string_view id;                       // travels beside the payload
+//   template <class T> static void encode(const T&, std::string& out);   // appends; may throw
+//   template <class T> static troupe::decoded<T> decode(std::string_view bytes);  // never throws
+
+#include <unordered_map>
+
+namespace troupe {
+
+// The reply of a request whose handler returns nothing worth sending (and an empty message).
+struct unit {
+  friend bool operator==(unit, unit) noexcept = default;
+};
+
+// The result of a decode: a value, or the reason there is none. Decoding never throws: bad bytes
+// from the network are a value to report (a dead letter with the reason), not a crash.
+template <class T>
+class decoded {
+ public:
+  static decoded ok(T value) { return decoded(std::move(value)); }
+  static decoded fail(std::string why) {
+    decoded d;
+    d.error_ = std::move(why);
+    return d;
+  }
+  [[nodiscard]] bool has_value() const noexcept { return value_.has_value(); }
+  explicit operator bool() const noexcept { return has_value(); }
+  // The value; only when has_value().
+  T& value() & { return *value_; }
+  T&& value() && { return std::move(*value_); }
+  // Why decoding failed (empty when it did not).
+  [[nodiscard]] const std::string& error() const noexcept { return error_; }
+
+ private:
+  decoded() = default;
+  explicit decoded(T value) : value_(std::move(value)) {}
+  std::optional<T> value_;
+  std::string error_;
+};
+
+// Names a type for the wire. Specialise it (or use TROUPE_WIRE_NAME) for a type you cannot edit:
+//   template <> struct troupe::wire_name<lib::event> {
+//     static constexpr std::string_view value = "lib.event"; };
+template <class T>
+struct wire_name {};
+
+// The default codec (codec_msgpack.hpp); declared here so that codec_of can name it.
+struct msgpack_codec;
+
+// The codec of T: T::troupe_codec if it declares one, else msgpack_codec. Specialise to choose
+// another for a type you cannot edit.
+template <class T>
+struct codec_of {
+  using type = msgpack_codec;
+};
+template <class T>
+requires requires {
+  typename T::troupe_codec;
+}
+struct codec_of<T> {
+  using type = typename T::troupe_codec;
+};
+template <class T>
+using codec_of_t = typename codec_of<T>::type;
+
+namespace detail {
+
+template <class T>
+concept member_wire_name = requires {
+  { T::troupe_wire_name } -> std::convertible_to<std::string_view>;
+};
+template <class T>
+concept specialised_wire_name = requires {
+  { wire_name<T>::value } -> std::convertible_to<std::string_view>;
+};
+
+template <class T>
+struct is_vector : std::false_type {};
+template <class T, class A>
+struct is_vector<std::vector<T, A>> : std::true_type {};
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+template <class T>
+struct is_map : std::false_type {};
+template <class K, class V, class C, class A>
+struct is_map<std::map<K, V, C, A>> : std::true_type {};
+template <class K, class V, class H, class E, class A>
+struct is_map<std::unordered_map<K, V, H, E, A>> : std::true_type {};
+
+template <class T>
+constexpr bool builtin_wire_name() {
+  if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, std::string> ||
+                std::is_same_v<T, unit>) {
+    return true;
+  } else if constexpr (std::is_integral_v<T> || std::is_floating_point_v<T>) {
+    return !std::is_same_v<T, char> && !std::is_same_v<T, wchar_t> && sizeof(T) <= 8;
+  } else if constexpr (is_vector<T>::value || is_optional<T>::value) {
+    return member_wire_name<typename T::value_type> ||
+           specialised_wire_name<typename T::value_type> ||
+           builtin_wire_name<typename T::value_type>();
+  } else if constexpr (is_map<T>::value) {
+    using K = typename T::key_type;
+    using V = typename T::mapped_type;
+    return (member_wire_name<K> || specialised_wire_name<K> || builtin_wire_name<K>()) &&
+           (member_wire_name<V> || specialised_wire_name<V> || builtin_wire_name<V>());
+  } else {
+    return false;
+  }
+}
+
+// Spelled as a class template so that a failing static_assert prints the type's name.
+template <class MessageType>
+struct type_has_a_wire_name {
+  static constexpr bool value = member_wire_name<MessageType> ||
+                                specialised_wire_name<MessageType> ||
+                                builtin_wire_name<MessageType>();
+};
+
+}  // namespace detail
+
+// T can cross a process boundary: it has a stable wire name.
+template <class T>
+concept WireNamed = detail::type_has_a_wire_name<std::remove_cvref_t<T>>::value;
+
+// T's wire name, e.g. "bank.deposit", "i64", "vector<string>". Thread-safe; the view lives as
+// long as the program.
+template <class T>
+[[nodiscard]] std::string_view wire_name_of() {
+  using type = std::remove_cvref_t<T>;
+  static_assert(detail::type_has_a_wire_name<type>::value,
+                "troupe: this type crosses the wire but has no wire name: give it a member "
+                "`static constexpr std::string_view troupe_wire_name = \"app.name\";` or write "
+                "TROUPE_WIRE_NAME(type, \"app.name\") at global scope (see codec.hpp)");
+  if constexpr (detail::specialised_wire_name<type>) {
+    return wire_name<type>::value;
+  } else if constexpr (detail::member_wire_name<type>) {
+    return type::troupe_wire_name;
+  } else if constexpr (std::is_same_v<type, bool>) {
+    return "bool";
+  } else if constexpr (std::is_same_v<type, std::string>) {
+    return "string";
+  } else if constexpr (std::is_same_v<type, unit>) {
+    return "unit";
+  } else if constexpr (std::is_floating_point_v<type>) {
+    return sizeof(type) == 4 ? "f32" : "f64";
+  } else if constexpr (std::is_integral_v<type>) {
+    // By width and signedness, so `long` on one platform and `long long` on another agree.
+    constexpr std::array<std::string_view, 9> s{"", "i8", "i16", "", "i32", "", "", "", "i64"};
+    constexpr std::array<std::string_view, 9> u{"", "u8", "u16", "", "u32", "", "", "", "u64"};
+    return std::is_signed_v<type> ? s[sizeof(type)] : u[sizeof(type)];
+  } else {
+    // Composite names are built once (a function-local static: thread-safe initialisation).
+    static const std::string name = [] {
+      if constexpr (detail::is_vector<type>::value) {
+        return "vector<" + std::string(wire_name_of<typename type::value_type>()) + ">";
+      } else if constexpr (detail::is_optional<type>::value) {
+        return "optional<" + std::string(wire_name_of<typename type::value_type>()) + ">";
+      } else {
+        return "map<" + std::string(wire_name_of<typename type::key_type>()) + "," +
+               std::string(wire_name_of<typename type::mapped_type>()) + ">";
+      }
+    }();
+    return name;
+  }
+}
+
+// C is a codec for T (see the top of this file).
+template <class C, class T>
+concept CodecFor = requires(const T& value, std::string& out, std::string_view bytes) {
+  { C::id } -> std::convertible_to<std::string_view>;
+  C::template encode<T>(value, out);
+  { C::template decode<T>(bytes) } -> std::same_as<decoded<T>>;
+};
+
+// Encodes `value` with its codec, appending to `out`. Throws what the codec throws.
+template <class T>
+void encode(const T& value, std::string& out) {
+  codec_of_t<T>::template encode<T>(value, out);
+}
+
+// Decodes a T from `bytes` with its codec. Bad bytes are a failed decoded<T>, never an
+// exception (a codec that throws anyway is caught here); only std::bad_alloc may escape.
+template <class T>
+[[nodiscard]] decoded<T> decode(std::string_view bytes) {
+  try {
+    return codec_of_t<T>::template decode<T>(bytes);
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    return decoded<T>::fail(std::string("the decoder threw: ") + e.what());
+  } catch (...) {
+    return decoded<T>::fail("the decoder threw");
+  }
+}
+
+// The id of T's codec, as it travels beside the payload.
+template <class T>
+[[nodiscard]] constexpr std::string_view codec_id_of() noexcept {
+  return codec_of_t<T>::id;
+}
+
+}  // namespace troupe
+
+// Names a type you cannot edit for the wire; use at global scope:
+//   TROUPE_WIRE_NAME(lib::event, "lib.event")
+#define TROUPE_WIRE_NAME(type, name)                  \
+  template <>                                         \
+  struct troupe::wire_name<type> {                    \
+    static constexpr std::string_view value = (name); \
+  };
+// ---- end troupe/codec.hpp ----
 // ---- begin troupe/io.hpp ----
 // Awaiting asynchronous I/O (Asio sockets, or any API with completion callbacks) in a task
 // handler, without blocking a worker and without running actor code on the I/O thread:
@@ -7421,6 +7653,1122 @@ class runtime {
 
 }  // namespace troupe
 // ---- end troupe/runtime.hpp ----
+// ---- begin troupe/sim_check.hpp ----
+// troupe::sim::check, check_determinism and shrink: properties of a simulated system over many
+// seeds, and a failing run's faults cut down to the few that matter.
+//
+//   auto result = troupe::sim::check({.seeds = 200}, [](troupe::simulation& sim) {
+//     ... spawn, send, sim.run() ...
+//     troupe::sim::require(invariant_holds, "no order both charged and cancelled");
+//   });
+//   INFO(result.report);
+//   REQUIRE(result.passed);
+//
+// A scenario fails by throwing (sim::require throws sim::property_failed). TROUPE_SIM_SEED=<n>
+// in the environment makes check() run that one seed only (to rerun a reported failure).
+
+// ---- begin troupe/simulation.hpp ----
+// troupe::simulation: a runtime that runs unchanged actors deterministically on the calling thread,
+// with a seeded schedule, virtual time and network faults between nodes.
+//
+//   troupe::simulation sim({.seed = 42, .faults = {.drop = 0.1}});
+//   troupe::runtime& rt = sim.runtime();
+//   auto a = sim.spawn_on<account>("bank", 100);
+//   auto c = sim.spawn_on<client>("shop", a);
+//   long b = a.ask(balance{}).get();   // get() runs the simulation until the reply is there
+//   sim.run();                         // runs until nothing is left to do
+//
+// A run is a function of (seed, options, code): the same seed gives the same trace (trace_hash()).
+// Properties over many seeds, determinism checks and shrinking: troupe/sim_check.hpp.
+
+// ---- begin troupe/detail/sim_clock.hpp ----
+// Internal: the simulation's clock and timers (virtual time, one thread) and its random numbers.
+
+namespace troupe::detail {
+
+// xoshiro256** seeded through splitmix64: fast, small, and the same sequence on every platform
+// (the standard library's distributions are not, so none is used).
+class sim_rng {
+ public:
+  explicit sim_rng(std::uint64_t seed) noexcept {
+    for (auto& word : s_) {
+      seed += 0x9e3779b97f4a7c15ULL;
+      std::uint64_t z = seed;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+      word = z ^ (z >> 31);
+    }
+  }
+  std::uint64_t next() noexcept {
+    const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
+    const std::uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = rotl(s_[3], 45);
+    return result;
+  }
+  // Uniform in [0, n) for 0 < n < 2^32: multiply-shift (no division), bias below n / 2^32.
+  std::size_t below(std::size_t n) noexcept {
+    return static_cast<std::size_t>(((next() >> 32) * static_cast<std::uint64_t>(n)) >> 32);
+  }
+  // Uniform in [0, 1).
+  double unit() noexcept { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+
+ private:
+  static std::uint64_t rotl(std::uint64_t x, int k) noexcept { return (x << k) | (x >> (64 - k)); }
+  std::uint64_t s_[4];
+};
+
+// Timers on a virtual clock: a binary heap ordered by (due, sequence), the position of each task
+// kept in the task so that cancel() removes it in O(log n). Only the simulation's thread uses it,
+// so there is no lock. now() moves only when the simulation advances it.
+class sim_timer_service final : public timer_service {
+ public:
+  explicit sim_timer_service(time_point start) noexcept : now_(start) {}
+  ~sim_timer_service() override { stop(); }
+
+  [[nodiscard]] time_point now() const noexcept override { return now_; }
+
+  void schedule(time_point at, std::unique_ptr<timer_task> task,
+                timer_task** handle = nullptr) override {
+    if (stopped_) return;  // destroyed unfired: its destructor accounts for it
+    heap_.reserve(heap_.size() + 1);
+    timer_task* t = task.release();
+    t->due_ = at < now_ ? now_ : at;
+    t->sequence_ = next_sequence_++;
+    t->handle_ = handle;
+    if (handle != nullptr) *handle = t;
+    heap_.push_back(t);
+    t->heap_index_ = heap_.size() - 1;
+    sift_up(heap_.size() - 1);
+  }
+
+  std::unique_ptr<timer_task> cancel(timer_task** handle) noexcept override {
+    if (handle == nullptr || *handle == nullptr) return nullptr;
+    timer_task* t = *handle;
+    *handle = nullptr;
+    t->handle_ = nullptr;
+    remove_at(t->heap_index_);
+    return std::unique_ptr<timer_task>(t);
+  }
+
+  void stop() noexcept override {
+    stopped_ = true;
+    // Destroying a task may schedule or cancel others: take them one at a time.
+    while (!heap_.empty()) {
+      timer_task* t = heap_.front();
+      remove_at(0);
+      if (t->handle_ != nullptr) *t->handle_ = nullptr;
+      delete t;
+    }
+  }
+
+  [[nodiscard]] std::size_t pending() const noexcept override { return heap_.size(); }
+
+  // The simulation's side.
+  [[nodiscard]] bool empty() const noexcept { return heap_.empty(); }
+  [[nodiscard]] time_point next_due() const noexcept { return heap_.front()->due_; }
+  void advance_to(time_point t) noexcept {
+    if (t > now_) now_ = t;
+  }
+  // Takes the earliest task off the heap and advances the clock to its time; the caller fires
+  // and destroys it.
+  std::unique_ptr<timer_task> pop_due() noexcept {
+    timer_task* t = heap_.front();
+    remove_at(0);
+    if (t->handle_ != nullptr) *t->handle_ = nullptr;
+    t->handle_ = nullptr;
+    advance_to(t->due_);
+    return std::unique_ptr<timer_task>(t);
+  }
+
+ private:
+  static bool before(const timer_task* a, const timer_task* b) noexcept {
+    return a->due_ != b->due_ ? a->due_ < b->due_ : a->sequence_ < b->sequence_;
+  }
+  void place(std::size_t i, timer_task* t) noexcept {
+    heap_[i] = t;
+    t->heap_index_ = i;
+  }
+  void sift_up(std::size_t i) noexcept {
+    timer_task* t = heap_[i];
+    while (i > 0) {
+      const std::size_t parent = (i - 1) / 2;
+      if (!before(t, heap_[parent])) break;
+      place(i, heap_[parent]);
+      i = parent;
+    }
+    place(i, t);
+  }
+  void sift_down(std::size_t i) noexcept {
+    timer_task* t = heap_[i];
+    const std::size_t n = heap_.size();
+    for (;;) {
+      std::size_t child = 2 * i + 1;
+      if (child >= n) break;
+      if (child + 1 < n && before(heap_[child + 1], heap_[child])) ++child;
+      if (!before(heap_[child], t)) break;
+      place(i, heap_[child]);
+      i = child;
+    }
+    place(i, t);
+  }
+  void remove_at(std::size_t i) noexcept {
+    timer_task* last = heap_.back();
+    heap_.pop_back();
+    if (i == heap_.size()) return;
+    place(i, last);
+    sift_down(i);
+    sift_up(last->heap_index_);
+  }
+
+  time_point now_;
+  std::vector<timer_task*> heap_;
+  std::uint64_t next_sequence_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/sim_clock.hpp ----
+// ---- begin troupe/detail/sim_engine.hpp ----
+// Internal: the simulation's engine. It is the runtime's scheduler (the runnable actors, one of
+// them picked at random by a seeded generator at each step), its driver (runs events on the
+// caller's thread whenever someone waits) and its network (faults between nodes).
+
+#include <initializer_list>
+#include <set>
+
+// ---- begin troupe/simulation_faults.hpp ----
+// troupe::link_faults and troupe::fault_record: the network faults a simulation injects between
+// nodes (named groups of actors), and the record of each one it injected. See simulation.hpp.
+
+namespace troupe {
+
+// Faults of the messages sent from an actor on one node to an actor on another (never within a
+// node, never from outside any actor). Probabilities are per message, in [0, 1].
+struct link_faults {
+  double drop = 0;       // lost: a dead letter with reason dropped ("dropped by simulation")
+  double duplicate = 0;  // delivered twice (plain sends of copyable messages only)
+  double delay = 0;      // held in flight for a time uniform in [min_delay, max_delay]
+  std::chrono::nanoseconds min_delay{0};
+  std::chrono::nanoseconds max_delay{0};
+  // Delayed messages may overtake earlier ones of the same sender and target. Off: each pair
+  // stays FIFO (as over one connection), and delays only shift it in time.
+  bool reorder = false;
+};
+
+enum class fault_kind { drop, delay, duplicate, crash, partition };
+
+[[nodiscard]] constexpr std::string_view to_string(fault_kind k) noexcept {
+  switch (k) {
+    case fault_kind::drop:
+      return "drop";
+    case fault_kind::delay:
+      return "delay";
+    case fault_kind::duplicate:
+      return "duplicate";
+    case fault_kind::crash:
+      return "crash";
+    case fault_kind::partition:
+      return "partition";
+  }
+  return "unknown";
+}
+
+// One injected fault. `point` numbers the simulation's fault decisions in order: (point, kind)
+// names the fault for a replay (simulation_options::replay_faults), `text` describes it.
+struct fault_record {
+  std::uint64_t point = 0;
+  fault_kind kind = fault_kind::drop;
+  std::chrono::nanoseconds at{0};  // virtual time since the simulation began
+  std::string text;
+  // Random faults can be left out of a replay; partition drops follow from the scenario's own
+  // partition() calls, and explicit crash() calls are the scenario's too.
+  bool random = true;
+};
+
+// What a crashed actor's handler throws (simulation::crash, simulation_options::crash).
+class simulated_crash : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace troupe
+// ---- end troupe/simulation_faults.hpp ----
+
+namespace troupe::detail {
+
+class sim_engine;
+
+// The message that makes an actor fail: its "handler" throws simulated_crash.
+struct sim_crash_envelope final : envelope {
+  sim_crash_envelope(const envelope_ops* o, std::string why, sim_engine* e, std::uint64_t target)
+      : envelope{nullptr, o, 0}, reason(std::move(why)), engine(e), target_id(target) {}
+  std::string reason;
+  sim_engine* engine;
+  std::uint64_t target_id;
+};
+
+inline handler_start sim_crash_invoke(actor_cell&, envelope& e) {
+  throw simulated_crash(static_cast<sim_crash_envelope&>(e).reason);
+}
+inline void sim_crash_destroy(envelope* e) noexcept;  // after sim_engine
+inline constexpr envelope_ops sim_crash_ops{.invoke = &sim_crash_invoke,
+                                            .destroy = &sim_crash_destroy,
+                                            .message_type = "troupe::simulated_crash"};
+
+// A message held in flight by a network delay.
+class sim_delivery_task final : public timer_task {
+ public:
+  inline sim_delivery_task(sim_engine* engine, actor_cell* target, envelope* e) noexcept;
+  inline ~sim_delivery_task() override;
+  inline void fire() noexcept override;
+
+ private:
+  sim_engine* engine_;
+  actor_cell* target_;
+  envelope* envelope_;
+};
+
+struct sim_settings {
+  std::uint64_t seed = 0;
+  std::size_t batch = 1;
+  link_faults faults{};
+  double crash = 0;
+  bool keep_lines = false;
+  std::uint64_t max_events = 0;
+  std::optional<std::vector<fault_record>> replay;
+};
+
+class sim_engine final : public scheduler, public driver {
+ public:
+  sim_engine(runtime_core* core, sim_timer_service* timers, sim_settings settings)
+      : core_(core),
+        timers_(timers),
+        start_(timers->now()),
+        schedule_rng_(settings.seed),
+        fault_rng_(settings.seed ^ 0x5eedfa017ULL),
+        settings_(std::move(settings)) {
+    counters_.single_writer = true;
+    nodes_.emplace_back();  // node 0: actors assigned to no node
+    if (settings_.replay) {
+      for (const fault_record& f : *settings_.replay) {
+        allowed_.insert({f.point, static_cast<int>(f.kind)});
+      }
+    }
+  }
+
+  // ---- scheduler ----
+  void schedule(actor_cell* cell) noexcept override {
+    try {
+      runnable_.push_back(cell);
+    } catch (...) {
+      std::terminate();  // out of memory: nowhere to put the actor (as the thread pool)
+    }
+  }
+  [[nodiscard]] bool idle() const noexcept override { return runnable_.empty() && in_flight_ == 0; }
+  void stop() noexcept override {
+    for (envelope* e : limbo_) e->destroy();
+    limbo_.clear();
+    cells_.clear();  // their references keep the records (and so the core) alive
+  }
+  [[nodiscard]] std::size_t thread_count() const noexcept override { return 1; }
+  [[nodiscard]] const counter_slot& counters_of(std::size_t) const noexcept override {
+    return counters_;
+  }
+
+  // ---- driver ----
+  bool run_until(bool (*done)(const void*), const void* arg,
+                 std::chrono::nanoseconds budget) override {
+    const clock::time_point limit =
+        budget.count() > 0 ? timers_->now() + std::chrono::duration_cast<clock::duration>(budget)
+                           : clock::time_point::max();
+    identity_guard guard(this);
+    // Never throws (shutdown calls it): past max_events it gives up, and the caller reports.
+    for (std::uint64_t n = 0; !done(arg); ++n) {
+      if (settings_.max_events != 0 && n >= settings_.max_events) return false;
+      if (!step(limit)) return done(arg);
+    }
+    return true;
+  }
+
+  bool intercept(actor_cell* target, envelope* e) noexcept override {
+    const thread_identity& id = this_thread_identity;
+    actor_cell* sender = id.core == core_ ? id.cell : nullptr;
+    if (nodes_.size() == 1 || sender == nullptr || e->ops == &sim_crash_ops) {
+      return core_->enqueue(target, e);
+    }
+    const int from = node_of(sender);
+    const int to = node_of(target);
+    if (from == to) return core_->enqueue(target, e);
+    return cross(sender, target, from, to, e);
+  }
+
+  // ---- the simulation's controls ----
+
+  // Runs events until none is left, or until `limit` for timers. Returns the events run.
+  std::uint64_t run(clock::time_point limit = clock::time_point::max()) {
+    identity_guard guard(this);
+    std::uint64_t n = 0;
+    while (step(limit)) {
+      if (settings_.max_events != 0 && ++n > settings_.max_events) {
+        throw error(errc::timeout, "the simulation ran " + std::to_string(n) +
+                                       " events in one run (simulation_options::max_events): a "
+                                       "timer that re-arms forever? bound the run with run_for()");
+      }
+    }
+    return n;
+  }
+  void advance_to(clock::time_point t) noexcept { timers_->advance_to(t); }
+  [[nodiscard]] clock::time_point now() const noexcept { return timers_->now(); }
+  [[nodiscard]] std::chrono::nanoseconds elapsed() const noexcept { return now() - start_; }
+
+  int node(std::string_view name) {
+    if (name.empty()) return 0;
+    for (std::size_t i = 1; i < nodes_.size(); ++i) {
+      if (nodes_[i] == name) return static_cast<int>(i);
+    }
+    nodes_.emplace_back(name);
+    return static_cast<int>(nodes_.size() - 1);
+  }
+  [[nodiscard]] const std::string& node_name(int n) const noexcept { return nodes_[n]; }
+  void assign(actor_cell* cell, int n) {
+    assigned_[cell->id()] = n;
+    cells_.insert_or_assign(cell->id(), access::make_address(cell));
+  }
+  // An actor's node: its own, else its supervisor's (a supervised tree stays on one node).
+  [[nodiscard]] int node_of(const actor_cell* cell) const noexcept {
+    for (int depth = 0; cell != nullptr && depth < 64; ++depth) {
+      auto it = assigned_.find(cell->id());
+      if (it != assigned_.end()) return it->second;
+      const watch_state* x = cell->extras();
+      cell = x != nullptr ? x->supervisor : nullptr;
+    }
+    return 0;
+  }
+  void set_link(int from, int to, const link_faults& f) { links_[{from, to}] = f; }
+  void partition(int a, int b) {
+    blocked_.insert({a, b});
+    blocked_.insert({b, a});
+    note("partition " + label(a) + " | " + label(b));
+  }
+  void heal(int a, int b) {
+    blocked_.erase({a, b});
+    blocked_.erase({b, a});
+    note("heal " + label(a) + " | " + label(b));
+  }
+  void heal_all() {
+    blocked_.clear();
+    note("heal all");
+  }
+
+  // Makes `cell` fail when it reaches this message (its supervisor decides what follows).
+  void crash(actor_cell* cell, std::string reason, bool random, std::uint64_t point) {
+    record_fault(point, fault_kind::crash, describe_cell(cell) + ": " + reason, random);
+    envelope* e = new sim_crash_envelope(&sim_crash_ops, std::move(reason), this, cell->id());
+    ++crashes_pending_[cell->id()];
+    core_->post(cell, e, true);
+  }
+  void crash(actor_cell* cell, std::string reason) {
+    crash(cell, std::move(reason), false, points_++);
+  }
+  // Every actor assigned to node `n` (not those that inherit it from a supervisor: the crash of
+  // a supervisor's child is the supervisor's to handle).
+  std::size_t crash_node(int n, const std::string& reason) {
+    std::vector<std::uint64_t> ids;
+    for (const auto& [id, node] : assigned_) {
+      if (node == n) ids.push_back(id);
+    }
+    std::sort(ids.begin(), ids.end());
+    std::size_t crashed = 0;
+    for (std::uint64_t id : ids) {
+      auto it = cells_.find(id);
+      if (it == cells_.end()) continue;
+      actor_cell* c = access::cell_of(it->second);
+      if (c->closed()) continue;
+      crash(c, reason);
+      ++crashed;
+    }
+    return crashed;
+  }
+
+  // ---- the record ----
+  [[nodiscard]] std::uint64_t hash() const noexcept { return hash_; }
+  [[nodiscard]] const std::vector<std::string>& lines() const noexcept { return lines_; }
+  [[nodiscard]] const std::vector<fault_record>& faults() const noexcept { return faults_; }
+  [[nodiscard]] std::uint64_t steps() const noexcept { return steps_; }
+  [[nodiscard]] bool keeps_lines() const noexcept { return settings_.keep_lines; }
+  // A trace line (kept only with keep_lines), prefixed with the virtual time.
+  void line(const std::string& text) {
+    if (!settings_.keep_lines) return;
+    char stamp[40];
+    const auto ns = elapsed().count();
+    std::snprintf(stamp, sizeof stamp, "%10lld.%06lld ms  ", static_cast<long long>(ns / 1000000),
+                  static_cast<long long>(ns % 1000000));
+    lines_.push_back(stamp + text);
+  }
+  [[nodiscard]] static std::string describe_cell(const actor_cell* c) {
+    return std::string(c->ops()->type_name) + "#" + std::to_string(c->id());
+  }
+
+ private:
+  friend class sim_delivery_task;
+
+  // Marks the calling thread as the simulation's (internal to the runtime, with its own
+  // counters) while it runs events; restores what it was.
+  struct identity_guard {
+    explicit identity_guard(sim_engine* e) : saved(this_thread_identity) {
+      if (saved.core == e->core_) {
+        nested = true;
+        return;
+      }
+      if (saved.core != nullptr) {
+        throw error(errc::would_block, "a simulation was driven from another runtime's thread");
+      }
+      this_thread_identity = thread_identity{e->core_, &e->counters_, e, nullptr, 0};
+    }
+    ~identity_guard() {
+      if (!nested) this_thread_identity = saved;
+    }
+    identity_guard(const identity_guard&) = delete;
+    identity_guard& operator=(const identity_guard&) = delete;
+    thread_identity saved;
+    bool nested = false;
+  };
+
+  // One event: an activation of a runnable actor picked at random or, when none is runnable,
+  // the earliest timer (due no later than `limit`; the clock jumps to it).
+  bool step(clock::time_point limit) {
+    if (!runnable_.empty()) {
+      const std::size_t n = runnable_.size();
+      const std::size_t i = n == 1 ? 0 : schedule_rng_.below(n);
+      actor_cell* cell = runnable_[i];
+      runnable_[i] = runnable_.back();
+      runnable_.pop_back();
+      ++steps_;
+      if (settings_.crash > 0) maybe_crash(cell);
+      mix(1, cell->id());
+      if (settings_.keep_lines) line("run " + describe_cell(cell));
+      this_thread_identity.cell = cell;
+      const activation outcome = cell->run(settings_.batch);  // may free the cell
+      this_thread_identity.cell = nullptr;
+      if (outcome == activation::yielded) runnable_.push_back(cell);
+      return true;
+    }
+    if (timers_->empty() || timers_->next_due() > limit) return false;
+    std::unique_ptr<timer_task> task = timers_->pop_due();
+    ++steps_;
+    mix(2, static_cast<std::uint64_t>(elapsed().count()));
+    task->fire();
+    task.reset();
+    if (!limbo_.empty()) sweep_limbo();
+    return true;
+  }
+
+  void maybe_crash(actor_cell* cell) {
+    const int n = node_of(cell);
+    // An actor with a crash still queued is not crashed again: the first ends it (or its
+    // instance), so a second would never be a failure of its own.
+    if (n == 0 || crashes_pending_.count(cell->id()) != 0) return;
+    const double u = fault_rng_.unit();
+    const std::uint64_t point = points_++;
+    if (u < settings_.crash && allowed(point, fault_kind::crash)) {
+      crash(cell, "random crash on node " + nodes_[n], true, point);
+    }
+  }
+
+  bool cross(actor_cell* sender, actor_cell* target, int from, int to, envelope* e) noexcept {
+    const std::uint64_t point = points_++;
+    const link_faults& f = faults_for(from, to);
+    // A fixed number of draws per message, whatever is injected: leaving a fault out of a
+    // replay then disturbs the rest of the run as little as possible.
+    const double u_drop = fault_rng_.unit();
+    const double u_duplicate = fault_rng_.unit();
+    const double u_delay = fault_rng_.unit();
+    const std::uint64_t r_delay = fault_rng_.next();
+    try {
+      auto what = [&] {
+        return std::string(e->ops->message_type) + " " + describe_cell(sender) + " -> " +
+               describe_cell(target) + " (" + label(from) + " -> " + label(to) + ")";
+      };
+      if (blocked_.count({from, to}) != 0) {
+        record_fault(point, fault_kind::partition, what(), false);
+        return drop(
+            target, e,
+            "dropped by simulation: " + label(from) + " and " + label(to) + " are partitioned");
+      }
+      if (u_drop < f.drop && allowed(point, fault_kind::drop)) {
+        record_fault(point, fault_kind::drop, what(), true);
+        return drop(target, e, "dropped by simulation");
+      }
+      clock::duration delay{0};
+      if (u_delay < f.delay && f.max_delay > std::chrono::nanoseconds(0) &&
+          allowed(point, fault_kind::delay)) {
+        const auto lo = static_cast<std::uint64_t>(f.min_delay.count());
+        const auto hi = static_cast<std::uint64_t>(std::max(f.max_delay, f.min_delay).count());
+        delay = std::chrono::duration_cast<clock::duration>(
+            std::chrono::nanoseconds(lo + r_delay % (hi - lo + 1)));
+        record_fault(point, fault_kind::delay,
+                     what() + " by " + std::to_string(delay.count() / 1000) + " us", true);
+      }
+      envelope* copy = nullptr;
+      if (u_duplicate < f.duplicate && e->ops->clone != nullptr &&
+          allowed(point, fault_kind::duplicate)) {
+        copy = e->ops->clone(*e);
+        copy->correlation = e->correlation;
+        if (core_->instrumented()) {  // written only then (envelope.hpp)
+          copy->causation = e->causation;
+          copy->queued = e->queued;
+        }
+        counter_slot& counters = core_->counters_here();
+        counters.add(counters.sent);  // the copy is a message of its own, counted as one
+        if (target->ops()->mailbox.capacity != 0) {
+          target->extras()->depth.fetch_add(1, std::memory_order_relaxed);
+        }
+        if (core_->metrics_on()) target->extras()->stats.queued();
+        record_fault(point, fault_kind::duplicate, what(), true);
+      }
+      const bool queued = deliver(sender, target, e, delay, f.reorder);
+      if (copy != nullptr) deliver(sender, target, copy, delay, f.reorder);
+      return queued;
+    } catch (...) {  // out of memory while faulting: deliver it plainly
+      return core_->enqueue(target, e);
+    }
+  }
+
+  bool deliver(actor_cell* sender, actor_cell* target, envelope* e, clock::duration delay,
+               bool reorder) {
+    clock::time_point due = now() + delay;
+    if (!reorder) {
+      clock::time_point& last = last_due_[{sender->id(), target->id()}];
+      due = std::max(due, last);
+      last = due;
+    }
+    if (due <= now()) return core_->enqueue(target, e);
+    ++in_flight_;
+    timers_->schedule(due, std::make_unique<sim_delivery_task>(this, target, e));
+    return true;
+  }
+
+  // A lost message: a dead letter now. A lost request of an ask stays "in the network" until
+  // its ask completes otherwise (a timeout, as over a real network), then is discarded.
+  bool drop(actor_cell* target, envelope* e, const std::string& why) noexcept {
+    if (target->ops()->mailbox.capacity != 0) {
+      target->extras()->depth.fetch_sub(1, std::memory_order_seq_cst);
+    }
+    if (core_->metrics_on()) target->extras()->stats.dequeued();
+    if (e->ops->reply_of != nullptr) {
+      core_->record_dead_letter(target, e->ops->message_type, dead_letter_reason::dropped,
+                                e->correlation, why);
+      try {
+        limbo_.push_back(e);
+      } catch (...) {
+        e->destroy();
+      }
+      return false;
+    }
+    core_->dead_letter_out(target, e, dead_letter_reason::dropped, why);
+    return false;
+  }
+
+  void sweep_limbo() noexcept {
+    auto done = [](envelope* e) {
+      if (!e->ops->reply_of(*e)->done()) return false;
+      e->destroy();
+      return true;
+    };
+    limbo_.erase(std::remove_if(limbo_.begin(), limbo_.end(), done), limbo_.end());
+  }
+
+  [[nodiscard]] bool allowed(std::uint64_t point, fault_kind kind) const {
+    return !settings_.replay || allowed_.count({point, static_cast<int>(kind)}) != 0;
+  }
+
+  [[nodiscard]] const link_faults& faults_for(int from, int to) const {
+    auto it = links_.find({from, to});
+    return it != links_.end() ? it->second : settings_.faults;
+  }
+
+  [[nodiscard]] std::string label(int n) const {
+    return n == 0 ? std::string("(no node)") : nodes_[n];
+  }
+
+  void record_fault(std::uint64_t point, fault_kind kind, std::string text, bool random) {
+    mix(3 + static_cast<std::uint64_t>(kind), point);
+    if (settings_.keep_lines) line("fault " + std::string(to_string(kind)) + " " + text);
+    faults_.push_back(fault_record{point, kind, elapsed(), std::move(text), random});
+  }
+  void note(const std::string& text) {
+    mix(9, faults_.size());
+    line(text);
+  }
+
+  // Folds (kind, virtual time, value) into the trace hash, a word at a time (a byte-wise FNV
+  // cost more than the rest of a step).
+  void mix(std::uint64_t kind, std::uint64_t value) noexcept {
+    const auto time = static_cast<std::uint64_t>((now() - start_).count());
+    for (const std::uint64_t w : {kind, time, value}) {
+      hash_ ^= w + 0x9e3779b97f4a7c15ULL + (hash_ << 6) + (hash_ >> 2);
+      hash_ *= 0xff51afd7ed558ccdULL;
+    }
+  }
+
+  runtime_core* core_;
+  sim_timer_service* timers_;
+  clock::time_point start_;
+  sim_rng schedule_rng_;
+  sim_rng fault_rng_;
+  sim_settings settings_;
+  counter_slot counters_;
+  std::vector<actor_cell*> runnable_;
+  std::size_t in_flight_ = 0;
+  std::vector<envelope*> limbo_;
+  std::vector<std::string> nodes_;
+  std::unordered_map<std::uint64_t, int> assigned_;
+  std::map<std::pair<int, int>, link_faults> links_;
+  std::set<std::pair<int, int>> blocked_;
+  std::map<std::pair<std::uint64_t, std::uint64_t>, clock::time_point> last_due_;
+  std::set<std::pair<std::uint64_t, int>> allowed_;
+  std::uint64_t points_ = 0;
+  std::uint64_t steps_ = 0;
+  std::uint64_t hash_ = 0xcbf29ce484222325ULL;
+  std::vector<std::string> lines_;
+  std::vector<fault_record> faults_;
+  std::map<std::uint64_t, address> cells_;  // the assigned actors, for crash_node
+
+ public:
+  // Crashes queued and not yet handled or discarded, per actor id.
+  std::unordered_map<std::uint64_t, int> crashes_pending_;
+};
+
+inline void sim_crash_destroy(envelope* e) noexcept {
+  auto* crash = static_cast<sim_crash_envelope*>(e);
+  auto& pending = crash->engine->crashes_pending_;
+  if (auto it = pending.find(crash->target_id); it != pending.end() && --it->second == 0) {
+    pending.erase(it);
+  }
+  delete crash;
+}
+
+inline sim_delivery_task::sim_delivery_task(sim_engine* engine, actor_cell* target,
+                                            envelope* e) noexcept
+    : engine_(engine), target_(target), envelope_(e) {
+  target_->retain();
+}
+
+inline sim_delivery_task::~sim_delivery_task() {
+  if (envelope_ != nullptr) {
+    target_->core()->dead_letter_out(target_, envelope_, dead_letter_reason::shutdown,
+                                     "the simulation shut down with the message in flight");
+  }
+  --engine_->in_flight_;
+  target_->release();
+}
+
+inline void sim_delivery_task::fire() noexcept {
+  envelope* e = std::exchange(envelope_, nullptr);
+  if (engine_->keeps_lines()) {
+    try {
+      engine_->line("arrive " + std::string(e->ops->message_type) + " -> " +
+                    sim_engine::describe_cell(target_));
+    } catch (...) {
+    }
+  }
+  target_->core()->enqueue(target_, e);
+}
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/sim_engine.hpp ----
+
+namespace troupe {
+
+// Designated initialisers read well: troupe::simulation sim({.seed = 7, .faults = {.drop = .1}}).
+struct simulation_options {
+  // Picks the order in which runnable actors run, and which faults happen.
+  std::uint64_t seed = 0;
+  // Faults of every link between two different nodes (simulation::link sets one link's own).
+  link_faults faults{};
+  // Probability, per activation of an actor assigned to a node, that it crashes (its handler
+  // throws simulated_crash at its next message; its supervisor decides what follows).
+  double crash = 0;
+  // Messages an actor handles per activation before the next random pick (1: the finest
+  // interleaving; larger runs faster).
+  std::size_t batch = 1;
+  // Keep the trace's human-readable lines (trace(), write_trace()); the hash is kept always.
+  bool trace = false;
+  // A bound on the events of one run(), run_for(), run_until(), get() or shutdown: a guard
+  // against timers that re-arm forever (0: none). run() and run_for() throw error(timeout) past
+  // it, get() error(would_block); run_until() returns false; shutdown goes on to stop actors.
+  std::uint64_t max_events = 50'000'000;
+  // Replay: inject only these faults (matched by point and kind), e.g. a shrunk schedule from
+  // sim::check's report. Unset: every fault the seed draws.
+  std::optional<std::vector<fault_record>> replay_faults{};
+  // The runtime's own options (workers is ignored: there are no threads).
+  runtime_options runtime{};
+};
+
+// Owns a troupe::runtime whose actors run only inside run(), run_for(), run_until(), a
+// reply's get() or shutdown, on the thread that calls them. Not thread-safe: one thread uses
+// the simulation and its runtime. The destructor shuts the runtime down (running it).
+class simulation {
+ public:
+  explicit simulation(simulation_options options = {}) : options_(std::move(options)) {
+    runtime_options o = options_.runtime;
+    if (options_.trace) {
+      lines_hook_ = std::make_shared<line_hook>(std::move(o.trace));
+      o.trace = lines_hook_;
+    }
+    rt_.reset(new troupe::runtime(std::move(o), &simulation::wire, this));
+    if (lines_hook_) lines_hook_->engine = engine_;
+  }
+  simulation(const simulation&) = delete;
+  simulation& operator=(const simulation&) = delete;
+  ~simulation() = default;  // rt_'s destructor shuts down, driving the engine
+
+  // The runtime to spawn on, send through, subscribe to: the same API as a threaded one.
+  [[nodiscard]] troupe::runtime& runtime() noexcept { return *rt_; }
+  [[nodiscard]] std::uint64_t seed() const noexcept { return options_.seed; }
+
+  // Runs until no actor is runnable and no timer is pending; returns the events run. Throws
+  // error(timeout) past options.max_events (a periodic timer never lets it finish: run_for).
+  std::uint64_t run() { return engine_->run(); }
+  // Runs the events due within `d` of virtual time, then sets the clock to now + d.
+  std::uint64_t run_for(std::chrono::nanoseconds d) {
+    const auto until = engine_->now() + std::chrono::duration_cast<detail::clock::duration>(d);
+    const std::uint64_t n = engine_->run(until);
+    engine_->advance_to(until);
+    return n;
+  }
+  // Runs until pred() holds (checked between events) or nothing is left; returns pred().
+  template <class Pred>
+  bool run_until(Pred pred) {
+    return engine_->run_until(
+        [](const void* p) {
+          return static_cast<bool>((*static_cast<Pred*>(const_cast<void*>(p)))());
+        },
+        &pred, {});
+  }
+
+  // Virtual time: the runtime's clock (ctx.now()), and how far it moved since the start.
+  [[nodiscard]] std::chrono::steady_clock::time_point now() const noexcept {
+    return engine_->now();
+  }
+  [[nodiscard]] std::chrono::nanoseconds elapsed() const noexcept { return engine_->elapsed(); }
+
+  // ---- nodes: named groups of actors; faults apply to messages between them ----
+
+  // Spawns A (as runtime().spawn) and assigns it to `node`.
+  template <Actor A, class... Args>
+  ref<A> spawn_on(std::string_view node, Args&&... args) {
+    ref<A> r = rt_->template spawn<A>(std::forward<Args>(args)...);
+    assign(r, node);
+    return r;
+  }
+  // Puts an actor on `node` ("" = none). Its supervised children follow it unless assigned.
+  // Throws error(invalid_ref) on an empty address.
+  void assign(const address& who, std::string_view node) {
+    engine_->assign(cell(who), engine_->node(node));
+  }
+  // The node an actor is on ("" = none).
+  [[nodiscard]] std::string node_of(const address& who) const {
+    return engine_->node_name(engine_->node_of(cell(who)));
+  }
+  // The faults of messages from `from` to `to` (one direction), instead of options.faults.
+  void link(std::string_view from, std::string_view to, const link_faults& faults) {
+    engine_->set_link(engine_->node(from), engine_->node(to), faults);
+  }
+  // Messages between the two nodes (both ways) are dropped until heal(); each is a dead letter
+  // (reason dropped) and a fault_record of kind partition.
+  void partition(std::string_view a, std::string_view b) {
+    engine_->partition(engine_->node(a), engine_->node(b));
+  }
+  void heal(std::string_view a, std::string_view b) {
+    engine_->heal(engine_->node(a), engine_->node(b));
+  }
+  void heal() { engine_->heal_all(); }
+  // The actor fails when it reaches this (queued) crash: its handler throws simulated_crash,
+  // and its supervisor (if any) restarts or stops it. Counted as a message, dead-lettered as a
+  // failed handler.
+  void crash(const address& who, std::string reason = "crashed by simulation") {
+    engine_->crash(cell(who), std::move(reason));
+  }
+  // Crashes every running actor assigned to `node`; returns how many.
+  std::size_t crash_node(std::string_view node, const std::string& reason = "node crashed") {
+    return engine_->crash_node(engine_->node(node), reason);
+  }
+
+  // ---- the record ----
+
+  // A hash of everything that happened (each activation's actor and virtual time, timers,
+  // faults): equal for two runs of one seed and scenario.
+  [[nodiscard]] std::uint64_t trace_hash() const noexcept { return engine_->hash(); }
+  // The human-readable trace (options.trace; else empty): one line per activation, handled
+  // message, arrival of a delayed message and fault, prefixed with the virtual time.
+  [[nodiscard]] const std::vector<std::string>& trace() const noexcept { return engine_->lines(); }
+  // Writes trace() to `path`, one line each; throws std::runtime_error if it cannot.
+  void write_trace(const std::string& path) const {
+    std::ofstream out(path);
+    for (const std::string& l : trace()) out << l << '\n';
+    if (!out) throw std::runtime_error("troupe::simulation: cannot write the trace to " + path);
+  }
+  // The faults injected so far, in order.
+  [[nodiscard]] const std::vector<fault_record>& faults() const noexcept {
+    return engine_->faults();
+  }
+  // Events run so far (activations and timers).
+  [[nodiscard]] std::uint64_t events() const noexcept { return engine_->steps(); }
+
+ private:
+  // Adds a line per handled message to the trace (and passes every event on to the user's hook).
+  struct line_hook final : trace_hook {
+    explicit line_hook(std::shared_ptr<trace_hook> next) : user(std::move(next)) {}
+    void on_event(const trace_event& t) noexcept override {
+      if (engine != nullptr && t.point == trace_point::handle_start) {
+        try {
+          engine->line("handle " + std::string(t.message_type) + " #" +
+                       std::to_string(t.message_id) + " by " + std::string(t.actor_type) + "#" +
+                       std::to_string(t.actor_id) +
+                       (t.causation_id != 0 ? " (cause #" + std::to_string(t.causation_id) + ")"
+                                            : std::string()));
+        } catch (...) {
+        }
+      }
+      if (user) user->on_event(t);
+    }
+    std::shared_ptr<trace_hook> user;
+    detail::sim_engine* engine = nullptr;
+  };
+
+  static void wire(detail::runtime_core& core, void* self) {
+    auto* sim = static_cast<simulation*>(self);
+    // An arbitrary, fixed start: far from the clock's epoch, like a real steady clock.
+    auto timers = std::make_unique<detail::sim_timer_service>(
+        detail::clock::time_point(std::chrono::hours(24 * 365)));
+    const simulation_options& o = sim->options_;
+    auto engine = std::make_unique<detail::sim_engine>(
+        &core, timers.get(),
+        detail::sim_settings{o.seed, o.batch == 0 ? 1 : o.batch, o.faults, o.crash, o.trace,
+                             o.max_events, o.replay_faults});
+    sim->engine_ = engine.get();
+    core.set_driver(engine.get());
+    core.attach(std::move(timers), std::move(engine));
+  }
+
+  static detail::actor_cell* cell(const address& who) {
+    detail::actor_cell* c = detail::access::cell_of(who);
+    if (c == nullptr) throw error(errc::invalid_ref, "troupe::simulation: an empty address");
+    return c;
+  }
+
+  simulation_options options_;
+  std::shared_ptr<line_hook> lines_hook_;
+  detail::sim_engine* engine_ = nullptr;  // owned by the runtime's core
+  std::unique_ptr<troupe::runtime> rt_;
+};
+
+}  // namespace troupe
+// ---- end troupe/simulation.hpp ----
+
+namespace troupe::sim {
+
+using scenario = std::function<void(simulation&)>;
+
+// What a scenario throws when a property does not hold.
+class property_failed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Throws property_failed(what) unless `holds`.
+inline void require(bool holds, const std::string& what) {
+  if (!holds) throw property_failed(what);
+}
+
+// The outcome of one run: the exception's text if it failed, its hash and its faults.
+struct run_result {
+  bool failed = false;
+  std::string failure;
+  std::uint64_t trace_hash = 0;
+  std::vector<fault_record> faults;
+};
+
+// Runs `s` once in a simulation made from `options` (the simulation is shut down before this
+// returns). Exceptions of the scenario become run_result::failure; none escapes.
+inline run_result run_once(const simulation_options& options, const scenario& s) {
+  run_result r;
+  try {
+    simulation sim(options);
+    try {
+      s(sim);
+    } catch (const std::exception& e) {
+      r.failed = true;
+      r.failure = e.what();
+    } catch (...) {
+      r.failed = true;
+      r.failure = "an exception not derived from std::exception";
+    }
+    r.trace_hash = sim.trace_hash();
+    r.faults = sim.faults();
+  } catch (const std::exception& e) {  // the simulation's own construction or shutdown
+    r.failed = true;
+    r.failure = e.what();
+  }
+  return r;
+}
+
+// Runs `s` twice with `options` (its seed) and compares the trace hashes: true if equal.
+inline bool check_determinism(const simulation_options& options, const scenario& s) {
+  const run_result a = run_once(options, s);
+  const run_result b = run_once(options, s);
+  return a.trace_hash == b.trace_hash && a.failed == b.failed;
+}
+
+// Given the faults of a failing run of `options` (its seed), finds a smaller list of the random
+// faults with which the run still fails (delta debugging: replays with subsets, each run with
+// simulation_options::replay_faults). Returns the smallest failing list found (the original
+// one if no subset fails). At most `max_runs` replays.
+inline std::vector<fault_record> shrink(simulation_options options, const scenario& s,
+                                        std::vector<fault_record> faults,
+                                        std::size_t max_runs = 200) {
+  std::vector<fault_record> current;
+  for (auto& f : faults) {
+    if (f.random) current.push_back(std::move(f));
+  }
+  std::size_t runs = 0;
+  auto fails = [&](const std::vector<fault_record>& subset) {
+    ++runs;
+    options.replay_faults = subset;
+    return run_once(options, s).failed;
+  };
+  if (current.empty()) return current;
+  if (fails({})) return {};
+  std::size_t n = 2;
+  while (current.size() >= 2 && runs < max_runs) {
+    const std::size_t chunk = (current.size() + n - 1) / n;
+    bool reduced = false;
+    // Try each chunk, then each complement.
+    for (std::size_t start = 0; start < current.size() && !reduced && runs < max_runs;
+         start += chunk) {
+      const auto first = current.begin() + static_cast<std::ptrdiff_t>(start);
+      const auto last =
+          current.begin() + static_cast<std::ptrdiff_t>(std::min(current.size(), start + chunk));
+      std::vector<fault_record> piece(first, last);
+      if (fails(piece)) {
+        current = std::move(piece);
+        n = 2;
+        reduced = true;
+        break;
+      }
+      if (n == 2) continue;  // with two chunks the complement is the other chunk
+      std::vector<fault_record> rest(current.begin(), first);
+      rest.insert(rest.end(), last, current.end());
+      if (fails(rest)) {
+        current = std::move(rest);
+        n = std::max<std::size_t>(n - 1, 2);
+        reduced = true;
+      }
+    }
+    if (!reduced) {
+      if (n >= current.size()) break;
+      n = std::min(current.size(), n * 2);
+    }
+  }
+  if (current.size() == 1 && runs < max_runs && fails({})) return {};
+  return current;
+}
+
+struct check_options {
+  // How many seeds: first_seed, first_seed + 1, ...
+  std::uint64_t seeds = 100;
+  std::uint64_t first_seed = 1;
+  // If > 0, also stop once this much real time has passed (at least one seed runs).
+  std::chrono::milliseconds budget{0};
+  // Shrink the first failure's faults.
+  bool shrink = true;
+  // The options of every run; its seed is replaced.
+  simulation_options base{};
+};
+
+struct check_result {
+  bool passed = true;
+  std::uint64_t seeds_run = 0;
+  std::optional<std::uint64_t> failing_seed;
+  std::string failure;                      // what the failing run threw
+  std::vector<fault_record> faults;         // the failing run's faults
+  std::vector<fault_record> shrunk_faults;  // the smallest failing subset found
+  std::string report;                       // all of it, for a person: seed, rerun, faults
+  explicit operator bool() const noexcept { return passed; }
+};
+
+namespace detail {
+inline std::string describe_faults(const std::vector<fault_record>& faults) {
+  std::string out;
+  for (const fault_record& f : faults) {
+    out += "    #" + std::to_string(f.point) + " " + std::string(to_string(f.kind)) + " at " +
+           std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(f.at).count()) +
+           " us: " + f.text + "\n";
+  }
+  return out;
+}
+}  // namespace detail
+
+// Runs `s` for each seed (or only $TROUPE_SIM_SEED if set) until one fails; shrinks that
+// failure's faults. Never throws for a failing scenario: the result says what failed and how to
+// rerun it. Throws std::invalid_argument if TROUPE_SIM_SEED is not a number.
+inline check_result check(const check_options& o, const scenario& s) {
+  check_result result;
+  std::uint64_t first = o.first_seed;
+  std::uint64_t count = o.seeds;
+  if (const char* env = std::getenv("TROUPE_SIM_SEED"); env != nullptr && *env != '\0') {
+    char* end = nullptr;
+    first = std::strtoull(env, &end, 10);
+    if (end == env || *end != '\0') {
+      throw std::invalid_argument(std::string("TROUPE_SIM_SEED is not a number: ") + env);
+    }
+    count = 1;
+  }
+  const auto started = std::chrono::steady_clock::now();
+  simulation_options options = o.base;
+  for (std::uint64_t k = 0; k < count; ++k) {
+    if (k > 0 && o.budget.count() > 0 && std::chrono::steady_clock::now() - started > o.budget) {
+      break;
+    }
+    options.seed = first + k;
+    options.replay_faults.reset();
+    run_result r = run_once(options, s);
+    ++result.seeds_run;
+    if (!r.failed) continue;
+    result.passed = false;
+    result.failing_seed = options.seed;
+    result.failure = r.failure;
+    result.faults = r.faults;
+    std::size_t random = 0;
+    for (const auto& f : r.faults) random += f.random ? 1 : 0;
+    result.report = "troupe::sim::check: seed " + std::to_string(options.seed) + " failed (after " +
+                    std::to_string(result.seeds_run) + " seeds): " + r.failure +
+                    "\n  rerun it alone: TROUPE_SIM_SEED=" + std::to_string(options.seed) +
+                    " <the test>\n  faults injected: " + std::to_string(r.faults.size()) + "\n";
+    if (o.shrink && random > 0) {
+      result.shrunk_faults = shrink(options, s, r.faults);
+      result.report += "  the run still fails with only these " +
+                       std::to_string(result.shrunk_faults.size()) + " of its " +
+                       std::to_string(random) +
+                       " random faults (replay: simulation_options::replay_faults):\n" +
+                       detail::describe_faults(result.shrunk_faults);
+    } else {
+      result.report += detail::describe_faults(r.faults);
+    }
+    return result;
+  }
+  result.report = "troupe::sim::check: " + std::to_string(result.seeds_run) + " seeds passed";
+  return result;
+}
+
+}  // namespace troupe::sim
+// ---- end troupe/sim_check.hpp ----
 // ---- begin troupe/supervisor.hpp ----
 // troupe::supervisor: an actor that starts children and restarts them when they fail.
 //
