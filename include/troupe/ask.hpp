@@ -9,8 +9,9 @@
 //
 // Every ask completes exactly once: with the reply, or with a troupe::error whose code() says
 // why — timeout, actor_stopped (at once, not after the timeout), handler_failed (cause() is the
-// handler's exception), runtime_stopped, mailbox_full, broken_promise. Each ask carries a
-// correlation id that dead letters show.
+// handler's exception), runtime_stopped, mailbox_full, broken_promise, deadlock (at once: an
+// actor awaited an ask to an actor that awaits it, directly or through others; the error names
+// the cycle). Each ask carries a correlation id that dead letters show.
 #pragma once
 
 #include <coroutine>
@@ -67,7 +68,10 @@ class [[nodiscard]] reply {
   reply(reply&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
   reply& operator=(reply&& other) noexcept {
     if (this != &other) {
-      if (slot_ != nullptr) slot_->release();
+      if (slot_ != nullptr) {
+        slot_->end_await();
+        slot_->release();
+      }
       slot_ = std::exchange(other.slot_, nullptr);
     }
     return *this;
@@ -75,7 +79,10 @@ class [[nodiscard]] reply {
   reply(const reply&) = delete;
   reply& operator=(const reply&) = delete;
   ~reply() {
-    if (slot_ != nullptr) slot_->release();
+    if (slot_ != nullptr) {
+      slot_->end_await();  // an abandoned (stopped) handler awaits no more
+      slot_->release();
+    }
   }
 
   // The ask's id, as dead letters and then() callbacks report it. Not on a moved-from reply.
@@ -118,7 +125,10 @@ class [[nodiscard]] reply {
   // resumes through its scheduler when the ask completes.
   bool await_ready() const noexcept { return slot_->done(); }
   inline void await_suspend(std::coroutine_handle<> awaiting) noexcept;
-  R await_resume() { return slot_->take(); }
+  R await_resume() {
+    slot_->end_await();
+    return slot_->take();
+  }
 
  private:
   detail::reply_slot<R>* slot_;

@@ -26,6 +26,8 @@ enum class errc {
   not_retained,          // a replay or offset handler on a subject that keeps no events
   invalid_offset,        // a replay from an offset outside the retained window
   retention_conflict,    // a subject retained twice with another event type or capacity
+  invalid_argument,      // an argument outside its documented range (a non-positive ask timeout)
+  deadlock,              // an ask that could never complete: its target awaits the asker (a cycle)
 };
 
 // A short English name of the code, as it appears in error::what().
@@ -61,6 +63,10 @@ enum class errc {
       return "invalid offset";
     case errc::retention_conflict:
       return "retention conflict";
+    case errc::invalid_argument:
+      return "invalid argument";
+    case errc::deadlock:
+      return "deadlock";
   }
   return "unknown error";
 }

@@ -202,7 +202,8 @@ class runtime_core {
       return false;
     }
     if (target->ops()->mailbox.capacity != 0) [[unlikely]] {
-      if (!admit_bounded(target, e)) return false;
+      // A delayed send (count_sent false) has no sender left to tell of a rejection.
+      if (!admit_bounded(target, e, count_sent)) return false;
     }
     if (instrumented_) [[unlikely]]
       on_queued(target, e);
@@ -241,7 +242,8 @@ class runtime_core {
 
   // A bounded mailbox's admission: reserve a slot, or apply the overflow policy (and consume
   // the envelope). Out of line: unbounded sends never pay for it.
-  [[gnu::noinline, gnu::cold]] bool admit_bounded(actor_cell* target, envelope* e) noexcept {
+  [[gnu::noinline, gnu::cold]] bool admit_bounded(actor_cell* target, envelope* e,
+                                                  bool sender_told) noexcept {
     counter_slot& counters = counters_here();
     const mailbox_options& bound = target->ops()->mailbox;
     std::atomic<std::size_t>& depth = target->extras()->depth;
@@ -250,7 +252,7 @@ class runtime_core {
       return true;
     }
     depth.fetch_sub(1, std::memory_order_seq_cst);
-    if (bound.overflow == overflow::reject) {
+    if (bound.overflow == overflow::reject && sender_told) {
       counters.add(counters.rejected);
       if (e->ops->abort != nullptr)
         e->ops->abort(*e, errc::mailbox_full, "the mailbox is full", {});

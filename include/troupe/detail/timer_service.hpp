@@ -5,9 +5,46 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
+#include <type_traits>
 
 namespace troupe::detail {
+
+// Durations and deadlines that cannot overflow. Timeouts and delays come from users, who may
+// write nanoseconds::max() or milliseconds::max() for "never": converting those to the clock's
+// nanoseconds, or adding them to now, would overflow a signed integer (undefined behaviour,
+// and in practice a deadline in the past). Instead they saturate: a duration beyond the
+// clock's range becomes its maximum, and a deadline beyond it becomes time_point::max(), which
+// no timer reaches ("practically never": the clock's range is about 292 years).
+template <class Rep, class Period>
+requires std::is_integral_v<Rep>
+[[nodiscard]] constexpr std::chrono::steady_clock::duration saturating_duration(
+    std::chrono::duration<Rep, Period> d) noexcept {
+  using target = std::chrono::steady_clock::duration;
+  using limits = std::numeric_limits<target::rep>;
+  // Exact for every 64-bit count: long double has at least a 64-bit mantissa on the targets
+  // troupe supports; elsewhere the comparison is merely rounded, never undefined.
+  const long double scaled = static_cast<long double>(d.count()) *
+                             (static_cast<long double>(Period::num) * target::period::den) /
+                             (static_cast<long double>(Period::den) * target::period::num);
+  if (scaled >= static_cast<long double>(limits::max())) return target::max();
+  if (scaled <= static_cast<long double>(limits::min())) return target::min();
+  return target(static_cast<target::rep>(scaled));
+}
+
+// now + d, saturated: time_point::max() when that is past the clock's range, and `now` for a
+// negative or zero d (what is due already is due now).
+[[nodiscard]] constexpr std::chrono::steady_clock::time_point deadline_after(
+    std::chrono::steady_clock::time_point now, std::chrono::steady_clock::duration d) noexcept {
+  using time_point = std::chrono::steady_clock::time_point;
+  if (d <= d.zero()) return now;
+  const auto since = now.time_since_epoch();
+  if (since > since.zero() && d > time_point::max().time_since_epoch() - since) {
+    return time_point::max();
+  }
+  return now + d;
+}
 
 // Work to do at a time. fire() runs on the timer thread and must not block; a task that never
 // fires (the runtime shut down first) is destroyed instead, and its destructor must account for
