@@ -65,25 +65,20 @@ class [[nodiscard]] reply {
 
   // Made by ref::ask(); the reply shares the ask's state with the replying side.
   explicit reply(detail::reply_slot<R>* slot) noexcept : slot_(slot) {}
-  reply(reply&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
+  reply(reply&& other) noexcept
+      : slot_(std::exchange(other.slot_, nullptr)),
+        awaiting_(std::exchange(other.awaiting_, false)) {}
   reply& operator=(reply&& other) noexcept {
     if (this != &other) {
-      if (slot_ != nullptr) {
-        slot_->end_await();
-        slot_->release();
-      }
+      drop();
       slot_ = std::exchange(other.slot_, nullptr);
+      awaiting_ = std::exchange(other.awaiting_, false);
     }
     return *this;
   }
   reply(const reply&) = delete;
   reply& operator=(const reply&) = delete;
-  ~reply() {
-    if (slot_ != nullptr) {
-      slot_->end_await();  // an abandoned (stopped) handler awaits no more
-      slot_->release();
-    }
-  }
+  ~reply() { drop(); }
 
   // The ask's id, as dead letters and then() callbacks report it. Not on a moved-from reply.
   [[nodiscard]] std::uint64_t correlation_id() const noexcept { return slot_->correlation(); }
@@ -126,12 +121,22 @@ class [[nodiscard]] reply {
   bool await_ready() const noexcept { return slot_->done(); }
   inline void await_suspend(std::coroutine_handle<> awaiting) noexcept;
   R await_resume() {
-    slot_->end_await();
+    if (awaiting_) {
+      awaiting_ = false;
+      slot_->end_await();
+    }
     return slot_->take();
   }
 
  private:
+  void drop() noexcept {
+    if (slot_ == nullptr) return;
+    if (awaiting_) slot_->end_await();  // an abandoned (stopped) handler awaits no more
+    slot_->release();
+  }
+
   detail::reply_slot<R>* slot_;
+  bool awaiting_ = false;  // suspended on it, in the wait-for graph (detail/await_graph.hpp)
 };
 
 // The right to reply later, possibly from another thread or actor: a handler of the form

@@ -1033,25 +1033,20 @@ class [[nodiscard]] reply {
 
   // Made by ref::ask(); the reply shares the ask's state with the replying side.
   explicit reply(detail::reply_slot<R>* slot) noexcept : slot_(slot) {}
-  reply(reply&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
+  reply(reply&& other) noexcept
+      : slot_(std::exchange(other.slot_, nullptr)),
+        awaiting_(std::exchange(other.awaiting_, false)) {}
   reply& operator=(reply&& other) noexcept {
     if (this != &other) {
-      if (slot_ != nullptr) {
-        slot_->end_await();
-        slot_->release();
-      }
+      drop();
       slot_ = std::exchange(other.slot_, nullptr);
+      awaiting_ = std::exchange(other.awaiting_, false);
     }
     return *this;
   }
   reply(const reply&) = delete;
   reply& operator=(const reply&) = delete;
-  ~reply() {
-    if (slot_ != nullptr) {
-      slot_->end_await();  // an abandoned (stopped) handler awaits no more
-      slot_->release();
-    }
-  }
+  ~reply() { drop(); }
 
   // The ask's id, as dead letters and then() callbacks report it. Not on a moved-from reply.
   [[nodiscard]] std::uint64_t correlation_id() const noexcept { return slot_->correlation(); }
@@ -1094,12 +1089,22 @@ class [[nodiscard]] reply {
   bool await_ready() const noexcept { return slot_->done(); }
   inline void await_suspend(std::coroutine_handle<> awaiting) noexcept;
   R await_resume() {
-    slot_->end_await();
+    if (awaiting_) {
+      awaiting_ = false;
+      slot_->end_await();
+    }
     return slot_->take();
   }
 
  private:
+  void drop() noexcept {
+    if (slot_ == nullptr) return;
+    if (awaiting_) slot_->end_await();  // an abandoned (stopped) handler awaits no more
+    slot_->release();
+  }
+
   detail::reply_slot<R>* slot_;
+  bool awaiting_ = false;  // suspended on it, in the wait-for graph (detail/await_graph.hpp)
 };
 
 // The right to reply later, possibly from another thread or actor: a handler of the form
@@ -2527,6 +2532,8 @@ class worker_pool final : public scheduler {
 // Internal: the clock and timers, behind a small interface so that a simulated clock can
 // replace real time (the deterministic simulation mode the design plans for).
 
+#include <ratio>
+
 namespace troupe::detail {
 
 // Durations and deadlines that cannot overflow. Timeouts and delays come from users, who may
@@ -2540,15 +2547,27 @@ requires std::is_integral_v<Rep>
 [[nodiscard]] constexpr std::chrono::steady_clock::duration saturating_duration(
     std::chrono::duration<Rep, Period> d) noexcept {
   using target = std::chrono::steady_clock::duration;
-  using limits = std::numeric_limits<target::rep>;
-  // Exact for every 64-bit count: long double has at least a 64-bit mantissa on the targets
-  // troupe supports; elsewhere the comparison is merely rounded, never undefined.
-  const long double scaled = static_cast<long double>(d.count()) *
-                             (static_cast<long double>(Period::num) * target::period::den) /
-                             (static_cast<long double>(Period::den) * target::period::num);
-  if (scaled >= static_cast<long double>(limits::max())) return target::max();
-  if (scaled <= static_cast<long double>(limits::min())) return target::min();
-  return target(static_cast<target::rep>(scaled));
+  using source = std::chrono::duration<Rep, Period>;
+  if constexpr (std::ratio_divide<Period, target::period>::den == 1) {
+    // A whole number of clock ticks per unit (seconds, milliseconds, ...): compare against the
+    // largest representable span in the source unit, then convert exactly. Integer only: this
+    // is on the path of every ask that uses the default timeout.
+    constexpr source hi = std::chrono::floor<source>(target::max());
+    constexpr source lo = std::chrono::ceil<source>(target::min());
+    if (d > hi) return target::max();
+    if (d < lo) return target::min();
+    return std::chrono::duration_cast<target>(d);
+  } else {
+    using limits = std::numeric_limits<target::rep>;
+    // Exact for every 64-bit count where long double has a 64-bit mantissa (x86); elsewhere
+    // the comparison is merely rounded, never undefined.
+    const long double scaled = static_cast<long double>(d.count()) *
+                               (static_cast<long double>(Period::num) * target::period::den) /
+                               (static_cast<long double>(Period::den) * target::period::num);
+    if (scaled >= static_cast<long double>(limits::max())) return target::max();
+    if (scaled <= static_cast<long double>(limits::min())) return target::min();
+    return target(static_cast<target::rep>(scaled));
+  }
 }
 
 // now + d, saturated: time_point::max() when that is past the clock's range, and `now` for a
@@ -5183,6 +5202,7 @@ void reply<R>::await_suspend(std::coroutine_handle<> awaiting) noexcept {
     std::fputs("troupe: a reply was awaited outside an actor's task handler\n", stderr);
     std::terminate();
   }
+  awaiting_ = true;
   slot_->await_from(cell, cell->arm_suspension(awaiting));
 }
 

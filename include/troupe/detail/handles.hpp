@@ -107,6 +107,7 @@ void reply<R>::await_suspend(std::coroutine_handle<> awaiting) noexcept {
     std::fputs("troupe: a reply was awaited outside an actor's task handler\n", stderr);
     std::terminate();
   }
+  awaiting_ = true;
   slot_->await_from(cell, cell->arm_suspension(awaiting));
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <ratio>
 #include <type_traits>
 
 namespace troupe::detail {
@@ -22,15 +23,27 @@ requires std::is_integral_v<Rep>
 [[nodiscard]] constexpr std::chrono::steady_clock::duration saturating_duration(
     std::chrono::duration<Rep, Period> d) noexcept {
   using target = std::chrono::steady_clock::duration;
-  using limits = std::numeric_limits<target::rep>;
-  // Exact for every 64-bit count: long double has at least a 64-bit mantissa on the targets
-  // troupe supports; elsewhere the comparison is merely rounded, never undefined.
-  const long double scaled = static_cast<long double>(d.count()) *
-                             (static_cast<long double>(Period::num) * target::period::den) /
-                             (static_cast<long double>(Period::den) * target::period::num);
-  if (scaled >= static_cast<long double>(limits::max())) return target::max();
-  if (scaled <= static_cast<long double>(limits::min())) return target::min();
-  return target(static_cast<target::rep>(scaled));
+  using source = std::chrono::duration<Rep, Period>;
+  if constexpr (std::ratio_divide<Period, target::period>::den == 1) {
+    // A whole number of clock ticks per unit (seconds, milliseconds, ...): compare against the
+    // largest representable span in the source unit, then convert exactly. Integer only: this
+    // is on the path of every ask that uses the default timeout.
+    constexpr source hi = std::chrono::floor<source>(target::max());
+    constexpr source lo = std::chrono::ceil<source>(target::min());
+    if (d > hi) return target::max();
+    if (d < lo) return target::min();
+    return std::chrono::duration_cast<target>(d);
+  } else {
+    using limits = std::numeric_limits<target::rep>;
+    // Exact for every 64-bit count where long double has a 64-bit mantissa (x86); elsewhere
+    // the comparison is merely rounded, never undefined.
+    const long double scaled = static_cast<long double>(d.count()) *
+                               (static_cast<long double>(Period::num) * target::period::den) /
+                               (static_cast<long double>(Period::den) * target::period::num);
+    if (scaled >= static_cast<long double>(limits::max())) return target::max();
+    if (scaled <= static_cast<long double>(limits::min())) return target::min();
+    return target(static_cast<target::rep>(scaled));
+  }
 }
 
 // now + d, saturated: time_point::max() when that is past the clock's range, and `now` for a
