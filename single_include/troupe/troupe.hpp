@@ -951,6 +951,7 @@ class reply_slot_base {
     if (waiter_.exchange(waiter_registered, std::memory_order_acq_rel) == waiter_fired) fire();
   }
   inline void fire() noexcept;
+  [[gnu::cold]] inline void fail_deadlock(actor_cell* cell, bool self) noexcept;
   static inline void retain_cell(actor_cell* cell) noexcept;
   static inline void before_free() noexcept;
 
@@ -4775,30 +4776,37 @@ inline void reply_slot_base::await_from(actor_cell* cell, std::uint64_t generati
   retain_cell(cell);
   wake_cell_ = cell;  // before entering the graph: a search that finds the slot reads it
   wake_generation_ = generation;
-  std::string cycle;
   if (target_ == cell) [[unlikely]] {
+    fail_deadlock(cell, true);
+  } else {
+    // Enter first, then look: of two asks that close a cycle at once, the later search sees the
+    // earlier one's entry.
+    static_cast<void>(await_graph::enter(cell, this));
+    if (await_graph::maybe_awaiting(target_)) [[unlikely]]
+      fail_deadlock(cell, false);
+  }
+  register_waiter();
+}
+
+// Out of line and cold: the common path keeps no string and saves no registers for it.
+inline void reply_slot_base::fail_deadlock(actor_cell* cell, bool self) noexcept {
+  std::string cycle;
+  if (self) {
     try {
       cycle = await_graph::name(cell) + " -> " + await_graph::name(cell);
     } catch (...) {
       cycle = "(itself)";
     }
   } else {
-    // Enter first, then look: of two asks that close a cycle at once, the later search sees the
-    // earlier one's entry.
-    static_cast<void>(await_graph::enter(cell, this));
-    if (await_graph::maybe_awaiting(target_)) [[unlikely]] {
-      cycle = await_graph::search(cell, this);
-    }
+    cycle = await_graph::search(cell, this);
   }
-  if (!cycle.empty()) [[unlikely]] {
-    try {
-      fail(errc::deadlock,
-           "the ask closes a cycle of actors awaiting each other's replies: " + cycle);
-    } catch (...) {
-      fail(errc::deadlock, {});
-    }
+  if (cycle.empty()) return;
+  try {
+    fail(errc::deadlock,
+         "the ask closes a cycle of actors awaiting each other's replies: " + cycle);
+  } catch (...) {
+    fail(errc::deadlock, {});
   }
-  register_waiter();
 }
 
 inline void reply_slot_base::end_await() noexcept {
