@@ -13,6 +13,13 @@
 //                    how non-actor code uses ask. Each one blocks the thread on the reply (a
 //                    futex wait after a short spin) and wakes a worker to run the server, so
 //                    this measures thread wake-ups as much as troupe.
+//   ask_beside_blocked: the `ask` loop while 16 plain threads are blocked in get() on asks that
+//                    a holder actor answers only after the loop. Blocked get()s park in the
+//                    standard library's futex wait table (16 buckets, shared by every atomic
+//                    wait in the process); an ask whose completion notifies unconditionally
+//                    then makes a futex system call whenever its reply state hashes to a bucket
+//                    with a sleeper — with 16 sleepers, nearly always. The plain `ask` meets
+//                    the same cliff only when a slot lands in a parked worker's bucket.
 //
 // Every ask uses the default timeout (runtime_options::ask_timeout), so each one also arms and
 // cancels a timer. The server replies i + 1 to req{i}; the asker sums the replies and the sum
@@ -21,10 +28,12 @@
 // rejected, no actor failed, and no ask is still open (runtime_counters::open_asks == 0).
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <exception>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -215,6 +224,71 @@ double run_ask_from_thread(const config& c) {
   return outcome.seconds * 1e9 / static_cast<double>(n);
 }
 
+// ---- ask_beside_blocked ----------------------------------------------------------------------
+
+constexpr std::size_t blocked_getters = 16;
+
+struct hold {};
+struct release_held {};
+
+// Keeps every hold's promise until release_held; counts the holds it has.
+class holder {
+ public:
+  explicit holder(std::atomic<std::size_t>* held) : held_(held) {}
+  void on(hold, troupe::promise<std::uint64_t> p) {
+    promises_.push_back(std::move(p));
+    held_->fetch_add(1, std::memory_order_release);
+  }
+  void on(release_held) {
+    for (auto& p : promises_) static_cast<void>(p.set_value(1));
+    promises_.clear();
+  }
+
+ private:
+  std::atomic<std::size_t>* held_;
+  std::vector<troupe::promise<std::uint64_t>> promises_;
+};
+
+double run_ask_beside_blocked(const config& c) {
+  const std::uint64_t n = ask_count(c);
+  ask_outcome outcome;
+  done_signal done;
+  std::atomic<std::size_t> held{0};
+  std::atomic<std::size_t> released{0};
+  troupe::runtime rt{options_for(c)};
+  auto h = rt.spawn<holder>(&held);
+  std::vector<std::thread> getters;
+  for (std::size_t i = 0; i < blocked_getters; ++i) {
+    getters.emplace_back([&h, &released] {
+      try {
+        // Far longer than any run: these asks end only when the holder releases them.
+        if (h.ask(hold{}, std::chrono::minutes(10)).get() == 1) {
+          released.fetch_add(1, std::memory_order_relaxed);
+        }
+      } catch (const std::exception&) {  // counted as not released, reported below
+      }
+    });
+  }
+  // Every getter's ask is with the holder; the getters are then in get() (a short spin, then
+  // the futex wait), for the whole timed loop.
+  while (held.load(std::memory_order_acquire) < blocked_getters) std::this_thread::yield();
+  auto s = rt.spawn<server>();
+  auto a = rt.spawn<asker>(s, &outcome, &done);
+  a.send(run_asks{n});
+  const bool finished = done.wait_for(run_timeout);
+  h.send(release_held{});
+  for (auto& t : getters) t.join();
+  expect_done(finished, "ask_beside_blocked");
+  expect_replies(outcome, n, "ask_beside_blocked");
+  expect(released.load() == blocked_getters, "ask_beside_blocked: a blocked get() failed");
+  expect_no_timers(rt, "ask_beside_blocked");
+  rt.shutdown();
+  // The timed asks and their replies, the getters' asks and their replies, run_asks and
+  // release_held.
+  expect_ask_counters(rt.counters(), n + blocked_getters, 2, "ask_beside_blocked");
+  return outcome.seconds * 1e9 / static_cast<double>(n);
+}
+
 }  // namespace
 
 void add_ask_workloads(std::vector<workload>& out) {
@@ -244,6 +318,13 @@ void add_ask_workloads(std::vector<workload>& out) {
                           " sequential blocking asks (get()) from a plain thread to an actor";
                  },
                  run_ask_from_thread});
+  out.push_back({"ask_beside_blocked", "actors", "ns/ask", true, false,
+                 [](const config& c) {
+                   return std::to_string(ask_count(c)) +
+                          " sequential asks between two actors while " +
+                          std::to_string(blocked_getters) + " plain threads block in get()";
+                 },
+                 run_ask_beside_blocked});
 }
 
 }  // namespace troupe_bench

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <future>
 #include <latch>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -175,6 +176,52 @@ TEST_CASE("the runtime's default ask timeout applies when none is given", "[ask]
   rt.shutdown(0ms);
 }
 
+TEST_CASE("ask timeouts at the ends: non-positive ones are refused, huge ones never fire",
+          "[ask][timeout]") {
+  test::observer obs;
+  troupe::runtime rt(obs.options(1));
+  auto s = rt.spawn<server>();
+  for (const std::chrono::nanoseconds t :
+       {std::chrono::nanoseconds{0}, std::chrono::nanoseconds{-1}, std::chrono::nanoseconds{-1h},
+        std::chrono::nanoseconds::min()}) {
+    INFO("timeout " << t.count() << " ns");
+    try {
+      static_cast<void>(s.ask(get{}, t));
+      FAIL("the ask was accepted");
+    } catch (const troupe::error& e) {
+      REQUIRE(e.code() == troupe::errc::invalid_argument);
+      REQUIRE(std::string(e.what()).find("must be positive") != std::string::npos);
+    }
+  }
+  REQUIRE(rt.counters().sent == 0);  // refused before anything was sent
+  // The largest timeouts mean "no timeout": these asks wait for their (delayed) replies
+  // instead of timing out at once, and arm no timer.
+  REQUIRE(s.ask(get_later{20ms}, std::chrono::nanoseconds::max()).get() == 7);
+  REQUIRE(s.ask(get{}, std::chrono::nanoseconds::max() - 1ns).get() == 42);
+  REQUIRE(s.ask(get{}, std::chrono::nanoseconds{std::chrono::hours{24 * 365 * 290}}).get() == 42);
+  REQUIRE(rt.pending_timers() == 0);
+  rt.shutdown();
+  REQUIRE(obs.dead.empty());
+  REQUIRE(rt.counters().open_asks == 0);
+  test::require_accounted(rt.counters());
+}
+
+TEST_CASE("a non-positive default ask timeout is refused at the ask; a huge one never fires",
+          "[ask][timeout]") {
+  SECTION("zero") {
+    troupe::runtime rt(troupe::runtime_options{.workers = 1, .ask_timeout = 0ms});
+    auto s = rt.spawn<server>();
+    REQUIRE_THROWS_WITH(s.ask(get{}), Catch::Contains("runtime_options::ask_timeout"));
+  }
+  SECTION("milliseconds::max()") {
+    troupe::runtime rt(
+        troupe::runtime_options{.workers = 1, .ask_timeout = std::chrono::milliseconds::max()});
+    auto s = rt.spawn<server>();
+    REQUIRE(s.ask(get_later{10ms}).get() == 7);
+    REQUIRE(rt.pending_timers() == 0);
+  }
+}
+
 namespace {
 struct fulfil {
   troupe::promise<int> reply;
@@ -267,23 +314,49 @@ class top {
 };
 
 struct ping_peer {};
+// Where an actor of a cycle reports the deadlock it detected (the error's text).
+struct deadlock_log {
+  std::mutex mutex;
+  std::vector<std::string> texts;
+  void add(std::string text) {
+    std::lock_guard lock(mutex);
+    texts.push_back(std::move(text));
+  }
+  std::vector<std::string> all() {
+    std::lock_guard lock(mutex);
+    return texts;
+  }
+};
+// Asks the next actor of a ring (itself, in a ring of one), which asks on: every member is busy
+// awaiting, so the ask that closes the ring fails at once with deadlock (the timeout is far).
 class cyclic {
  public:
-  void on(troupe::ref<cyclic> peer) { peer_ = std::move(peer); }
-  // Asks its peer, which asks back: both are busy awaiting, so the cycle can only end in
-  // timeouts, never a hang.
+  explicit cyclic(deadlock_log* log) : log_(log) {}
+  void on(troupe::ref<cyclic> next) { next_ = std::move(next); }
   troupe::task<int> on(ping_peer) {
+    // Only the first ping asks on: a failed ask's request stays queued at its target, and
+    // asking again for each of those would keep the ring busy for ever.
+    if (asked_) co_return 0;
+    asked_ = true;
     try {
-      co_return co_await peer_.ask(ping_peer{}, 50ms);
+      co_return co_await next_.ask(ping_peer{}, 60s);
     } catch (const troupe::error& e) {
-      if (e.code() == troupe::errc::timeout) co_return -1;
-      throw;
+      if (e.code() != troupe::errc::deadlock) throw;
+      log_->add(e.what());
     }
+    co_return -1;
   }
 
  private:
-  troupe::ref<cyclic> peer_;
+  deadlock_log* log_;
+  troupe::ref<cyclic> next_;
+  bool asked_ = false;
 };
+
+// How a deadlock's text names an actor: its type's name, '#', its id.
+std::string tag(const troupe::ref<cyclic>& r) {
+  return std::string(r.type_name()) + "#" + std::to_string(r.id());
+}
 
 }  // namespace
 
@@ -295,16 +368,120 @@ TEST_CASE("nested asks: A asks B which asks C", "[ask][nested]") {
   for (int i = 0; i < 100; ++i) REQUIRE(a.ask(relay_get{}).get() == 44);
 }
 
-TEST_CASE("a cycle of asks ends in timeouts, not a hang", "[ask][timeout]") {
-  troupe::runtime rt(troupe::runtime_options{.workers = 2});
-  auto x = rt.spawn<cyclic>();
-  auto y = rt.spawn<cyclic>();
-  x.send(troupe::ref<cyclic>(y));
-  y.send(troupe::ref<cyclic>(x));
-  // x asks y, y asks x (queued behind x's suspended handler): y's ask times out, then x's
-  // completes with y's -1 — or x's times out first. Either way the outer ask completes.
-  const int answer = x.ask(ping_peer{}, 10s).get();
-  REQUIRE(answer == -1);
+// A ring of n cyclic actors; the ask from outside to the first one must come back with -1 (the
+// member that detected the deadlock answers -1, and so then does everyone before it) well
+// before the 60 s timeouts, and the detection names the members in ring order.
+void require_ring_deadlock(std::size_t n) {
+  test::observer obs;
+  deadlock_log log;
+  troupe::runtime rt(obs.options(2));
+  std::vector<troupe::ref<cyclic>> ring;
+  for (std::size_t i = 0; i < n; ++i) ring.push_back(rt.spawn<cyclic>(&log));
+  for (std::size_t i = 0; i < n; ++i) ring[i].send(troupe::ref<cyclic>(ring[(i + 1) % n]));
+  const auto start = std::chrono::steady_clock::now();
+  REQUIRE(ring[0].ask(ping_peer{}, 120s).get() == -1);
+  REQUIRE(std::chrono::steady_clock::now() - start < 50s);  // not a timeout (60 s)
+  rt.shutdown();  // quiet at once: the ring's leftover pings are answered without asking
+  const auto texts = log.all();
+  // One detection, or two when two asks closed the ring at the same moment.
+  REQUIRE(!texts.empty());
+  REQUIRE(texts.size() <= 2);
+  for (const auto& text : texts) {
+    INFO(text);
+    REQUIRE(text.find("troupe: deadlock: ") == 0);
+    // The cycle, from the asker round to the asker: "cyclic#a -> cyclic#b -> ... -> cyclic#a",
+    // starting with whichever member detected it.
+    std::size_t at = std::string::npos;
+    std::size_t member = 0;
+    for (std::size_t i = 0; i < ring.size(); ++i) {
+      const auto found = text.find(tag(ring[i]));
+      if (found < at) {
+        at = found;
+        member = i;
+      }
+    }
+    REQUIRE(at != std::string::npos);
+    for (std::size_t k = 0; k <= n; ++k) {
+      const std::string expected = tag(ring[(member + k) % n]);
+      REQUIRE(text.compare(at, expected.size(), expected) == 0);
+      at += expected.size();
+      if (k < n) {
+        REQUIRE(text.compare(at, 4, " -> ") == 0);
+        at += 4;
+      }
+    }
+  }
+  // Each leftover request was answered after its ask had failed: an expired reply.
+  REQUIRE(obs.dead_count(troupe::dead_letter_reason::expired) == texts.size());
+  REQUIRE(rt.counters().open_asks == 0);
+  test::require_accounted(rt.counters());
+}
+
+TEST_CASE("an actor that asks itself fails at once with deadlock", "[ask][deadlock]") {
+  require_ring_deadlock(1);
+}
+
+TEST_CASE("two actors asking each other fail at once with deadlock", "[ask][deadlock]") {
+  require_ring_deadlock(2);
+}
+
+TEST_CASE("a cycle of three asking actors fails at once with deadlock", "[ask][deadlock]") {
+  require_ring_deadlock(3);
+}
+
+namespace {
+struct slow_get {
+  std::latch* entered;
+  std::latch* gate;
+};
+struct probe {};
+// Waits on a gate inside its handler (blocking its worker: the test opens the gate).
+class gated_server {
+ public:
+  int on(slow_get g) {
+    g.entered->count_down();
+    g.gate->wait();
+    return 5;
+  }
+};
+class middle {
+ public:
+  explicit middle(troupe::ref<gated_server> s) : server_(std::move(s)) {}
+  troupe::task<int> on(slow_get g) { co_return 1 + co_await server_.ask(g, 60s); }
+  int on(probe) const { return 100; }
+
+ private:
+  troupe::ref<gated_server> server_;
+};
+class prober {
+ public:
+  explicit prober(troupe::ref<middle> m) : middle_(std::move(m)) {}
+  troupe::task<int> on(probe) { co_return 1 + co_await middle_.ask(probe{}, 60s); }
+
+ private:
+  troupe::ref<middle> middle_;
+};
+}  // namespace
+
+TEST_CASE("asking an actor that awaits someone else is no deadlock: it waits", "[ask][deadlock]") {
+  // middle awaits the gated server; prober asks middle meanwhile (middle is busy awaiting, but
+  // not on prober): prober's ask must wait for middle, then succeed.
+  test::observer obs;
+  troupe::runtime rt(obs.options(3));
+  std::latch entered(1);
+  std::latch gate(1);
+  auto s = rt.spawn<gated_server>();
+  auto m = rt.spawn<middle>(s);
+  auto p = rt.spawn<prober>(m);
+  auto first = m.ask(slow_get{&entered, &gate}, 60s);
+  entered.wait();  // middle is now suspended awaiting the server
+  auto second = p.ask(probe{}, 60s);
+  gate.count_down();
+  REQUIRE(first.get() == 6);
+  REQUIRE(second.get() == 101);
+  rt.shutdown();
+  REQUIRE(obs.dead.empty());
+  test::require_accounted(rt.counters());
 }
 
 TEST_CASE("many plain threads asking concurrently", "[ask][concurrency]") {

@@ -56,11 +56,13 @@ class context {
   void stop() noexcept;
 
   // Awaitable in a task handler: resumes the actor, on its own scheduler, at or after the time.
+  // A delay of zero or less does not suspend; one past the clock's range (~292 years) saturates.
   [[nodiscard]] detail::sleep_awaiter sleep_for(std::chrono::nanoseconds delay) const;
   [[nodiscard]] detail::sleep_awaiter sleep_until(std::chrono::steady_clock::time_point when) const;
 
-  // Sends `message` to `target` after `delay`. If the runtime shuts down first, the message is
-  // dead-lettered (reason shutdown); it counts as sent now.
+  // Sends `message` to `target` after `delay`; it counts as sent now. Undeliverable when due,
+  // it is a dead letter (the sender is gone): shutdown first (reason shutdown), a full bounded
+  // mailbox (mailbox_full). A delay of zero or less sends at once; nanoseconds::max() never.
   template <Actor A, class M>
   void send_after(std::chrono::nanoseconds delay, const ref<A>& target, M&& message) const;
 

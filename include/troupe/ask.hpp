@@ -9,8 +9,9 @@
 //
 // Every ask completes exactly once: with the reply, or with a troupe::error whose code() says
 // why — timeout, actor_stopped (at once, not after the timeout), handler_failed (cause() is the
-// handler's exception), runtime_stopped, mailbox_full, broken_promise. Each ask carries a
-// correlation id that dead letters show.
+// handler's exception), runtime_stopped, mailbox_full, broken_promise, deadlock (at once: an
+// actor awaited an ask to an actor that awaits it, directly or through others; the error names
+// the cycle). Each ask carries a correlation id that dead letters show.
 #pragma once
 
 #include <coroutine>
@@ -64,19 +65,20 @@ class [[nodiscard]] reply {
 
   // Made by ref::ask(); the reply shares the ask's state with the replying side.
   explicit reply(detail::reply_slot<R>* slot) noexcept : slot_(slot) {}
-  reply(reply&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
+  reply(reply&& other) noexcept
+      : slot_(std::exchange(other.slot_, nullptr)),
+        awaiting_(std::exchange(other.awaiting_, false)) {}
   reply& operator=(reply&& other) noexcept {
     if (this != &other) {
-      if (slot_ != nullptr) slot_->release();
+      drop();
       slot_ = std::exchange(other.slot_, nullptr);
+      awaiting_ = std::exchange(other.awaiting_, false);
     }
     return *this;
   }
   reply(const reply&) = delete;
   reply& operator=(const reply&) = delete;
-  ~reply() {
-    if (slot_ != nullptr) slot_->release();
-  }
+  ~reply() { drop(); }
 
   // The ask's id, as dead letters and then() callbacks report it. Not on a moved-from reply.
   [[nodiscard]] std::uint64_t correlation_id() const noexcept { return slot_->correlation(); }
@@ -118,10 +120,23 @@ class [[nodiscard]] reply {
   // resumes through its scheduler when the ask completes.
   bool await_ready() const noexcept { return slot_->done(); }
   inline void await_suspend(std::coroutine_handle<> awaiting) noexcept;
-  R await_resume() { return slot_->take(); }
+  R await_resume() {
+    if (awaiting_) {
+      awaiting_ = false;
+      slot_->end_await();
+    }
+    return slot_->take();
+  }
 
  private:
+  void drop() noexcept {
+    if (slot_ == nullptr) return;
+    if (awaiting_) slot_->end_await();  // an abandoned (stopped) handler awaits no more
+    slot_->release();
+  }
+
   detail::reply_slot<R>* slot_;
+  bool awaiting_ = false;  // suspended on it, in the wait-for graph (detail/await_graph.hpp)
 };
 
 // The right to reply later, possibly from another thread or actor: a handler of the form

@@ -31,6 +31,8 @@ enum class errc {
   disconnected,    // the connection to the broker dropped (or was closed) before the reply came
   too_large,       // the encoded message exceeds what the broker or the receiver accepts
   decode_failed,   // bytes from the wire could not be decoded (the reason says why)
+  invalid_argument,      // an argument outside its documented range (a non-positive ask timeout)
+  deadlock,              // an ask that could never complete: its target awaits the asker (a cycle)
 };
 
 // A short English name of the code, as it appears in error::what().
@@ -74,6 +76,10 @@ enum class errc {
       return "too large";
     case errc::decode_failed:
       return "decode failed";
+    case errc::invalid_argument:
+      return "invalid argument";
+    case errc::deadlock:
+      return "deadlock";
   }
   return "unknown error";
 }

@@ -61,8 +61,10 @@ class ref : public address {
 
   // Request-reply: sends `message` and returns a troupe::reply<R> for the handler's reply (see
   // ask.hpp). Compiles only if A has a handler for the message that replies. The first form
-  // uses runtime_options::ask_timeout. Throws error(invalid_ref) on an empty ref; every other
-  // failure completes the reply with an error instead.
+  // uses runtime_options::ask_timeout. The timeout must be positive: zero or negative throws
+  // error(invalid_argument) and sends nothing; one past the clock's range (nanoseconds::max())
+  // never fires. Throws error(invalid_ref) on an empty ref; every other failure completes the
+  // reply with an error instead (deadlock at once when the target awaits this actor).
   template <class M>
   auto ask(M&& message) const {
     return ask_impl(std::forward<M>(message), std::chrono::nanoseconds{0}, true);

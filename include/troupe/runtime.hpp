@@ -71,17 +71,22 @@ class runtime {
   }
 
   // Sends `message` to `target` after `delay` (timer thread; delivered through the mailbox).
-  // Counted as sent now; dead-lettered if the runtime shuts down first; rejected (counted) if
-  // shutdown has begun. Throws error(invalid_ref) on an empty ref.
+  // Counted as sent now. Returns false if shutdown has begun (counted as rejected); later
+  // failures have no sender to tell and are dead letters: the runtime shut down first
+  // (shutdown), a full bounded mailbox (mailbox_full, whatever its overflow policy), a stopped
+  // target. A delay of zero or less sends at once; one past the clock's range (~292 years,
+  // nanoseconds::max()) never comes due. Throws error(invalid_ref) on an empty ref.
   template <Actor A, class M>
-  void send_after(std::chrono::nanoseconds delay, const ref<A>& target, M&& message) {
+  bool send_after(std::chrono::nanoseconds delay, const ref<A>& target, M&& message) {
     using message_type = std::remove_cvref_t<M>;
     static_assert(detail::actor_has_handler_for_message<A, message_type>::value,
                   "troupe: send_after(): the actor has no on(...) handler for this message type");
     if constexpr (Handles<A, message_type>) {
-      detail::send_message_after<A>(detail::access::cell_of(target),
-                                    std::chrono::duration_cast<detail::clock::duration>(delay),
-                                    std::forward<M>(message));
+      return detail::send_message_after<A>(
+          detail::access::cell_of(target),
+          std::chrono::duration_cast<detail::clock::duration>(delay), std::forward<M>(message));
+    } else {
+      return false;
     }
   }
 

@@ -271,12 +271,12 @@ class supervisor {
       } else {
         cell->request_final_stop();
       }
-      const auto timeout =
-          std::chrono::duration_cast<detail::clock::duration>(child.options.shutdown_timeout);
-      if (!co_await detail::stopped_awaiter(cell, core->now() + timeout)) {
+      const auto timeout = detail::saturating_duration(child.options.shutdown_timeout);
+      if (!co_await detail::stopped_awaiter(cell, detail::deadline_after(core->now(), timeout))) {
         ++forced;
         cell->request_stop(true);
-        static_cast<void>(co_await detail::stopped_awaiter(cell, core->now() + timeout));
+        static_cast<void>(
+            co_await detail::stopped_awaiter(cell, detail::deadline_after(core->now(), timeout)));
       }
       report(supervision_event::kind::stopped, child, "stop_tree");
     }
@@ -341,6 +341,11 @@ class supervisor {
       std::uniform_real_distribution<double> spread(1.0 - backoff_.jitter, 1.0 + backoff_.jitter);
       d *= spread(rng_);
     }
+    // Capped where the delay still fits the clock's nanoseconds (about 292 years; beyond, the
+    // double-to-integer cast and the conversion to nanoseconds would overflow).
+    constexpr auto cap =
+        std::chrono::floor<std::chrono::milliseconds>(std::chrono::nanoseconds::max());
+    d = std::clamp(d, 0.0, static_cast<double>(cap.count()));
     return std::chrono::milliseconds{static_cast<long long>(d)};
   }
 

@@ -463,7 +463,7 @@ using clock = std::chrono::steady_clock;
 template <class A, class M>
 bool send_message(actor_cell* target, M&& message);
 template <class A, class M>
-void send_message_after(actor_cell* target, clock::duration delay, M&& message);
+bool send_message_after(actor_cell* target, clock::duration delay, M&& message);
 template <class A, class M, class Arg>
 auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, bool use_default);
 template <class ActorType, class MessageType>
@@ -507,6 +507,8 @@ enum class errc {
   disconnected,    // the connection to the broker dropped (or was closed) before the reply came
   too_large,       // the encoded message exceeds what the broker or the receiver accepts
   decode_failed,   // bytes from the wire could not be decoded (the reason says why)
+  invalid_argument,      // an argument outside its documented range (a non-positive ask timeout)
+  deadlock,              // an ask that could never complete: its target awaits the asker (a cycle)
 };
 
 // A short English name of the code, as it appears in error::what().
@@ -550,6 +552,10 @@ enum class errc {
       return "too large";
     case errc::decode_failed:
       return "decode failed";
+    case errc::invalid_argument:
+      return "invalid argument";
+    case errc::deadlock:
+      return "deadlock";
   }
   return "unknown error";
 }
@@ -657,11 +663,13 @@ class context {
   void stop() noexcept;
 
   // Awaitable in a task handler: resumes the actor, on its own scheduler, at or after the time.
+  // A delay of zero or less does not suspend; one past the clock's range (~292 years) saturates.
   [[nodiscard]] detail::sleep_awaiter sleep_for(std::chrono::nanoseconds delay) const;
   [[nodiscard]] detail::sleep_awaiter sleep_until(std::chrono::steady_clock::time_point when) const;
 
-  // Sends `message` to `target` after `delay`. If the runtime shuts down first, the message is
-  // dead-lettered (reason shutdown); it counts as sent now.
+  // Sends `message` to `target` after `delay`; it counts as sent now. Undeliverable when due,
+  // it is a dead letter (the sender is gone): shutdown first (reason shutdown), a full bounded
+  // mailbox (mailbox_full). A delay of zero or less sends at once; nanoseconds::max() never.
   template <Actor A, class M>
   void send_after(std::chrono::nanoseconds delay, const ref<A>& target, M&& message) const;
 
@@ -739,8 +747,9 @@ class context {
 //
 // Every ask completes exactly once: with the reply, or with a troupe::error whose code() says
 // why — timeout, actor_stopped (at once, not after the timeout), handler_failed (cause() is the
-// handler's exception), runtime_stopped, mailbox_full, broken_promise. Each ask carries a
-// correlation id that dead letters show.
+// handler's exception), runtime_stopped, mailbox_full, broken_promise, deadlock (at once: an
+// actor awaited an ask to an actor that awaits it, directly or through others; the error names
+// the cycle). Each ask carries a correlation id that dead letters show.
 
 // ---- begin troupe/detail/counters.hpp ----
 // Internal: message counters, one block per worker thread plus one shared block.
@@ -844,11 +853,11 @@ namespace troupe::detail {
 class timer_task;
 
 // Completion is a claim (one CAS from pending: the winner alone writes the result), then a
-// publish (release store of done, futex notify for blocking waiters), then the waiter: a
-// suspended actor to wake or a callback to run. The waiter and the publisher meet on `waiter_`:
-// whichever of them comes second fires the waiter, so it fires exactly once whatever the order.
-// Reference-counted: the asker's reply<R>, the request envelope (or the promise that replaced
-// it) and the timeout task each hold one.
+// publish (an exchange to done; a futex notify only if a thread sleeps in wait()), then the
+// waiter: a suspended actor to wake or a callback to run. The waiter and the publisher meet on
+// `waiter_`: whichever of them comes second fires the waiter, so it fires exactly once whatever
+// the order. Reference-counted: the asker's reply<R>, the request envelope (or the promise that
+// replaced it) and the timeout task each hold one.
 class reply_slot_base {
  public:
   // Retains `target` (and so the runtime core) for the slot's lifetime.
@@ -859,33 +868,53 @@ class reply_slot_base {
 
   void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      before_free();  // a deadlock search may be reading this slot: let it finish
+      delete this;
+    }
   }
 
   // Completes with an error unless already complete. Any thread.
   inline bool fail(errc code, const std::string& text, std::exception_ptr cause = {}) noexcept;
 
   [[nodiscard]] bool done() const noexcept {
-    return state_.load(std::memory_order_acquire) == state_done;
+    return (state_.load(std::memory_order_acquire) & state_mask) == state_done;
   }
   // wait(), or in a simulation run its events until the ask completes (ask_path.hpp).
-  inline void wait_or_drive() const;
-  void wait() const noexcept {
-    for (std::uint32_t s = state_.load(std::memory_order_acquire); s != state_done;
-         s = state_.load(std::memory_order_acquire)) {
+  inline void wait_or_drive();
+  // Blocks the calling (non-runtime) thread until done.
+  // Why a flag: the standard library's atomic wait table has 16 buckets shared by every waiter
+  // in the process (parked workers, other blocked get()s). A notify_all() on every completion
+  // costs a futex system call whenever this slot hashes to a bucket that has any sleeper —
+  // 1.5-1.9 us per ask instead of ~0.25. So the publisher notifies only when a sleeper has
+  // said so. The sleeper sets `sleeper` with a CAS before it blocks; the publisher's exchange
+  // to done reads the flag. Both are read-modify-writes of state_, so one precedes the other in
+  // its modification order: either the exchange sees the flag (and notifies after storing
+  // done, which unblocks a wait that saw the flagged value: [atomics.wait]), or the CAS fails
+  // because the state is done already (and the sleeper never blocks). No wake-up is lost.
+  void wait() noexcept {
+    std::uint32_t s = state_.load(std::memory_order_acquire);
+    while ((s & state_mask) != state_done) {
+      if ((s & sleeper) == 0) {
+        if (!state_.compare_exchange_weak(s, s | sleeper, std::memory_order_seq_cst,
+                                          std::memory_order_acquire)) {
+          continue;  // s reloaded: done meanwhile, or another bit changed
+        }
+        s |= sleeper;
+      }
       state_.wait(s, std::memory_order_acquire);
+      s = state_.load(std::memory_order_acquire);
     }
   }
 
   // The waiter: resume a suspended actor...
   // The slot keeps the awaiting actor alive: the actor may be stopped (its task abandoned)
-  // while the reply is still on its way.
-  void wake_when_done(actor_cell* cell, std::uint64_t generation) noexcept {
-    retain_cell(cell);
-    wake_cell_ = cell;
-    wake_generation_ = generation;
-    register_waiter();
-  }
+  // while the reply is still on its way. `cell` is the actor awaiting in a task handler: it
+  // is also entered in the wait-for graph (await_graph.hpp), and if the target awaits it in
+  // turn (a cycle), the ask fails at once with error(deadlock) instead of waiting it out.
+  inline void await_from(actor_cell* cell, std::uint64_t generation) noexcept;
+  // The awaiting actor resumed (or dropped the reply): it no longer waits on this slot.
+  inline void end_await() noexcept;
   // ...or run a callback (on the completing thread, or here if already complete).
   void call_when_done(std::function<void()> callback) noexcept {
     callback_ = std::move(callback);
@@ -896,6 +925,17 @@ class reply_slot_base {
   [[nodiscard]] const std::exception_ptr& error() const noexcept { return error_; }
   [[nodiscard]] inline runtime_core* core() const noexcept;
   [[nodiscard]] const address& asker() const noexcept { return asker_; }
+  [[nodiscard]] actor_cell* target() const noexcept { return target_; }
+  // The actor suspended on this slot (null if none): set once, before the slot is entered in
+  // the wait-for graph, so that a deadlock search that finds the slot there may read it.
+  [[nodiscard]] actor_cell* awaiting_cell() const noexcept { return wake_cell_; }
+  // Still waiting for a reply that only the target's handler can give: not complete, not even
+  // claimed, and not handed to a troupe::promise (which anyone may fulfil). Deadlock search.
+  [[nodiscard]] bool awaits_handler() const noexcept {
+    return (state_.load(std::memory_order_seq_cst) & (state_mask | promised)) == state_pending;
+  }
+  // The target's handler took a troupe::promise for this ask.
+  void mark_promised() noexcept { state_.fetch_or(promised, std::memory_order_seq_cst); }
 
   // Pending timeout task; read and written only under the timer service's lock.
   timer_task* timer_ = nullptr;
@@ -910,16 +950,27 @@ class reply_slot_base {
 
  protected:
   bool claim() noexcept {
-    std::uint32_t expected = state_pending;
-    return state_.compare_exchange_strong(expected, state_claimed, std::memory_order_acq_rel);
+    std::uint32_t s = state_.load(std::memory_order_relaxed);
+    while ((s & state_mask) == state_pending) {
+      // seq_cst (free on x86): the deadlock search reasons about one order of all state changes.
+      if (state_.compare_exchange_weak(s, (s & ~state_mask) | state_claimed,
+                                       std::memory_order_seq_cst, std::memory_order_relaxed)) {
+        return true;
+      }
+    }
+    return false;
   }
   inline void publish() noexcept;
   std::exception_ptr error_;
 
  private:
+  // state_: the completion state in the low bits, and two flags.
   static constexpr std::uint32_t state_pending = 0;
   static constexpr std::uint32_t state_claimed = 1;
   static constexpr std::uint32_t state_done = 2;
+  static constexpr std::uint32_t state_mask = 3;
+  static constexpr std::uint32_t sleeper = 4;   // a thread blocks in wait(): notify it
+  static constexpr std::uint32_t promised = 8;  // a troupe::promise answers for the reply
   static constexpr std::uint32_t waiter_none = 0;
   static constexpr std::uint32_t waiter_registered = 1;
   static constexpr std::uint32_t waiter_fired = 2;
@@ -928,7 +979,9 @@ class reply_slot_base {
     if (waiter_.exchange(waiter_registered, std::memory_order_acq_rel) == waiter_fired) fire();
   }
   inline void fire() noexcept;
+  [[gnu::cold]] inline void fail_deadlock(actor_cell* cell, bool self) noexcept;
   static inline void retain_cell(actor_cell* cell) noexcept;
+  static inline void before_free() noexcept;
 
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<std::uint32_t> state_{state_pending};
@@ -1009,19 +1062,20 @@ class [[nodiscard]] reply {
 
   // Made by ref::ask(); the reply shares the ask's state with the replying side.
   explicit reply(detail::reply_slot<R>* slot) noexcept : slot_(slot) {}
-  reply(reply&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
+  reply(reply&& other) noexcept
+      : slot_(std::exchange(other.slot_, nullptr)),
+        awaiting_(std::exchange(other.awaiting_, false)) {}
   reply& operator=(reply&& other) noexcept {
     if (this != &other) {
-      if (slot_ != nullptr) slot_->release();
+      drop();
       slot_ = std::exchange(other.slot_, nullptr);
+      awaiting_ = std::exchange(other.awaiting_, false);
     }
     return *this;
   }
   reply(const reply&) = delete;
   reply& operator=(const reply&) = delete;
-  ~reply() {
-    if (slot_ != nullptr) slot_->release();
-  }
+  ~reply() { drop(); }
 
   // The ask's id, as dead letters and then() callbacks report it. Not on a moved-from reply.
   [[nodiscard]] std::uint64_t correlation_id() const noexcept { return slot_->correlation(); }
@@ -1063,10 +1117,23 @@ class [[nodiscard]] reply {
   // resumes through its scheduler when the ask completes.
   bool await_ready() const noexcept { return slot_->done(); }
   inline void await_suspend(std::coroutine_handle<> awaiting) noexcept;
-  R await_resume() { return slot_->take(); }
+  R await_resume() {
+    if (awaiting_) {
+      awaiting_ = false;
+      slot_->end_await();
+    }
+    return slot_->take();
+  }
 
  private:
+  void drop() noexcept {
+    if (slot_ == nullptr) return;
+    if (awaiting_) slot_->end_await();  // an abandoned (stopped) handler awaits no more
+    slot_->release();
+  }
+
   detail::reply_slot<R>* slot_;
+  bool awaiting_ = false;  // suspended on it, in the wait-for graph (detail/await_graph.hpp)
 };
 
 // The right to reply later, possibly from another thread or actor: a handler of the form
@@ -2703,7 +2770,56 @@ class worker_pool final : public scheduler {
 // Internal: the clock and timers, behind a small interface so that a simulated clock can
 // replace real time (the deterministic simulation mode the design plans for).
 
+#include <ratio>
+
 namespace troupe::detail {
+
+// Durations and deadlines that cannot overflow. Timeouts and delays come from users, who may
+// write nanoseconds::max() or milliseconds::max() for "never": converting those to the clock's
+// nanoseconds, or adding them to now, would overflow a signed integer (undefined behaviour,
+// and in practice a deadline in the past). Instead they saturate: a duration beyond the
+// clock's range becomes its maximum, and a deadline beyond it becomes time_point::max(), which
+// no timer reaches ("practically never": the clock's range is about 292 years).
+template <class Rep, class Period>
+requires std::is_integral_v<Rep>
+[[nodiscard]] constexpr std::chrono::steady_clock::duration saturating_duration(
+    std::chrono::duration<Rep, Period> d) noexcept {
+  using target = std::chrono::steady_clock::duration;
+  using source = std::chrono::duration<Rep, Period>;
+  if constexpr (std::ratio_divide<Period, target::period>::den == 1) {
+    // A whole number of clock ticks per unit (seconds, milliseconds, ...): compare against the
+    // largest representable span in the source unit, then convert exactly. Integer only: this
+    // is on the path of every ask that uses the default timeout.
+    constexpr source hi = std::chrono::floor<source>(target::max());
+    constexpr source lo = std::chrono::ceil<source>(target::min());
+    if (d > hi) return target::max();
+    if (d < lo) return target::min();
+    return std::chrono::duration_cast<target>(d);
+  } else {
+    using limits = std::numeric_limits<target::rep>;
+    // Exact for every 64-bit count where long double has a 64-bit mantissa (x86); elsewhere
+    // the comparison is merely rounded, never undefined.
+    const long double scaled = static_cast<long double>(d.count()) *
+                               (static_cast<long double>(Period::num) * target::period::den) /
+                               (static_cast<long double>(Period::den) * target::period::num);
+    if (scaled >= static_cast<long double>(limits::max())) return target::max();
+    if (scaled <= static_cast<long double>(limits::min())) return target::min();
+    return target(static_cast<target::rep>(scaled));
+  }
+}
+
+// now + d, saturated: time_point::max() when that is past the clock's range, and `now` for a
+// negative or zero d (what is due already is due now).
+[[nodiscard]] constexpr std::chrono::steady_clock::time_point deadline_after(
+    std::chrono::steady_clock::time_point now, std::chrono::steady_clock::duration d) noexcept {
+  using time_point = std::chrono::steady_clock::time_point;
+  if (d <= d.zero()) return now;
+  const auto since = now.time_since_epoch();
+  if (since > since.zero() && d > time_point::max().time_since_epoch() - since) {
+    return time_point::max();
+  }
+  return now + d;
+}
 
 // Work to do at a time. fire() runs on the timer thread and must not block; a task that never
 // fires (the runtime shut down first) is destroyed instead, and its destructor must account for
@@ -3456,8 +3572,10 @@ class ref : public address {
 
   // Request-reply: sends `message` and returns a troupe::reply<R> for the handler's reply (see
   // ask.hpp). Compiles only if A has a handler for the message that replies. The first form
-  // uses runtime_options::ask_timeout. Throws error(invalid_ref) on an empty ref; every other
-  // failure completes the reply with an error instead.
+  // uses runtime_options::ask_timeout. The timeout must be positive: zero or negative throws
+  // error(invalid_argument) and sends nothing; one past the clock's range (nanoseconds::max())
+  // never fires. Throws error(invalid_ref) on an empty ref; every other failure completes the
+  // reply with an error instead (deadlock at once when the target awaits this actor).
   template <class M>
   auto ask(M&& message) const {
     return ask_impl(std::forward<M>(message), std::chrono::nanoseconds{0}, true);
@@ -3868,7 +3986,8 @@ class runtime_core {
           on_queued(target, e);
         return post_held(target, e, false);
       }
-      if (!admit_bounded(target, e)) return false;
+      // A delayed send (count_sent false) has no sender left to tell of a rejection.
+      if (!admit_bounded(target, e, count_sent)) return false;
     }
     if (hooked_) [[unlikely]]
       return post_hooked(target, e);
@@ -3968,13 +4087,14 @@ class runtime_core {
 
   // A bounded mailbox's admission: reserve a slot, or apply the overflow policy (and consume
   // the envelope). Out of line: unbounded sends never pay for it.
-  [[gnu::noinline, gnu::cold]] bool admit_bounded(actor_cell* target, envelope* e) noexcept {
+  [[gnu::noinline, gnu::cold]] bool admit_bounded(actor_cell* target, envelope* e,
+                                                  bool sender_told) noexcept {
     counter_slot& counters = counters_here();
     const mailbox_options& bound = target->ops()->mailbox;
     std::atomic<std::size_t>& depth = target->extras()->depth;
     if (depth.fetch_add(1, std::memory_order_seq_cst) < bound.capacity) return true;
     depth.fetch_sub(1, std::memory_order_seq_cst);
-    if (bound.overflow == overflow::reject) {
+    if (bound.overflow == overflow::reject && sender_told) {
       counters.add(counters.rejected);
       if (e->ops->abort != nullptr)
         e->ops->abort(*e, errc::mailbox_full, "the mailbox is full", {});
@@ -4843,6 +4963,146 @@ inline void actor_cell::finish_message(envelope* e) noexcept {
 // reply slot, the ask timeout, and the reply slot's out-of-line members.
 // Internal: included only through detail/core.hpp; never by users.
 
+// ---- begin troupe/detail/await_graph.hpp ----
+// Internal: deadlock detection for asks — which actor is suspended awaiting which ask, and the
+// search for a cycle when an actor suspends on an ask.
+// Internal: included only through detail/ask_path.hpp; never by users.
+//
+// Handlers are not reentrant: an actor suspended in a task handler, awaiting the reply of an
+// ask to Y, handles nothing else until that reply comes. So if X awaits an ask to Y while Y
+// (directly or through others) awaits an ask to X, no reply in the cycle can ever come; before
+// this, each ask waited out its whole timeout. Now the ask that closes the cycle fails at once
+// with error(deadlock), whose text names the cycle ("A#1 -> B#2 -> A#1").
+//
+// The graph: an actor suspended on an ask is entered in a table keyed by the actor (address
+// hashed to one of 4,096 entries), pointing at the reply slot it awaits; the slot knows its
+// target. Cost on the common path: one CAS to enter, one load of the target's entry (is it
+// awaiting too?), one CAS to leave, and one load of `walkers_` when a slot is freed. A search
+// happens only when the target is itself entered: it takes one process-wide mutex.
+//
+// Why a false "cycle" is impossible. A search from X (awaiting the slot S0 to T1) follows
+// entries T1 -> S1 -> T2 -> ... and reports a cycle only if it comes back to X and then, in a
+// second pass, finds every link unchanged: the same slot still entered for its actor, still
+// pending (not claimed by a reply, a timeout or a failure) and not handed to a promise. A slot
+// leaves pending once and never returns, and an actor enters a given slot once (a reply is
+// awaited once); slots seen by a search are not freed until it ends (below), so no address is
+// recycled under it. Hence each link held throughout the interval between its two reads, and
+// all of them at the moment between the two passes (every operation involved is seq_cst, so
+// the moments are those of one total order). At that moment each Ti was suspended on a pending
+// ask that only T(i+1)'s handler could answer, and that handler could not run before Ti+1's
+// own ask was answered; the last one awaits X, which is suspending now. Nothing but a timeout,
+// a stop or shutdown could have ended that: a real deadlock. (A reply taken over by a promise
+// may be fulfilled by anyone, so such a link ends the search.) Two asks that close the same
+// cycle at the same moment may both fail with deadlock; each named a real cycle.
+//
+// Missed cycles, which then time out as before: two actors hashed to the same entry (only the
+// first is entered), a chain longer than max_hops, and a race in which the closing ask's search
+// runs before the last link is entered — but an actor enters the table before it searches, so
+// of two asks that close a cycle concurrently, the later search sees the earlier's entry.
+//
+// Memory safety: a search reads slots that other actors may drop at any moment. An actor
+// leaves the table (seq_cst) before it drops its reply, so the slot's last release, and the
+// `walkers_` check that precedes freeing it, come after the leave. A search counts itself in
+// `walkers_` (seq_cst) before reading any entry. Either the freeing thread's check sees the
+// count (it then waits for the search to end, on the mutex the search holds), or the check
+// precedes the count in the total order — and then so does the leave, and the search cannot
+// find the slot in the table. Actors reached by a search are alive: each is the target of a
+// slot found alive, and a slot holds a reference to its target.
+
+namespace troupe::detail {
+
+class await_graph {
+ public:
+  static constexpr std::size_t table_bits = 12;
+  static constexpr int max_hops = 64;
+
+  // `self` suspends on `slot`. False if its entry is taken (another actor with the same hash):
+  // it is then not entered, and cycles through it are not detected (they time out as before).
+  static bool enter(const actor_cell* self, reply_slot_base* slot) noexcept {
+    reply_slot_base* expected = nullptr;
+    return entry(self).compare_exchange_strong(expected, slot, std::memory_order_seq_cst,
+                                               std::memory_order_relaxed);
+  }
+  // `self` no longer waits on `slot` (a no-op if it was not entered with it).
+  static void leave(const actor_cell* self, reply_slot_base* slot) noexcept {
+    std::atomic<reply_slot_base*>& e = entry(self);
+    if (e.load(std::memory_order_relaxed) != slot) return;  // only `self` enters `slot` here
+    static_cast<void>(e.compare_exchange_strong(slot, nullptr, std::memory_order_seq_cst,
+                                                std::memory_order_relaxed));
+  }
+  // Whether `cell` may be awaiting an ask (its entry is taken): the cheap test before search().
+  [[nodiscard]] static bool maybe_awaiting(const actor_cell* cell) noexcept {
+    return entry(cell).load(std::memory_order_seq_cst) != nullptr;
+  }
+
+  // `self` is suspending on `slot` (already entered, if it could be). Returns the cycle's text
+  // if the slot's target awaits `self` through a chain of pending asks; empty otherwise.
+  static std::string search(const actor_cell* self, const reply_slot_base* slot) noexcept {
+    std::lock_guard lock(mutex_);
+    walkers_.fetch_add(1, std::memory_order_seq_cst);
+    struct link {
+      const actor_cell* cell;
+      const reply_slot_base* awaited;
+    };
+    std::array<link, max_hops> chain;
+    std::size_t n = 0;
+    bool closed = false;
+    for (const actor_cell* at = slot->target(); n < chain.size();) {
+      const reply_slot_base* s = entry(at).load(std::memory_order_seq_cst);
+      if (s == nullptr || s->awaiting_cell() != at || !s->awaits_handler()) break;
+      chain[n++] = {at, s};
+      at = s->target();
+      if (at == self) {
+        closed = true;
+        break;
+      }
+    }
+    // Second pass: every link still holds (see the header comment).
+    for (std::size_t i = 0; closed && i < n; ++i) {
+      closed = entry(chain[i].cell).load(std::memory_order_seq_cst) == chain[i].awaited &&
+               chain[i].awaited->awaits_handler();
+    }
+    std::string text;
+    if (closed) {
+      try {
+        text = name(self);
+        for (std::size_t i = 0; i < n; ++i) text += " -> " + name(chain[i].cell);
+        text += " -> " + name(self);
+      } catch (...) {  // out of memory: still a deadlock, unnamed
+        text = "(a cycle)";
+      }
+    }
+    walkers_.fetch_sub(1, std::memory_order_seq_cst);
+    return text;
+  }
+
+  // Before a reply slot's memory is freed: wait for a search that may be reading it.
+  static void before_free() noexcept {
+    if (walkers_.load(std::memory_order_seq_cst) != 0) [[unlikely]] {
+      std::lock_guard lock(mutex_);
+    }
+  }
+
+  static std::string name(const actor_cell* cell) {
+    return std::string(cell->ops()->type_name) + "#" + std::to_string(cell->id());
+  }
+
+ private:
+  static std::atomic<reply_slot_base*>& entry(const actor_cell* cell) noexcept {
+    // Actor records are pool blocks of 128 bytes or more: drop the low bits, then Fibonacci
+    // hashing spreads consecutive records over the table.
+    const auto key = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(cell) >> 7);
+    return table_[(key * 0x9E3779B97F4A7C15ULL) >> (64 - table_bits)];
+  }
+
+  // Process-wide (actor addresses are unique across runtimes): 32 KiB, zero-initialised.
+  inline static std::atomic<reply_slot_base*> table_[std::size_t{1} << table_bits]{};
+  inline static std::atomic<std::size_t> walkers_{0};
+  inline static std::mutex mutex_;
+};
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/await_graph.hpp ----
 // ---- begin troupe/detail/send_path.hpp ----
 // The send path: build an envelope, push it on the target's mailbox (bounded or not), schedule
 // the target if it was idle; the awaiter for room in a full bounded mailbox.
@@ -4982,20 +5242,24 @@ bool send_message(actor_cell* target, M&& message) {
   return target->core()->post(target, e, true);
 }
 
+// False: refused now (shutdown has begun), counted as rejected. Once scheduled, the sender is
+// gone: a delayed send that cannot be delivered is a dead letter (see delayed_send_task).
 template <class A, class M>
-void send_message_after(actor_cell* target, clock::duration delay, M&& message) {
+bool send_message_after(actor_cell* target, clock::duration delay, M&& message) {
   if (target == nullptr) throw error(errc::invalid_ref, "send_after() through an empty ref");
   runtime_core* core = target->core();
   if (!core->accepting() && !core->internal_thread()) {
     core->count_rejected_send();
-    return;
+    return false;
   }
   envelope* e = make_envelope<A>(std::forward<M>(message));
   counter_slot& counters = core->counters_here();
   counters.add(counters.sent);
   // From here the task owns the envelope: fired, it posts it; destroyed unfired, it
   // dead-letters it.
-  core->timers().schedule(core->now() + delay, std::make_unique<delayed_send_task>(target, e));
+  core->timers().schedule(deadline_after(core->now(), delay),
+                          std::make_unique<delayed_send_task>(target, e));
+  return true;
 }
 
 }  // namespace troupe::detail
@@ -5042,6 +5306,7 @@ handler_start invoke_ask(actor_cell& cell, envelope& e) {
     return {frame, &frame.promise()};
   } else {
     request.slot->retain();  // the promise's reference
+    request.slot->mark_promised();
     request.promised = true;
     actor.on(std::move(request.message), troupe::promise<R>(request.slot));
     return {};
@@ -5109,7 +5374,14 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
   static_assert(!std::is_void_v<R>, "troupe: ask(): the handler's reply type is void");
   if (target == nullptr) throw error(errc::invalid_ref, "ask() through an empty ref");
   runtime_core* core = target->core();
-  if (use_default) timeout = core->options().ask_timeout;
+  if (use_default) timeout = saturating_duration(core->options().ask_timeout);
+  // A timeout that has passed before the ask is made is a mistake, not a request: refuse it
+  // (nothing is sent), as Akka does. A huge one saturates: it never fires.
+  if (timeout <= clock::duration::zero()) [[unlikely]] {
+    throw error(errc::invalid_argument,
+                std::string(use_default ? "runtime_options::ask_timeout" : "ask() timeout") +
+                    " must be positive, got " + std::to_string(timeout.count()) + " ns");
+  }
   actor_cell* asker = this_thread_identity.core == core ? this_thread_identity.cell : nullptr;
   auto* slot = new reply_slot<R>(target, core->next_correlation(), access::make_address(asker));
   troupe::reply<R> result(slot);
@@ -5121,8 +5393,12 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
     slot->release();
     throw;
   }
-  core->timers().schedule(core->now() + timeout, std::make_unique<ask_timeout_task>(slot, timeout),
-                          &slot->timer_);
+  const clock::time_point deadline = deadline_after(core->now(), timeout);
+  // A saturated deadline is never reached: it needs no timer.
+  if (deadline != clock::time_point::max()) [[likely]] {
+    core->timers().schedule(deadline, std::make_unique<ask_timeout_task>(slot, timeout),
+                            &slot->timer_);
+  }
   core->post(target, e, true);
   return result;
 }
@@ -5162,7 +5438,7 @@ inline bool reply_slot_base::fail(errc code, const std::string& text,
   return true;
 }
 
-inline void reply_slot_base::wait_or_drive() const {
+inline void reply_slot_base::wait_or_drive() {
   if (driver* d = core()->current_driver(); d != nullptr && !done()) {
     const bool completed = d->run_until(
         [](const void* self) { return static_cast<const reply_slot_base*>(self)->done(); }, this,
@@ -5184,9 +5460,57 @@ inline void reply_slot_base::publish() noexcept {
       [[unlikely]] {
     core()->record_round_trip(entry - 1, asked_);
   }
-  state_.store(state_done, std::memory_order_release);
-  state_.notify_all();
+  // An exchange, not a store: it must read the sleeper flag (see wait()). seq_cst costs
+  // nothing more on x86 and keeps one order for the deadlock search.
+  if ((state_.exchange(state_done, std::memory_order_seq_cst) & sleeper) != 0) [[unlikely]] {
+    state_.notify_all();
+  }
   if (waiter_.exchange(waiter_fired, std::memory_order_acq_rel) == waiter_registered) fire();
+}
+
+inline void reply_slot_base::before_free() noexcept {
+  await_graph::before_free();
+}
+
+inline void reply_slot_base::await_from(actor_cell* cell, std::uint64_t generation) noexcept {
+  retain_cell(cell);
+  wake_cell_ = cell;  // before entering the graph: a search that finds the slot reads it
+  wake_generation_ = generation;
+  if (target_ == cell) [[unlikely]] {
+    fail_deadlock(cell, true);
+  } else {
+    // Enter first, then look: of two asks that close a cycle at once, the later search sees the
+    // earlier one's entry.
+    static_cast<void>(await_graph::enter(cell, this));
+    if (await_graph::maybe_awaiting(target_)) [[unlikely]]
+      fail_deadlock(cell, false);
+  }
+  register_waiter();
+}
+
+// Out of line and cold: the common path keeps no string and saves no registers for it.
+inline void reply_slot_base::fail_deadlock(actor_cell* cell, bool self) noexcept {
+  std::string cycle;
+  if (self) {
+    try {
+      cycle = await_graph::name(cell) + " -> " + await_graph::name(cell);
+    } catch (...) {
+      cycle = "(itself)";
+    }
+  } else {
+    cycle = await_graph::search(cell, this);
+  }
+  if (cycle.empty()) return;
+  try {
+    fail(errc::deadlock,
+         "the ask closes a cycle of actors awaiting each other's replies: " + cycle);
+  } catch (...) {
+    fail(errc::deadlock, {});
+  }
+}
+
+inline void reply_slot_base::end_await() noexcept {
+  if (wake_cell_ != nullptr) await_graph::leave(wake_cell_, this);
 }
 
 inline void reply_slot_base::fire() noexcept {
@@ -5582,8 +5906,7 @@ inline void context::stop() noexcept {
 
 inline detail::sleep_awaiter context::sleep_for(std::chrono::nanoseconds delay) const {
   detail::actor_cell& cell = detail::cell_of(*this);
-  return detail::sleep_awaiter{
-      &cell, cell.core()->now() + std::chrono::duration_cast<detail::clock::duration>(delay)};
+  return detail::sleep_awaiter{&cell, detail::deadline_after(cell.core()->now(), delay)};
 }
 
 inline detail::sleep_awaiter context::sleep_until(
@@ -5610,7 +5933,8 @@ void reply<R>::await_suspend(std::coroutine_handle<> awaiting) noexcept {
     std::fputs("troupe: a reply was awaited outside an actor's task handler\n", stderr);
     std::terminate();
   }
-  slot_->wake_when_done(cell, cell->arm_suspension(awaiting));
+  awaiting_ = true;
+  slot_->await_from(cell, cell->arm_suspension(awaiting));
 }
 
 inline monitor_handle context::monitor(const address& target) {
@@ -7533,17 +7857,22 @@ class runtime {
   }
 
   // Sends `message` to `target` after `delay` (timer thread; delivered through the mailbox).
-  // Counted as sent now; dead-lettered if the runtime shuts down first; rejected (counted) if
-  // shutdown has begun. Throws error(invalid_ref) on an empty ref.
+  // Counted as sent now. Returns false if shutdown has begun (counted as rejected); later
+  // failures have no sender to tell and are dead letters: the runtime shut down first
+  // (shutdown), a full bounded mailbox (mailbox_full, whatever its overflow policy), a stopped
+  // target. A delay of zero or less sends at once; one past the clock's range (~292 years,
+  // nanoseconds::max()) never comes due. Throws error(invalid_ref) on an empty ref.
   template <Actor A, class M>
-  void send_after(std::chrono::nanoseconds delay, const ref<A>& target, M&& message) {
+  bool send_after(std::chrono::nanoseconds delay, const ref<A>& target, M&& message) {
     using message_type = std::remove_cvref_t<M>;
     static_assert(detail::actor_has_handler_for_message<A, message_type>::value,
                   "troupe: send_after(): the actor has no on(...) handler for this message type");
     if constexpr (Handles<A, message_type>) {
-      detail::send_message_after<A>(detail::access::cell_of(target),
-                                    std::chrono::duration_cast<detail::clock::duration>(delay),
-                                    std::forward<M>(message));
+      return detail::send_message_after<A>(
+          detail::access::cell_of(target),
+          std::chrono::duration_cast<detail::clock::duration>(delay), std::forward<M>(message));
+    } else {
+      return false;
     }
   }
 
@@ -9026,12 +9355,12 @@ class supervisor {
       } else {
         cell->request_final_stop();
       }
-      const auto timeout =
-          std::chrono::duration_cast<detail::clock::duration>(child.options.shutdown_timeout);
-      if (!co_await detail::stopped_awaiter(cell, core->now() + timeout)) {
+      const auto timeout = detail::saturating_duration(child.options.shutdown_timeout);
+      if (!co_await detail::stopped_awaiter(cell, detail::deadline_after(core->now(), timeout))) {
         ++forced;
         cell->request_stop(true);
-        static_cast<void>(co_await detail::stopped_awaiter(cell, core->now() + timeout));
+        static_cast<void>(
+            co_await detail::stopped_awaiter(cell, detail::deadline_after(core->now(), timeout)));
       }
       report(supervision_event::kind::stopped, child, "stop_tree");
     }
@@ -9096,6 +9425,11 @@ class supervisor {
       std::uniform_real_distribution<double> spread(1.0 - backoff_.jitter, 1.0 + backoff_.jitter);
       d *= spread(rng_);
     }
+    // Capped where the delay still fits the clock's nanoseconds (about 292 years; beyond, the
+    // double-to-integer cast and the conversion to nanoseconds would overflow).
+    constexpr auto cap =
+        std::chrono::floor<std::chrono::milliseconds>(std::chrono::nanoseconds::max());
+    d = std::clamp(d, 0.0, static_cast<double>(cap.count()));
     return std::chrono::milliseconds{static_cast<long long>(d)};
   }
 

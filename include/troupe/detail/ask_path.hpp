@@ -3,6 +3,7 @@
 // Internal: included only through detail/core.hpp; never by users.
 #pragma once
 
+#include <troupe/detail/await_graph.hpp>
 #include <troupe/detail/runtime_core.hpp>
 #include <troupe/detail/send_path.hpp>
 
@@ -47,6 +48,7 @@ handler_start invoke_ask(actor_cell& cell, envelope& e) {
     return {frame, &frame.promise()};
   } else {
     request.slot->retain();  // the promise's reference
+    request.slot->mark_promised();
     request.promised = true;
     actor.on(std::move(request.message), troupe::promise<R>(request.slot));
     return {};
@@ -114,7 +116,14 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
   static_assert(!std::is_void_v<R>, "troupe: ask(): the handler's reply type is void");
   if (target == nullptr) throw error(errc::invalid_ref, "ask() through an empty ref");
   runtime_core* core = target->core();
-  if (use_default) timeout = core->options().ask_timeout;
+  if (use_default) timeout = saturating_duration(core->options().ask_timeout);
+  // A timeout that has passed before the ask is made is a mistake, not a request: refuse it
+  // (nothing is sent), as Akka does. A huge one saturates: it never fires.
+  if (timeout <= clock::duration::zero()) [[unlikely]] {
+    throw error(errc::invalid_argument,
+                std::string(use_default ? "runtime_options::ask_timeout" : "ask() timeout") +
+                    " must be positive, got " + std::to_string(timeout.count()) + " ns");
+  }
   actor_cell* asker = this_thread_identity.core == core ? this_thread_identity.cell : nullptr;
   auto* slot = new reply_slot<R>(target, core->next_correlation(), access::make_address(asker));
   troupe::reply<R> result(slot);
@@ -126,8 +135,12 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
     slot->release();
     throw;
   }
-  core->timers().schedule(core->now() + timeout, std::make_unique<ask_timeout_task>(slot, timeout),
-                          &slot->timer_);
+  const clock::time_point deadline = deadline_after(core->now(), timeout);
+  // A saturated deadline is never reached: it needs no timer.
+  if (deadline != clock::time_point::max()) [[likely]] {
+    core->timers().schedule(deadline, std::make_unique<ask_timeout_task>(slot, timeout),
+                            &slot->timer_);
+  }
   core->post(target, e, true);
   return result;
 }
@@ -167,7 +180,7 @@ inline bool reply_slot_base::fail(errc code, const std::string& text,
   return true;
 }
 
-inline void reply_slot_base::wait_or_drive() const {
+inline void reply_slot_base::wait_or_drive() {
   if (driver* d = core()->current_driver(); d != nullptr && !done()) {
     const bool completed = d->run_until(
         [](const void* self) { return static_cast<const reply_slot_base*>(self)->done(); }, this,
@@ -189,9 +202,57 @@ inline void reply_slot_base::publish() noexcept {
       [[unlikely]] {
     core()->record_round_trip(entry - 1, asked_);
   }
-  state_.store(state_done, std::memory_order_release);
-  state_.notify_all();
+  // An exchange, not a store: it must read the sleeper flag (see wait()). seq_cst costs
+  // nothing more on x86 and keeps one order for the deadlock search.
+  if ((state_.exchange(state_done, std::memory_order_seq_cst) & sleeper) != 0) [[unlikely]] {
+    state_.notify_all();
+  }
   if (waiter_.exchange(waiter_fired, std::memory_order_acq_rel) == waiter_registered) fire();
+}
+
+inline void reply_slot_base::before_free() noexcept {
+  await_graph::before_free();
+}
+
+inline void reply_slot_base::await_from(actor_cell* cell, std::uint64_t generation) noexcept {
+  retain_cell(cell);
+  wake_cell_ = cell;  // before entering the graph: a search that finds the slot reads it
+  wake_generation_ = generation;
+  if (target_ == cell) [[unlikely]] {
+    fail_deadlock(cell, true);
+  } else {
+    // Enter first, then look: of two asks that close a cycle at once, the later search sees the
+    // earlier one's entry.
+    static_cast<void>(await_graph::enter(cell, this));
+    if (await_graph::maybe_awaiting(target_)) [[unlikely]]
+      fail_deadlock(cell, false);
+  }
+  register_waiter();
+}
+
+// Out of line and cold: the common path keeps no string and saves no registers for it.
+inline void reply_slot_base::fail_deadlock(actor_cell* cell, bool self) noexcept {
+  std::string cycle;
+  if (self) {
+    try {
+      cycle = await_graph::name(cell) + " -> " + await_graph::name(cell);
+    } catch (...) {
+      cycle = "(itself)";
+    }
+  } else {
+    cycle = await_graph::search(cell, this);
+  }
+  if (cycle.empty()) return;
+  try {
+    fail(errc::deadlock,
+         "the ask closes a cycle of actors awaiting each other's replies: " + cycle);
+  } catch (...) {
+    fail(errc::deadlock, {});
+  }
+}
+
+inline void reply_slot_base::end_await() noexcept {
+  if (wake_cell_ != nullptr) await_graph::leave(wake_cell_, this);
 }
 
 inline void reply_slot_base::fire() noexcept {

@@ -36,7 +36,7 @@ using clock = std::chrono::steady_clock;
 template <class A, class M>
 bool send_message(actor_cell* target, M&& message);
 template <class A, class M>
-void send_message_after(actor_cell* target, clock::duration delay, M&& message);
+bool send_message_after(actor_cell* target, clock::duration delay, M&& message);
 template <class A, class M, class Arg>
 auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, bool use_default);
 template <class ActorType, class MessageType>

@@ -85,8 +85,7 @@ inline void context::stop() noexcept {
 
 inline detail::sleep_awaiter context::sleep_for(std::chrono::nanoseconds delay) const {
   detail::actor_cell& cell = detail::cell_of(*this);
-  return detail::sleep_awaiter{
-      &cell, cell.core()->now() + std::chrono::duration_cast<detail::clock::duration>(delay)};
+  return detail::sleep_awaiter{&cell, detail::deadline_after(cell.core()->now(), delay)};
 }
 
 inline detail::sleep_awaiter context::sleep_until(
@@ -113,7 +112,8 @@ void reply<R>::await_suspend(std::coroutine_handle<> awaiting) noexcept {
     std::fputs("troupe: a reply was awaited outside an actor's task handler\n", stderr);
     std::terminate();
   }
-  slot_->wake_when_done(cell, cell->arm_suspension(awaiting));
+  awaiting_ = true;
+  slot_->await_from(cell, cell->arm_suspension(awaiting));
 }
 
 inline monitor_handle context::monitor(const address& target) {

@@ -226,7 +226,8 @@ class runtime_core {
           on_queued(target, e);
         return post_held(target, e, false);
       }
-      if (!admit_bounded(target, e)) return false;
+      // A delayed send (count_sent false) has no sender left to tell of a rejection.
+      if (!admit_bounded(target, e, count_sent)) return false;
     }
     if (hooked_) [[unlikely]]
       return post_hooked(target, e);
@@ -326,13 +327,14 @@ class runtime_core {
 
   // A bounded mailbox's admission: reserve a slot, or apply the overflow policy (and consume
   // the envelope). Out of line: unbounded sends never pay for it.
-  [[gnu::noinline, gnu::cold]] bool admit_bounded(actor_cell* target, envelope* e) noexcept {
+  [[gnu::noinline, gnu::cold]] bool admit_bounded(actor_cell* target, envelope* e,
+                                                  bool sender_told) noexcept {
     counter_slot& counters = counters_here();
     const mailbox_options& bound = target->ops()->mailbox;
     std::atomic<std::size_t>& depth = target->extras()->depth;
     if (depth.fetch_add(1, std::memory_order_seq_cst) < bound.capacity) return true;
     depth.fetch_sub(1, std::memory_order_seq_cst);
-    if (bound.overflow == overflow::reject) {
+    if (bound.overflow == overflow::reject && sender_told) {
       counters.add(counters.rejected);
       if (e->ops->abort != nullptr)
         e->ops->abort(*e, errc::mailbox_full, "the mailbox is full", {});

@@ -76,20 +76,24 @@ bool send_message(actor_cell* target, M&& message) {
   return target->core()->post(target, e, true);
 }
 
+// False: refused now (shutdown has begun), counted as rejected. Once scheduled, the sender is
+// gone: a delayed send that cannot be delivered is a dead letter (see delayed_send_task).
 template <class A, class M>
-void send_message_after(actor_cell* target, clock::duration delay, M&& message) {
+bool send_message_after(actor_cell* target, clock::duration delay, M&& message) {
   if (target == nullptr) throw error(errc::invalid_ref, "send_after() through an empty ref");
   runtime_core* core = target->core();
   if (!core->accepting() && !core->internal_thread()) {
     core->count_rejected_send();
-    return;
+    return false;
   }
   envelope* e = make_envelope<A>(std::forward<M>(message));
   counter_slot& counters = core->counters_here();
   counters.add(counters.sent);
   // From here the task owns the envelope: fired, it posts it; destroyed unfired, it
   // dead-letters it.
-  core->timers().schedule(core->now() + delay, std::make_unique<delayed_send_task>(target, e));
+  core->timers().schedule(deadline_after(core->now(), delay),
+                          std::make_unique<delayed_send_task>(target, e));
+  return true;
 }
 
 }  // namespace troupe::detail
