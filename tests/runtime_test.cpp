@@ -103,6 +103,20 @@ TEST_CASE("shutdown lets queued messages be handled before stopping", "[runtime]
   REQUIRE(alive_instances.load() == 0);
 }
 
+TEST_CASE("shutdown with a timeout past the clock's range waits for quiet, not overflowing",
+          "[runtime][shutdown]") {
+  // nanoseconds::max() added to now() overflowed (undefined behaviour; UBSan in <chrono>): the
+  // deadline saturates, so the drain waits for the queued messages as long as it takes.
+  std::atomic<long> total{0};
+  troupe::runtime rt;
+  auto c = rt.spawn<counter>(&total);
+  for (int i = 0; i < 1'000; ++i) REQUIRE(c.send(add{1}));
+  rt.shutdown(std::chrono::nanoseconds::max());
+  REQUIRE(rt.counters().handled == 1'000);
+  REQUIRE(rt.live_actors() == 0);
+  REQUIRE(total.load() == 1'000);
+}
+
 TEST_CASE("shutdown is bounded: a never-quiet actor is stopped at the deadline",
           "[runtime][shutdown]") {
   test::observer obs;

@@ -4373,7 +4373,7 @@ class runtime_core {
         return errc::handler_failed;
       case dead_letter_reason::dropped:
         return errc::timeout;  // what an asker of a lost request sees (the simulation)
-      default:  // the transport's reasons (troupe/nats/) never reach an envelope
+      default:                 // the transport's reasons (troupe/nats/) never reach an envelope
         break;
     }
     return errc::actor_stopped;
@@ -4473,7 +4473,9 @@ class runtime_core {
     }
     std::lock_guard serial(shutdown_mutex_);
     if (phase_.load() == phase::stopped) return;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    // Saturating: shutdown(nanoseconds::max()) means "wait as long as it takes", not an overflow.
+    const auto deadline =
+        deadline_after(std::chrono::steady_clock::now(), saturating_duration(timeout));
     std::vector<actor_cell*> cells;
     {
       std::unique_lock lock(registry_mutex_);
