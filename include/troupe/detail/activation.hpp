@@ -76,7 +76,17 @@ inline activation actor_cell::run(std::size_t batch) {
     }
     envelope* e = held ? pop_held() : mailbox_.pop();
     if (e == nullptr) {
-      if (!mailbox_.try_idle()) continue;
+      // Once try_idle succeeds the actor is no longer this worker's: a send or a stop request
+      // may claim it, another worker run it, stop it and free it, all before the re-check
+      // below reads its flags (a read of freed, possibly reused memory: ThreadSanitizer saw it
+      // in the chaos soak). The reference taken first keeps the record alive across that
+      // window; relaxed is enough for the increment (we own the actor here), and release()'s
+      // acq_rel orders our reads before whoever frees it.
+      retain();
+      if (!mailbox_.try_idle()) {
+        release();  // never the last: the actor is still ours, so it has not stopped
+        continue;
+      }
       // A stop or restart request that raced with going idle must not be lost: whoever claims
       // the idle actor back (it, or a sender that schedules it) sees the flag. Likewise a
       // message a drop_oldest sender added after our look: it claims the actor after adding
@@ -84,8 +94,10 @@ inline activation actor_cell::run(std::size_t batch) {
       if ((stop_requested_.load(std::memory_order_seq_cst) ||
            restart_requested_.load(std::memory_order_seq_cst) || (held && has_held())) &&
           mailbox_.claim_if_idle()) {
+        release();  // ours again, so not stopped: not the last reference either
         continue;
       }
+      release();  // may free the actor: touch nothing after this
       return activation::idle;
     }
     if (bounded) [[unlikely]]
