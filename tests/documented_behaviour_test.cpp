@@ -338,19 +338,24 @@ TEST_CASE(
     FAIL("no troupe::error thrown");
     return troupe::errc{};
   };
-  // A publish throws runtime_stopped: nothing is published, delivered or counted.
+  // A publish throws runtime_stopped: nothing is published or delivered; the refused event is
+  // counted as rejected, like a refused send.
   const auto dead_before = rt.counters().dead_lettered;
   REQUIRE(code_of_throw([&] { static_cast<void>(rt.publish("after.x", value{3})); }) ==
           troupe::errc::runtime_stopped);
   REQUIRE(rt.counters().published == before.published);
-  REQUIRE(rt.counters().rejected == before.rejected + 2);
+  REQUIRE(rt.counters().rejected == before.rejected + 3);
   REQUIRE(rt.counters().dead_lettered == dead_before);
+  // A subscribe throws and counts nothing (it carries no message).
+  REQUIRE(code_of_throw([&] { static_cast<void>(rt.subscribe<value>("late.*", a)); }) ==
+          troupe::errc::runtime_stopped);
+  REQUIRE(rt.counters().rejected == before.rejected + 3);
   // A push (counted as rejected) and a spawn throw; a delayed send is counted as rejected.
   REQUIRE(code_of_throw([&] { q.push(value{4}); }) == troupe::errc::runtime_stopped);
   REQUIRE(code_of_throw([&] { static_cast<void>(rt.spawn<listener>()); }) ==
           troupe::errc::runtime_stopped);
   rt.send_after(1ms, b, value{5});
-  REQUIRE(rt.counters().rejected == before.rejected + 4);
+  REQUIRE(rt.counters().rejected == before.rejected + 5);
   test::require_accounted(rt.counters());
 }
 

@@ -97,6 +97,12 @@ TEST_CASE("an empty histogram reports zeros") {
   h.record(std::chrono::nanoseconds(-5));  // negative: counted as 0
   REQUIRE(h.max().count() == 0);
   REQUIRE(h.count() == 1);
+  h.record(-7);  // a negative plain integer too, not 2^64 - 7
+  h.record(std::int64_t{-1});
+  REQUIRE(h.max().count() == 0);
+  REQUIRE(h.count() == 3);
+  h.record(42);
+  REQUIRE(h.max().count() == 42);
   h.reset();
   REQUIRE(h.empty());
 }

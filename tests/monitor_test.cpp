@@ -179,3 +179,29 @@ TEST_CASE("a monitor of a supervised child sees no down when it is restarted, on
   REQUIRE(d.reason == troupe::down_reason::normal);
   REQUIRE(d.detail.empty());
 }
+
+TEST_CASE(
+    "a late monitor of a child that failed, was restarted and then stopped carries no stale "
+    "failure text",
+    "[monitor][supervisor]") {
+  troupe::runtime_options o;
+  o.workers = 2;
+  o.on_failure = [](const troupe::address&, std::string_view) {};
+  std::promise<void> restarted;
+  o.on_supervision = [&restarted](const troupe::supervision_event& e) {
+    if (e.what == troupe::supervision_event::kind::restarted) restarted.set_value();
+  };
+  troupe::runtime rt(o);
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{});
+  auto child = troupe::start_child<worker>(sup, {.name = "w"});
+  child.send(fail_now{});
+  restarted.get_future().get();
+  watch_until_down(rt, child, [&] { REQUIRE(sup.ask(troupe::remove_child{child}).get()); });
+  // Monitored only now, after the stop: the down comes at once, from the stored exit state.
+  std::promise<troupe::down> late;
+  auto w = rt.spawn<watcher>(&late);
+  w.send(watch{child, nullptr});
+  auto d = late.get_future().get();
+  REQUIRE(d.reason == troupe::down_reason::normal);
+  REQUIRE(d.detail.empty());
+}

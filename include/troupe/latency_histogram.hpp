@@ -8,6 +8,7 @@
 #include <bit>
 #include <chrono>
 #include <cmath>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -54,6 +55,12 @@ class latency_histogram {
     record(value.count() < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(value.count()));
   }
   void record(std::uint64_t ns) noexcept { record_n(ns, 1); }
+  // A signed count of nanoseconds (say, the difference of two timestamps): negative counts as 0,
+  // as for durations, rather than turning into 2^64 - n.
+  template <std::signed_integral Int>
+  void record(Int ns) noexcept {
+    record_n(ns < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(ns), 1);
+  }
 
   // Records `n` occurrences of the same value at once.
   void record_n(std::uint64_t ns, std::uint64_t n) noexcept {

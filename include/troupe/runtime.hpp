@@ -139,11 +139,11 @@ class runtime {
 
   // Publishes `event` on `subject` to every matching subscription (once per group); returns the
   // number of deliveries. Thread-safe. Throws error(invalid_subject) for a malformed subject,
-  // error(runtime_stopped) once shutdown has begun (nothing is published or counted).
+  // error(runtime_stopped) once shutdown has begun (nothing is published; counted as rejected).
   template <class E>
   std::size_t publish(std::string_view subject, E&& event) {
     using event_type = std::remove_cvref_t<E>;
-    detail::require_running(core_, "publish on", subject);
+    detail::require_running_to_publish(core_, "publish on", subject);
     return detail::publish_event<event_type>(
         core_, subject, std::make_shared<const event_type>(std::forward<E>(event)));
   }

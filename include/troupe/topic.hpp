@@ -237,6 +237,15 @@ inline void require_running(runtime_core* core, std::string_view what, std::stri
               std::string(what) + " " + quote_subject(subject) + " after shutdown began");
 }
 
+// As require_running, for a publish: the refused event is a message, so it is counted as
+// rejected like a refused send or push (sent and rejected both grow: the accounting balances).
+inline void require_running_to_publish(runtime_core* core, std::string_view what,
+                                       std::string_view subject) {
+  if (core->accepting() || core->internal_thread()) return;
+  core->count_rejected_send();
+  require_running(core, what, subject);
+}
+
 template <class E>
 void destroy_event(envelope* e) noexcept {
   delete static_cast<event_envelope<E>*>(e);
@@ -384,7 +393,7 @@ template <class Event>
 requires std::same_as<std::remove_cvref_t<Event>, E> std::uint64_t retained_topic<E>::publish(
     Event&& event)
 const {
-  detail::require_running(core_, "publish on the retained topic", log_->subject);
+  detail::require_running_to_publish(core_, "publish on the retained topic", log_->subject);
   core_->count_publish();
   return detail::publish_retained(core_, *log_,
                                   std::make_shared<const E>(std::forward<Event>(event)))

@@ -135,7 +135,10 @@ inline monitor_handle context::monitor(const address& target) {
     if (watched->sealed_) {
       already_stopped = true;
       cause = watched->exit_cause_;
-      if (watched->watch_ != nullptr) detail_text = watched->watch_->failure;
+      // The failure text may be left from an earlier failure the actor was restarted after.
+      if (cause == detail::stop_cause::failed && watched->watch_ != nullptr) {
+        detail_text = watched->watch_->failure;
+      }
     } else {
       if (watched->watch_ == nullptr) watched->watch_ = new detail::watch_state;
       watched->watch_->entries.push_back({&self, id});

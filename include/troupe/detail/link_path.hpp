@@ -121,7 +121,10 @@ inline void context::link(const address& other) {
     if (peer->sealed_) {
       already_stopped = true;
       cause = peer->exit_cause_;
-      if (peer->watch_ != nullptr) detail_text = peer->watch_->failure;
+      // The failure text may be left from an earlier failure the actor was restarted after.
+      if (cause == detail::stop_cause::failed && peer->watch_ != nullptr) {
+        detail_text = peer->watch_->failure;
+      }
     } else {
       if (self.watch_ == nullptr) self.watch_ = new detail::watch_state;
       for (const auto& e : self.watch_->entries) {
