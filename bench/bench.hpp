@@ -76,6 +76,7 @@ void add_latency_workloads(std::vector<workload>& out);
 void add_restart_workloads(std::vector<workload>& out);
 void add_topic_workloads(std::vector<workload>& out);
 void add_queue_workloads(std::vector<workload>& out);
+void add_keyed_workloads(std::vector<workload>& out);
 void add_mailbox_workloads(std::vector<workload>& out);
 void add_queue_store_workloads(std::vector<workload>& out);
 void add_metrics_workloads(std::vector<workload>& out);

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   add_restart_workloads(all);
   add_topic_workloads(all);
   add_queue_workloads(all);
+  add_keyed_workloads(all);
   add_mailbox_workloads(all);
   add_queue_store_workloads(all);
   add_metrics_workloads(all);

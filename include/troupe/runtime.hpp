@@ -3,7 +3,9 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <type_traits>
 #include <utility>
 
 #include <troupe/actor.hpp>
@@ -12,6 +14,7 @@
 #include <troupe/detail/asio_timer_service.hpp>
 #include <troupe/detail/core.hpp>
 #include <troupe/error.hpp>
+#include <troupe/keyed.hpp>
 #include <troupe/metrics.hpp>
 #include <troupe/queue.hpp>
 #include <troupe/ref.hpp>
@@ -153,6 +156,30 @@ class runtime {
   work_queue<T> make_queue(queue_options options = {}) {
     static_assert(Message<T>, "troupe: a work-queue item must be a movable object type");
     return work_queue<T>(std::make_shared<detail::queue_state<T>>(core_, std::move(options)));
+  }
+
+  // Creates a keyed queue of T items (see keyed.hpp), keyed by `key_of`: a callable or a pointer
+  // to a member of T that gives a Key for an item (it runs on the pushing or publishing thread).
+  template <class T, class KeyOf>
+  auto make_keyed_queue(keyed_options options, KeyOf key_of) {
+    static_assert(Message<T>, "troupe: a keyed-queue item must be a movable object type");
+    static_assert(std::is_invocable_v<const KeyOf&, const T&>,
+                  "troupe: make_keyed_queue<T>(options, key_of): key_of must be callable with "
+                  "const T& (or be a pointer to a member of T)");
+    using K = std::remove_cvref_t<std::invoke_result_t<const KeyOf&, const T&>>;
+    static_assert(Key<K>,
+                  "troupe: make_keyed_queue(): the key must be copyable, equality-comparable and "
+                  "hashable with std::hash");
+    return keyed_queue<T, K>(std::make_shared<detail::keyed_state<T, K>>(
+        core_, std::move(options),
+        [f = std::move(key_of)](const T& item) -> K { return std::invoke(f, item); }));
+  }
+  // Creates a keyed queue whose keys the pusher gives (keyed_queue::push(key, item)).
+  template <class T, Key K>
+  keyed_queue<T, K> make_keyed_queue(keyed_options options = {}) {
+    static_assert(Message<T>, "troupe: a keyed-queue item must be a movable object type");
+    return keyed_queue<T, K>(
+        std::make_shared<detail::keyed_state<T, K>>(core_, std::move(options), nullptr));
   }
 
   // Graceful and bounded (see runtime_options::shutdown_timeout): stops accepting sends from

@@ -130,6 +130,12 @@ class retained_topic {
   detail::runtime_core* core_;
 };
 
+namespace detail {
+inline runtime_core* runtime_core_of(const subscriber_entry& e) noexcept {
+  return e.cell != nullptr ? e.cell->core() : e.sink_core;
+}
+}  // namespace detail
+
 // A live subscription; unsubscribes when destroyed. Move-only. unsubscribe() is thread-safe and
 // may race with publishes: once it returns no new publish reaches the subscriber (a delivery
 // already under way may still arrive).
@@ -155,7 +161,7 @@ class subscription {
   void unsubscribe() noexcept {
     if (!entry_) return;
     try {
-      entry_->cell->core()->topics().remove(entry_);
+      detail::runtime_core_of(*entry_)->topics().remove(entry_);
     } catch (...) {  // the pattern was validated when subscribing: cannot throw here
     }
     entry_.reset();
@@ -255,11 +261,11 @@ template <class A, class E>
 inline constexpr envelope_ops event_ops{&invoke_event<A, E>, &destroy_event<E>, type_name<E>()};
 
 template <class A, class E>
-bool deliver_event(actor_cell* target, const std::shared_ptr<const void>& event,
+bool deliver_event(const subscriber_entry& entry, const std::shared_ptr<const void>& event,
                    std::uint64_t offset) {
   auto* e =
       new event_envelope<E>(&event_ops<A, E>, std::static_pointer_cast<const E>(event), offset);
-  return target->core()->post(target, e, true);
+  return entry.cell->core()->post(entry.cell, e, true);
 }
 
 // Hands `erased` to every subscription of `r` (one member per group); returns the deliveries.
@@ -270,7 +276,7 @@ inline std::size_t deliver_route(runtime_core* core, const route& r,
     // An unsubscribe that raced with this publish: skip it if already visible (not required,
     // a delivery under way may arrive, but it narrows the window).
     if (!entry->active.load(std::memory_order_relaxed)) continue;
-    delivered += entry->deliver(entry->cell, erased, offset) ? 1 : 0;
+    delivered += entry->deliver(*entry, erased, offset) ? 1 : 0;
   }
   for (const auto& members : r.groups) {
     // One member per event, in turn; a stopped member is skipped, so its share goes to the
@@ -284,7 +290,7 @@ inline std::size_t deliver_route(runtime_core* core, const route& r,
         break;
       }
     }
-    delivered += chosen->deliver(chosen->cell, erased, offset) ? 1 : 0;
+    delivered += chosen->deliver(*chosen, erased, offset) ? 1 : 0;
   }
   return delivered;
 }
@@ -376,7 +382,7 @@ subscription subscribe_replaying(actor_cell* cell, std::string_view subject, rep
                                           std::to_string(log->next) + ")");
   }
   for (std::uint64_t offset = from; offset < log->next; ++offset) {
-    entry->deliver(cell, log->events[static_cast<std::size_t>(offset - log->first)], offset);
+    entry->deliver(*entry, log->events[static_cast<std::size_t>(offset - log->first)], offset);
   }
   cell->core()->topics().add(entry);
   return subscription(std::move(entry));

@@ -11,6 +11,7 @@
 #include <troupe/error.hpp>
 #include <troupe/handler.hpp>
 #include <troupe/io.hpp>
+#include <troupe/keyed.hpp>
 #include <troupe/latency_histogram.hpp>
 #include <troupe/link.hpp>
 #include <troupe/mailbox.hpp>

@@ -51,21 +51,42 @@ struct retained_log {
   std::uint64_t next = 0;                          // guarded by mutex
 };
 
+// What a subscription that feeds something other than an actor hands its events to (a keyed
+// queue's topic feed, troupe/keyed.hpp). take() runs on the publishing thread; it may throw,
+// and the publish then throws.
+struct event_sink {
+  virtual ~event_sink() = default;
+  // Takes `event` (of the subscription's event type); false if it was not accepted.
+  virtual bool take(const std::shared_ptr<const void>& event, std::uint64_t offset) = 0;
+};
+
 // One subscription. Shared between the trie and the subscription handle, so that a publish
 // that matched it can finish delivering after it was removed.
 struct subscriber_entry {
-  // Queues `event` (offset: its place in a retained log, or no_offset) for `target`.
-  using deliver_fn = bool (*)(actor_cell* target, const std::shared_ptr<const void>& event,
-                              std::uint64_t offset);
+  // Queues `event` (offset: its place in a retained log, or no_offset) for the entry's actor
+  // (or hands it to its sink).
+  using deliver_fn = bool (*)(const subscriber_entry& entry,
+                              const std::shared_ptr<const void>& event, std::uint64_t offset);
 
   subscriber_entry(actor_cell* c, const void* type, deliver_fn d, std::string g,
                    std::string p) noexcept
       : cell(c), event_type(type), deliver(d), group(std::move(g)), pattern(std::move(p)) {}
+  // A subscription feeding `s` (never in a group).
+  subscriber_entry(runtime_core* c, std::shared_ptr<event_sink> s, const void* type, deliver_fn d,
+                   std::string p) noexcept
+      : cell(nullptr),
+        sink_core(c),
+        sink(std::move(s)),
+        event_type(type),
+        deliver(d),
+        pattern(std::move(p)) {}
   subscriber_entry(const subscriber_entry&) = delete;
   subscriber_entry& operator=(const subscriber_entry&) = delete;
   inline ~subscriber_entry();
 
-  actor_cell* cell;  // retained
+  actor_cell* cell;                   // retained; null for a sink's subscription
+  runtime_core* sink_core = nullptr;  // a sink's subscription: the runtime it is registered in
+  std::shared_ptr<event_sink> sink;   // a sink's subscription: what takes the events
   const void* event_type;
   deliver_fn deliver;
   std::string group;  // empty: every event; otherwise one member of the group per event
