@@ -6,13 +6,18 @@
 //   simulation_seeds:  simulated runs per second of a small faulty system: 20 items over a link
 //                      that drops, duplicates and delays (each run builds and shuts down its own
 //                      simulation, as sim::check does per seed).
+//   simulation_saga:   seeds per second of the order_saga example's shop (examples/order_saga.hpp)
+//                      on four nodes over a network that drops, duplicates, delays and reorders:
+//                      the scenario tests/sim_check_test.cpp checks over many seeds.
 #include <chrono>
 #include <cstdint>
+#include <latch>
 #include <string>
 #include <vector>
 
 #include <troupe/sim_check.hpp>
 
+#include "../examples/order_saga.hpp"
 #include "bench.hpp"
 
 namespace troupe_bench {
@@ -110,6 +115,53 @@ double run_seeds(const config& c) {
   return static_cast<double>(n) / seconds_between(t0, t1);
 }
 
+std::uint64_t saga_size(const config& c) {
+  return sized(c, 20, 300);
+}
+
+double run_saga(const config& c) {
+  using namespace std::chrono_literals;
+  using namespace order_saga;
+  const std::uint64_t n = saga_size(c);
+  troupe::simulation_options o;
+  o.faults = {.drop = 0.05,
+              .duplicate = 0.05,
+              .delay = 0.3,
+              .min_delay = 1ms,
+              .max_delay = 300ms,
+              .reorder = true};
+  o.runtime.on_failure = [](const troupe::address&, std::string_view) {};
+  const saga_timing timing{.check_every = 100ms, .resend_after = 1s, .payment_deadline = 5s};
+  std::uint64_t events = 0;
+  const auto t0 = clock::now();
+  for (std::uint64_t seed = 1; seed <= n; ++seed) {
+    o.seed = seed;
+    const std::vector<place_order> orders = demo_orders();
+    std::latch finished(static_cast<std::ptrdiff_t>(orders.size()));
+    payment_provider provider;
+    charge_attempts attempts;
+    {
+      troupe::simulation sim(o);
+      shop s = open_shop(sim.runtime(), provider, attempts, finished, timing);
+      sim.assign(s.coordinator, "orders");
+      sim.assign(s.dead_letters, "orders");
+      sim.assign(s.inventory, "warehouse");
+      sim.assign(s.gateways, "payments");
+      sim.assign(s.refunds, "payments");
+      sim.assign(s.shipping, "shipping");
+      for (const auto& order : orders) s.coordinator.send(order);
+      sim.run();
+      expect(finished.try_wait(), "simulation_saga: an order did not end");
+      events += sim.events();
+      s.subscriptions.clear();
+      sim.runtime().shutdown();
+    }
+  }
+  const auto t1 = clock::now();
+  expect(events > n, "simulation_saga: nothing ran");
+  return static_cast<double>(n) / seconds_between(t0, t1);
+}
+
 }  // namespace
 
 void add_simulation_workloads(std::vector<workload>& out) {
@@ -123,6 +175,12 @@ void add_simulation_workloads(std::vector<workload>& out) {
                    return std::to_string(seeds_size(c)) + " seeds of 20 items over a faulty link";
                  },
                  run_seeds});
+  out.push_back({"simulation_saga", "simulation", "seeds/s", false, false,
+                 [](const config& c) {
+                   return std::to_string(saga_size(c)) +
+                          " seeds of the order_saga shop on a faulty network";
+                 },
+                 run_saga});
 }
 
 }  // namespace troupe_bench

@@ -3,12 +3,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include <troupe/simulation.hpp>
@@ -223,12 +226,20 @@ TEST_CASE("simulation: the trace and its hash") {
   auto c = sim.runtime().spawn<counter>();
   c.send(ping{1});
   sim.run();
-  const std::string path = "simulation_test_trace.txt";
+  // Into a fresh directory under the system's temp directory (TMPDIR), never the working one.
+  std::string dir_template =
+      (std::filesystem::temp_directory_path() / "troupe_simulation_test_XXXXXX").string();
+  REQUIRE(::mkdtemp(dir_template.data()) != nullptr);
+  const std::filesystem::path dir(dir_template);
+  const std::string path = (dir / "trace.txt").string();
   sim.write_trace(path);
-  std::ifstream in(path);
-  std::string first;
-  std::getline(in, first);
-  REQUIRE(first == sim.trace().front());
+  {
+    std::ifstream in(path);
+    std::string first;
+    std::getline(in, first);
+    REQUIRE(first == sim.trace().front());
+  }
+  std::filesystem::remove_all(dir);
 }
 
 // ---- faults between nodes ----
@@ -447,4 +458,260 @@ TEST_CASE("simulation faults: random crashes are replayable and accounted for") 
     total += a.first;
   }
   REQUIRE(total > 0);
+}
+
+namespace {
+struct slot_item {
+  int seq;
+};
+struct get_items {};
+// A bounded mailbox: senders that wait for room reserve a slot first (send_when_ready).
+class narrow_sink {
+ public:
+  static constexpr troupe::mailbox_options mailbox{.capacity = 2};
+  void on(slot_item i) { seen_.push_back(i.seq); }
+  std::vector<int> on(get_items) const { return seen_; }
+
+ private:
+  std::vector<int> seen_;
+};
+class patient_sender {
+ public:
+  patient_sender(troupe::ref<narrow_sink> to, int n) : to_(std::move(to)), n_(n) {}
+  troupe::task<void> on(go) {
+    for (int i = 0; i < n_; ++i) co_await to_.send_when_ready(slot_item{i});
+  }
+
+ private:
+  troupe::ref<narrow_sink> to_;
+  int n_;
+};
+}  // namespace
+
+TEST_CASE("simulation faults: send_when_ready's reserved sends cross the network like any other") {
+  {
+    troupe::simulation sim(
+        {.seed = 3, .faults = {.delay = 1.0, .min_delay = 5ms, .max_delay = 5ms}});
+    auto sink = sim.spawn_on<narrow_sink>("b");
+    auto sender = sim.spawn_on<patient_sender>("a", sink, 10);
+    sender.send(go{});
+    sim.run();
+    std::vector<int> expected(10);
+    for (int i = 0; i < 10; ++i) expected[static_cast<std::size_t>(i)] = i;
+    REQUIRE(sink.ask(get_items{}).get() == expected);
+    // Each reserved send was delayed by the link (it used to skip the simulation's network).
+    REQUIRE(count_kind(sim.faults(), troupe::fault_kind::delay) == 10);
+    REQUIRE(sim.elapsed() >= 5ms);
+    sim.run();
+    test::require_accounted(sim.runtime().counters());
+  }
+  {
+    fault_observer obs;
+    troupe::simulation sim({.seed = 4, .runtime = obs.options()});
+    auto sink = sim.spawn_on<narrow_sink>("b");
+    auto sender = sim.spawn_on<patient_sender>("a", sink, 5);
+    sim.partition("a", "b");
+    sender.send(go{});
+    sim.run();
+    REQUIRE(sink.ask(get_items{}).get().empty());
+    REQUIRE(obs.count(troupe::dead_letter_reason::dropped) == 5);
+    // Each dropped message gave its reserved slot back: after the heal all five get through.
+    sim.heal();
+    sender.send(go{});
+    sim.run();
+    REQUIRE(sink.ask(get_items{}).get().size() == 5);
+    test::require_accounted(sim.runtime().counters());
+  }
+}
+
+namespace {
+// Records every trace event's point, message type and time.
+struct recording_hook final : troupe::trace_hook {
+  struct entry {
+    troupe::trace_point point;
+    std::string message_type;
+    std::chrono::steady_clock::time_point time;
+  };
+  void on_event(const troupe::trace_event& t) noexcept override {
+    try {
+      events.push_back({t.point, std::string(t.message_type), t.time});
+    } catch (...) {
+    }
+  }
+  std::vector<entry> events;
+};
+}  // namespace
+
+TEST_CASE("simulation: metrics and trace timestamps are virtual time") {
+  auto hook = std::make_shared<recording_hook>();
+  troupe::simulation_options o{.seed = 2,
+                               .faults = {.delay = 1.0, .min_delay = 7ms, .max_delay = 7ms}};
+  o.runtime.metrics = true;
+  o.runtime.trace = hook;
+  troupe::simulation sim(o);
+  const auto start = sim.now();
+  auto c = sim.spawn_on<collector>("b");
+  auto p = sim.spawn_on<producer>("a", 1, c, 3);
+  sim.run_for(1s);  // a virtual second passes before the first message
+  p.send(go{});
+  sim.run();
+  const auto end = sim.now();
+  REQUIRE(end - start >= 1s + 7ms);
+  // Every event carries the simulation's clock, not the machine's: between its start and now.
+  REQUIRE_FALSE(hook->events.empty());
+  for (const auto& e : hook->events) {
+    REQUIRE(e.time >= start);
+    REQUIRE(e.time <= end);
+  }
+  // Each tagged message waited exactly the link's 7 ms between its send and its handler.
+  const auto metrics = sim.runtime().metrics();
+  bool found = false;
+  for (const auto& m : metrics.messages) {
+    if (m.message_type.find("tagged") == std::string::npos) continue;
+    found = true;
+    REQUIRE(m.queue_wait.count() == 3);
+    REQUIRE(m.queue_wait.min() >= 7ms);
+    REQUIRE(m.queue_wait.max() <= 8ms);  // the histogram's bucket precision
+  }
+  REQUIRE(found);
+}
+
+namespace {
+struct question {};
+class oracle {
+ public:
+  int on(question) { return ++asked_; }
+
+ private:
+  int asked_ = 0;
+};
+// Asks the oracle from an actor (so the reply crosses from the oracle's node to this one's).
+struct consult {
+  std::chrono::milliseconds timeout;
+};
+class client {
+ public:
+  client(troupe::context& ctx, troupe::ref<oracle> o) : ctx_(ctx), oracle_(std::move(o)) {}
+  troupe::task<std::string> on(consult c) {
+    const auto before = ctx_.now();
+    try {
+      const int n = co_await oracle_.ask(question{}, c.timeout);
+      const auto waited =
+          std::chrono::duration_cast<std::chrono::milliseconds>(ctx_.now() - before).count();
+      co_return "answer " + std::to_string(n) + " after " + std::to_string(waited) + " ms";
+    } catch (const troupe::error& e) {
+      co_return e.code() == troupe::errc::timeout ? "timeout" : "other";
+    }
+  }
+
+ private:
+  troupe::context& ctx_;
+  troupe::ref<oracle> oracle_;
+};
+}  // namespace
+
+TEST_CASE("simulation faults: replies crossing nodes are dropped, delayed and duplicated") {
+  SECTION("dropped: the request arrives, the asker times out") {
+    fault_observer obs;
+    troupe::simulation sim({.seed = 1, .runtime = obs.options()});
+    sim.link("b", "a", {.drop = 1.0});  // only the way back
+    auto o = sim.spawn_on<oracle>("b");
+    auto c = sim.spawn_on<client>("a", o);
+    REQUIRE(c.ask(consult{2s}).get() == "timeout");
+    REQUIRE(o.ask(question{}).get() == 2);  // the lost request was handled (and from outside
+                                            // the way back is never faulted)
+    REQUIRE(obs.count(troupe::dead_letter_reason::dropped) == 1);
+    REQUIRE(count_kind(sim.faults(), troupe::fault_kind::drop) == 1);
+    REQUIRE(sim.faults().front().text.find("reply") == 0);
+    sim.run();
+    test::require_accounted(sim.runtime().counters());
+  }
+  SECTION("delayed: it arrives late, or after the timeout as an expired dead letter") {
+    fault_observer obs;
+    troupe::simulation sim({.seed = 1, .runtime = obs.options()});
+    sim.link("b", "a", {.delay = 1.0, .min_delay = 40ms, .max_delay = 40ms});
+    auto o = sim.spawn_on<oracle>("b");
+    auto c = sim.spawn_on<client>("a", o);
+    REQUIRE(c.ask(consult{1s}).get() == "answer 1 after 40 ms");
+    REQUIRE(c.ask(consult{10ms}).get() == "timeout");
+    sim.run();
+    REQUIRE(obs.count(troupe::dead_letter_reason::expired) == 1);
+    REQUIRE(count_kind(sim.faults(), troupe::fault_kind::delay) == 2);
+    test::require_accounted(sim.runtime().counters());
+  }
+  SECTION("duplicated: the copy finds the ask complete") {
+    fault_observer obs;
+    troupe::simulation sim({.seed = 1, .runtime = obs.options()});
+    sim.link("b", "a", {.duplicate = 1.0});
+    auto o = sim.spawn_on<oracle>("b");
+    auto c = sim.spawn_on<client>("a", o);
+    REQUIRE(c.ask(consult{1s}).get() == "answer 1 after 0 ms");
+    sim.run();
+    REQUIRE(obs.count(troupe::dead_letter_reason::expired) == 1);
+    REQUIRE(count_kind(sim.faults(), troupe::fault_kind::duplicate) == 1);
+    test::require_accounted(sim.runtime().counters());
+  }
+}
+
+namespace {
+// Sends `n` pings to a counter each time it is told to go.
+class pinger {
+ public:
+  pinger(troupe::ref<counter> to, int n) : to_(std::move(to)), n_(n) {}
+  void on(go) {
+    for (int i = 0; i < n_; ++i) to_.send(ping{i});
+  }
+
+ private:
+  troupe::ref<counter> to_;
+  int n_;
+};
+}  // namespace
+
+TEST_CASE("simulation: a crashed node is down until it restarts; supervisors and hooks respawn") {
+  fault_observer obs;
+  troupe::simulation sim({.seed = 12, .runtime = obs.options()});
+  auto& rt = sim.runtime();
+  // A supervised counter on "db" (its supervisor elsewhere), an unsupervised one on "db", and a
+  // client on "app" that pings the supervised one.
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{});
+  auto kept = troupe::start_child<counter>(sup, {.name = "kept"});
+  sim.assign(kept, "db");
+  auto lone = sim.spawn_on<counter>("db");
+  auto app = sim.spawn_on<pinger>("app", kept, 3);
+  app.send(go{});
+  sim.run();
+  REQUIRE(kept.ask(get_count{}).get() == 3);
+
+  troupe::ref<counter> respawned;
+  int hook_runs = 0;
+  sim.on_restart("db", [&] {
+    ++hook_runs;
+    respawned = sim.spawn_on<counter>("db");  // what had no supervisor comes back fresh
+  });
+
+  REQUIRE(sim.crash_node("db") == 2);
+  REQUIRE(sim.node_down("db"));
+  sim.run();
+  REQUIRE(obs.failures.size() == 2);  // both crashed; the supervisor restarts its child...
+  // ...but not while its node is down: nothing there runs (an ask cannot complete).
+  REQUIRE_THROWS_AS(kept.ask(get_count{}).get(), troupe::error);
+  app.send(go{});  // lost on the way to the down node
+  sim.run();
+  REQUIRE(obs.count(troupe::dead_letter_reason::dropped) == 3);
+  REQUIRE(count_kind(sim.faults(), troupe::fault_kind::crash) == 2 + 3);
+
+  REQUIRE(sim.restart_node("db") == 1);
+  REQUIRE_FALSE(sim.node_down("db"));
+  REQUIRE(sim.restart_node("db") == 0);  // it was up
+  REQUIRE(hook_runs == 1);
+  app.send(go{});
+  sim.run();
+  // The restarted instance began afresh (the crash lost its count), kept its mailbox and its
+  // refs: the ask queued while the node was down is answered too.
+  REQUIRE(kept.ask(get_count{}).get() == 3);
+  REQUIRE(respawned.ask(get_count{}).get() == 0);
+  REQUIRE_THROWS_AS(lone.ask(get_count{}).get(), troupe::error);  // unsupervised: gone for good
+  sim.run();
+  test::require_accounted(rt.counters());
 }

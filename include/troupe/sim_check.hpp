@@ -159,7 +159,7 @@ namespace detail {
 inline std::string describe_faults(const std::vector<fault_record>& faults) {
   std::string out;
   for (const fault_record& f : faults) {
-    out += "    #" + std::to_string(f.point) + " " + std::string(to_string(f.kind)) + " at " +
+    out += "    " + std::string(to_string(f.kind)) + " at " +
            std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(f.at).count()) +
            " us: " + f.text + "\n";
   }

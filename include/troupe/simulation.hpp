@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,8 +49,9 @@ struct simulation_options {
   // against timers that re-arm forever (0: none). run() and run_for() throw error(timeout) past
   // it, get() error(would_block); run_until() returns false; shutdown goes on to stop actors.
   std::uint64_t max_events = 50'000'000;
-  // Replay: inject only these faults (matched by point and kind), e.g. a shrunk schedule from
-  // sim::check's report. Unset: every fault the seed draws.
+  // Replay: inject exactly these random faults (matched by point and kind, whatever the seed
+  // would draw), e.g. a shrunk schedule from sim::check's report. Unset: the faults the seed
+  // draws.
   std::optional<std::vector<fault_record>> replay_faults{};
   // The runtime's own options (workers is ignored: there are no threads).
   runtime_options runtime{};
@@ -140,9 +142,32 @@ class simulation {
   void crash(const address& who, std::string reason = "crashed by simulation") {
     engine_->crash(cell(who), std::move(reason));
   }
-  // Crashes every running actor assigned to `node`; returns how many.
+  // Crashes `node`: every running actor assigned to it fails when it reaches the crash (its
+  // supervisor decides what follows), and the node is down until restart_node(): its actors do
+  // not run, and every message between it and another node (replies too) is lost (a dead letter,
+  // reason dropped; a fault_record of kind crash). Returns the actors crashed.
   std::size_t crash_node(std::string_view node, const std::string& reason = "node crashed") {
     return engine_->crash_node(engine_->node(node), reason);
+  }
+  // Brings a crashed node back up: its actors run again (a supervised one restarts, with its
+  // mailbox, when its supervisor asked for that), then the hooks given to on_restart(node) run,
+  // in order (to spawn again what had no supervisor). Returns the hooks run; 0 if the node was
+  // not down.
+  std::size_t restart_node(std::string_view node) {
+    const int n = engine_->node(node);
+    std::vector<std::function<void()>> hooks;
+    for (const auto& [name, hook] : restart_hooks_) {
+      if (name == node) hooks.push_back(hook);
+    }
+    return engine_->restart_node(n, hooks);
+  }
+  // Runs `hook` (on the simulation's thread, like a test's own code) each time `node` restarts.
+  void on_restart(std::string_view node, std::function<void()> hook) {
+    restart_hooks_.emplace_back(std::string(node), std::move(hook));
+  }
+  // Whether `node` crashed and has not restarted.
+  [[nodiscard]] bool node_down(std::string_view node) {
+    return engine_->is_down(engine_->node(node));
   }
 
   // ---- the record ----
@@ -209,6 +234,7 @@ class simulation {
   }
 
   simulation_options options_;
+  std::vector<std::pair<std::string, std::function<void()>>> restart_hooks_;
   std::shared_ptr<line_hook> lines_hook_;
   detail::sim_engine* engine_ = nullptr;  // owned by the runtime's core
   std::unique_ptr<troupe::runtime> rt_;

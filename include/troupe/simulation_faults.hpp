@@ -41,8 +41,10 @@ enum class fault_kind { drop, delay, duplicate, crash, partition };
   return "unknown";
 }
 
-// One injected fault. `point` numbers the simulation's fault decisions in order: (point, kind)
-// names the fault for a replay (simulation_options::replay_faults), `text` describes it.
+// One injected fault. `point` names what it hit — the n-th message from one actor to another
+// (requests and replies apart), or the n-th activation of an actor — so that (point, kind) names
+// the fault in a replay (simulation_options::replay_faults) even when leaving other faults out
+// changes the order of events; `text` describes it for a person.
 struct fault_record {
   std::uint64_t point = 0;
   fault_kind kind = fault_kind::drop;
@@ -51,6 +53,7 @@ struct fault_record {
   // Random faults can be left out of a replay; partition drops follow from the scenario's own
   // partition() calls, and explicit crash() calls are the scenario's too.
   bool random = true;
+  std::chrono::nanoseconds delay{0};  // a delay's length (a replay delays by as much)
 };
 
 // What a crashed actor's handler throws (simulation::crash, simulation_options::crash).

@@ -19,7 +19,9 @@ struct ask_envelope final : envelope {
   ~ask_envelope() {
     // Every path completes the reply (or hands it to a promise) before this; the guard keeps
     // "an ask always completes" true even if one did not.
-    if (!promised && !slot->done()) slot->fail(errc::actor_stopped, "the request was discarded");
+    if (!promised && !slot->done() && !slot->handed_off()) {
+      slot->fail(errc::actor_stopped, "the request was discarded");
+    }
     slot->release();
   }
 
@@ -263,8 +265,83 @@ inline void reply_slot_base::fire() noexcept {
   }
 }
 
+// A reply held in flight by a simulation's network (driver::reply_fault): completes the ask
+// when it fires (or finds it expired); destroyed unfired (the simulation shut down), a dead
+// letter.
+template <class R>
+class delayed_reply_task final : public timer_task {
+ public:
+  delayed_reply_task(reply_slot<R>* slot, R&& value) : slot_(slot), value_(std::move(value)) {
+    slot_->retain();
+  }
+  ~delayed_reply_task() override {
+    if (value_.has_value()) {
+      runtime_core* rt = slot_->core();
+      counter_slot& counters = rt->counters_here();
+      counters.add(counters.sent);
+      rt->record_dead_letter(slot_->asker(), type_name<R>(), dead_letter_reason::shutdown,
+                             slot_->correlation(),
+                             "the simulation shut down with the reply in flight");
+    }
+    slot_->release();
+  }
+  void fire() noexcept override {
+    R value = std::move(*value_);
+    value_.reset();
+    slot_->complete(std::move(value));
+  }
+
+ private:
+  reply_slot<R>* slot_;
+  std::optional<R> value_;
+};
+
 template <class R>
 bool reply_slot<R>::deliver(R&& value) noexcept {
+  // A simulation's network sees replies between nodes: one load and branch otherwise.
+  if (driver* d = core()->current_driver(); d != nullptr) [[unlikely]] {
+    return deliver_through(d, std::move(value));
+  }
+  return complete(std::move(value));
+}
+
+template <class R>
+bool reply_slot<R>::deliver_through(driver* d, R&& value) noexcept {
+  const actor_cell* to = access::cell_of(asker());
+  if (to == nullptr) return complete(std::move(value));  // to outside any actor: never faulted
+  const driver::reply_fate fate = d->reply_fault(to, type_name<R>());
+  runtime_core* rt = core();
+  counter_slot& counters = rt->counters_here();
+  if (fate.drop || fate.delay > std::chrono::nanoseconds::zero()) {
+    mark_promised();  // in the network now: the request's envelope must not fail the ask
+  }
+  if (fate.drop) {
+    counters.add(counters.sent);
+    rt->record_dead_letter(asker(), type_name<R>(), dead_letter_reason::dropped, correlation(),
+                           "dropped by simulation");
+    return false;  // the asker times out, as over a network
+  }
+  if (fate.duplicate) {  // the copy finds the ask completed by the original
+    counters.add(counters.sent);
+    rt->record_dead_letter(asker(), type_name<R>(), dead_letter_reason::expired, correlation(),
+                           "a duplicate of the reply (simulation)");
+  }
+  if (fate.delay > std::chrono::nanoseconds::zero()) {
+    try {
+      auto task = std::make_unique<delayed_reply_task<R>>(this, std::move(value));
+      rt->timers().schedule(
+          deadline_after(rt->now(), std::chrono::duration_cast<clock::duration>(fate.delay)),
+          std::move(task));
+      return true;
+    } catch (...) {  // out of memory while faulting: deliver it now (value may be moved from)
+      return fail(errc::handler_failed, "the simulation could not hold the reply");
+    }
+  }
+  return complete(std::move(value));
+}
+
+template <class R>
+bool reply_slot<R>::complete(R&& value) noexcept {
   runtime_core* rt = core();
   counter_slot& counters = rt->counters_here();
   counters.add(counters.sent);  // a reply is a message

@@ -17,6 +17,7 @@
 namespace troupe::detail {
 
 class timer_task;
+class driver;
 
 // Completion is a claim (one CAS from pending: the winner alone writes the result), then a
 // publish (an exchange to done; a futex notify only if a thread sleeps in wait()), then the
@@ -102,6 +103,12 @@ class reply_slot_base {
   }
   // The target's handler took a troupe::promise for this ask.
   void mark_promised() noexcept { state_.fetch_or(promised, std::memory_order_seq_cst); }
+  // The reply no longer depends on the target's handler: a promise holds it (mark_promised), or
+  // a simulated network does (delayed or lost; ask_path.hpp). relaxed: read on the thread that
+  // set it (the request envelope's destructor, after the handler).
+  [[nodiscard]] bool handed_off() const noexcept {
+    return (state_.load(std::memory_order_relaxed) & promised) != 0;
+  }
 
   // Pending timeout task; read and written only under the timer service's lock.
   timer_task* timer_ = nullptr;
@@ -176,6 +183,8 @@ class reply_slot final : public reply_slot_base {
   // Delivers the reply unless the ask already completed (timed out, say): then the late reply
   // is dead-lettered as expired. Any thread. Counted as a message either way.
   inline bool deliver(R&& value) noexcept;
+  // deliver() past the simulation's network (or without one): completes now.
+  inline bool complete(R&& value) noexcept;
 
   // Consumer side, after done(): the value, or the error rethrown.
   R take() {
@@ -184,6 +193,7 @@ class reply_slot final : public reply_slot_base {
   }
 
  private:
+  [[gnu::noinline]] inline bool deliver_through(driver* d, R&& value) noexcept;
   std::optional<R> value_;
 };
 

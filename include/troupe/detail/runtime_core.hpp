@@ -252,9 +252,14 @@ class runtime_core {
       e->destroy();
       return false;
     }
-    if (instrumented_) [[unlikely]]
-      on_queued(target, e);
-    if (target->ops()->mailbox.overflow == overflow::drop_oldest) return post_held(target, e, true);
+    if (target->ops()->mailbox.overflow == overflow::drop_oldest) {
+      if (instrumented_) [[unlikely]]
+        on_queued(target, e);
+      return post_held(target, e, true);
+    }
+    // As post(): a simulation's driver sees it (its node's faults, its seeded schedule).
+    if (hooked_) [[unlikely]]
+      return post_hooked(target, e);
     return enqueue(target, e);
   }
 
@@ -450,6 +455,17 @@ class runtime_core {
   // ---- metrics and tracing (runtime_options::metrics, ::trace) ----
 
   [[nodiscard]] bool instrumented() const noexcept { return instrumented_; }
+
+  // Metrics and trace time, read only when they are on: the runtime's clock in nanoseconds
+  // under a simulation (virtual time, so that a run's latencies are a function of its seed),
+  // steady_clock otherwise (read directly: no virtual call on a threaded runtime).
+  [[nodiscard]] std::int64_t stamp() const noexcept {
+    if (driver_ != nullptr) [[unlikely]] {
+      return std::chrono::duration_cast<std::chrono::nanoseconds>(timers_->now().time_since_epoch())
+          .count();
+    }
+    return metrics_now();
+  }
   [[nodiscard]] bool metrics_on() const noexcept { return metrics_on_; }
 
   // The histograms of `cell`'s actor type x `ops`'s message type; null if the table is full.
@@ -459,7 +475,7 @@ class runtime_core {
 
   // A message is about to be queued: give it an id, its causation and its time.
   [[gnu::noinline]] void on_queued(actor_cell* target, envelope* e) noexcept {
-    e->queued = metrics_now();
+    e->queued = stamp();
     if (e->correlation == 0) e->correlation = next_correlation();
     const thread_identity& id = this_thread_identity;
     e->causation = id.core == this ? id.message : 0;
@@ -483,7 +499,7 @@ class runtime_core {
   // A worker took `e` from `cell`'s mailbox and its handler starts now. Returns the pair's
   // histograms (null without metrics), for on_handler_end on the same thread.
   [[gnu::noinline]] message_stats* on_handler_start(actor_cell* cell, envelope* e) noexcept {
-    const std::int64_t now = metrics_now();
+    const std::int64_t now = stamp();
     e->started = now;
     message_stats* m = nullptr;
     if (metrics_on_) {
@@ -503,7 +519,7 @@ class runtime_core {
   // on_handler_start returned, or null to look it up (a task handler may end on another worker).
   [[gnu::noinline]] void on_handler_end(actor_cell* cell, envelope* e, bool failed,
                                         message_stats* m = nullptr) noexcept {
-    const std::int64_t now = metrics_now();
+    const std::int64_t now = stamp();
     if (metrics_on_) {
       if (m == nullptr) m = stats_for(cell, e->ops);
       if (m != nullptr) {
@@ -530,7 +546,7 @@ class runtime_core {
 
   void record_round_trip(std::size_t entry, std::int64_t asked) noexcept {
     if (message_stats* m = message_stats_->at(entry)) {
-      m->ask_round_trip.record(elapsed_ns(asked, metrics_now()));
+      m->ask_round_trip.record(elapsed_ns(asked, stamp()));
     }
   }
 

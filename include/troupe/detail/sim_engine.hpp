@@ -80,7 +80,7 @@ class sim_engine final : public scheduler, public driver {
     nodes_.emplace_back();  // node 0: actors assigned to no node
     if (settings_.replay) {
       for (const fault_record& f : *settings_.replay) {
-        allowed_.insert({f.point, static_cast<int>(f.kind)});
+        allowed_.insert_or_assign({f.point, static_cast<int>(f.kind)}, f.delay);
       }
     }
   }
@@ -93,7 +93,10 @@ class sim_engine final : public scheduler, public driver {
       std::terminate();  // out of memory: nowhere to put the actor (as the thread pool)
     }
   }
-  [[nodiscard]] bool idle() const noexcept override { return runnable_.empty() && in_flight_ == 0; }
+  [[nodiscard]] bool idle() const noexcept override {
+    // Actors held on a down node count once the runtime shuts down (step() releases them).
+    return runnable_.empty() && in_flight_ == 0 && (held_.empty() || core_->accepting());
+  }
   void stop() noexcept override {
     for (envelope* e : limbo_) e->destroy();
     limbo_.clear();
@@ -120,15 +123,62 @@ class sim_engine final : public scheduler, public driver {
   }
 
   bool intercept(actor_cell* target, envelope* e) noexcept override {
+    if (nodes_.size() == 1) return core_->enqueue(target, e);  // no nodes: no network
     const thread_identity& id = this_thread_identity;
     actor_cell* sender = id.core == core_ ? id.cell : nullptr;
-    if (nodes_.size() == 1 || sender == nullptr || e->ops == &sim_crash_ops) {
-      return core_->enqueue(target, e);
-    }
+    if (sender == nullptr || e->ops == &sim_crash_ops) return core_->enqueue(target, e);
     const int from = node_of(sender);
     const int to = node_of(target);
-    if (from == to) return core_->enqueue(target, e);
+    if (from == to || supervises(sender, target) || supervises(target, sender)) {
+      return core_->enqueue(target, e);
+    }
     return cross(sender, target, from, to, e);
+  }
+
+  // A reply between nodes meets the faults of its link, as a request does (drawn the same way:
+  // a fixed number of draws, one fault point).
+  reply_fate reply_fault(const actor_cell* asker, std::string_view type) noexcept override {
+    const thread_identity& id = this_thread_identity;
+    const actor_cell* sender = id.core == core_ ? id.cell : nullptr;
+    if (nodes_.size() == 1 || sender == nullptr) return {};
+    const int from = node_of(sender);
+    const int to = node_of(asker);
+    if (from == to) return {};
+    const std::uint64_t point = message_key(sender->id(), asker->id(), true);
+    const fault_draw draw = decide(faults_for(from, to), point);
+    reply_fate fate;
+    try {
+      const std::string what = "reply " + std::string(type) + " " + describe_cell(sender) + " -> " +
+                               describe_cell(asker) + " (" + label(from) + " -> " + label(to) + ")";
+      if (!down_.empty() && (down_.count(from) != 0 || down_.count(to) != 0)) {
+        record_fault(point, fault_kind::crash, what + ": a node is down", false);
+        fate.drop = true;
+        return fate;
+      }
+      if (blocked_.count({from, to}) != 0) {
+        record_fault(point, fault_kind::partition, what, false);
+        fate.drop = true;
+        return fate;
+      }
+      if (draw.drop) {
+        record_fault(point, fault_kind::drop, what, true);
+        fate.drop = true;
+        return fate;
+      }
+      if (draw.delay > std::chrono::nanoseconds(0)) {
+        fate.delay = draw.delay;
+        record_fault(point, fault_kind::delay,
+                     what + " by " + std::to_string(fate.delay.count() / 1000) + " us", true,
+                     draw.delay);
+      }
+      if (draw.duplicate) {
+        record_fault(point, fault_kind::duplicate, what, true);
+        fate.duplicate = true;
+      }
+    } catch (...) {  // out of memory while describing it: deliver it plainly
+      return {};
+    }
+    return fate;
   }
 
   // ---- the simulation's controls ----
@@ -197,11 +247,12 @@ class sim_engine final : public scheduler, public driver {
     core_->post(cell, e, true);
   }
   void crash(actor_cell* cell, std::string reason) {
-    crash(cell, std::move(reason), false, points_++);
+    crash(cell, std::move(reason), false, key_of(4, cell->id(), explicit_crashes_++, 0));
   }
   // Every actor assigned to node `n` (not those that inherit it from a supervisor: the crash of
   // a supervisor's child is the supervisor's to handle).
   std::size_t crash_node(int n, const std::string& reason) {
+    if (n != 0 && down_.insert(n).second) note("node " + nodes_[n] + " is down");
     std::vector<std::uint64_t> ids;
     for (const auto& [id, node] : assigned_) {
       if (node == n) ids.push_back(id);
@@ -218,6 +269,27 @@ class sim_engine final : public scheduler, public driver {
     }
     return crashed;
   }
+
+  // Brings a crashed node back: its actors run again (supervised ones restart, as their
+  // supervisors decided, when they get to run), then the node's restart hooks run, in order.
+  // Returns the number of hooks run.
+  template <class Hook>
+  std::size_t restart_node(int n, const std::vector<Hook>& hooks) {
+    if (down_.erase(n) == 0) return 0;
+    note("node " + nodes_[n] + " restarts");
+    std::vector<actor_cell*> still;
+    for (actor_cell* c : held_) {
+      if (node_of(c) == n) {
+        runnable_.push_back(c);
+      } else {
+        still.push_back(c);
+      }
+    }
+    held_ = std::move(still);
+    for (const Hook& h : hooks) h();
+    return hooks.size();
+  }
+  [[nodiscard]] bool is_down(int n) const noexcept { return down_.count(n) != 0; }
 
   // ---- the record ----
   [[nodiscard]] std::uint64_t hash() const noexcept { return hash_; }
@@ -266,12 +338,17 @@ class sim_engine final : public scheduler, public driver {
   // One event: an activation of a runnable actor picked at random or, when none is runnable,
   // the earliest timer (due no later than `limit`; the clock jumps to it).
   bool step(clock::time_point limit) {
+    if (!held_.empty() && !core_->accepting()) {  // shutting down: every actor must stop
+      runnable_.insert(runnable_.end(), held_.begin(), held_.end());
+      held_.clear();
+    }
     if (!runnable_.empty()) {
       const std::size_t n = runnable_.size();
       const std::size_t i = n == 1 ? 0 : schedule_rng_.below(n);
       actor_cell* cell = runnable_[i];
       runnable_[i] = runnable_.back();
       runnable_.pop_back();
+      if (!down_.empty() && hold(cell)) return true;
       ++steps_;
       if (settings_.crash > 0) maybe_crash(cell);
       mix(1, cell->id());
@@ -292,55 +369,72 @@ class sim_engine final : public scheduler, public driver {
     return true;
   }
 
+  // A supervisor and its children live in one process (supervision does not span nodes): what
+  // passes between them (a child's exit, the supervisor's stop) is never faulted.
+  static bool supervises(const actor_cell* a, const actor_cell* b) noexcept {
+    const watch_state* x = b->extras();
+    return x != nullptr && x->supervisor == a;
+  }
+
+  // An actor on a down node does not run until the node restarts, unless it has a crash to
+  // reach (that is how it goes down) or the runtime is shutting down (which must stop it).
+  bool hold(actor_cell* cell) {
+    if (!core_->accepting()) return false;
+    if (down_.count(node_of(cell)) == 0 || crashes_pending_.count(cell->id()) != 0) return false;
+    try {
+      held_.push_back(cell);
+    } catch (...) {
+      std::terminate();  // as schedule(): nowhere to keep the actor
+    }
+    return true;
+  }
+
   void maybe_crash(actor_cell* cell) {
     const int n = node_of(cell);
     // An actor with a crash still queued is not crashed again: the first ends it (or its
     // instance), so a second would never be a failure of its own.
     if (n == 0 || crashes_pending_.count(cell->id()) != 0) return;
     const double u = fault_rng_.unit();
-    const std::uint64_t point = points_++;
-    if (u < settings_.crash && allowed(point, fault_kind::crash)) {
+    const std::uint64_t point = key_of(3, cell->id(), activations_[cell->id()]++, 0);
+    if (settings_.replay ? allowed(point, fault_kind::crash) : u < settings_.crash) {
       crash(cell, "random crash on node " + nodes_[n], true, point);
     }
   }
 
   bool cross(actor_cell* sender, actor_cell* target, int from, int to, envelope* e) noexcept {
-    const std::uint64_t point = points_++;
+    const std::uint64_t point = message_key(sender->id(), target->id(), false);
     const link_faults& f = faults_for(from, to);
-    // A fixed number of draws per message, whatever is injected: leaving a fault out of a
-    // replay then disturbs the rest of the run as little as possible.
-    const double u_drop = fault_rng_.unit();
-    const double u_duplicate = fault_rng_.unit();
-    const double u_delay = fault_rng_.unit();
-    const std::uint64_t r_delay = fault_rng_.next();
+    const fault_draw draw = decide(f, point);
     try {
       auto what = [&] {
         return std::string(e->ops->message_type) + " " + describe_cell(sender) + " -> " +
                describe_cell(target) + " (" + label(from) + " -> " + label(to) + ")";
       };
+      if (!down_.empty() && (down_.count(from) != 0 || down_.count(to) != 0)) {
+        const int down = down_.count(to) != 0 ? to : from;
+        record_fault(point, fault_kind::crash, what() + ": node " + label(down) + " is down",
+                     false);
+        return drop(target, e, "dropped by simulation: node " + label(down) + " is down");
+      }
       if (blocked_.count({from, to}) != 0) {
         record_fault(point, fault_kind::partition, what(), false);
         return drop(
             target, e,
             "dropped by simulation: " + label(from) + " and " + label(to) + " are partitioned");
       }
-      if (u_drop < f.drop && allowed(point, fault_kind::drop)) {
+      if (draw.drop) {
         record_fault(point, fault_kind::drop, what(), true);
         return drop(target, e, "dropped by simulation");
       }
       clock::duration delay{0};
-      if (u_delay < f.delay && f.max_delay > std::chrono::nanoseconds(0) &&
-          allowed(point, fault_kind::delay)) {
-        const auto lo = static_cast<std::uint64_t>(f.min_delay.count());
-        const auto hi = static_cast<std::uint64_t>(std::max(f.max_delay, f.min_delay).count());
-        delay = std::chrono::duration_cast<clock::duration>(
-            std::chrono::nanoseconds(lo + r_delay % (hi - lo + 1)));
+      if (draw.delay > std::chrono::nanoseconds(0)) {
+        delay = std::chrono::duration_cast<clock::duration>(draw.delay);
         record_fault(point, fault_kind::delay,
-                     what() + " by " + std::to_string(delay.count() / 1000) + " us", true);
+                     what() + " by " + std::to_string(delay.count() / 1000) + " us", true,
+                     draw.delay);
       }
       envelope* copy = nullptr;
-      if (u_duplicate < f.duplicate && e->ops->clone != nullptr &&
-          allowed(point, fault_kind::duplicate)) {
+      if (draw.duplicate && e->ops->clone != nullptr) {
         copy = e->ops->clone(*e);
         copy->correlation = e->correlation;
         if (core_->instrumented()) {  // written only then (envelope.hpp)
@@ -361,6 +455,13 @@ class sim_engine final : public scheduler, public driver {
     } catch (...) {  // out of memory while faulting: deliver it plainly
       return core_->enqueue(target, e);
     }
+  }
+
+  // Uniform in [min_delay, max_delay] from one draw.
+  static std::chrono::nanoseconds draw_delay(const link_faults& f, std::uint64_t r) noexcept {
+    const auto lo = static_cast<std::uint64_t>(f.min_delay.count());
+    const auto hi = static_cast<std::uint64_t>(std::max(f.max_delay, f.min_delay).count());
+    return std::chrono::nanoseconds(lo + r % (hi - lo + 1));
   }
 
   bool deliver(actor_cell* sender, actor_cell* target, envelope* e, clock::duration delay,
@@ -408,7 +509,56 @@ class sim_engine final : public scheduler, public driver {
   }
 
   [[nodiscard]] bool allowed(std::uint64_t point, fault_kind kind) const {
-    return !settings_.replay || allowed_.count({point, static_cast<int>(kind)}) != 0;
+    return allowed_.count({point, static_cast<int>(kind)}) != 0;
+  }
+
+  // A fault's name, stable when other faults are left out of a replay (shrinking): which
+  // message it hit (the n-th from one actor to another, requests and replies counted apart) or
+  // which activation (the n-th of an actor). A counter of all decisions would shift as soon as
+  // a removed delay changed the order of later messages, and name another message.
+  std::uint64_t message_key(std::uint64_t from, std::uint64_t to, bool reply) {
+    std::uint64_t& n = pair_sequence_[{from, to * 2 + (reply ? 1 : 0)}];
+    return key_of(reply ? 2 : 1, from, to, n++);
+  }
+  static std::uint64_t key_of(std::uint64_t kind, std::uint64_t a, std::uint64_t b,
+                              std::uint64_t c) noexcept {
+    std::uint64_t h = 0x8a5cd789635d2dffULL * (kind + 1);
+    for (const std::uint64_t w : {a, b, c}) {
+      h ^= w + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+      h *= 0xff51afd7ed558ccdULL;
+      h ^= h >> 32;
+    }
+    return h;
+  }
+
+  // What happens to one crossing message: drawn from the seed (a fixed number of draws per
+  // message, whatever is injected), or in a replay exactly the faults listed for it.
+  struct fault_draw {
+    bool drop = false;
+    bool duplicate = false;
+    std::chrono::nanoseconds delay{0};
+  };
+  fault_draw decide(const link_faults& f, std::uint64_t point) {
+    const double u_drop = fault_rng_.unit();
+    const double u_duplicate = fault_rng_.unit();
+    const double u_delay = fault_rng_.unit();
+    const std::uint64_t r_delay = fault_rng_.next();
+    fault_draw d;
+    if (settings_.replay) {
+      d.drop = allowed(point, fault_kind::drop);
+      d.duplicate = allowed(point, fault_kind::duplicate);
+      if (auto it = allowed_.find({point, static_cast<int>(fault_kind::delay)});
+          it != allowed_.end()) {
+        d.delay = std::max(it->second, std::chrono::nanoseconds(1));
+      }
+      return d;
+    }
+    d.drop = u_drop < f.drop;
+    d.duplicate = u_duplicate < f.duplicate;
+    if (u_delay < f.delay && f.max_delay > std::chrono::nanoseconds(0)) {
+      d.delay = draw_delay(f, r_delay);
+    }
+    return d;
   }
 
   [[nodiscard]] const link_faults& faults_for(int from, int to) const {
@@ -420,10 +570,11 @@ class sim_engine final : public scheduler, public driver {
     return n == 0 ? std::string("(no node)") : nodes_[n];
   }
 
-  void record_fault(std::uint64_t point, fault_kind kind, std::string text, bool random) {
+  void record_fault(std::uint64_t point, fault_kind kind, std::string text, bool random,
+                    std::chrono::nanoseconds delay = {}) {
     mix(3 + static_cast<std::uint64_t>(kind), point);
     if (settings_.keep_lines) line("fault " + std::string(to_string(kind)) + " " + text);
-    faults_.push_back(fault_record{point, kind, elapsed(), std::move(text), random});
+    faults_.push_back(fault_record{point, kind, elapsed(), std::move(text), random, delay});
   }
   void note(const std::string& text) {
     mix(9, faults_.size());
@@ -448,6 +599,8 @@ class sim_engine final : public scheduler, public driver {
   sim_settings settings_;
   counter_slot counters_;
   std::vector<actor_cell*> runnable_;
+  std::vector<actor_cell*> held_;  // runnable, on a down node: waiting for its restart
+  std::set<int> down_;             // crashed nodes not restarted yet
   std::size_t in_flight_ = 0;
   std::vector<envelope*> limbo_;
   std::vector<std::string> nodes_;
@@ -455,8 +608,11 @@ class sim_engine final : public scheduler, public driver {
   std::map<std::pair<int, int>, link_faults> links_;
   std::set<std::pair<int, int>> blocked_;
   std::map<std::pair<std::uint64_t, std::uint64_t>, clock::time_point> last_due_;
-  std::set<std::pair<std::uint64_t, int>> allowed_;
-  std::uint64_t points_ = 0;
+  // replay: the faults to inject, by (point, kind), with a delay's length
+  std::map<std::pair<std::uint64_t, int>, std::chrono::nanoseconds> allowed_;
+  std::map<std::pair<std::uint64_t, std::uint64_t>, std::uint64_t> pair_sequence_;
+  std::unordered_map<std::uint64_t, std::uint64_t> activations_;  // per actor, with random crashes
+  std::uint64_t explicit_crashes_ = 0;
   std::uint64_t steps_ = 0;
   std::uint64_t hash_ = 0xcbf29ce484222325ULL;
   std::vector<std::string> lines_;
