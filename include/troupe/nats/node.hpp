@@ -298,6 +298,9 @@ class node {
   }
   // The raw nats.c connection, e.g. to inject test traffic; owned by the node.
   [[nodiscard]] natsConnection* native_handle() const noexcept { return link_->conn; }
+  // Internal: the connection state, shared with what builds on the node (troupe/nats/jetstream.hpp
+  // keeps it alive, and with it the connection, while its consumers run).
+  [[nodiscard]] const std::shared_ptr<detail::link>& internals() const noexcept { return link_; }
 
  private:
   static void check(natsStatus s, const char* what) {
