@@ -22,6 +22,24 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/ DESTINATION ${CMAKE_INSTALL_INC
 install(TARGETS troupe EXPORT troupeTargets)
 install(EXPORT troupeTargets NAMESPACE troupe:: DESTINATION ${TROUPE_INSTALL_CMAKEDIR})
 
+# ---- the optional components: troupe::msgpack, troupe::nats -----------------------------------
+# Each in an export set of its own, which troupeConfig.cmake loads only when it finds the
+# component's dependencies again (msgpack-cxx; nats.c): find_package(troupe COMPONENTS nats).
+# Exported only when this build took msgpack-cxx from the system (a fetched copy is not
+# installed).
+if(TARGET troupe_msgpack AND TROUPE_MSGPACK_SYSTEM)
+  set_target_properties(troupe_msgpack PROPERTIES EXPORT_NAME msgpack)
+  install(TARGETS troupe_msgpack EXPORT troupeMsgpackTargets)
+  install(EXPORT troupeMsgpackTargets NAMESPACE troupe:: DESTINATION ${TROUPE_INSTALL_CMAKEDIR})
+  if(TARGET troupe_nats)
+    set_target_properties(troupe_nats PROPERTIES EXPORT_NAME nats)
+    install(TARGETS troupe_nats EXPORT troupeNatsTargets)
+    install(EXPORT troupeNatsTargets NAMESPACE troupe:: DESTINATION ${TROUPE_INSTALL_CMAKEDIR})
+  endif()
+elseif(TARGET troupe_msgpack)
+  message(STATUS "troupe: msgpack-cxx was fetched: the install has no troupe::msgpack or troupe::nats")
+endif()
+
 # ---- bundled dependency headers -------------------------------------------------------------
 if(NOT DEFINED TROUPE_ASIO_BUNDLE)
   set(TROUPE_ASIO_BUNDLE FALSE) # troupe_asio came from the including project: find it again

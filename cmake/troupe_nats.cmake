@@ -31,6 +31,7 @@ if(NOT TARGET troupe_msgpack)
       string(REGEX MATCH "[0-9]+$" _troupe_mp_major "${_troupe_mp_major}")
       if(_troupe_mp_major AND _troupe_mp_major GREATER_EQUAL TROUPE_MSGPACK_MIN_MAJOR)
         set(_troupe_msgpack_dir "${TROUPE_MSGPACK_INCLUDE_DIR}")
+        set(TROUPE_MSGPACK_SYSTEM TRUE) # (only then does the install export troupe::msgpack)
         message(STATUS "troupe: using system msgpack-cxx ${_troupe_mp_major}.x from ${_troupe_msgpack_dir}")
       else()
         message(STATUS "troupe: system msgpack-cxx in ${TROUPE_MSGPACK_INCLUDE_DIR} is too old, fetching")
@@ -51,7 +52,9 @@ if(NOT TARGET troupe_msgpack)
   add_library(troupe::msgpack ALIAS troupe_msgpack)
   target_include_directories(troupe_msgpack SYSTEM INTERFACE $<BUILD_INTERFACE:${_troupe_msgpack_dir}>)
   target_compile_definitions(troupe_msgpack INTERFACE MSGPACK_NO_BOOST)
-  target_link_libraries(troupe_msgpack INTERFACE troupe)
+  # Installed: troupeConfig.cmake finds msgpack-cxx again (troupe::msgpack_dependency).
+  target_link_libraries(troupe_msgpack INTERFACE troupe
+                        $<INSTALL_INTERFACE:troupe::msgpack_dependency>)
 endif()
 
 # ---------------------------------------------------------------------------
@@ -82,7 +85,9 @@ if(TROUPE_WITH_NATS AND NOT TARGET troupe_nats)
   if(_troupe_nats_link)
     add_library(troupe_nats INTERFACE)
     add_library(troupe::nats ALIAS troupe_nats)
-    target_link_libraries(troupe_nats INTERFACE troupe_msgpack ${_troupe_nats_link})
+    # Installed: troupeConfig.cmake finds nats.c again (troupe::libnats).
+    target_link_libraries(troupe_nats INTERFACE troupe_msgpack
+                          $<BUILD_INTERFACE:${_troupe_nats_link}> $<INSTALL_INTERFACE:troupe::libnats>)
     set(TROUPE_HAVE_NATS TRUE)
   else()
     message(STATUS "troupe: nats.c (libnats-dev) not found; troupe::nats and its tests are not built")

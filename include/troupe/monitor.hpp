@@ -22,6 +22,9 @@ enum class down_reason {
   normal,    // stopped on request (ctx.stop(), address::stop())
   failed,    // an exception escaped a handler, on_start or on_stop
   shutdown,  // the runtime shut down
+  // Death watch across processes (troupe/nats): the actor's node fell silent (missed
+  // heartbeats), nobody exposes the name, or this node closed. It may still be running.
+  unreachable,
 };
 
 // A short English name of the reason.
@@ -33,16 +36,19 @@ enum class down_reason {
       return "failed";
     case down_reason::shutdown:
       return "shutdown";
+    case down_reason::unreachable:
+      return "unreachable";
   }
   return "unknown";
 }
 
 // The message a monitoring actor receives once, when the monitored actor stops.
 struct down {
-  // The actor that stopped.
+  // The actor that stopped; empty for a remote actor (troupe/nats: detail names it).
   address who;
   down_reason reason = down_reason::normal;
-  std::string detail;  // the failure's text for down_reason::failed
+  std::string detail;  // the failure's text for down_reason::failed; for a remote actor, which
+                       // one and why
   // The id of the monitor_handle this answers.
   std::uint64_t monitor_id = 0;
 };

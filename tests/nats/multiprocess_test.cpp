@@ -3,7 +3,9 @@
 // pair, a queue group spanning processes (each job to exactly one worker), and the accounting
 // summed over every process: nothing sent is unaccounted for.
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -119,4 +121,123 @@ TEST_CASE("separate processes: FIFO per pair, a queue group, the accounting sum"
   // The point-to-point traffic: 3 x (1,000 entries + 1 audit) out, 3 audit replies back, plus the
   // how_many asks and their replies.
   CHECK(sum["sent"] >= senders * (entries + 2));
+}
+
+namespace {
+
+// Death watch from this process: monitors remote actors on command, keeps every down it gets.
+struct watch_remote {
+  troupe::nats::remote_ref<peer::ledger_api> target;
+};
+struct forget_remote {
+  std::uint64_t monitor_id = 0;
+};
+struct downs_seen {
+  std::mutex mutex;
+  std::vector<std::pair<troupe::down, std::chrono::steady_clock::time_point>> downs;
+  std::size_t count() {
+    std::lock_guard lock(mutex);
+    return downs.size();
+  }
+  troupe::down at(std::size_t i) {
+    std::lock_guard lock(mutex);
+    return downs.at(i).first;
+  }
+};
+class remote_watcher {
+ public:
+  remote_watcher(troupe::context& ctx, downs_seen& seen) : ctx_(ctx), seen_(seen) {}
+  std::uint64_t on(const watch_remote& w) { return w.target.monitor(ctx_).id; }
+  bool on(const forget_remote& f) {
+    return target_for_forget_.demonitor(troupe::monitor_handle{{}, f.monitor_id});
+  }
+  void on(const troupe::down& d) {
+    std::lock_guard lock(seen_.mutex);
+    seen_.downs.emplace_back(d, std::chrono::steady_clock::now());
+  }
+  void on(troupe::nats::remote_ref<peer::ledger_api> r) { target_for_forget_ = std::move(r); }
+
+ private:
+  troupe::context& ctx_;
+  downs_seen& seen_;
+  troupe::nats::remote_ref<peer::ledger_api> target_for_forget_;
+};
+
+}  // namespace
+
+TEST_CASE("death watch across processes: stopped, unreachable, nobody there",
+          "[nats][multiprocess][monitor]") {
+  const std::string url = test::server_url();
+  const std::string prefix = "dw" + std::to_string(::getpid());
+  const std::string peer_binary = TROUPE_NATS_PEER;
+  auto peer = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {peer_binary, url, prefix});
+    return std::make_unique<test::child>(std::move(args));
+  };
+  auto doomed = peer({"serve", "ledger.doomed"});  // will be killed
+  REQUIRE(doomed->read_line() == "ready");
+  auto quitter = peer({"serve", "ledger.quitter"});  // its ledger will stop
+  REQUIRE(quitter->read_line() == "ready");
+
+  test::observer observed;
+  troupe::runtime rt(observed.options(2));
+  // The peers beat every 250 ms: a silent one is unreachable after 4 x 250 ms.
+  troupe::nats::node node(rt, {.servers = {url},
+                               .name = "watcher",
+                               .prefix = prefix,
+                               .heartbeat_interval = 250ms,
+                               .heartbeat_misses = 4});
+  constexpr auto bound = 4 * 250ms + 250ms;  // misses x their interval + our check interval
+  downs_seen seen;
+  auto watcher = rt.spawn<remote_watcher>(std::ref(seen));
+  auto remote = [&](const char* name) { return node.remote<peer::ledger_api>(name); };
+
+  // A name nobody exposes: down(unreachable) at once (no responders), saying so.
+  const auto nobody = watcher.ask(watch_remote{remote("ledger.nobody")}).get();
+  REQUIRE(test::eventually([&] { return seen.count() == 1; }));
+  CHECK(seen.at(0).monitor_id == nobody);
+  CHECK(seen.at(0).reason == troupe::down_reason::unreachable);
+  CHECK(seen.at(0).detail.find("no process exposes 'ledger.nobody'") != std::string::npos);
+  CHECK(!seen.at(0).who);
+
+  // The quitter's ledger stops: its node says so -> down(normal), for the monitor still set only.
+  const auto quit_kept = watcher.ask(watch_remote{remote("ledger.quitter")}).get();
+  const auto quit_dropped = watcher.ask(watch_remote{remote("ledger.quitter")}).get();
+  const auto doomed_id = watcher.ask(watch_remote{remote("ledger.doomed")}).get();
+  watcher.send(remote("ledger.quitter"));
+  CHECK(watcher.ask(forget_remote{quit_dropped}).get());
+  CHECK(!watcher.ask(forget_remote{quit_dropped}).get());  // once only
+  quitter->write_line("stop");
+  REQUIRE(quitter->read_line() == "stopped");
+  REQUIRE(test::eventually([&] { return seen.count() == 2; }));
+  CHECK(seen.at(1).monitor_id == quit_kept);
+  CHECK(seen.at(1).reason == troupe::down_reason::normal);
+  CHECK(seen.at(1).detail.find("'ledger.quitter'") != std::string::npos);
+  // A monitor set after the stop: down(normal) at once, from the answer.
+  const auto late = watcher.ask(watch_remote{remote("ledger.quitter")}).get();
+  REQUIRE(test::eventually([&] { return seen.count() == 3; }));
+  CHECK(seen.at(2).monitor_id == late);
+  CHECK(seen.at(2).reason == troupe::down_reason::normal);
+
+  // The doomed process is killed: no notice, its heartbeats stop -> down(unreachable) within the
+  // bound (generous slack for a loaded machine; it never waits it out when things work).
+  const auto killed_at = std::chrono::steady_clock::now();
+  doomed->kill();
+  REQUIRE(test::eventually([&] { return seen.count() == 4; }, bound + 10s));
+  {
+    std::lock_guard lock(seen.mutex);
+    const auto& [d, when] = seen.downs.at(3);
+    CHECK(d.monitor_id == doomed_id);
+    CHECK(d.reason == troupe::down_reason::unreachable);
+    CHECK(d.detail.find("missed heartbeats") != std::string::npos);
+    CHECK(when - killed_at < bound + 5s);
+  }
+
+  quitter->write_line("quit");
+  CHECK(quitter->wait() == 0);
+  node.close();
+  rt.shutdown();
+  CHECK(seen.count() == 4);  // nothing more: the dropped monitor never fired
+  const auto c = rt.counters();
+  CHECK(c.sent == c.handled + c.dead_lettered + c.rejected);
 }

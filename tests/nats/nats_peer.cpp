@@ -7,7 +7,8 @@
 //   nats_peer <url> <prefix> send <target> <n> <id>  send n ledger entries as sender <id>, then
 //                                                  ask the ledger for that sender's report
 //
-// serve and work print "ready" once subscribed and run until a line "quit" (or EOF) on stdin.
+// serve and work print "ready" once subscribed and run until a line "quit" (or EOF) on stdin;
+// serve also takes "stop" (asks the ledger to stop, prints "stopped"). Heartbeats every 250 ms.
 // Every mode ends with one line: "counters k=v ..." (wire and runtime counters), exit status 0.
 #include <atomic>
 #include <cstdio>
@@ -71,10 +72,12 @@ void print_counters(troupe::nats::node& n, troupe::runtime& rt) {
   std::fflush(stdout);
 }
 
-void wait_for_quit() {
+template <class F = void (*)(const std::string&)>
+void wait_for_quit(F command = [](const std::string&) {}) {
   std::string line;
   while (std::getline(std::cin, line)) {
     if (line == "quit") break;
+    command(line);
   }
 }
 
@@ -89,12 +92,21 @@ int main(int argc, char* argv[]) {
   const std::string prefix = argv[2];
   const std::string mode = argv[3];
   troupe::runtime rt({.workers = 2});
-  troupe::nats::node n(rt, {.servers = {url}, .name = "peer-" + mode, .prefix = prefix});
+  troupe::nats::node n(rt, {.servers = {url},
+                            .name = "peer-" + mode,
+                            .prefix = prefix,
+                            .heartbeat_interval = std::chrono::milliseconds(250)});
   if (mode == "serve") {
-    n.expose<peer::entry, peer::audit>(argv[4], rt.spawn<ledger>());
+    auto l = rt.spawn<ledger>();
+    n.expose<peer::entry, peer::audit>(argv[4], l);
     std::printf("ready\n");
     std::fflush(stdout);
-    wait_for_quit();
+    wait_for_quit([&](const std::string& line) {
+      if (line != "stop") return;
+      l.stop();
+      std::printf("stopped\n");
+      std::fflush(stdout);
+    });
   } else if (mode == "work") {
     auto w = rt.spawn<worker>();
     n.subscribe<peer::job>("jobs.>", w, troupe::group{"work"});

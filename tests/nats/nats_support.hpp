@@ -179,6 +179,13 @@ class child {
     std::fputs((line + "\n").c_str(), to_);
     std::fflush(to_);
   }
+  // Kills it at once (SIGKILL: no goodbye on the wire, as a crash) and reaps it.
+  void kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
   // Waits for it to exit; its exit status (-1 if killed by a signal).
   int wait() {
     int status = 0;

@@ -2,8 +2,10 @@
 // send and ask between two nodes (each with its own runtime and connection), FIFO per pair, every
 // way an ask fails, bad input on an exposed subject, a server that dies and comes back, and the
 // accounting on both sides.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -118,16 +120,21 @@ struct side {
   troupe::runtime rt;
   troupe::nats::node node;
   side(const std::string& url, const std::string& name, std::size_t max_bytes = 0,
-       std::chrono::milliseconds ask_timeout = 5000ms)
+       std::chrono::milliseconds ask_timeout = 5000ms,
+       const std::function<void(troupe::nats::node_options&)>& tweak = {})
       : rt([&] {
           auto o = seen.options(2);
           o.ask_timeout = ask_timeout;
           return o;
         }()),
-        node(rt, {.servers = {url},
-                  .name = name,
-                  .prefix = "t" + std::to_string(::getpid()),
-                  .max_message_bytes = max_bytes}) {}
+        node(rt, [&] {
+          troupe::nats::node_options o{.servers = {url},
+                                       .name = name,
+                                       .prefix = "t" + std::to_string(::getpid()),
+                                       .max_message_bytes = max_bytes};
+          if (tweak) tweak(o);
+          return o;
+        }()) {}
 };
 
 void expose_account(troupe::nats::node& n, const troupe::ref<bank::account>& acc) {
@@ -278,6 +285,56 @@ TEST_CASE("bad input on an exposed subject is a dead letter with a reason each",
   test::require_accounted(server.rt.counters());
 }
 
+TEST_CASE("a slow consumer: what nats.c drops is counted, dead-lettered and reported",
+          "[nats][node][slow]") {
+  const std::string url = test::server_url();
+  std::mutex reported_mutex;
+  std::uint64_t reported = 0;
+  std::string reported_subject;
+  // A pending limit of 2 KiB per subscription: a 4 KB message can never be queued.
+  side server(url, "slow-server", 0, 5000ms, [&](troupe::nats::node_options& o) {
+    o.pending_limit_bytes = 2048;
+    o.heartbeat_interval = 100ms;  // the periodic look for drops that raised no new error
+    o.on_slow_consumer = [&](std::string_view subject, std::uint64_t dropped) {
+      std::lock_guard lock(reported_mutex);
+      reported += dropped;
+      reported_subject = std::string(subject);
+    };
+  });
+  side client(url, "slow-client");
+  expose_account(server.node, server.rt.spawn<bank::account>());
+  const std::string subject = server.node.subject_of("bank.account");
+  natsConnection* raw = client.node.native_handle();
+  constexpr int big = 5;
+  for (int i = 0; i < big; ++i) {
+    REQUIRE(natsConnection_Publish(raw, subject.c_str(), std::string(4000, 'x').data(), 4000) ==
+            NATS_OK);
+  }
+  // Small traffic still passes, one message pending at a time.
+  auto acc = client.node.remote<bank::account_api>("bank.account");
+  acc.send(bank::deposit{7, 1});
+  CHECK(acc.ask(bank::balance{}).get() == 7);
+
+  using reason = troupe::dead_letter_reason;
+  REQUIRE(test::eventually([&] { return server.node.counters().slow_consumer_drops == big; }));
+  REQUIRE(test::eventually([&] {
+    std::lock_guard lock(reported_mutex);
+    return reported == big;
+  }));
+  CHECK(server.seen.dead_count(reason::slow_consumer) == big);
+  {
+    std::lock_guard lock(reported_mutex);
+    CHECK(reported_subject == subject);
+  }
+  CHECK(server.node.counters().received == 2);  // the deposit and the ask; the rest never came
+  client.node.close();
+  server.node.close();
+  client.rt.shutdown();
+  server.rt.shutdown();
+  CHECK(server.node.counters().slow_consumer_drops == big);  // none counted twice
+  test::require_accounted(server.rt.counters());
+}
+
 TEST_CASE("a server that dies fails pending asks at once; traffic resumes after it returns",
           "[nats][node][faults]") {
   test::private_server nats;
@@ -407,4 +464,112 @@ TEST_CASE("topics across processes: bridges with wildcards, no echo, queue group
   CHECK(ca.events_published + cb.events_published == n + 1);
   test::require_accounted(a.rt.counters());
   test::require_accounted(b.rt.counters());
+}
+
+TEST_CASE("bindings undo expose and group membership", "[nats][node][binding]") {
+  const std::string url = test::server_url();
+  side a(url, "bind-a");
+  side b(url, "bind-b");
+  // A group of two members, one per process; b's member leaves.
+  std::atomic<long> a_count{0}, a_sum{0}, b_count{0}, b_sum{0};
+  auto in_a = a.node.subscribe<shop::order_placed>(
+      "shop.>", a.rt.spawn<shop::tally>(&a_count, &a_sum), troupe::group{"leaving"});
+  auto in_b = b.node.subscribe<shop::order_placed>(
+      "shop.>", b.rt.spawn<shop::tally>(&b_count, &b_sum), troupe::group{"leaving"});
+  CHECK(in_b.active());
+  CHECK(in_b.close());
+  CHECK(!in_b.active());
+  CHECK(!in_b.close());  // once
+  constexpr long n = 50;
+  for (long i = 1; i <= n; ++i) REQUIRE(b.node.publish("shop.x", shop::order_placed{i}));
+  // Each event goes to one member: all to the one left, so none reached b's.
+  REQUIRE(test::eventually([&] { return a_count.load() == n; }));
+  CHECK(b_count.load() == 0);
+  CHECK(in_a.active());
+
+  // An exposed name that is withdrawn: asks find nobody, at once.
+  auto served = a.node.expose<bank::balance>("bank.withdrawn", a.rt.spawn<bank::account>());
+  auto acc = b.node.remote<bank::account_api>("bank.withdrawn");
+  CHECK(acc.ask(bank::balance{}).get() == 0);
+  CHECK(served.close());
+  CHECK(ask_error(acc.ask(bank::balance{})) == troupe::errc::no_responders);
+  CHECK(!troupe::nats::binding{}.close());  // an empty handle
+
+  a.node.close();
+  CHECK(!in_a.active());  // the node's close ends every binding
+  CHECK(!in_a.close());
+  b.node.close();
+  a.rt.shutdown();
+  b.rt.shutdown();
+  test::require_accounted(a.rt.counters());
+  test::require_accounted(b.rt.counters());
+}
+
+namespace {
+
+struct recorded_trace final : troupe::trace_hook {
+  std::mutex mutex;
+  std::vector<troupe::trace_event> events;
+  void on_event(const troupe::trace_event& e) noexcept override {
+    std::lock_guard lock(mutex);
+    events.push_back(e);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("tracing across processes: the causation chain crosses the wire", "[nats][node][trace]") {
+  const std::string url = test::server_url();
+  auto trace = std::make_shared<recorded_trace>();
+  troupe::runtime_options o;
+  o.workers = 2;
+  o.trace = trace;  // one hook sees both runtimes, as a collector would see both processes
+  troupe::runtime ra(o);
+  troupe::runtime rb(o);
+  const std::string prefix = "tr" + std::to_string(::getpid());
+  troupe::nats::node na(ra, {.servers = {url}, .name = "trace-a", .prefix = prefix});
+  troupe::nats::node nb(rb, {.servers = {url}, .name = "trace-b", .prefix = prefix});
+  nb.expose<bank::deposit, bank::balance>("bank.traced", rb.spawn<bank::account>());
+  auto teller = ra.spawn<bank::teller>(na.remote<bank::account_api>("bank.traced"));
+  CHECK(teller.ask(bank::go{}).get() == 5);  // a deposit, then a balance, across the wire
+  na.close();
+  nb.close();
+  ra.shutdown();
+  rb.shutdown();
+
+  std::lock_guard lock(trace->mutex);
+  auto starts = [&](std::string_view message_part, std::string_view actor_part) {
+    std::vector<troupe::trace_event> found;
+    for (const auto& e : trace->events) {
+      if (e.point == troupe::trace_point::handle_start &&
+          e.message_type.find(message_part) != std::string_view::npos &&
+          e.actor_type.find(actor_part) != std::string_view::npos) {
+        found.push_back(e);
+      }
+    }
+    return found;
+  };
+  auto by_id = [&](std::uint64_t id) -> const troupe::trace_event* {
+    for (const auto& e : trace->events) {
+      if (e.point == troupe::trace_point::handle_start && e.message_id == id) return &e;
+    }
+    return nullptr;
+  };
+  // In "process" a: the teller handles go. In b: the node's agent takes the deposit off the wire,
+  // then the account handles it. The chain: go -> (wire) -> agent's inbound -> deposit.
+  const auto go = starts("go", "teller");
+  REQUIRE(go.size() == 1);
+  const auto deposit = starts("deposit", "account");
+  REQUIRE(deposit.size() == 1);
+  const troupe::trace_event* inbound = by_id(deposit[0].causation_id);
+  REQUIRE(inbound != nullptr);
+  CHECK(inbound->actor_type.find("agent") != std::string_view::npos);
+  CHECK(inbound->causation_id == go[0].message_id);  // across the wire
+  // Ids are unique across both runtimes, so a causation id names one message.
+  std::vector<std::uint64_t> ids;
+  for (const auto& e : trace->events) {
+    if (e.point == troupe::trace_point::handle_start) ids.push_back(e.message_id);
+  }
+  std::sort(ids.begin(), ids.end());
+  CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end());
 }

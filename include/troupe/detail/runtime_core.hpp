@@ -638,6 +638,12 @@ class runtime_core {
   [[nodiscard]] std::uint64_t next_correlation() noexcept {
     return next_correlation_.fetch_add(1, std::memory_order_relaxed);
   }
+  // Moves the id sequence (message and correlation ids) forward by `offset`: a NATS node gives
+  // its runtime a random range, so that ids stay unique across processes and a trace hook can
+  // follow causation from one process into another. Ids already given stay valid (smaller).
+  void advance_ids(std::uint64_t offset) noexcept {
+    next_correlation_.fetch_add(offset, std::memory_order_relaxed);
+  }
 
   // Death watch registrations are rare: a few striped locks serve every actor.
   static std::mutex& monitor_lock(const actor_cell* cell) noexcept {

@@ -38,12 +38,14 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include <troupe/nats/binding.hpp>
 #include <troupe/nats/detail/dispatch.hpp>
 #include <troupe/nats/detail/link.hpp>
 #include <troupe/nats/remote_ref.hpp>
@@ -64,6 +66,21 @@ struct node_options {
   std::chrono::milliseconds reconnect_wait{50};
   // The largest payload this node sends or accepts; 0: the server's max_payload.
   std::size_t max_message_bytes = 0;
+  // Death watch across processes: this node beats on "<prefix>.node.hb.<id>" every
+  // heartbeat_interval; a monitor of a remote actor (remote_ref::monitor) gets
+  // down(unreachable) once that actor's node has been silent for heartbeat_misses x its
+  // interval (checked every heartbeat_interval here: the bound is misses x theirs + ours).
+  std::chrono::milliseconds heartbeat_interval{1000};
+  unsigned heartbeat_misses = 3;
+  // Pending limits of each subscription of user traffic (exposed actors, bridges, queue groups,
+  // replies): past them nats.c drops messages (a slow consumer); the node counts each
+  // (wire_counters::slow_consumer_drops), dead-letters it (slow_consumer) and calls
+  // on_slow_consumer. 0: nats.c's defaults (65,536 messages, 64 MiB).
+  int pending_limit_messages = 0;
+  int pending_limit_bytes = 0;
+  // Called on a runtime worker with a subscription's subject and how many messages it dropped
+  // since the last call; must not block.
+  std::function<void(std::string_view subject, std::uint64_t dropped)> on_slow_consumer{};
   // Called on connection changes (disconnected, reconnected), on a runtime worker; must
   // not block. Pending asks have already failed when it hears `disconnected`.
   std::function<void(connection_state)> on_state{};
@@ -83,9 +100,22 @@ class node {
     l.prefix = std::move(options.prefix);
     l.max_bytes = options.max_message_bytes;
     l.on_state = std::move(options.on_state);
+    l.on_slow_consumer = std::move(options.on_slow_consumer);
+    l.pending_messages = options.pending_limit_messages;
+    l.pending_bytes = options.pending_limit_bytes;
     if (options.servers.empty()) throw error(errc::disconnected, "node_options::servers is empty");
+    if (options.heartbeat_interval.count() <= 0) {
+      throw error(errc::invalid_subject, "node_options::heartbeat_interval must be positive");
+    }
     l.agent_ref = rt.spawn<detail::agent>(link_);
     l.core = troupe::detail::access::cell_of(l.agent_ref)->core();
+    // A random range of ids for this runtime from now on (2^20 ids apart at least): message ids
+    // stay unique across processes, so causation ids on the wire mean one message each.
+    {
+      std::random_device entropy;
+      const std::uint64_t r = (std::uint64_t{entropy()} << 32) ^ entropy();
+      l.core->advance_ids((r & 0x3ff'ffff'ffffULL) << 20);
+    }
 
     natsOptions* o = nullptr;
     check(natsOptions_Create(&o), "natsOptions_Create");
@@ -101,6 +131,7 @@ class node {
     check(natsOptions_SetDisconnectedCB(o, &detail::link::on_disconnected, &l), "disconnected cb");
     check(natsOptions_SetReconnectedCB(o, &detail::link::on_reconnected, &l), "reconnected cb");
     check(natsOptions_SetClosedCB(o, &detail::link::on_closed, &l), "closed cb");
+    check(natsOptions_SetErrorHandler(o, &detail::link::on_async_error, &l), "error handler");
     natsConnection* c = nullptr;
     const natsStatus s = natsConnection_Connect(&c, o);
     if (s != NATS_OK) {
@@ -116,8 +147,25 @@ class node {
       check(natsInbox_Create(&inbox), "inbox");
       l.inbox = reinterpret_cast<const char*>(inbox);
       natsInbox_Destroy(inbox);
-      l.id = l.name + "/" + l.inbox.substr(l.inbox.rfind('.') + 1);
-      subscribe(l.inbox + ".*", nullptr, &detail::link::on_reply, &l, &l.inbox_sub);
+      const std::string token = l.inbox.substr(l.inbox.rfind('.') + 1);
+      l.id = l.name + "/" + token;
+      l.watch = std::make_shared<detail::watch_table>(
+          l.core, l.prefix, token, l.inbox, options.heartbeat_interval, options.heartbeat_misses);
+      l.watch->attach(c);
+      subscribe(l.inbox + ".*", nullptr, &detail::link::on_reply, &l, &l.inbox_sub, true);
+      subscribe(l.prefix + ".node.hb.*", nullptr, &detail::link::on_beat, &l, &l.beat_sub);
+      subscribe(l.prefix + ".down.>", nullptr, &detail::link::on_notice, &l, &l.notice_sub);
+      l.watch->on_tick = [w = std::weak_ptr<detail::link>(link_)] {
+        // Drops of a consumer that stayed slow raise no new nats.c error: look every tick.
+        if (auto l = w.lock();
+            l && !l->closing.load(std::memory_order_acquire) && l->drops_unreported()) {
+          detail::inbound in;
+          in.what = detail::inbound::kind::slow;
+          l->hand_over(std::move(in));
+        }
+      };
+      l.watch->tick();  // the first beat now, then every interval
+      detail::watch_tick::arm(l.core, l.watch, options.heartbeat_interval);
     } catch (...) {
       close();
       throw;
@@ -131,9 +179,10 @@ class node {
   // Serves the local actor `target` under `name` for the message types Ms (each must be a
   // message A handles and have a wire name: checked at compile time). Asks of a type A replies to
   // are answered. Throws error(invalid_subject) for a name that is not one subject token
-  // sequence, error(disconnected) if the node is closed or the subscription fails.
+  // sequence, error(disconnected) if the node is closed or the subscription fails. The returned
+  // binding undoes it (close()); dropping it does not.
   template <class... Ms, Actor A>
-  void expose(std::string_view name, const ref<A>& target) {
+  binding expose(std::string_view name, const ref<A>& target) {
     static_assert(sizeof...(Ms) > 0,
                   "troupe::nats::node::expose<M...>(name, ref): list the message types to serve");
     static_assert((detail::actor_serves_message<A, Ms>::value && ...),
@@ -157,12 +206,17 @@ class node {
          wire_name_of<Ms>(),
          detail::exposure::entry{codec_id_of<Ms>(), wire_name_of<Ms>(), &detail::forward<A, Ms>}),
      ...);
+    x->monitor_id = l.core->next_monitor_id();
     detail::exposure* raw = x.get();
     {
       std::lock_guard lock(l.mutex);
       l.exposures.push_back(std::move(x));
     }
-    subscribe(raw->subject, raw->subject.c_str(), &detail::link::on_exposed, raw, &raw->sub);
+    l.watch_exposed(*raw);
+    subscribe(raw->subject, raw->subject.c_str(), &detail::link::on_exposed, raw, &raw->sub, true);
+    subscribe(l.prefix + ".watch." + raw->name, raw->subject.c_str(), &detail::link::on_watch, raw,
+              &raw->watch_sub);
+    return binding(link_, raw, nullptr);
   }
 
   // Topics across processes, (1) in: events of type E that other processes publish (node::publish)
@@ -170,9 +224,10 @@ class node {
   // on the same subject, to its local subscribers. This node's own publishes are not echoed
   // back (they were delivered locally already). Bridge a pattern once: overlapping bridges
   // deliver twice. An event of another type on the pattern is a dead letter (unknown_type).
-  // Throws error(invalid_subject) for a malformed pattern, error(disconnected) once closed.
+  // Throws error(invalid_subject) for a malformed pattern, error(disconnected) once closed. The
+  // returned binding undoes it (close()).
   template <class E>
-  void bridge(std::string_view pattern) {
+  binding bridge(std::string_view pattern) {
     static_assert(troupe::detail::type_has_a_wire_name<E>::value,
                   "troupe::nats::node::bridge<E>: the event type has no wire name (see codec.hpp)");
     check_name(pattern, true);
@@ -180,7 +235,7 @@ class node {
     t->owner = link_.get();
     t->subject = link_->prefix + ".topic." + std::string(pattern);
     t->forward = &detail::bridge_event<E>;
-    add_topic_sub(std::move(t), nullptr);
+    return add_topic_sub(std::move(t), nullptr);
   }
 
   // Topics across processes, (2) out: publishes `event` on `subject` to this runtime's local
@@ -218,9 +273,10 @@ class node {
   // A consumer group spanning processes: `member` joins the NATS queue group `g` on `pattern`;
   // each event published (node::publish, any process) on a matching subject reaches exactly one
   // member of the group across all processes, this one included. Compiles only if A has
-  // on(const E&). Throws error(invalid_subject), error(invalid_ref), error(disconnected).
+  // on(const E&). Throws error(invalid_subject), error(invalid_ref), error(disconnected). The
+  // returned binding takes the member out of the group (close()).
   template <class E, Actor A>
-  void subscribe(std::string_view pattern, const ref<A>& member, const group& g) {
+  binding subscribe(std::string_view pattern, const ref<A>& member, const group& g) {
     static_assert(troupe::detail::actor_has_handler_for_event<A, E>::value,
                   "troupe::nats::node::subscribe<E>: the actor has no on(const E&) handler");
     static_assert(troupe::detail::type_has_a_wire_name<E>::value,
@@ -238,7 +294,7 @@ class node {
     t->typed_target = typed;
     t->destroy_target = [typed] { delete typed; };
     const std::string queue = link_->prefix + ".group." + g.name;
-    add_topic_sub(std::move(t), queue.c_str());
+    return add_topic_sub(std::move(t), queue.c_str());
   }
 
   // A handle on the actor another process exposes as `name`, typed by the interface I: the
@@ -256,17 +312,34 @@ class node {
   void close() noexcept {
     detail::link& l = *link_;
     if (l.closing.exchange(true, std::memory_order_acq_rel)) return;
+    if (l.watch) l.watch->close("the node was closed");  // every monitor of a remote actor
     if (l.conn != nullptr) {
       std::vector<natsSubscription*> subs;
+      std::vector<std::string> exposed;
       {
         std::lock_guard lock(l.mutex);
-        if (l.inbox_sub != nullptr) subs.push_back(l.inbox_sub);
+        for (natsSubscription* s : {l.inbox_sub, l.beat_sub, l.notice_sub}) {
+          if (s != nullptr) subs.push_back(s);
+        }
         for (auto& x : l.exposures) {
           if (x->sub != nullptr) subs.push_back(x->sub);
+          if (x->watch_sub != nullptr) subs.push_back(x->watch_sub);
+          if (!x->unbound) exposed.push_back(x->name);
         }
         for (auto& t : l.topic_subs) {
           if (t->sub != nullptr) subs.push_back(t->sub);
         }
+      }
+      // Watchers of what this node exposes hear it now rather than when the heartbeats stop.
+      for (const std::string& name : exposed) {
+        const std::string reason = "unreachable";
+        detail::publish_control(l.conn, l.prefix + ".down." + name, nullptr, "its node closed",
+                                {{detail::h_node, &l.watch->token()}, {detail::h_down, &reason}});
+      }
+      l.sweep_drops();  // the last drops, while the subscriptions can still tell
+      {
+        std::lock_guard lock(l.slow_mutex);
+        l.subs_gone = true;
       }
       for (natsSubscription* s : subs) natsSubscription_Unsubscribe(s);
       natsConnection_Close(l.conn);
@@ -277,7 +350,10 @@ class node {
       for (natsSubscription* s : subs) natsSubscription_Destroy(s);
     }
     l.fail_pending(errc::disconnected, "the node was closed");
-    if (l.agent_ref) l.agent_ref.stop();
+    if (l.agent_ref) {
+      l.unwatch_exposed();
+      l.agent_ref.stop();
+    }
   }
 
   // What crossed the wire so far (see wire_counters). Thread-safe.
@@ -286,7 +362,8 @@ class node {
     auto v = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
     return {v(l.c_sent),        v(l.c_received),   v(l.c_delivered),  v(l.c_dead),
             v(l.c_rejected),    v(l.c_encode),     v(l.c_decode),     v(l.c_late),
-            v(l.c_disconnects), v(l.c_reconnects), v(l.c_events_out), v(l.c_events_in)};
+            v(l.c_disconnects), v(l.c_reconnects), v(l.c_events_out), v(l.c_events_in),
+            v(l.c_slow)};
   }
 
   // True while connected to a server (false while reconnecting and once closed).
@@ -330,18 +407,20 @@ class node {
     }
   }
 
-  void add_topic_sub(std::unique_ptr<detail::topic_sub> t, const char* queue) {
+  binding add_topic_sub(std::unique_ptr<detail::topic_sub> t, const char* queue) {
     detail::link& l = *link_;
     detail::topic_sub* raw = t.get();
     {
       std::lock_guard lock(l.mutex);
       l.topic_subs.push_back(std::move(t));
     }
-    subscribe(raw->subject, queue, &detail::link::on_event, raw, &raw->sub);
+    subscribe(raw->subject, queue, &detail::link::on_event, raw, &raw->sub, true);
+    return binding(link_, nullptr, raw);
   }
 
+  // `user`: a subscription of user traffic, under the pending limits of node_options.
   void subscribe(const std::string& subject, const char* queue, natsMsgHandler handler,
-                 void* closure, natsSubscription** out) {
+                 void* closure, natsSubscription** out, bool user = false) {
     detail::link& l = *link_;
     if (l.closing.load(std::memory_order_acquire)) {
       throw error(errc::disconnected, "the node is closed");
@@ -351,6 +430,11 @@ class node {
         queue != nullptr
             ? natsConnection_QueueSubscribe(&sub, l.conn, subject.c_str(), queue, handler, closure)
             : natsConnection_Subscribe(&sub, l.conn, subject.c_str(), handler, closure);
+    if (s == NATS_OK && user && (l.pending_messages != 0 || l.pending_bytes != 0)) {
+      s = natsSubscription_SetPendingLimits(
+          sub, l.pending_messages != 0 ? l.pending_messages : 65536,
+          l.pending_bytes != 0 ? l.pending_bytes : 64 * 1024 * 1024);
+    }
     if (s == NATS_OK) {
       l.expect_callback();
       s = natsSubscription_SetOnCompleteCB(sub, &detail::link::on_sub_complete, &l);

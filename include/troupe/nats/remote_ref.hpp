@@ -67,6 +67,30 @@ class remote_ref {
     return ask_impl(std::forward<M>(message), timeout, false);
   }
 
+  // Death watch across processes: `ctx`'s actor (it needs an on(troupe::down) handler: else
+  // error(no_down_handler)) receives one troupe::down with this handle's monitor id: reason
+  // normal, failed or shutdown when the remote actor stopped (its node says so), unreachable
+  // when its node misses heartbeats (see node_options), nobody exposes the name, or this node
+  // closes. `who` is empty; `detail` names the actor and says why. Call it from ctx's actor.
+  troupe::monitor_handle monitor(context& ctx) const {
+    detail::link& l = get();
+    troupe::detail::actor_cell& self = troupe::detail::cell_of(ctx);
+    if (!self.ops()->handles_down) {
+      throw error(errc::no_down_handler, std::string(self.ops()->type_name) +
+                                             " monitors a remote actor but has no "
+                                             "on(troupe::down) handler");
+    }
+    if (self.core() != l.core) {
+      throw error(errc::invalid_ref, "monitor() from an actor of another runtime than the node's");
+    }
+    return troupe::monitor_handle{address{},
+                                  l.watch->watch(&self, subject_.substr(l.prefix.size() + 7))};
+  }
+  // Cancels a monitor; false if its down was already sent (it still arrives). Any thread.
+  bool demonitor(const troupe::monitor_handle& handle) const {
+    return get().watch->unwatch(handle.id);
+  }
+
   // The subject this handle sends to.
   [[nodiscard]] const std::string& subject() const noexcept { return subject_; }
   explicit operator bool() const noexcept { return static_cast<bool>(link_); }

@@ -74,8 +74,11 @@ void send_reply(link& l, const std::string& to, const std::string& corr, result<
                  {h_corr, corr}});
       return;
     }
-    const natsStatus s = l.publish(to, nullptr, wire_name_of<R>(), codec_id_of<R>(), bytes,
-                                   {{h_status, "ok"}, {h_corr, corr}});
+    const natsStatus s =
+        l.publish(to, nullptr, wire_name_of<R>(), codec_id_of<R>(), bytes,
+                  {{h_status, "ok"},
+                   {h_corr, corr},
+                   {h_cause, std::to_string(troupe::detail::this_thread_identity.message)}});
     if (s == NATS_MAX_PAYLOAD) {
       l.publish(to, nullptr, "troupe.error", "none",
                 "a " + std::to_string(bytes.size()) + "-byte reply exceeds the server's limit",

@@ -31,6 +31,7 @@
 
 #include <troupe/codec.hpp>
 #include <troupe/codec_msgpack.hpp>
+#include <troupe/nats/detail/watch.hpp>
 #include <troupe/runtime.hpp>
 
 namespace troupe::nats {
@@ -80,6 +81,10 @@ struct wire_counters {
   std::uint64_t reconnects = 0;        // reconnections
   std::uint64_t events_published = 0;  // topic events published to NATS (node::publish)
   std::uint64_t events_received = 0;   // of `received`: topic events (bridges, queue groups)
+  // Messages nats.c dropped before they reached the node: a subscription's pending limit was
+  // exceeded (node_options::pending_limit_*), a slow consumer. Each is also a dead letter
+  // (slow_consumer) in this runtime. Summed over processes: sent = received + these (+ lost).
+  std::uint64_t slow_consumer_drops = 0;
 };
 
 namespace detail {
@@ -142,7 +147,7 @@ struct link;
 
 // A message from nats.c, handed to the agent.
 struct inbound {
-  enum class kind : std::uint8_t { exposed, reply, state, event };
+  enum class kind : std::uint8_t { exposed, reply, state, event, slow };
   kind what = kind::exposed;
   msg_ptr msg;
   void* target = nullptr;  // kind::exposed: the exposure; kind::event: the topic_sub
@@ -165,6 +170,15 @@ struct exposure {
   std::function<void()> destroy_target;
   std::unordered_map<std::string_view, entry> entries;
   natsSubscription* sub = nullptr;
+  std::int64_t dropped_reported = 0;      // of sub's drops (slow consumer), guarded by slow_mutex
+  natsSubscription* watch_sub = nullptr;  // <prefix>.watch.<name>: death watch requests
+  // The node's agent monitors the target (monitor id); once it stopped, how (guarded by
+  // the link's watch_mutex).
+  std::uint64_t monitor_id = 0;
+  bool unbound = false;  // binding::close() (guarded by the link's mutex)
+  bool stopped = false;
+  down_reason reason = down_reason::normal;
+  std::string detail;
   ~exposure() {
     if (destroy_target) destroy_target();
   }
@@ -181,6 +195,8 @@ struct topic_sub {
   void* typed_target = nullptr;  // ...as its ref<A> (heap)
   std::function<void()> destroy_target;
   natsSubscription* sub = nullptr;
+  std::int64_t dropped_reported = 0;  // of sub's drops (slow consumer), guarded by slow_mutex
+  bool unbound = false;               // binding::close() (guarded by the link's mutex)
   ~topic_sub() {
     if (destroy_target) destroy_target();
   }
@@ -197,6 +213,8 @@ class agent {
  public:
   explicit agent(std::shared_ptr<link> l) noexcept : link_(std::move(l)) {}
   void on(inbound in) { handle(in); }
+  // An exposed actor stopped: answer watch requests so from now on, and tell the watchers.
+  inline void on(const troupe::down& d);
 
  private:
   inline void handle(inbound& in);
@@ -210,17 +228,29 @@ struct link {
   troupe::ref<agent> agent_ref;
   natsConnection* conn = nullptr;
   natsSubscription* inbox_sub = nullptr;
+  natsSubscription* beat_sub = nullptr;    // <prefix>.node.hb.*: heartbeats (death watch)
+  natsSubscription* notice_sub = nullptr;  // <prefix>.down.>: exposed actors that stopped
+  std::shared_ptr<watch_table> watch;      // this node's monitors of remote actors
+  std::mutex watch_mutex;                  // the exposures' stopped state
+  // Slow consumers: the drops reported so far per subscription; subs_gone once close() is about
+  // to destroy the subscriptions (no more looking at them).
+  std::mutex slow_mutex;
+  std::int64_t inbox_dropped_reported = 0;
+  bool subs_gone = false;
   std::string name;
   std::string id;  // unique per node: the troupe-from header ("<name>/<inbox id>")
   std::string prefix;
   std::string inbox;
   std::size_t max_bytes = 0;  // 0: the server's max payload
   std::function<void(connection_state)> on_state;
+  std::function<void(std::string_view, std::uint64_t)> on_slow_consumer;
+  int pending_messages = 0;  // per user subscription; 0: nats.c's default
+  int pending_bytes = 0;
 
   std::atomic<bool> closing{false};
   std::atomic<std::uint64_t> c_sent{0}, c_received{0}, c_delivered{0}, c_dead{0}, c_rejected{0},
       c_encode{0}, c_decode{0}, c_late{0}, c_disconnects{0}, c_reconnects{0}, c_events_out{0},
-      c_events_in{0};
+      c_events_in{0}, c_slow{0};
 
   std::mutex mutex;  // pending, exposures
   std::unordered_map<std::uint64_t, pending_ask> pending;
@@ -286,6 +316,116 @@ struct link {
     return s;
   }
 
+  // Death watch of an exposed actor by the agent (so that watch requests can be answered and
+  // watchers told when it stops); as context::monitor, from any thread.
+  void watch_exposed(exposure& x) {
+    troupe::detail::actor_cell* me = troupe::detail::access::cell_of(agent_ref);
+    troupe::detail::actor_cell* watched = troupe::detail::access::cell_of(x.target);
+    bool already = false;
+    troupe::detail::stop_cause cause = troupe::detail::stop_cause::none;
+    std::string text;
+    {
+      std::lock_guard lock(troupe::detail::runtime_core::monitor_lock(watched));
+      if (watched->sealed_) {
+        already = true;
+        cause = watched->exit_cause_;
+        if (watched->watch_ != nullptr) text = watched->watch_->failure;
+      } else {
+        if (watched->watch_ == nullptr) watched->watch_ = new troupe::detail::watch_state;
+        watched->watch_->entries.push_back({me, x.monitor_id});
+        me->retain();
+      }
+    }
+    if (already) core->deliver_down(me, watched, cause, text, x.monitor_id);
+  }
+  // Undoes watch_exposed for every exposure (close()): the agent stops before them.
+  void unwatch_exposed() noexcept {
+    troupe::detail::actor_cell* me = troupe::detail::access::cell_of(agent_ref);
+    std::lock_guard guard(mutex);
+    for (auto& x : exposures) {
+      troupe::detail::actor_cell* watched = troupe::detail::access::cell_of(x->target);
+      if (watched == nullptr || x->monitor_id == 0) continue;
+      std::lock_guard lock(troupe::detail::runtime_core::monitor_lock(watched));
+      if (watched->watch_ == nullptr) continue;
+      auto& entries = watched->watch_->entries;
+      for (auto it = entries.begin(); it != entries.end(); ++it) {
+        if (it->watcher == me && it->id == x->monitor_id) {
+          entries.erase(it);
+          me->release();  // not the last: the agent still runs
+          break;
+        }
+      }
+    }
+  }
+
+  // ---- slow consumers ---------------------------------------------------------------------
+
+  struct drop_report {
+    std::string subject;
+    std::uint64_t dropped;
+    address target;
+  };
+  // Calls f(sub, reported, subject, target) for each subscription of user traffic; slow_mutex
+  // held by the caller.
+  template <class F>
+  void for_each_user_sub(F f) {
+    std::lock_guard lock(mutex);
+    if (inbox_sub != nullptr) f(inbox_sub, inbox_dropped_reported, inbox, address{});
+    for (auto& x : exposures) {
+      if (x->sub != nullptr) f(x->sub, x->dropped_reported, x->subject, x->target);
+    }
+    for (auto& t : topic_subs) {
+      if (t->sub != nullptr) f(t->sub, t->dropped_reported, t->subject, t->target);
+    }
+  }
+  // True if nats.c dropped messages not reported yet (any thread; cheap).
+  bool drops_unreported() noexcept {
+    std::lock_guard lock(slow_mutex);
+    if (subs_gone) return false;
+    bool any = false;
+    for_each_user_sub(
+        [&](natsSubscription* s, std::int64_t& reported, const std::string&, const address&) {
+          std::int64_t dropped = 0;
+          if (natsSubscription_GetDropped(s, &dropped) == NATS_OK && dropped > reported) any = true;
+        });
+    return any;
+  }
+  // Counts, dead-letters and reports what nats.c dropped since the last sweep: on the agent's
+  // worker, or in close() (the user's thread) for the last ones.
+  void sweep_drops() noexcept {
+    std::vector<drop_report> found;
+    try {
+      std::lock_guard lock(slow_mutex);
+      if (subs_gone) return;
+      for_each_user_sub([&](natsSubscription* s, std::int64_t& reported, const std::string& subject,
+                            const address& target) {
+        std::int64_t dropped = 0;
+        if (natsSubscription_GetDropped(s, &dropped) != NATS_OK || dropped <= reported) return;
+        found.push_back({subject, static_cast<std::uint64_t>(dropped - reported), target});
+        reported = dropped;
+      });
+    } catch (...) {  // out of memory: the next sweep reports them
+    }
+    for (const drop_report& r : found) {
+      c_slow.fetch_add(r.dropped, std::memory_order_relaxed);
+      std::string why;
+      try {
+        why = "nats.c dropped it: the subscription to " + r.subject +
+              " exceeded its pending limit (a slow consumer)";
+      } catch (...) {
+      }
+      for (std::uint64_t i = 0; i < r.dropped; ++i) {
+        dead_letter(r.target, "troupe.nats.message", dead_letter_reason::slow_consumer, 0, why);
+      }
+      if (on_slow_consumer) {
+        try {
+          on_slow_consumer(r.subject, r.dropped);
+        } catch (...) {  // a throwing hook must not take the bridge down
+        }
+      }
+    }
+  }
+
   // Fails every pending ask (the connection dropped or the node closes).
   void fail_pending(errc code, const std::string& why) noexcept {
     std::unordered_map<std::uint64_t, pending_ask> taken;
@@ -326,6 +466,31 @@ struct link {
     }
   }
 
+  // With tracing or metrics on, a message from the wire is queued for the agent as if sent by
+  // the handler that sent it in the other process (its troupe-cause header: ids are unique
+  // across processes, see node's constructor), so that a trace hook follows the causal chain
+  // from process to process. Only the hand-over runs under that identity: no actor code.
+  void hand_over_caused(inbound in) noexcept {
+    if (!core->instrumented()) {
+      hand_over(std::move(in));
+      return;
+    }
+    std::uint64_t cause = 0;
+    for (char c : header(in.msg.get(), h_cause)) {
+      cause = (c >= '0' && c <= '9') ? cause * 10 + static_cast<std::uint64_t>(c - '0') : 0;
+    }
+    troupe::detail::thread_identity& id = troupe::detail::this_thread_identity;
+    if (cause == 0 || id.core != nullptr) {  // (a nats.c thread has no identity of its own)
+      hand_over(std::move(in));
+      return;
+    }
+    id.core = core;
+    id.message = cause;
+    hand_over(std::move(in));
+    id.core = nullptr;
+    id.message = 0;
+  }
+
   static void on_exposed(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
     auto* x = static_cast<exposure*>(closure);
     link* self = x->owner;
@@ -333,7 +498,7 @@ struct link {
     in.what = inbound::kind::exposed;
     in.msg.reset(m);
     in.target = x;
-    self->hand_over(std::move(in));
+    self->hand_over_caused(std::move(in));
   }
   static void on_event(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
     auto* t = static_cast<topic_sub*>(closure);
@@ -341,15 +506,60 @@ struct link {
     in.what = inbound::kind::event;
     in.msg.reset(m);
     in.target = t;
-    t->owner->hand_over(std::move(in));
+    t->owner->hand_over_caused(std::move(in));
   }
   static void on_reply(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
     auto* self = static_cast<link*>(closure);
+    if (const char* subject = natsMsg_GetSubject(m); subject != nullptr) {
+      // "<inbox>.w<id>": the answer to a watch request, handled here (no actor code runs).
+      const std::string_view s(subject);
+      if (s.size() > self->inbox.size() + 2 && s[self->inbox.size() + 1] == 'w') {
+        std::uint64_t id = 0;
+        for (char c : s.substr(self->inbox.size() + 2)) {
+          id = (c >= '0' && c <= '9') ? id * 10 + static_cast<std::uint64_t>(c - '0') : 0;
+        }
+        self->watch->answered(id, m);
+        natsMsg_Destroy(m);
+        return;
+      }
+    }
     inbound in;
     in.what = inbound::kind::reply;
     in.msg.reset(m);
-    self->hand_over(std::move(in));
+    self->hand_over_caused(std::move(in));
   }
+  // A watch request for an exposed actor: answered here, from the exposure's state.
+  static void on_watch(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
+    msg_ptr owned(m);
+    auto* x = static_cast<exposure*>(closure);
+    link& l = *x->owner;
+    const char* reply = natsMsg_GetReply(m);
+    if (reply == nullptr || *reply == '\0') return;
+    try {
+      std::string state = "alive";
+      std::string detail;
+      {
+        std::lock_guard lock(l.watch_mutex);
+        if (x->stopped) {
+          state = std::string(to_string(x->reason));
+          detail = x->detail;
+        }
+      }
+      publish_control(
+          l.conn, reply, nullptr, detail,
+          {{h_node, &l.watch->token()}, {h_beat, &l.watch->interval_text()}, {h_down, &state}});
+    } catch (...) {  // out of memory: the watcher's request goes unanswered, and it says so
+    }
+  }
+  static void on_beat(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
+    static_cast<link*>(closure)->watch->heard(m);
+    natsMsg_Destroy(m);
+  }
+  static void on_notice(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
+    static_cast<link*>(closure)->watch->noticed(m);
+    natsMsg_Destroy(m);
+  }
+
   static void on_state_change(link* self, connection_state s) noexcept {
     if (s == connection_state::disconnected) bump(self->c_disconnects);
     if (s == connection_state::reconnected) bump(self->c_reconnects);
@@ -361,6 +571,15 @@ struct link {
       // usual path is the agent's handler.
       if (self->closing.load(std::memory_order_acquire)) return;
     }
+    self->hand_over(std::move(in));
+  }
+  // nats.c's asynchronous errors: a slow consumer is swept on the agent's worker.
+  static void on_async_error(natsConnection*, natsSubscription*, natsStatus err,
+                             void* closure) noexcept {
+    auto* self = static_cast<link*>(closure);
+    if (err != NATS_SLOW_CONSUMER || self->closing.load(std::memory_order_acquire)) return;
+    inbound in;
+    in.what = inbound::kind::slow;
     self->hand_over(std::move(in));
   }
   static void on_disconnected(natsConnection*, void* closure) noexcept {
@@ -388,9 +607,36 @@ struct link {
 
 // ---- the agent's handler: on a troupe worker ---------------------------------------------------
 
+inline void agent::on(const troupe::down& d) {
+  link& l = *link_;
+  std::vector<exposure*> hit;
+  {
+    std::lock_guard lock(l.mutex);
+    for (auto& x : l.exposures) {
+      if (x->monitor_id == d.monitor_id) hit.push_back(x.get());
+    }
+  }
+  for (exposure* x : hit) {
+    {
+      std::lock_guard lock(l.watch_mutex);
+      x->stopped = true;
+      x->reason = d.reason;
+      x->detail = d.detail;
+    }
+    const std::string reason(to_string(d.reason));
+    if (!l.closing.load(std::memory_order_acquire)) {
+      publish_control(l.conn, l.prefix + ".down." + x->name, nullptr, d.detail,
+                      {{h_node, &l.watch->token()}, {h_down, &reason}});
+    }
+  }
+}
+
 inline void agent::handle(inbound& in) {
   link& l = *link_;
   switch (in.what) {
+    case inbound::kind::slow:
+      l.sweep_drops();
+      return;
     case inbound::kind::state:
       if (in.state == connection_state::disconnected) {
         l.fail_pending(errc::disconnected, "the connection to the NATS server dropped");
