@@ -851,6 +851,7 @@ struct std::hash<troupe::address> {
 namespace troupe::detail {
 
 class timer_task;
+class driver;
 
 // Completion is a claim (one CAS from pending: the winner alone writes the result), then a
 // publish (an exchange to done; a futex notify only if a thread sleeps in wait()), then the
@@ -936,6 +937,12 @@ class reply_slot_base {
   }
   // The target's handler took a troupe::promise for this ask.
   void mark_promised() noexcept { state_.fetch_or(promised, std::memory_order_seq_cst); }
+  // The reply no longer depends on the target's handler: a promise holds it (mark_promised), or
+  // a simulated network does (delayed or lost; ask_path.hpp). relaxed: read on the thread that
+  // set it (the request envelope's destructor, after the handler).
+  [[nodiscard]] bool handed_off() const noexcept {
+    return (state_.load(std::memory_order_relaxed) & promised) != 0;
+  }
 
   // Pending timeout task; read and written only under the timer service's lock.
   timer_task* timer_ = nullptr;
@@ -1010,6 +1017,8 @@ class reply_slot final : public reply_slot_base {
   // Delivers the reply unless the ask already completed (timed out, say): then the late reply
   // is dead-lettered as expired. Any thread. Counted as a message either way.
   inline bool deliver(R&& value) noexcept;
+  // deliver() past the simulation's network (or without one): completes now.
+  inline bool complete(R&& value) noexcept;
 
   // Consumer side, after done(): the value, or the error rethrown.
   R take() {
@@ -1018,6 +1027,7 @@ class reply_slot final : public reply_slot_base {
   }
 
  private:
+  [[gnu::noinline]] inline bool deliver_through(driver* d, R&& value) noexcept;
   std::optional<R> value_;
 };
 
@@ -1478,6 +1488,7 @@ constexpr envelope* (*clone_of())(const envelope&) {
 #include <array>
 #include <bit>
 #include <cmath>
+#include <concepts>
 #include <limits>
 
 namespace troupe {
@@ -1522,6 +1533,12 @@ class latency_histogram {
     record(value.count() < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(value.count()));
   }
   void record(std::uint64_t ns) noexcept { record_n(ns, 1); }
+  // A signed count of nanoseconds (say, the difference of two timestamps): negative counts as 0,
+  // as for durations, rather than turning into 2^64 - n.
+  template <std::signed_integral Int>
+  void record(Int ns) noexcept {
+    record_n(ns < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(ns), 1);
+  }
 
   // Records `n` occurrences of the same value at once.
   void record_n(std::uint64_t ns, std::uint64_t n) noexcept {
@@ -2068,6 +2085,9 @@ enum class down_reason {
   normal,    // stopped on request (ctx.stop(), address::stop())
   failed,    // an exception escaped a handler, on_start or on_stop
   shutdown,  // the runtime shut down
+  // Death watch across processes (troupe/nats): the actor's node fell silent (missed
+  // heartbeats), nobody exposes the name, or this node closed. It may still be running.
+  unreachable,
 };
 
 // A short English name of the reason.
@@ -2079,16 +2099,19 @@ enum class down_reason {
       return "failed";
     case down_reason::shutdown:
       return "shutdown";
+    case down_reason::unreachable:
+      return "unreachable";
   }
   return "unknown";
 }
 
 // The message a monitoring actor receives once, when the monitored actor stops.
 struct down {
-  // The actor that stopped.
+  // The actor that stopped; empty for a remote actor (troupe/nats: detail names it).
   address who;
   down_reason reason = down_reason::normal;
-  std::string detail;  // the failure's text for down_reason::failed
+  std::string detail;  // the failure's text for down_reason::failed; for a remote actor, which
+                       // one and why
   // The id of the monitor_handle this answers.
   std::uint64_t monitor_id = 0;
 };
@@ -2546,6 +2569,16 @@ class driver {
   // The send path hands it every counted message before queuing it: it queues it
   // (runtime_core::enqueue), delays, duplicates or drops it, and consumes it in any case.
   virtual bool intercept(actor_cell* target, envelope* e) noexcept = 0;
+
+  // What the network does to a reply of type `type` that the calling thread's actor sends to
+  // `asker` (reply_slot::deliver asks before completing an ask): lose it, delay it, or deliver
+  // a duplicate too (which finds the ask complete: an expired dead letter).
+  struct reply_fate {
+    bool drop = false;
+    bool duplicate = false;
+    std::chrono::nanoseconds delay{0};
+  };
+  virtual reply_fate reply_fault(const actor_cell* asker, std::string_view type) noexcept = 0;
 };
 
 }  // namespace troupe::detail
@@ -3012,21 +3045,42 @@ struct retained_log {
   std::uint64_t next = 0;                          // guarded by mutex
 };
 
+// What a subscription that feeds something other than an actor hands its events to (a keyed
+// queue's topic feed, troupe/keyed.hpp). take() runs on the publishing thread; it may throw,
+// and the publish then throws.
+struct event_sink {
+  virtual ~event_sink() = default;
+  // Takes `event` (of the subscription's event type); false if it was not accepted.
+  virtual bool take(const std::shared_ptr<const void>& event, std::uint64_t offset) = 0;
+};
+
 // One subscription. Shared between the trie and the subscription handle, so that a publish
 // that matched it can finish delivering after it was removed.
 struct subscriber_entry {
-  // Queues `event` (offset: its place in a retained log, or no_offset) for `target`.
-  using deliver_fn = bool (*)(actor_cell* target, const std::shared_ptr<const void>& event,
-                              std::uint64_t offset);
+  // Queues `event` (offset: its place in a retained log, or no_offset) for the entry's actor
+  // (or hands it to its sink).
+  using deliver_fn = bool (*)(const subscriber_entry& entry,
+                              const std::shared_ptr<const void>& event, std::uint64_t offset);
 
   subscriber_entry(actor_cell* c, const void* type, deliver_fn d, std::string g,
                    std::string p) noexcept
       : cell(c), event_type(type), deliver(d), group(std::move(g)), pattern(std::move(p)) {}
+  // A subscription feeding `s` (never in a group).
+  subscriber_entry(runtime_core* c, std::shared_ptr<event_sink> s, const void* type, deliver_fn d,
+                   std::string p) noexcept
+      : cell(nullptr),
+        sink_core(c),
+        sink(std::move(s)),
+        event_type(type),
+        deliver(d),
+        pattern(std::move(p)) {}
   subscriber_entry(const subscriber_entry&) = delete;
   subscriber_entry& operator=(const subscriber_entry&) = delete;
   inline ~subscriber_entry();
 
-  actor_cell* cell;  // retained
+  actor_cell* cell;                   // retained; null for a sink's subscription
+  runtime_core* sink_core = nullptr;  // a sink's subscription: the runtime it is registered in
+  std::shared_ptr<event_sink> sink;   // a sink's subscription: what takes the events
   const void* event_type;
   deliver_fn deliver;
   std::string group;  // empty: every event; otherwise one member of the group per event
@@ -4012,9 +4066,14 @@ class runtime_core {
       e->destroy();
       return false;
     }
-    if (instrumented_) [[unlikely]]
-      on_queued(target, e);
-    if (target->ops()->mailbox.overflow == overflow::drop_oldest) return post_held(target, e, true);
+    if (target->ops()->mailbox.overflow == overflow::drop_oldest) {
+      if (instrumented_) [[unlikely]]
+        on_queued(target, e);
+      return post_held(target, e, true);
+    }
+    // As post(): a simulation's driver sees it (its node's faults, its seeded schedule).
+    if (hooked_) [[unlikely]]
+      return post_hooked(target, e);
     return enqueue(target, e);
   }
 
@@ -4210,6 +4269,17 @@ class runtime_core {
   // ---- metrics and tracing (runtime_options::metrics, ::trace) ----
 
   [[nodiscard]] bool instrumented() const noexcept { return instrumented_; }
+
+  // Metrics and trace time, read only when they are on: the runtime's clock in nanoseconds
+  // under a simulation (virtual time, so that a run's latencies are a function of its seed),
+  // steady_clock otherwise (read directly: no virtual call on a threaded runtime).
+  [[nodiscard]] std::int64_t stamp() const noexcept {
+    if (driver_ != nullptr) [[unlikely]] {
+      return std::chrono::duration_cast<std::chrono::nanoseconds>(timers_->now().time_since_epoch())
+          .count();
+    }
+    return metrics_now();
+  }
   [[nodiscard]] bool metrics_on() const noexcept { return metrics_on_; }
 
   // The histograms of `cell`'s actor type x `ops`'s message type; null if the table is full.
@@ -4219,7 +4289,7 @@ class runtime_core {
 
   // A message is about to be queued: give it an id, its causation and its time.
   [[gnu::noinline]] void on_queued(actor_cell* target, envelope* e) noexcept {
-    e->queued = metrics_now();
+    e->queued = stamp();
     if (e->correlation == 0) e->correlation = next_correlation();
     const thread_identity& id = this_thread_identity;
     e->causation = id.core == this ? id.message : 0;
@@ -4243,7 +4313,7 @@ class runtime_core {
   // A worker took `e` from `cell`'s mailbox and its handler starts now. Returns the pair's
   // histograms (null without metrics), for on_handler_end on the same thread.
   [[gnu::noinline]] message_stats* on_handler_start(actor_cell* cell, envelope* e) noexcept {
-    const std::int64_t now = metrics_now();
+    const std::int64_t now = stamp();
     e->started = now;
     message_stats* m = nullptr;
     if (metrics_on_) {
@@ -4263,7 +4333,7 @@ class runtime_core {
   // on_handler_start returned, or null to look it up (a task handler may end on another worker).
   [[gnu::noinline]] void on_handler_end(actor_cell* cell, envelope* e, bool failed,
                                         message_stats* m = nullptr) noexcept {
-    const std::int64_t now = metrics_now();
+    const std::int64_t now = stamp();
     if (metrics_on_) {
       if (m == nullptr) m = stats_for(cell, e->ops);
       if (m != nullptr) {
@@ -4290,7 +4360,7 @@ class runtime_core {
 
   void record_round_trip(std::size_t entry, std::int64_t asked) noexcept {
     if (message_stats* m = message_stats_->at(entry)) {
-      m->ask_round_trip.record(elapsed_ns(asked, metrics_now()));
+      m->ask_round_trip.record(elapsed_ns(asked, stamp()));
     }
   }
 
@@ -4381,6 +4451,12 @@ class runtime_core {
 
   [[nodiscard]] std::uint64_t next_correlation() noexcept {
     return next_correlation_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Moves the id sequence (message and correlation ids) forward by `offset`: a NATS node gives
+  // its runtime a random range, so that ids stay unique across processes and a trace hook can
+  // follow causation from one process into another. Ids already given stay valid (smaller).
+  void advance_ids(std::uint64_t offset) noexcept {
+    next_correlation_.fetch_add(offset, std::memory_order_relaxed);
   }
 
   // Death watch registrations are rare: a few striped locks serve every actor.
@@ -5291,7 +5367,9 @@ struct ask_envelope final : envelope {
   ~ask_envelope() {
     // Every path completes the reply (or hands it to a promise) before this; the guard keeps
     // "an ask always completes" true even if one did not.
-    if (!promised && !slot->done()) slot->fail(errc::actor_stopped, "the request was discarded");
+    if (!promised && !slot->done() && !slot->handed_off()) {
+      slot->fail(errc::actor_stopped, "the request was discarded");
+    }
     slot->release();
   }
 
@@ -5535,8 +5613,83 @@ inline void reply_slot_base::fire() noexcept {
   }
 }
 
+// A reply held in flight by a simulation's network (driver::reply_fault): completes the ask
+// when it fires (or finds it expired); destroyed unfired (the simulation shut down), a dead
+// letter.
+template <class R>
+class delayed_reply_task final : public timer_task {
+ public:
+  delayed_reply_task(reply_slot<R>* slot, R&& value) : slot_(slot), value_(std::move(value)) {
+    slot_->retain();
+  }
+  ~delayed_reply_task() override {
+    if (value_.has_value()) {
+      runtime_core* rt = slot_->core();
+      counter_slot& counters = rt->counters_here();
+      counters.add(counters.sent);
+      rt->record_dead_letter(slot_->asker(), type_name<R>(), dead_letter_reason::shutdown,
+                             slot_->correlation(),
+                             "the simulation shut down with the reply in flight");
+    }
+    slot_->release();
+  }
+  void fire() noexcept override {
+    R value = std::move(*value_);
+    value_.reset();
+    slot_->complete(std::move(value));
+  }
+
+ private:
+  reply_slot<R>* slot_;
+  std::optional<R> value_;
+};
+
 template <class R>
 bool reply_slot<R>::deliver(R&& value) noexcept {
+  // A simulation's network sees replies between nodes: one load and branch otherwise.
+  if (driver* d = core()->current_driver(); d != nullptr) [[unlikely]] {
+    return deliver_through(d, std::move(value));
+  }
+  return complete(std::move(value));
+}
+
+template <class R>
+bool reply_slot<R>::deliver_through(driver* d, R&& value) noexcept {
+  const actor_cell* to = access::cell_of(asker());
+  if (to == nullptr) return complete(std::move(value));  // to outside any actor: never faulted
+  const driver::reply_fate fate = d->reply_fault(to, type_name<R>());
+  runtime_core* rt = core();
+  counter_slot& counters = rt->counters_here();
+  if (fate.drop || fate.delay > std::chrono::nanoseconds::zero()) {
+    mark_promised();  // in the network now: the request's envelope must not fail the ask
+  }
+  if (fate.drop) {
+    counters.add(counters.sent);
+    rt->record_dead_letter(asker(), type_name<R>(), dead_letter_reason::dropped, correlation(),
+                           "dropped by simulation");
+    return false;  // the asker times out, as over a network
+  }
+  if (fate.duplicate) {  // the copy finds the ask completed by the original
+    counters.add(counters.sent);
+    rt->record_dead_letter(asker(), type_name<R>(), dead_letter_reason::expired, correlation(),
+                           "a duplicate of the reply (simulation)");
+  }
+  if (fate.delay > std::chrono::nanoseconds::zero()) {
+    try {
+      auto task = std::make_unique<delayed_reply_task<R>>(this, std::move(value));
+      rt->timers().schedule(
+          deadline_after(rt->now(), std::chrono::duration_cast<clock::duration>(fate.delay)),
+          std::move(task));
+      return true;
+    } catch (...) {  // out of memory while faulting: deliver it now (value may be moved from)
+      return fail(errc::handler_failed, "the simulation could not hold the reply");
+    }
+  }
+  return complete(std::move(value));
+}
+
+template <class R>
+bool reply_slot<R>::complete(R&& value) noexcept {
   runtime_core* rt = core();
   counter_slot& counters = rt->counters_here();
   counters.add(counters.sent);  // a reply is a message
@@ -5970,7 +6123,10 @@ inline monitor_handle context::monitor(const address& target) {
     if (watched->sealed_) {
       already_stopped = true;
       cause = watched->exit_cause_;
-      if (watched->watch_ != nullptr) detail_text = watched->watch_->failure;
+      // The failure text may be left from an earlier failure the actor was restarted after.
+      if (cause == detail::stop_cause::failed && watched->watch_ != nullptr) {
+        detail_text = watched->watch_->failure;
+      }
     } else {
       if (watched->watch_ == nullptr) watched->watch_ = new detail::watch_state;
       watched->watch_->entries.push_back({&self, id});
@@ -6120,7 +6276,10 @@ inline void context::link(const address& other) {
     if (peer->sealed_) {
       already_stopped = true;
       cause = peer->exit_cause_;
-      if (peer->watch_ != nullptr) detail_text = peer->watch_->failure;
+      // The failure text may be left from an earlier failure the actor was restarted after.
+      if (cause == detail::stop_cause::failed && peer->watch_ != nullptr) {
+        detail_text = peer->watch_->failure;
+      }
     } else {
       if (self.watch_ == nullptr) self.watch_ = new detail::watch_state;
       for (const auto& e : self.watch_->entries) {
@@ -6511,8 +6670,6 @@ class work_queue {
 //   auto sub = rt.subscribe<order_placed>("orders.placed", auditor, troupe::replay::oldest());
 //   orders.window();                                                    // {first, next, capacity}
 
-#include <concepts>
-
 namespace troupe {
 
 // Names a consumer group: subscriptions with the same group share its events.
@@ -6606,6 +6763,12 @@ class retained_topic {
   detail::runtime_core* core_;
 };
 
+namespace detail {
+inline runtime_core* runtime_core_of(const subscriber_entry& e) noexcept {
+  return e.cell != nullptr ? e.cell->core() : e.sink_core;
+}
+}  // namespace detail
+
 // A live subscription; unsubscribes when destroyed. Move-only. unsubscribe() is thread-safe and
 // may race with publishes: once it returns no new publish reaches the subscriber (a delivery
 // already under way may still arrive).
@@ -6631,7 +6794,7 @@ class subscription {
   void unsubscribe() noexcept {
     if (!entry_) return;
     try {
-      entry_->cell->core()->topics().remove(entry_);
+      detail::runtime_core_of(*entry_)->topics().remove(entry_);
     } catch (...) {  // the pattern was validated when subscribing: cannot throw here
     }
     entry_.reset();
@@ -6713,6 +6876,15 @@ inline void require_running(runtime_core* core, std::string_view what, std::stri
               std::string(what) + " " + quote_subject(subject) + " after shutdown began");
 }
 
+// As require_running, for a publish: the refused event is a message, so it is counted as
+// rejected like a refused send or push (sent and rejected both grow: the accounting balances).
+inline void require_running_to_publish(runtime_core* core, std::string_view what,
+                                       std::string_view subject) {
+  if (core->accepting() || core->internal_thread()) return;
+  core->count_rejected_send();
+  require_running(core, what, subject);
+}
+
 template <class E>
 void destroy_event(envelope* e) noexcept {
   delete static_cast<event_envelope<E>*>(e);
@@ -6722,11 +6894,11 @@ template <class A, class E>
 inline constexpr envelope_ops event_ops{&invoke_event<A, E>, &destroy_event<E>, type_name<E>()};
 
 template <class A, class E>
-bool deliver_event(actor_cell* target, const std::shared_ptr<const void>& event,
+bool deliver_event(const subscriber_entry& entry, const std::shared_ptr<const void>& event,
                    std::uint64_t offset) {
   auto* e =
       new event_envelope<E>(&event_ops<A, E>, std::static_pointer_cast<const E>(event), offset);
-  return target->core()->post(target, e, true);
+  return entry.cell->core()->post(entry.cell, e, true);
 }
 
 // Hands `erased` to every subscription of `r` (one member per group); returns the deliveries.
@@ -6737,7 +6909,7 @@ inline std::size_t deliver_route(runtime_core* core, const route& r,
     // An unsubscribe that raced with this publish: skip it if already visible (not required,
     // a delivery under way may arrive, but it narrows the window).
     if (!entry->active.load(std::memory_order_relaxed)) continue;
-    delivered += entry->deliver(entry->cell, erased, offset) ? 1 : 0;
+    delivered += entry->deliver(*entry, erased, offset) ? 1 : 0;
   }
   for (const auto& members : r.groups) {
     // One member per event, in turn; a stopped member is skipped, so its share goes to the
@@ -6751,7 +6923,7 @@ inline std::size_t deliver_route(runtime_core* core, const route& r,
         break;
       }
     }
-    delivered += chosen->deliver(chosen->cell, erased, offset) ? 1 : 0;
+    delivered += chosen->deliver(*chosen, erased, offset) ? 1 : 0;
   }
   return delivered;
 }
@@ -6843,7 +7015,7 @@ subscription subscribe_replaying(actor_cell* cell, std::string_view subject, rep
                                           std::to_string(log->next) + ")");
   }
   for (std::uint64_t offset = from; offset < log->next; ++offset) {
-    entry->deliver(cell, log->events[static_cast<std::size_t>(offset - log->first)], offset);
+    entry->deliver(*entry, log->events[static_cast<std::size_t>(offset - log->first)], offset);
   }
   cell->core()->topics().add(entry);
   return subscription(std::move(entry));
@@ -6860,7 +7032,7 @@ template <class Event>
 requires std::same_as<std::remove_cvref_t<Event>, E> std::uint64_t retained_topic<E>::publish(
     Event&& event)
 const {
-  detail::require_running(core_, "publish on the retained topic", log_->subject);
+  detail::require_running_to_publish(core_, "publish on the retained topic", log_->subject);
   core_->count_publish();
   return detail::publish_retained(core_, *log_,
                                   std::make_shared<const E>(std::forward<Event>(event)))
@@ -7283,6 +7455,584 @@ class io_thread {
 
 }  // namespace troupe
 // ---- end troupe/io.hpp ----
+// ---- begin troupe/keyed.hpp ----
+// Keyed queues: competing consumers with ordering by key (Kafka partitions, SQS FIFO message
+// groups). Items with one key are handled by one consumer at a time, in push order; items with
+// different keys spread over the consumers. Subscribed to a topic, a keyed queue is a keyed
+// consumer group: each matching event goes to it once, and it hands it on by key.
+//
+//   struct order_event { long order_id; std::string what; };
+//   auto orders = rt.make_keyed_queue<order_event>({.name = "orders"}, &order_event::order_id);
+//   orders.add_consumer(rt.spawn<worker>());        // worker has on(const order_event&)
+//   orders.add_consumer(rt.spawn<worker>());
+//   orders.push(order_event{42, "placed"});         // key 42, from the key function
+//   orders.push(7, order_event{7, "paid"});         // or a key the publisher gives
+//   auto sub = orders.subscribe("orders.>");        // a keyed consumer group on a topic
+//
+// How: per-key in-flight tracking. A key has at most one item out (queued at or handled by a
+// consumer); its later items wait in its own list, and when the item out is done the key's next
+// one goes to whichever consumer is free. So a slow key holds back only its own later items
+// (and the one consumer busy with it), never other keys. A key belongs to no consumer: it moves
+// between consumers only between two of its items, which is why adding, removing, stopping or
+// restarting consumers cannot break its order.
+//
+// Failure: an item whose handler throws is retried before the key's next item, up to
+// max_attempts deliveries; after the last it is dead-lettered (retries_exhausted) and the key
+// moves on (key_failure::skip) or halts until resume(key) (key_failure::halt: a poison pill
+// stops its key, nothing else). Items still waiting when the last handle (and the last topic
+// subscription) goes away are dead-lettered with reason shutdown.
+
+namespace troupe {
+
+// What a keyed queue does with a key whose item failed on its last attempt (the item itself is
+// dead-lettered as retries_exhausted either way).
+enum class key_failure {
+  skip,  // the key moves on to its next item
+  halt,  // the key stops: its later items wait until keyed_queue::resume(key)
+};
+
+// Options of rt.make_keyed_queue<T>(): a name for dead-letter details, how many deliveries an
+// item gets (below 1 acts as 1), and what a key does after an item ran out of attempts.
+struct keyed_options {
+  std::string name;
+  int max_attempts = 3;
+  key_failure on_exhausted = key_failure::skip;
+};
+
+// A key: copyable, equality-comparable and hashable with std::hash.
+template <class K>
+concept Key = std::copyable<K> && std::equality_comparable<K> && requires(const K& k) {
+  { std::hash<K>{}(k) } -> std::convertible_to<std::size_t>;
+};
+
+namespace detail {
+
+template <class T, class K>
+class keyed_state final : public event_sink,
+                          public std::enable_shared_from_this<keyed_state<T, K>> {
+ public:
+  using value_ptr = std::shared_ptr<const T>;
+  using key_fn = std::function<K(const T&)>;
+  struct item {
+    value_ptr value;
+    int attempts = 0;
+  };
+  // Sends `it` of `key` to the consumer (member id `member`); false if the send failed (the
+  // envelope's reroute has then already given the item back).
+  using deliver_fn = bool (*)(actor_cell* consumer, std::uint64_t member,
+                              std::shared_ptr<keyed_state> state, K key, item it);
+
+  keyed_state(runtime_core* core, keyed_options options, key_fn fn)
+      : core_(core), options_(std::move(options)), key_of_(std::move(fn)) {
+    if (options_.max_attempts < 1) options_.max_attempts = 1;
+    core_->retain();
+  }
+  keyed_state(const keyed_state&) = delete;
+  keyed_state& operator=(const keyed_state&) = delete;
+  ~keyed_state() override {
+    for (auto& [key, ks] : keys_) {
+      while (waiting* w = ks.pop()) {
+        // Never delivered: count it as a message that reached the dead letters.
+        counter_slot& counters = core_->counters_here();
+        counters.add(counters.sent);
+        core_->record_dead_letter(static_cast<actor_cell*>(nullptr), type_name<T>(),
+                                  dead_letter_reason::shutdown, 0,
+                                  "keyed queue '" + options_.name + "' went away with it queued");
+        delete w;
+      }
+    }
+    for (consumer& c : consumers_) c.cell->release();
+    core_->release();
+  }
+
+  [[nodiscard]] bool has_key_fn() const noexcept { return static_cast<bool>(key_of_); }
+  [[nodiscard]] const keyed_options& options() const noexcept { return options_; }
+  [[nodiscard]] runtime_core* core() const noexcept { return core_; }
+
+  void push(K key, value_ptr value) {
+    if (!core_->accepting() && !core_->internal_thread()) {
+      core_->count_rejected_send();
+      throw error(errc::runtime_stopped,
+                  "push to keyed queue '" + options_.name + "' after shutdown began");
+    }
+    enqueue(std::move(key), std::move(value));
+  }
+
+  // A topic feed's event (see event_sink): keyed by the key function, which may throw (the
+  // publish then throws and the group does not take the event).
+  bool take(const std::shared_ptr<const void>& event, std::uint64_t /*offset*/) override {
+    value_ptr value = std::static_pointer_cast<const T>(event);
+    K key = key_of_(*value);
+    enqueue(std::move(key), std::move(value));
+    return true;
+  }
+
+  void push_keyed(value_ptr value) {
+    K key = key_of_(*value);
+    push(std::move(key), std::move(value));
+  }
+
+  void add_consumer(actor_cell* cell, deliver_fn deliver) {
+    cell->retain();
+    {
+      std::lock_guard lock(mutex_);
+      consumers_.push_back(consumer{cell, deliver, ++last_member_, false});
+    }
+    pump();
+  }
+
+  bool remove_consumer(actor_cell* cell) {
+    std::lock_guard lock(mutex_);
+    for (auto it = consumers_.begin(); it != consumers_.end(); ++it) {
+      if (it->cell == cell) {
+        it->cell->release();
+        consumers_.erase(it);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // The item of `key` that consumer `member` had was handled: the key's next item may go out.
+  void completed(std::uint64_t member, const K& key) {
+    std::unique_lock lock(mutex_);
+    release_key(key, false);
+    consumer* c = find(member);
+    if (c == nullptr) {  // removed meanwhile: another consumer may take what became ready
+      lock.unlock();
+      pump();
+      return;
+    }
+    c->busy = false;
+    if (ready_.empty() || c->cell->closed()) return;
+    c->busy = true;
+    outgoing next = take_ready(*c);
+    lock.unlock();
+    send(std::move(next));
+  }
+
+  // The item was not handled. Returns how to record this attempt.
+  dead_letter_reason failed(std::uint64_t member, K key, item it, dead_letter_reason reason) {
+    if (reason == dead_letter_reason::handler_failed) ++it.attempts;
+    dead_letter_reason outcome = reason;
+    {
+      std::lock_guard lock(mutex_);
+      if (consumer* c = find(member)) {
+        c->busy = false;
+        if (c->cell->closed() || reason != dead_letter_reason::handler_failed) {
+          // A consumer that stopped leaves the pool; its keys go to the others.
+          c->cell->release();
+          consumers_.erase(consumers_.begin() + (c - consumers_.data()));
+        }
+      }
+      if (it.attempts >= options_.max_attempts) {
+        outcome = dead_letter_reason::retries_exhausted;
+        release_key(key, options_.on_exhausted == key_failure::halt);
+      } else {
+        // Retried before anything else of its key: back at the head of the key's list, and the
+        // key at the head of the ready ones.
+        auto found = keys_.find(key);
+        key_state& ks = found->second;
+        ks.in_flight = false;
+        --in_flight_;
+        ks.push_front(new waiting{std::move(it), nullptr});
+        ++waiting_;
+        ready_.push_front(key);
+        ks.ready = true;
+      }
+    }
+    pump();  // the consumer (if still one) is free again, and a key may be ready
+    return outcome;
+  }
+
+  // Lets a halted key go on with its next item. False if the key was not halted.
+  bool resume(const K& key) {
+    {
+      std::lock_guard lock(mutex_);
+      auto found = keys_.find(key);
+      if (found == keys_.end() || !found->second.halted) return false;
+      key_state& ks = found->second;
+      ks.halted = false;
+      --halted_;
+      if (ks.head == nullptr) {
+        keys_.erase(found);
+      } else {
+        ks.ready = true;
+        ready_.push_back(key);
+      }
+    }
+    pump();
+    return true;
+  }
+
+  [[nodiscard]] std::vector<K> halted_keys() const {
+    std::lock_guard lock(mutex_);
+    std::vector<K> out;
+    for (const auto& [key, ks] : keys_) {
+      if (ks.halted) out.push_back(key);
+    }
+    return out;
+  }
+  [[nodiscard]] std::size_t pending() const {
+    std::lock_guard lock(mutex_);
+    return waiting_;
+  }
+  [[nodiscard]] std::size_t in_flight() const {
+    std::lock_guard lock(mutex_);
+    return in_flight_;
+  }
+  [[nodiscard]] std::size_t consumer_count() {
+    std::lock_guard lock(mutex_);
+    prune_stopped();
+    return consumers_.size();
+  }
+
+ private:
+  struct waiting {
+    item it;
+    waiting* next;
+  };
+  // One key with something out, waiting or halted; a key with none of these has no entry, so
+  // the table holds the keys active now, not every key ever seen.
+  struct key_state {
+    waiting* head = nullptr;  // the key's waiting items, in push order
+    waiting* tail = nullptr;
+    bool in_flight = false;  // one item is out at a consumer
+    bool ready = false;      // in ready_: waiting items, nothing out, not halted
+    bool halted = false;
+
+    key_state() = default;
+    key_state(const key_state&) = delete;
+    key_state& operator=(const key_state&) = delete;
+    key_state(key_state&& o) noexcept
+        : head(std::exchange(o.head, nullptr)),
+          tail(std::exchange(o.tail, nullptr)),
+          in_flight(o.in_flight),
+          ready(o.ready),
+          halted(o.halted) {}
+    ~key_state() {
+      while (waiting* w = pop()) delete w;
+    }
+    void push_back(waiting* w) noexcept {
+      if (tail == nullptr) {
+        head = tail = w;
+      } else {
+        tail->next = w;
+        tail = w;
+      }
+    }
+    void push_front(waiting* w) noexcept {
+      w->next = head;
+      head = w;
+      if (tail == nullptr) tail = w;
+    }
+    waiting* pop() noexcept {
+      waiting* w = head;
+      if (w != nullptr) {
+        head = w->next;
+        if (head == nullptr) tail = nullptr;
+      }
+      return w;
+    }
+  };
+  struct consumer {
+    actor_cell* cell;  // retained
+    deliver_fn deliver;
+    std::uint64_t member;  // unique per add_consumer, so a stale completion is told apart
+    bool busy;
+  };
+  // A delivery decided under the lock, made after it is released.
+  struct outgoing {
+    actor_cell* cell;
+    deliver_fn deliver;
+    std::uint64_t member;
+    K key;
+    item it;
+  };
+
+  consumer* find(std::uint64_t member) noexcept {
+    for (consumer& c : consumers_) {
+      if (c.member == member) return &c;
+    }
+    return nullptr;
+  }
+
+  // Under the lock: drops the consumers that stopped for good (see work_queue: a stopped
+  // actor's mailbox is closed for ever; a supervised one waiting for restart keeps it open).
+  void prune_stopped() noexcept {
+    std::size_t kept = 0;
+    for (consumer& c : consumers_) {
+      if (c.cell->closed()) {
+        c.cell->release();
+      } else {
+        consumers_[kept++] = c;
+      }
+    }
+    consumers_.resize(kept);
+    if (next_ >= consumers_.size()) next_ = 0;
+  }
+
+  // Under the lock: an idle consumer, marked busy (taken in turn), or null if all are busy.
+  consumer* claim_idle() {
+    prune_stopped();
+    for (std::size_t k = 0; k < consumers_.size(); ++k) {
+      consumer& c = consumers_[(next_ + k) % consumers_.size()];
+      if (!c.busy && !c.cell->closed()) {
+        next_ = (next_ + k + 1) % consumers_.size();
+        c.busy = true;
+        return &c;
+      }
+    }
+    return nullptr;
+  }
+
+  // Under the lock: the item out for `key` is done; `halt` stops the key. The key's next item,
+  // if any, becomes ready (behind the keys already ready: keys take turns).
+  void release_key(const K& key, bool halt) {
+    auto found = keys_.find(key);
+    key_state& ks = found->second;
+    ks.in_flight = false;
+    --in_flight_;
+    if (halt) {
+      ks.halted = true;
+      ++halted_;
+    } else if (ks.head == nullptr) {
+      keys_.erase(found);
+    } else {
+      ks.ready = true;
+      ready_.push_back(key);
+    }
+  }
+
+  // Under the lock, ready_ not empty: takes the first ready key's next item out to `c`.
+  outgoing take_ready(consumer& c) {
+    K key = std::move(ready_.front());
+    ready_.pop_front();
+    key_state& ks = keys_.find(key)->second;
+    waiting* w = ks.pop();
+    --waiting_;
+    ks.ready = false;
+    ks.in_flight = true;
+    ++in_flight_;
+    outgoing out{c.cell, c.deliver, c.member, std::move(key), std::move(w->it)};
+    delete w;
+    return out;
+  }
+
+  void enqueue(K key, value_ptr value) {
+    std::unique_lock lock(mutex_);
+    auto [found, fresh] = keys_.try_emplace(key);
+    key_state& ks = found->second;
+    if (fresh) {
+      // The common case: the key has nothing out, so the item goes straight to a free
+      // consumer if there is one.
+      if (consumer* c = claim_idle()) {
+        ks.in_flight = true;
+        ++in_flight_;
+        outgoing out{c->cell, c->deliver, c->member, std::move(key), item{std::move(value), 0}};
+        lock.unlock();
+        send(std::move(out));
+        return;
+      }
+      ks.ready = true;
+      ready_.push_back(key);
+    }
+    ks.push_back(new waiting{item{std::move(value), 0}, nullptr});
+    ++waiting_;
+  }
+
+  // Pairs free consumers with ready keys until one side runs out.
+  void pump() {
+    for (;;) {
+      std::unique_lock lock(mutex_);
+      if (ready_.empty()) return;
+      consumer* c = claim_idle();
+      if (c == nullptr) return;
+      outgoing out = take_ready(*c);
+      lock.unlock();
+      send(std::move(out));
+    }
+  }
+
+  void send(outgoing out) {
+    out.deliver(out.cell, out.member, this->shared_from_this(), std::move(out.key),
+                std::move(out.it));
+  }
+
+  runtime_core* core_;
+  keyed_options options_;
+  key_fn key_of_;
+  mutable std::mutex mutex_;
+  std::unordered_map<K, key_state> keys_;  // the active keys; guarded by mutex_
+  std::deque<K> ready_;              // keys whose next item can go out, in turn; guarded by mutex_
+  std::vector<consumer> consumers_;  // guarded by mutex_
+  std::size_t next_ = 0;             // where claim_idle looks first; guarded by mutex_
+  std::uint64_t last_member_ = 0;    // guarded by mutex_
+  std::size_t waiting_ = 0;          // items in the keys' lists; guarded by mutex_
+  std::size_t in_flight_ = 0;        // keys with an item out; guarded by mutex_
+  std::size_t halted_ = 0;           // guarded by mutex_
+};
+
+template <class T, class K>
+struct keyed_item_envelope final : envelope {
+  using state = keyed_state<T, K>;
+  keyed_item_envelope(const envelope_ops* o, std::shared_ptr<state> q, std::uint64_t m, K k,
+                      typename state::item i)
+      : envelope{nullptr, o, 0},
+        queue(std::move(q)),
+        member(m),
+        key(std::move(k)),
+        it(std::move(i)) {}
+  static void* operator new(std::size_t n) { return block_pool::allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
+  std::shared_ptr<state> queue;
+  std::uint64_t member;
+  K key;
+  typename state::item it;
+};
+
+template <class A, class T, class K>
+handler_start invoke_keyed_item(actor_cell& cell, envelope& e) {
+  A& actor = static_cast<typed_cell<A>&>(cell).instance();
+  auto& env = static_cast<keyed_item_envelope<T, K>&>(e);
+  const T& value = *env.it.value;
+  const handler_start started = start_handler([&]() -> decltype(auto) { return actor.on(value); });
+  if (!started.frame) env.queue->completed(env.member, env.key);  // a task reports it when done
+  return started;
+}
+
+template <class T, class K>
+void keyed_item_task_done(envelope& e, promise_base&) {
+  auto& env = static_cast<keyed_item_envelope<T, K>&>(e);
+  env.queue->completed(env.member, env.key);
+}
+
+template <class T, class K>
+dead_letter_reason keyed_item_reroute(envelope& e, dead_letter_reason reason) noexcept {
+  auto& env = static_cast<keyed_item_envelope<T, K>&>(e);
+  try {
+    return env.queue->failed(env.member, std::move(env.key), std::move(env.it), reason);
+  } catch (...) {
+    return reason;
+  }
+}
+
+template <class T, class K>
+void destroy_keyed_item(envelope* e) noexcept {
+  delete static_cast<keyed_item_envelope<T, K>*>(e);
+}
+
+template <class A, class T, class K>
+inline constexpr envelope_ops keyed_item_ops{&invoke_keyed_item<A, T, K>,
+                                             &destroy_keyed_item<T, K>,
+                                             type_name<T>(),
+                                             &keyed_item_task_done<T, K>,
+                                             nullptr,
+                                             &keyed_item_reroute<T, K>};
+
+template <class A, class T, class K>
+bool deliver_keyed_item(actor_cell* consumer, std::uint64_t member,
+                        std::shared_ptr<keyed_state<T, K>> state, K key,
+                        typename keyed_state<T, K>::item it) {
+  auto* e = new keyed_item_envelope<T, K>(&keyed_item_ops<A, T, K>, std::move(state), member,
+                                          std::move(key), std::move(it));
+  return consumer->core()->post(consumer, e, true);
+}
+
+// A topic subscription feeding a keyed queue (see subscriber_entry's sink).
+inline bool deliver_to_sink(const subscriber_entry& entry, const std::shared_ptr<const void>& event,
+                            std::uint64_t offset) {
+  return entry.sink->take(event, offset);
+}
+
+template <class ActorType, class ItemType>
+struct actor_has_handler_for_keyed_item {
+  static constexpr bool value = requires(ActorType & a, const ItemType& i) { a.on(i); };
+};
+
+}  // namespace detail
+
+// A handle to a keyed queue of items of type T with keys of type K (see the top of this
+// header). Copyable (copies share the queue); thread-safe.
+template <class T, Key K>
+class keyed_queue {
+ public:
+  // Made by runtime::make_keyed_queue().
+  explicit keyed_queue(std::shared_ptr<detail::keyed_state<T, K>> state) noexcept
+      : state_(std::move(state)) {}
+
+  // Queues `item` under the key the key function gives it. Throws error(invalid_argument) if
+  // the queue has no key function, error(runtime_stopped) during shutdown, and what the key
+  // function throws.
+  void push(T item) {
+    require_key_fn("push(item)");
+    state_->push_keyed(std::make_shared<const T>(std::move(item)));
+  }
+  // Queues `item` under `key` (the publisher's key; the key function is not asked). Throws
+  // error(runtime_stopped) during shutdown.
+  void push(K key, T item) {
+    state_->push(std::move(key), std::make_shared<const T>(std::move(item)));
+  }
+
+  // Makes the queue a keyed consumer group on a topic: every T event published on a subject
+  // matching `pattern` goes to it once (as to one group) and is keyed by the key function.
+  // The subscription is like runtime::subscribe's. Throws error(invalid_argument) without a
+  // key function, error(invalid_subject) for a malformed pattern, error(runtime_stopped) once
+  // shutdown has begun.
+  [[nodiscard]] subscription subscribe(std::string_view pattern) {
+    require_key_fn("subscribe()");
+    detail::require_running(state_->core(), "subscribe to", pattern);
+    auto entry =
+        std::make_shared<detail::subscriber_entry>(state_->core(), state_, &detail::type_tag<T>,
+                                                   &detail::deliver_to_sink, std::string(pattern));
+    state_->core()->topics().add(entry);  // validates the pattern
+    return subscription(std::move(entry));
+  }
+
+  // Adds a consumer (A needs on(const T&)); it starts taking items at once.
+  template <class A>
+  void add_consumer(const ref<A>& consumer) {
+    static_assert(detail::actor_has_handler_for_keyed_item<A, T>::value,
+                  "troupe: keyed_queue::add_consumer(): the actor has no on(const T&) handler "
+                  "for the items");
+    detail::actor_cell* cell = detail::access::cell_of(consumer);
+    if (cell == nullptr) throw error(errc::invalid_ref, "add_consumer() with an empty ref");
+    state_->add_consumer(cell, &detail::deliver_keyed_item<A, T, K>);
+  }
+  // Removes a consumer; an item it is handling completes normally (its key waits for it).
+  // False if it was not one.
+  bool remove_consumer(const address& consumer) {
+    return state_->remove_consumer(detail::access::cell_of(consumer));
+  }
+
+  // Lets a key halted by key_failure::halt go on with its next item; false if it was not
+  // halted.
+  bool resume(const K& key) { return state_->resume(key); }
+  // The keys halted now (key_failure::halt), in no particular order.
+  [[nodiscard]] std::vector<K> halted_keys() const { return state_->halted_keys(); }
+
+  // Items waiting (behind their key's item out, for a free consumer, or in a halted key).
+  [[nodiscard]] std::size_t pending() const { return state_->pending(); }
+  // Keys with an item out at a consumer now (at most one item each).
+  [[nodiscard]] std::size_t in_flight() const { return state_->in_flight(); }
+  // Consumers in the pool now (one that stopped for good has left it).
+  [[nodiscard]] std::size_t consumers() const { return state_->consumer_count(); }
+
+ private:
+  void require_key_fn(std::string_view what) const {
+    if (!state_->has_key_fn()) {
+      throw error(errc::invalid_argument, "keyed queue '" + state_->options().name +
+                                              "': " + std::string(what) +
+                                              " needs a key function; give one to "
+                                              "make_keyed_queue() or push(key, item)");
+    }
+  }
+
+  std::shared_ptr<detail::keyed_state<T, K>> state_;
+};
+
+}  // namespace troupe
+// ---- end troupe/keyed.hpp ----
 // ---- begin troupe/metrics_export.hpp ----
 // Export of a metrics_snapshot: an aligned text table, JSON, and the Prometheus text exposition
 // format (version 0.0.4).
@@ -7939,11 +8689,11 @@ class runtime {
 
   // Publishes `event` on `subject` to every matching subscription (once per group); returns the
   // number of deliveries. Thread-safe. Throws error(invalid_subject) for a malformed subject,
-  // error(runtime_stopped) once shutdown has begun (nothing is published or counted).
+  // error(runtime_stopped) once shutdown has begun (nothing is published; counted as rejected).
   template <class E>
   std::size_t publish(std::string_view subject, E&& event) {
     using event_type = std::remove_cvref_t<E>;
-    detail::require_running(core_, "publish on", subject);
+    detail::require_running_to_publish(core_, "publish on", subject);
     return detail::publish_event<event_type>(
         core_, subject, std::make_shared<const event_type>(std::forward<E>(event)));
   }
@@ -7953,6 +8703,30 @@ class runtime {
   work_queue<T> make_queue(queue_options options = {}) {
     static_assert(Message<T>, "troupe: a work-queue item must be a movable object type");
     return work_queue<T>(std::make_shared<detail::queue_state<T>>(core_, std::move(options)));
+  }
+
+  // Creates a keyed queue of T items (see keyed.hpp), keyed by `key_of`: a callable or a pointer
+  // to a member of T that gives a Key for an item (it runs on the pushing or publishing thread).
+  template <class T, class KeyOf>
+  auto make_keyed_queue(keyed_options options, KeyOf key_of) {
+    static_assert(Message<T>, "troupe: a keyed-queue item must be a movable object type");
+    static_assert(std::is_invocable_v<const KeyOf&, const T&>,
+                  "troupe: make_keyed_queue<T>(options, key_of): key_of must be callable with "
+                  "const T& (or be a pointer to a member of T)");
+    using K = std::remove_cvref_t<std::invoke_result_t<const KeyOf&, const T&>>;
+    static_assert(Key<K>,
+                  "troupe: make_keyed_queue(): the key must be copyable, equality-comparable and "
+                  "hashable with std::hash");
+    return keyed_queue<T, K>(std::make_shared<detail::keyed_state<T, K>>(
+        core_, std::move(options),
+        [f = std::move(key_of)](const T& item) -> K { return std::invoke(f, item); }));
+  }
+  // Creates a keyed queue whose keys the pusher gives (keyed_queue::push(key, item)).
+  template <class T, Key K>
+  keyed_queue<T, K> make_keyed_queue(keyed_options options = {}) {
+    static_assert(Message<T>, "troupe: a keyed-queue item must be a movable object type");
+    return keyed_queue<T, K>(
+        std::make_shared<detail::keyed_state<T, K>>(core_, std::move(options), nullptr));
   }
 
   // Graceful and bounded (see runtime_options::shutdown_timeout): stops accepting sends from
@@ -8221,8 +8995,10 @@ enum class fault_kind { drop, delay, duplicate, crash, partition };
   return "unknown";
 }
 
-// One injected fault. `point` numbers the simulation's fault decisions in order: (point, kind)
-// names the fault for a replay (simulation_options::replay_faults), `text` describes it.
+// One injected fault. `point` names what it hit — the n-th message from one actor to another
+// (requests and replies apart), or the n-th activation of an actor — so that (point, kind) names
+// the fault in a replay (simulation_options::replay_faults) even when leaving other faults out
+// changes the order of events; `text` describes it for a person.
 struct fault_record {
   std::uint64_t point = 0;
   fault_kind kind = fault_kind::drop;
@@ -8231,6 +9007,7 @@ struct fault_record {
   // Random faults can be left out of a replay; partition drops follow from the scenario's own
   // partition() calls, and explicit crash() calls are the scenario's too.
   bool random = true;
+  std::chrono::nanoseconds delay{0};  // a delay's length (a replay delays by as much)
 };
 
 // What a crashed actor's handler throws (simulation::crash, simulation_options::crash).
@@ -8299,7 +9076,7 @@ class sim_engine final : public scheduler, public driver {
     nodes_.emplace_back();  // node 0: actors assigned to no node
     if (settings_.replay) {
       for (const fault_record& f : *settings_.replay) {
-        allowed_.insert({f.point, static_cast<int>(f.kind)});
+        allowed_.insert_or_assign({f.point, static_cast<int>(f.kind)}, f.delay);
       }
     }
   }
@@ -8312,7 +9089,10 @@ class sim_engine final : public scheduler, public driver {
       std::terminate();  // out of memory: nowhere to put the actor (as the thread pool)
     }
   }
-  [[nodiscard]] bool idle() const noexcept override { return runnable_.empty() && in_flight_ == 0; }
+  [[nodiscard]] bool idle() const noexcept override {
+    // Actors held on a down node count once the runtime shuts down (step() releases them).
+    return runnable_.empty() && in_flight_ == 0 && (held_.empty() || core_->accepting());
+  }
   void stop() noexcept override {
     for (envelope* e : limbo_) e->destroy();
     limbo_.clear();
@@ -8339,15 +9119,62 @@ class sim_engine final : public scheduler, public driver {
   }
 
   bool intercept(actor_cell* target, envelope* e) noexcept override {
+    if (nodes_.size() == 1) return core_->enqueue(target, e);  // no nodes: no network
     const thread_identity& id = this_thread_identity;
     actor_cell* sender = id.core == core_ ? id.cell : nullptr;
-    if (nodes_.size() == 1 || sender == nullptr || e->ops == &sim_crash_ops) {
-      return core_->enqueue(target, e);
-    }
+    if (sender == nullptr || e->ops == &sim_crash_ops) return core_->enqueue(target, e);
     const int from = node_of(sender);
     const int to = node_of(target);
-    if (from == to) return core_->enqueue(target, e);
+    if (from == to || supervises(sender, target) || supervises(target, sender)) {
+      return core_->enqueue(target, e);
+    }
     return cross(sender, target, from, to, e);
+  }
+
+  // A reply between nodes meets the faults of its link, as a request does (drawn the same way:
+  // a fixed number of draws, one fault point).
+  reply_fate reply_fault(const actor_cell* asker, std::string_view type) noexcept override {
+    const thread_identity& id = this_thread_identity;
+    const actor_cell* sender = id.core == core_ ? id.cell : nullptr;
+    if (nodes_.size() == 1 || sender == nullptr) return {};
+    const int from = node_of(sender);
+    const int to = node_of(asker);
+    if (from == to) return {};
+    const std::uint64_t point = message_key(sender->id(), asker->id(), true);
+    const fault_draw draw = decide(faults_for(from, to), point);
+    reply_fate fate;
+    try {
+      const std::string what = "reply " + std::string(type) + " " + describe_cell(sender) + " -> " +
+                               describe_cell(asker) + " (" + label(from) + " -> " + label(to) + ")";
+      if (!down_.empty() && (down_.count(from) != 0 || down_.count(to) != 0)) {
+        record_fault(point, fault_kind::crash, what + ": a node is down", false);
+        fate.drop = true;
+        return fate;
+      }
+      if (blocked_.count({from, to}) != 0) {
+        record_fault(point, fault_kind::partition, what, false);
+        fate.drop = true;
+        return fate;
+      }
+      if (draw.drop) {
+        record_fault(point, fault_kind::drop, what, true);
+        fate.drop = true;
+        return fate;
+      }
+      if (draw.delay > std::chrono::nanoseconds(0)) {
+        fate.delay = draw.delay;
+        record_fault(point, fault_kind::delay,
+                     what + " by " + std::to_string(fate.delay.count() / 1000) + " us", true,
+                     draw.delay);
+      }
+      if (draw.duplicate) {
+        record_fault(point, fault_kind::duplicate, what, true);
+        fate.duplicate = true;
+      }
+    } catch (...) {  // out of memory while describing it: deliver it plainly
+      return {};
+    }
+    return fate;
   }
 
   // ---- the simulation's controls ----
@@ -8416,11 +9243,12 @@ class sim_engine final : public scheduler, public driver {
     core_->post(cell, e, true);
   }
   void crash(actor_cell* cell, std::string reason) {
-    crash(cell, std::move(reason), false, points_++);
+    crash(cell, std::move(reason), false, key_of(4, cell->id(), explicit_crashes_++, 0));
   }
   // Every actor assigned to node `n` (not those that inherit it from a supervisor: the crash of
   // a supervisor's child is the supervisor's to handle).
   std::size_t crash_node(int n, const std::string& reason) {
+    if (n != 0 && down_.insert(n).second) note("node " + nodes_[n] + " is down");
     std::vector<std::uint64_t> ids;
     for (const auto& [id, node] : assigned_) {
       if (node == n) ids.push_back(id);
@@ -8437,6 +9265,27 @@ class sim_engine final : public scheduler, public driver {
     }
     return crashed;
   }
+
+  // Brings a crashed node back: its actors run again (supervised ones restart, as their
+  // supervisors decided, when they get to run), then the node's restart hooks run, in order.
+  // Returns the number of hooks run.
+  template <class Hook>
+  std::size_t restart_node(int n, const std::vector<Hook>& hooks) {
+    if (down_.erase(n) == 0) return 0;
+    note("node " + nodes_[n] + " restarts");
+    std::vector<actor_cell*> still;
+    for (actor_cell* c : held_) {
+      if (node_of(c) == n) {
+        runnable_.push_back(c);
+      } else {
+        still.push_back(c);
+      }
+    }
+    held_ = std::move(still);
+    for (const Hook& h : hooks) h();
+    return hooks.size();
+  }
+  [[nodiscard]] bool is_down(int n) const noexcept { return down_.count(n) != 0; }
 
   // ---- the record ----
   [[nodiscard]] std::uint64_t hash() const noexcept { return hash_; }
@@ -8485,12 +9334,17 @@ class sim_engine final : public scheduler, public driver {
   // One event: an activation of a runnable actor picked at random or, when none is runnable,
   // the earliest timer (due no later than `limit`; the clock jumps to it).
   bool step(clock::time_point limit) {
+    if (!held_.empty() && !core_->accepting()) {  // shutting down: every actor must stop
+      runnable_.insert(runnable_.end(), held_.begin(), held_.end());
+      held_.clear();
+    }
     if (!runnable_.empty()) {
       const std::size_t n = runnable_.size();
       const std::size_t i = n == 1 ? 0 : schedule_rng_.below(n);
       actor_cell* cell = runnable_[i];
       runnable_[i] = runnable_.back();
       runnable_.pop_back();
+      if (!down_.empty() && hold(cell)) return true;
       ++steps_;
       if (settings_.crash > 0) maybe_crash(cell);
       mix(1, cell->id());
@@ -8511,55 +9365,72 @@ class sim_engine final : public scheduler, public driver {
     return true;
   }
 
+  // A supervisor and its children live in one process (supervision does not span nodes): what
+  // passes between them (a child's exit, the supervisor's stop) is never faulted.
+  static bool supervises(const actor_cell* a, const actor_cell* b) noexcept {
+    const watch_state* x = b->extras();
+    return x != nullptr && x->supervisor == a;
+  }
+
+  // An actor on a down node does not run until the node restarts, unless it has a crash to
+  // reach (that is how it goes down) or the runtime is shutting down (which must stop it).
+  bool hold(actor_cell* cell) {
+    if (!core_->accepting()) return false;
+    if (down_.count(node_of(cell)) == 0 || crashes_pending_.count(cell->id()) != 0) return false;
+    try {
+      held_.push_back(cell);
+    } catch (...) {
+      std::terminate();  // as schedule(): nowhere to keep the actor
+    }
+    return true;
+  }
+
   void maybe_crash(actor_cell* cell) {
     const int n = node_of(cell);
     // An actor with a crash still queued is not crashed again: the first ends it (or its
     // instance), so a second would never be a failure of its own.
     if (n == 0 || crashes_pending_.count(cell->id()) != 0) return;
     const double u = fault_rng_.unit();
-    const std::uint64_t point = points_++;
-    if (u < settings_.crash && allowed(point, fault_kind::crash)) {
+    const std::uint64_t point = key_of(3, cell->id(), activations_[cell->id()]++, 0);
+    if (settings_.replay ? allowed(point, fault_kind::crash) : u < settings_.crash) {
       crash(cell, "random crash on node " + nodes_[n], true, point);
     }
   }
 
   bool cross(actor_cell* sender, actor_cell* target, int from, int to, envelope* e) noexcept {
-    const std::uint64_t point = points_++;
+    const std::uint64_t point = message_key(sender->id(), target->id(), false);
     const link_faults& f = faults_for(from, to);
-    // A fixed number of draws per message, whatever is injected: leaving a fault out of a
-    // replay then disturbs the rest of the run as little as possible.
-    const double u_drop = fault_rng_.unit();
-    const double u_duplicate = fault_rng_.unit();
-    const double u_delay = fault_rng_.unit();
-    const std::uint64_t r_delay = fault_rng_.next();
+    const fault_draw draw = decide(f, point);
     try {
       auto what = [&] {
         return std::string(e->ops->message_type) + " " + describe_cell(sender) + " -> " +
                describe_cell(target) + " (" + label(from) + " -> " + label(to) + ")";
       };
+      if (!down_.empty() && (down_.count(from) != 0 || down_.count(to) != 0)) {
+        const int down = down_.count(to) != 0 ? to : from;
+        record_fault(point, fault_kind::crash, what() + ": node " + label(down) + " is down",
+                     false);
+        return drop(target, e, "dropped by simulation: node " + label(down) + " is down");
+      }
       if (blocked_.count({from, to}) != 0) {
         record_fault(point, fault_kind::partition, what(), false);
         return drop(
             target, e,
             "dropped by simulation: " + label(from) + " and " + label(to) + " are partitioned");
       }
-      if (u_drop < f.drop && allowed(point, fault_kind::drop)) {
+      if (draw.drop) {
         record_fault(point, fault_kind::drop, what(), true);
         return drop(target, e, "dropped by simulation");
       }
       clock::duration delay{0};
-      if (u_delay < f.delay && f.max_delay > std::chrono::nanoseconds(0) &&
-          allowed(point, fault_kind::delay)) {
-        const auto lo = static_cast<std::uint64_t>(f.min_delay.count());
-        const auto hi = static_cast<std::uint64_t>(std::max(f.max_delay, f.min_delay).count());
-        delay = std::chrono::duration_cast<clock::duration>(
-            std::chrono::nanoseconds(lo + r_delay % (hi - lo + 1)));
+      if (draw.delay > std::chrono::nanoseconds(0)) {
+        delay = std::chrono::duration_cast<clock::duration>(draw.delay);
         record_fault(point, fault_kind::delay,
-                     what() + " by " + std::to_string(delay.count() / 1000) + " us", true);
+                     what() + " by " + std::to_string(delay.count() / 1000) + " us", true,
+                     draw.delay);
       }
       envelope* copy = nullptr;
-      if (u_duplicate < f.duplicate && e->ops->clone != nullptr &&
-          allowed(point, fault_kind::duplicate)) {
+      if (draw.duplicate && e->ops->clone != nullptr) {
         copy = e->ops->clone(*e);
         copy->correlation = e->correlation;
         if (core_->instrumented()) {  // written only then (envelope.hpp)
@@ -8580,6 +9451,13 @@ class sim_engine final : public scheduler, public driver {
     } catch (...) {  // out of memory while faulting: deliver it plainly
       return core_->enqueue(target, e);
     }
+  }
+
+  // Uniform in [min_delay, max_delay] from one draw.
+  static std::chrono::nanoseconds draw_delay(const link_faults& f, std::uint64_t r) noexcept {
+    const auto lo = static_cast<std::uint64_t>(f.min_delay.count());
+    const auto hi = static_cast<std::uint64_t>(std::max(f.max_delay, f.min_delay).count());
+    return std::chrono::nanoseconds(lo + r % (hi - lo + 1));
   }
 
   bool deliver(actor_cell* sender, actor_cell* target, envelope* e, clock::duration delay,
@@ -8627,7 +9505,56 @@ class sim_engine final : public scheduler, public driver {
   }
 
   [[nodiscard]] bool allowed(std::uint64_t point, fault_kind kind) const {
-    return !settings_.replay || allowed_.count({point, static_cast<int>(kind)}) != 0;
+    return allowed_.count({point, static_cast<int>(kind)}) != 0;
+  }
+
+  // A fault's name, stable when other faults are left out of a replay (shrinking): which
+  // message it hit (the n-th from one actor to another, requests and replies counted apart) or
+  // which activation (the n-th of an actor). A counter of all decisions would shift as soon as
+  // a removed delay changed the order of later messages, and name another message.
+  std::uint64_t message_key(std::uint64_t from, std::uint64_t to, bool reply) {
+    std::uint64_t& n = pair_sequence_[{from, to * 2 + (reply ? 1 : 0)}];
+    return key_of(reply ? 2 : 1, from, to, n++);
+  }
+  static std::uint64_t key_of(std::uint64_t kind, std::uint64_t a, std::uint64_t b,
+                              std::uint64_t c) noexcept {
+    std::uint64_t h = 0x8a5cd789635d2dffULL * (kind + 1);
+    for (const std::uint64_t w : {a, b, c}) {
+      h ^= w + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+      h *= 0xff51afd7ed558ccdULL;
+      h ^= h >> 32;
+    }
+    return h;
+  }
+
+  // What happens to one crossing message: drawn from the seed (a fixed number of draws per
+  // message, whatever is injected), or in a replay exactly the faults listed for it.
+  struct fault_draw {
+    bool drop = false;
+    bool duplicate = false;
+    std::chrono::nanoseconds delay{0};
+  };
+  fault_draw decide(const link_faults& f, std::uint64_t point) {
+    const double u_drop = fault_rng_.unit();
+    const double u_duplicate = fault_rng_.unit();
+    const double u_delay = fault_rng_.unit();
+    const std::uint64_t r_delay = fault_rng_.next();
+    fault_draw d;
+    if (settings_.replay) {
+      d.drop = allowed(point, fault_kind::drop);
+      d.duplicate = allowed(point, fault_kind::duplicate);
+      if (auto it = allowed_.find({point, static_cast<int>(fault_kind::delay)});
+          it != allowed_.end()) {
+        d.delay = std::max(it->second, std::chrono::nanoseconds(1));
+      }
+      return d;
+    }
+    d.drop = u_drop < f.drop;
+    d.duplicate = u_duplicate < f.duplicate;
+    if (u_delay < f.delay && f.max_delay > std::chrono::nanoseconds(0)) {
+      d.delay = draw_delay(f, r_delay);
+    }
+    return d;
   }
 
   [[nodiscard]] const link_faults& faults_for(int from, int to) const {
@@ -8639,10 +9566,11 @@ class sim_engine final : public scheduler, public driver {
     return n == 0 ? std::string("(no node)") : nodes_[n];
   }
 
-  void record_fault(std::uint64_t point, fault_kind kind, std::string text, bool random) {
+  void record_fault(std::uint64_t point, fault_kind kind, std::string text, bool random,
+                    std::chrono::nanoseconds delay = {}) {
     mix(3 + static_cast<std::uint64_t>(kind), point);
     if (settings_.keep_lines) line("fault " + std::string(to_string(kind)) + " " + text);
-    faults_.push_back(fault_record{point, kind, elapsed(), std::move(text), random});
+    faults_.push_back(fault_record{point, kind, elapsed(), std::move(text), random, delay});
   }
   void note(const std::string& text) {
     mix(9, faults_.size());
@@ -8667,6 +9595,8 @@ class sim_engine final : public scheduler, public driver {
   sim_settings settings_;
   counter_slot counters_;
   std::vector<actor_cell*> runnable_;
+  std::vector<actor_cell*> held_;  // runnable, on a down node: waiting for its restart
+  std::set<int> down_;             // crashed nodes not restarted yet
   std::size_t in_flight_ = 0;
   std::vector<envelope*> limbo_;
   std::vector<std::string> nodes_;
@@ -8674,8 +9604,11 @@ class sim_engine final : public scheduler, public driver {
   std::map<std::pair<int, int>, link_faults> links_;
   std::set<std::pair<int, int>> blocked_;
   std::map<std::pair<std::uint64_t, std::uint64_t>, clock::time_point> last_due_;
-  std::set<std::pair<std::uint64_t, int>> allowed_;
-  std::uint64_t points_ = 0;
+  // replay: the faults to inject, by (point, kind), with a delay's length
+  std::map<std::pair<std::uint64_t, int>, std::chrono::nanoseconds> allowed_;
+  std::map<std::pair<std::uint64_t, std::uint64_t>, std::uint64_t> pair_sequence_;
+  std::unordered_map<std::uint64_t, std::uint64_t> activations_;  // per actor, with random crashes
+  std::uint64_t explicit_crashes_ = 0;
   std::uint64_t steps_ = 0;
   std::uint64_t hash_ = 0xcbf29ce484222325ULL;
   std::vector<std::string> lines_;
@@ -8746,8 +9679,9 @@ struct simulation_options {
   // against timers that re-arm forever (0: none). run() and run_for() throw error(timeout) past
   // it, get() error(would_block); run_until() returns false; shutdown goes on to stop actors.
   std::uint64_t max_events = 50'000'000;
-  // Replay: inject only these faults (matched by point and kind), e.g. a shrunk schedule from
-  // sim::check's report. Unset: every fault the seed draws.
+  // Replay: inject exactly these random faults (matched by point and kind, whatever the seed
+  // would draw), e.g. a shrunk schedule from sim::check's report. Unset: the faults the seed
+  // draws.
   std::optional<std::vector<fault_record>> replay_faults{};
   // The runtime's own options (workers is ignored: there are no threads).
   runtime_options runtime{};
@@ -8838,9 +9772,32 @@ class simulation {
   void crash(const address& who, std::string reason = "crashed by simulation") {
     engine_->crash(cell(who), std::move(reason));
   }
-  // Crashes every running actor assigned to `node`; returns how many.
+  // Crashes `node`: every running actor assigned to it fails when it reaches the crash (its
+  // supervisor decides what follows), and the node is down until restart_node(): its actors do
+  // not run, and every message between it and another node (replies too) is lost (a dead letter,
+  // reason dropped; a fault_record of kind crash). Returns the actors crashed.
   std::size_t crash_node(std::string_view node, const std::string& reason = "node crashed") {
     return engine_->crash_node(engine_->node(node), reason);
+  }
+  // Brings a crashed node back up: its actors run again (a supervised one restarts, with its
+  // mailbox, when its supervisor asked for that), then the hooks given to on_restart(node) run,
+  // in order (to spawn again what had no supervisor). Returns the hooks run; 0 if the node was
+  // not down.
+  std::size_t restart_node(std::string_view node) {
+    const int n = engine_->node(node);
+    std::vector<std::function<void()>> hooks;
+    for (const auto& [name, hook] : restart_hooks_) {
+      if (name == node) hooks.push_back(hook);
+    }
+    return engine_->restart_node(n, hooks);
+  }
+  // Runs `hook` (on the simulation's thread, like a test's own code) each time `node` restarts.
+  void on_restart(std::string_view node, std::function<void()> hook) {
+    restart_hooks_.emplace_back(std::string(node), std::move(hook));
+  }
+  // Whether `node` crashed and has not restarted.
+  [[nodiscard]] bool node_down(std::string_view node) {
+    return engine_->is_down(engine_->node(node));
   }
 
   // ---- the record ----
@@ -8907,6 +9864,7 @@ class simulation {
   }
 
   simulation_options options_;
+  std::vector<std::pair<std::string, std::function<void()>>> restart_hooks_;
   std::shared_ptr<line_hook> lines_hook_;
   detail::sim_engine* engine_ = nullptr;  // owned by the runtime's core
   std::unique_ptr<troupe::runtime> rt_;
@@ -9050,7 +10008,7 @@ namespace detail {
 inline std::string describe_faults(const std::vector<fault_record>& faults) {
   std::string out;
   for (const fault_record& f : faults) {
-    out += "    #" + std::to_string(f.point) + " " + std::string(to_string(f.kind)) + " at " +
+    out += "    " + std::string(to_string(f.kind)) + " at " +
            std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(f.at).count()) +
            " us: " + f.text + "\n";
   }
