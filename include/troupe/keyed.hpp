@@ -40,6 +40,7 @@
 #include <vector>
 
 #include <troupe/detail/core.hpp>
+#include <troupe/detail/pool.hpp>
 #include <troupe/detail/topic_registry.hpp>
 #include <troupe/topic.hpp>
 
@@ -67,6 +68,24 @@ concept Key = std::copyable<K> && std::equality_comparable<K> && requires(const 
 };
 
 namespace detail {
+
+// The recycling pool (detail/pool.hpp) as an allocator: a keyed queue's per-item and per-key
+// nodes are envelope-sized and come and go as fast as envelopes (malloc and free were 40 % of a
+// keyed item's instructions without it; docs/performance.md, "Ordering by key").
+template <class U>
+struct pool_allocator {
+  static_assert(alignof(U) <= alignof(std::max_align_t), "pool blocks are max_align_t-aligned");
+  using value_type = U;
+  pool_allocator() noexcept = default;
+  template <class V>
+  pool_allocator(const pool_allocator<V>&) noexcept {}  // NOLINT: rebinding converts implicitly
+  U* allocate(std::size_t n) { return static_cast<U*>(block_pool::allocate(n * sizeof(U))); }
+  void deallocate(U* p, std::size_t n) noexcept { block_pool::deallocate(p, n * sizeof(U)); }
+  template <class V>
+  bool operator==(const pool_allocator<V>&) const noexcept {
+    return true;
+  }
+};
 
 template <class T, class K>
 class keyed_state final : public event_sink,
@@ -250,6 +269,8 @@ class keyed_state final : public event_sink,
 
  private:
   struct waiting {
+    static void* operator new(std::size_t n) { return block_pool::allocate(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
     item it;
     waiting* next;
   };
@@ -321,6 +342,9 @@ class keyed_state final : public event_sink,
   // Under the lock: drops the consumers that stopped for good (see work_queue: a stopped
   // actor's mailbox is closed for ever; a supervised one waiting for restart keeps it open).
   void prune_stopped() noexcept {
+    bool any = false;
+    for (const consumer& c : consumers_) any = any || c.cell->closed();
+    if (!any) return;
     std::size_t kept = 0;
     for (consumer& c : consumers_) {
       if (c.cell->closed()) {
@@ -424,7 +448,10 @@ class keyed_state final : public event_sink,
   keyed_options options_;
   key_fn key_of_;
   mutable std::mutex mutex_;
-  std::unordered_map<K, key_state> keys_;  // the active keys; guarded by mutex_
+  // The active keys; guarded by mutex_.
+  std::unordered_map<K, key_state, std::hash<K>, std::equal_to<K>,
+                     pool_allocator<std::pair<const K, key_state>>>
+      keys_;
   std::deque<K> ready_;              // keys whose next item can go out, in turn; guarded by mutex_
   std::vector<consumer> consumers_;  // guarded by mutex_
   std::size_t next_ = 0;             // where claim_idle looks first; guarded by mutex_
@@ -527,13 +554,11 @@ class keyed_queue {
   // function throws.
   void push(T item) {
     require_key_fn("push(item)");
-    state_->push_keyed(std::make_shared<const T>(std::move(item)));
+    state_->push_keyed(make_value(std::move(item)));
   }
   // Queues `item` under `key` (the publisher's key; the key function is not asked). Throws
   // error(runtime_stopped) during shutdown.
-  void push(K key, T item) {
-    state_->push(std::move(key), std::make_shared<const T>(std::move(item)));
-  }
+  void push(K key, T item) { state_->push(std::move(key), make_value(std::move(item))); }
 
   // Makes the queue a keyed consumer group on a topic: every T event published on a subject
   // matching `pattern` goes to it once (as to one group) and is keyed by the key function.
@@ -580,6 +605,9 @@ class keyed_queue {
   [[nodiscard]] std::size_t consumers() const { return state_->consumer_count(); }
 
  private:
+  static std::shared_ptr<const T> make_value(T&& item) {
+    return std::allocate_shared<const T>(detail::pool_allocator<T>{}, std::move(item));
+  }
   void require_key_fn(std::string_view what) const {
     if (!state_->has_key_fn()) {
       throw error(errc::invalid_argument, "keyed queue '" + state_->options().name +
