@@ -229,7 +229,11 @@ TEST_CASE("death watch across processes: stopped, unreachable, nobody there",
     const auto& [d, when] = seen.downs.at(3);
     CHECK(d.monitor_id == doomed_id);
     CHECK(d.reason == troupe::down_reason::unreachable);
-    CHECK(d.detail.find("missed heartbeats") != std::string::npos);
+    // Its heartbeats stopped; or, on a slow machine, its answer to the watch request had not come
+    // yet when it died, and the request went unanswered as long: unreachable too, within the bound.
+    INFO(d.detail);
+    CHECK((d.detail.find("missed heartbeats") != std::string::npos ||
+           d.detail.find("no answer to the watch request") != std::string::npos));
     CHECK(when - killed_at < bound + 5s);
   }
 

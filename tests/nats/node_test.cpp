@@ -494,6 +494,12 @@ TEST_CASE("bindings undo expose and group membership", "[nats][node][binding]") 
   CHECK(served.close());
   CHECK(ask_error(acc.ask(bank::balance{})) == troupe::errc::no_responders);
   CHECK(!troupe::nats::binding{}.close());  // an empty handle
+  try {
+    troupe::nats::node bad(b.rt, {.servers = {url}, .heartbeat_interval = 0ms});
+    FAIL("a node without heartbeats was made");
+  } catch (const troupe::error& e) {
+    CHECK(e.code() == troupe::errc::invalid_argument);
+  }
 
   a.node.close();
   CHECK(!in_a.active());  // the node's close ends every binding

@@ -70,6 +70,7 @@ struct node_options {
   // heartbeat_interval; a monitor of a remote actor (remote_ref::monitor) gets
   // down(unreachable) once that actor's node has been silent for heartbeat_misses x its
   // interval (checked every heartbeat_interval here: the bound is misses x theirs + ours).
+  // A non-positive interval: the constructor throws error(invalid_argument).
   std::chrono::milliseconds heartbeat_interval{1000};
   unsigned heartbeat_misses = 3;
   // Pending limits of each subscription of user traffic (exposed actors, bridges, queue groups,
@@ -105,7 +106,7 @@ class node {
     l.pending_bytes = options.pending_limit_bytes;
     if (options.servers.empty()) throw error(errc::disconnected, "node_options::servers is empty");
     if (options.heartbeat_interval.count() <= 0) {
-      throw error(errc::invalid_subject, "node_options::heartbeat_interval must be positive");
+      throw error(errc::invalid_argument, "node_options::heartbeat_interval must be positive");
     }
     l.agent_ref = rt.spawn<detail::agent>(link_);
     l.core = troupe::detail::access::cell_of(l.agent_ref)->core();
