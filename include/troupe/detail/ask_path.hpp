@@ -128,7 +128,7 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
   const bool on_worker = id.core == core;
   actor_cell* asker = on_worker ? id.cell : nullptr;
   // On one of the runtime's workers the timeout goes to that worker's own timers (no lock, no
-  // allocation, a coarse clock); elsewhere (plain threads, the timer thread, a simulation) to
+  // allocation); elsewhere (plain threads, the timer thread, a simulation) to
   // the runtime's timer service.
   worker_timers* local = on_worker ? id.timers : nullptr;
   if (local != nullptr) local->reserve_one();  // before anything exists that would leak

@@ -172,7 +172,7 @@ class reply_slot_base : private local_timer {
   std::atomic<std::uint32_t> state_{state_pending};
   std::atomic<std::uint32_t> waiter_{waiter_none};
   // Metrics: 0, or the message-table entry + 1 that records this ask's round trip. A 32-bit
-  // index fills padding, so that with asked_ a reply_slot<int> still fits a 128-byte block.
+  // index fills padding (a reply_slot<int> is 192 bytes with the timer node: a 256-byte block).
   std::atomic<std::uint32_t> round_trip_entry_{0};
   actor_cell* target_;
   std::uint64_t correlation_;

@@ -241,7 +241,8 @@ class worker_pool final : public scheduler {
       const activation outcome = cell->run(batch_);
       this_thread_identity.cell = nullptr;
       if (outcome == activation::yielded) push_local(w, cell);
-      if (w.timers.active() && ++w.since_poll >= worker_timers::poll_interval) poll_timers(w);
+      // Remote cancels alone (nothing armed) wait for the next poll or park.
+      if (w.timers.armed() && ++w.since_poll >= worker_timers::poll_interval) poll_timers(w);
     }
     // Every actor has finished: the asks still armed here can only complete from elsewhere.
     w.timers.close();

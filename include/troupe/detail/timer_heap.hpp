@@ -22,7 +22,11 @@ class timer_heap {
   [[nodiscard]] Node* top() const noexcept { return nodes_.front(); }
 
   // Makes room for one more push, so that push() itself cannot throw.
-  void reserve_one() { nodes_.reserve(nodes_.size() + 1); }
+  // Geometric growth (reserve(size + 1) alone would reallocate on every push).
+  void reserve_one() {
+    if (nodes_.size() == nodes_.capacity()) [[unlikely]]
+      nodes_.reserve(nodes_.size() < 8 ? 8 : 2 * nodes_.size());
+  }
 
   // Adds `n` (its due_ already set) with the next sequence number. May throw bad_alloc unless
   // reserve_one() ran first.

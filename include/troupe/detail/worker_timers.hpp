@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <ctime>
 
 #include <troupe/detail/config.hpp>
 #include <troupe/detail/timer_heap.hpp>
@@ -36,33 +35,6 @@ struct local_timer {
   hook_fn hook_;
 };
 
-// The steady clock as the kernel last cached it (CLOCK_MONOTONIC_COARSE on Linux: a read of the
-// vDSO page, no system call, no cycle counter), behind steady_clock::now() by less than
-// coarse_resolution(). Used for deadlines of asks, which are padded by the resolution so that
-// they are never early; steady_clock::now() elsewhere.
-[[nodiscard]] inline std::chrono::steady_clock::time_point coarse_now() noexcept {
-#if defined(CLOCK_MONOTONIC_COARSE)
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return std::chrono::steady_clock::time_point(
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-          std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
-#else
-  return std::chrono::steady_clock::now();
-#endif
-}
-
-[[nodiscard]] inline std::chrono::steady_clock::duration coarse_resolution() noexcept {
-#if defined(CLOCK_MONOTONIC_COARSE)
-  timespec ts{};
-  if (::clock_getres(CLOCK_MONOTONIC_COARSE, &ts) != 0) return std::chrono::milliseconds(10);
-  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
-#else
-  return std::chrono::steady_clock::duration::zero();
-#endif
-}
-
 // One worker's timers: a heap only the worker touches. Other threads never reach into it: a
 // thread that completes an ask armed here pushes the timer onto `remote_` (one CAS on a line
 // of this object, and only when the completion happens on another thread — which crossed cores
@@ -71,26 +43,27 @@ struct local_timer {
 // When a timer fires: the owner polls every poll_interval activations and before it parks, with
 // steady_clock::now(). A worker that parks with timers armed first schedules a wake-up on the
 // runtime's timer thread for the earliest (worker_pool::park). So a timeout fires no earlier
-// than its deadline and at most one coarse clock tick (the padding), plus the activations the
-// worker runs before its next poll, later. Handlers are not preempted: a handler that runs
-// for a second on the owner delays that worker's timeouts by up to a second.
+// than its deadline, and at most the activations the worker runs before its next poll later
+// (or the timer thread's own lateness while it sleeps). Handlers are not preempted: a handler
+// that runs for a second on the owner delays that worker's timeouts by up to a second.
 class worker_timers {
  public:
   using time_point = std::chrono::steady_clock::time_point;
   using duration = std::chrono::steady_clock::duration;
   static constexpr unsigned poll_interval = 16;  // activations between two polls
 
-  worker_timers() noexcept : pad_(coarse_resolution()) {}
+  worker_timers() noexcept = default;
   worker_timers(const worker_timers&) = delete;
   worker_timers& operator=(const worker_timers&) = delete;
 
-  // Owner. The deadline of a timeout `d` from now, never early: coarse now + d + one tick,
-  // saturated (time_point::max() means never).
-  [[nodiscard]] time_point deadline_after(duration d) const noexcept {
-    const time_point now = coarse_now();
-    const duration room = time_point::max() - now;
-    if (d >= room || pad_ >= room - d) return time_point::max();
-    return now + d + pad_;
+  // Owner. The deadline of a timeout `d` from now, saturated (time_point::max() means never).
+  // steady_clock::now() (a vDSO read, no system call): the kernel's coarse clock was cheaper,
+  // but on this VM under load it lagged by more than its resolution, so a deadline padded by
+  // the resolution still fired early (docs/performance.md).
+  [[nodiscard]] static time_point deadline_after(duration d) noexcept {
+    const time_point now = std::chrono::steady_clock::now();
+    if (d >= time_point::max() - now) return time_point::max();
+    return now + d;
   }
 
   // Owner: makes room for one more timer, so that arm() cannot throw. May throw bad_alloc.
@@ -135,7 +108,8 @@ class worker_timers {
   [[nodiscard]] bool active() const noexcept {
     return !heap_.empty() || remote_.load(std::memory_order_relaxed) != nullptr;
   }
-  [[nodiscard]] bool armed() const noexcept { return !heap_.empty(); }
+  // One load of a line the owner writes: checked after every activation.
+  [[nodiscard]] bool armed() const noexcept { return size_.load(std::memory_order_relaxed) != 0; }
   [[nodiscard]] time_point next_due() const noexcept { return heap_.top()->due_; }
 
   // Owner: takes out remote cancels, then fires every timer due at `now`. A hook may arm or
@@ -188,10 +162,9 @@ class worker_timers {
     }
   }
 
-  // Owner's line: the heap, its size for pending() (written by the owner only), the padding.
+  // Owner's line: the heap, and its size for pending() (written by the owner only).
   timer_heap<local_timer> heap_;
   std::atomic<std::size_t> size_{0};
-  duration pad_;
   // Written by other threads (remote cancels): a line of its own.
   alignas(cache_line) std::atomic<local_timer*> remote_{nullptr};
   std::atomic<std::int64_t> queued_{0};  // remote cancels not yet taken out
