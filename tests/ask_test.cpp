@@ -537,3 +537,144 @@ TEST_CASE("1,000,000 asks leave no reply state or timer behind", "[ask][leak]") 
   REQUIRE(troupe::task_frames_alive() == 0);
   test::require_accounted(rt.counters());
 }
+
+// Asks made inside actors arm their timeouts on the asking worker's own timers
+// (detail/worker_timers.hpp): they must fire while that worker sleeps and while it stays busy,
+// a reply completed on another thread must cancel them, and a worker that stops must leave
+// nothing behind.
+namespace {
+struct timed_ask {
+  troupe::ref<server> target;
+  std::chrono::milliseconds delay;    // how long the server takes
+  std::chrono::milliseconds timeout;  // the ask's timeout
+};
+struct deferred_ask {
+  troupe::ref<server> target;
+  int count;
+};
+struct held {
+  std::promise<troupe::promise<int>>* out;
+};
+struct held_ask {
+  troupe::ref<class holder> target;
+  std::promise<troupe::promise<int>>* out;
+};
+struct tick {};
+struct stop_ticking {};
+
+class holder {
+ public:
+  void on(held h, troupe::promise<int> reply) { h.out->set_value(std::move(reply)); }
+};
+
+class timed_asker {
+ public:
+  // The error the ask failed with (as an int), or -1 if it was answered.
+  troupe::task<int> on(timed_ask a) {
+    try {
+      static_cast<void>(co_await a.target.ask(get_later{a.delay}, a.timeout));
+      co_return -1;
+    } catch (const troupe::error& e) {
+      co_return static_cast<int>(e.code());
+    }
+  }
+  // Replies come from plain threads (the server's promises): each cancels a timer armed on
+  // this actor's worker from another thread.
+  troupe::task<int> on(deferred_ask a) {
+    int sum = 0;
+    for (int i = 0; i < a.count; ++i) sum += co_await a.target.ask(get_deferred{}, 60s);
+    co_return sum;
+  }
+  troupe::task<int> on(held_ask a) {
+    try {
+      co_return co_await a.target.ask(held{a.out}, 60s);
+    } catch (const troupe::error& e) {
+      co_return -static_cast<int>(e.code());
+    }
+  }
+};
+
+// Keeps its worker busy: every tick sends the next one, until told to stop.
+class ticker {
+ public:
+  explicit ticker(troupe::context& ctx) : ctx_(ctx) {}
+  void on(tick) {
+    ++ticks;
+    if (!stopped_) ctx_.self_as<ticker>().send(tick{});
+  }
+  void on(stop_ticking) { stopped_ = true; }
+  long ticks = 0;
+
+ private:
+  troupe::context& ctx_;
+  bool stopped_ = false;
+};
+}  // namespace
+
+TEST_CASE("an actor's ask times out on its worker's timers while the worker sleeps",
+          "[ask][timeout][worker_timers]") {
+  troupe::runtime rt(troupe::runtime_options{.workers = 1});
+  auto s = rt.spawn<server>();
+  auto a = rt.spawn<timed_asker>();
+  const auto start = std::chrono::steady_clock::now();
+  // The server sleeps 10 s: nothing runs, the worker parks with the asker's timer armed.
+  REQUIRE(a.ask(timed_ask{s, 10s, 30ms}, 60s).get() == static_cast<int>(troupe::errc::timeout));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  REQUIRE(waited >= 30ms);
+  REQUIRE(waited < 30ms + 20s);
+  // The answered case on the same worker (another server: the first one is still asleep): the
+  // reply cancels the timer there.
+  auto s2 = rt.spawn<server>();
+  REQUIRE(a.ask(timed_ask{s2, 1ms, 60s}, 60s).get() == -1);
+  REQUIRE(rt.pending_timers() == 1);  // only the first server's 10 s sleep
+  rt.shutdown(0ms);
+  REQUIRE(rt.counters().open_asks == 0);
+}
+
+TEST_CASE("an actor's ask times out on its worker's timers while the worker stays busy",
+          "[ask][timeout][worker_timers]") {
+  troupe::runtime rt(troupe::runtime_options{.workers = 1});
+  auto s = rt.spawn<server>();
+  auto a = rt.spawn<timed_asker>();
+  auto t = rt.spawn<ticker>();
+  t.send(tick{});  // from here on the only worker never runs out of work
+  const auto start = std::chrono::steady_clock::now();
+  REQUIRE(a.ask(timed_ask{s, 10s, 30ms}, 60s).get() == static_cast<int>(troupe::errc::timeout));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  REQUIRE(waited >= 30ms);
+  REQUIRE(waited < 30ms + 20s);
+  t.send(stop_ticking{});
+  rt.shutdown(0ms);
+  REQUIRE(rt.counters().open_asks == 0);
+}
+
+TEST_CASE("replies completed on other threads cancel the timers armed on a worker",
+          "[ask][worker_timers]") {
+  troupe::runtime rt(troupe::runtime_options{.workers = 2});
+  auto s = rt.spawn<server>();
+  auto a = rt.spawn<timed_asker>();
+  REQUIRE(a.ask(deferred_ask{s, 200}, 120s).get() == 9 * 200);
+  REQUIRE(rt.pending_timers() == 0);
+  rt.shutdown();
+  REQUIRE(rt.counters().open_asks == 0);
+  test::require_accounted(rt.counters());
+}
+
+TEST_CASE("an ask armed on a worker completes after that worker stopped", "[ask][worker_timers]") {
+  std::promise<troupe::promise<int>> out;
+  auto kept = out.get_future();
+  troupe::runtime rt(troupe::runtime_options{.workers = 1});
+  auto h = rt.spawn<holder>();
+  auto a = rt.spawn<timed_asker>();
+  {
+    auto outer = a.ask(held_ask{h, &out}, 60s);
+    troupe::promise<int> reply = kept.get();  // the asker now awaits it, its timer armed
+    rt.shutdown(0ms);                         // abandons the asker; its worker stops
+    // The inner ask completes from this thread after its worker is gone: its timer is not
+    // touched (the worker's timers are closed), and the reply state is freed.
+    static_cast<void>(reply.set_value(5));
+    REQUIRE_THROWS_AS(outer.get(), troupe::error);  // the asker never answered
+  }
+  REQUIRE(rt.counters().open_asks == 0);
+  REQUIRE(rt.pending_timers() == 0);
+}

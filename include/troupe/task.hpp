@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <troupe/detail/frame_census.hpp>
 #include <troupe/detail/pool.hpp>
 
 namespace troupe {
@@ -32,19 +33,17 @@ struct awaitable_check : std::bool_constant<troupe_awaitable<A>> {};
 class promise_base {
  public:
   // Frames come from the recycling pool: a handler coroutine costs no malloc in steady state.
-  // The live count (one relaxed add per frame, not per message) lets tests prove that no frame
-  // is left behind.
+  // The live count (per thread, no locked instruction; frame_census.hpp) lets tests prove that
+  // no frame is left behind.
   static void* operator new(std::size_t n) {
     void* p = block_pool::allocate(n);
-    live_frames.fetch_add(1, std::memory_order_relaxed);
+    frame_census::add(1);
     return p;
   }
   static void operator delete(void* p, std::size_t n) noexcept {
-    live_frames.fetch_sub(1, std::memory_order_relaxed);
+    frame_census::add(-1);
     block_pool::deallocate(p, n);
   }
-
-  static inline std::atomic<std::int64_t> live_frames{0};
 
   std::suspend_always initial_suspend() const noexcept { return {}; }
 
@@ -189,7 +188,7 @@ struct is_task<task<T>> : std::true_type {};
 
 // Coroutine frames of troupe::task alive in the process (all runtimes); for leak checks.
 [[nodiscard]] inline std::int64_t task_frames_alive() noexcept {
-  return detail::promise_base::live_frames.load(std::memory_order_relaxed);
+  return detail::frame_census::alive();
 }
 
 }  // namespace troupe

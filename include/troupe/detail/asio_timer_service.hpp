@@ -18,6 +18,7 @@
 #include <asio/steady_timer.hpp>
 
 #include <troupe/detail/counters.hpp>
+#include <troupe/detail/timer_heap.hpp>
 #include <troupe/detail/timer_service.hpp>
 
 namespace troupe::detail {
@@ -45,13 +46,12 @@ class asio_timer_service final : public timer_service {
     {
       std::lock_guard lock(mutex_);
       if (stopped_) return;  // destroying the task accounts for it
+      heap_.reserve_one();   // may throw, before anything changes
       timer_task* raw = task.release();
       raw->due_ = at;
-      raw->sequence_ = sequence_++;
       raw->handle_ = handle;
       if (handle != nullptr) *handle = raw;
-      heap_.push_back(raw);
-      sift_up(heap_.size() - 1);
+      heap_.push(raw);
       if (at < armed_for_) {
         armed_for_ = at;
         rearm = true;
@@ -63,8 +63,8 @@ class asio_timer_service final : public timer_service {
   std::unique_ptr<timer_task> cancel(timer_task** handle) noexcept override {
     std::lock_guard lock(mutex_);
     timer_task* task = *handle;
-    if (stopped_ || task == nullptr || task->heap_index_ == npos) return nullptr;
-    remove_at(task->heap_index_);
+    if (stopped_ || task == nullptr || task->heap_index_ == heap::npos) return nullptr;
+    heap_.remove(task);
     forget(task);
     // The Asio timer may stay armed for the removed deadline: it then finds nothing due.
     return std::unique_ptr<timer_task>(task);
@@ -76,7 +76,7 @@ class asio_timer_service final : public timer_service {
       std::lock_guard lock(mutex_);
       if (stopped_) return;
       stopped_ = true;
-      leftovers.swap(heap_);
+      leftovers = heap_.take_all();
       for (timer_task* task : leftovers) forget(task);
     }
     guard_.reset();
@@ -91,54 +91,12 @@ class asio_timer_service final : public timer_service {
   }
 
  private:
-  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+  using heap = timer_heap<timer_task>;
 
-  static bool earlier(const timer_task* a, const timer_task* b) noexcept {
-    return a->due_ != b->due_ ? a->due_ < b->due_ : a->sequence_ < b->sequence_;
-  }
   // Under the lock: the holder of the handle must no longer reach the task.
   static void forget(timer_task* task) noexcept {
     if (task->handle_ != nullptr) *task->handle_ = nullptr;
     task->handle_ = nullptr;
-  }
-  void place(std::size_t i, timer_task* t) noexcept {
-    heap_[i] = t;
-    t->heap_index_ = i;
-  }
-  void sift_up(std::size_t i) noexcept {
-    timer_task* t = heap_[i];
-    while (i > 0) {
-      const std::size_t parent = (i - 1) / 2;
-      if (!earlier(t, heap_[parent])) break;
-      place(i, heap_[parent]);
-      i = parent;
-    }
-    place(i, t);
-  }
-  void sift_down(std::size_t i) noexcept {
-    timer_task* t = heap_[i];
-    const std::size_t n = heap_.size();
-    for (;;) {
-      std::size_t child = 2 * i + 1;
-      if (child >= n) break;
-      if (child + 1 < n && earlier(heap_[child + 1], heap_[child])) ++child;
-      if (!earlier(heap_[child], t)) break;
-      place(i, heap_[child]);
-      i = child;
-    }
-    place(i, t);
-  }
-  timer_task* remove_at(std::size_t i) noexcept {
-    timer_task* removed = heap_[i];
-    timer_task* last = heap_.back();
-    heap_.pop_back();
-    if (i < heap_.size()) {
-      place(i, last);
-      sift_down(i);
-      sift_up(last->heap_index_);
-    }
-    removed->heap_index_ = npos;
-    return removed;
   }
 
   // Timer thread: point the Asio timer at the earliest deadline.
@@ -150,7 +108,7 @@ class asio_timer_service final : public timer_service {
         armed_for_ = time_point::max();
         return;
       }
-      first = heap_.front()->due_;
+      first = heap_.top()->due_;
       armed_for_ = first;
     }
     timer_.expires_at(first);  // cancels a previous wait: its handler sees operation_aborted
@@ -165,7 +123,7 @@ class asio_timer_service final : public timer_service {
     {
       std::lock_guard lock(mutex_);
       const time_point current = now();
-      while (!heap_.empty() && heap_.front()->due_ <= current) due.push_back(remove_at(0));
+      while (!heap_.empty() && heap_.top()->due_ <= current) due.push_back(heap_.pop());
     }
     for (timer_task* task : due) {
       task->fire();
@@ -182,8 +140,7 @@ class asio_timer_service final : public timer_service {
   asio::steady_timer timer_{io_};
   asio::executor_work_guard<asio::io_context::executor_type> guard_;
   mutable std::mutex mutex_;
-  std::vector<timer_task*> heap_;  // a binary min-heap; each task knows its index
-  std::uint64_t sequence_ = 0;
+  heap heap_;
   time_point armed_for_ = time_point::max();
   bool stopped_ = false;
   std::thread thread_;  // last: starts after everything above is constructed

@@ -126,7 +126,14 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
                 std::string(use_default ? "runtime_options::ask_timeout" : "ask() timeout") +
                     " must be positive, got " + std::to_string(timeout.count()) + " ns");
   }
-  actor_cell* asker = this_thread_identity.core == core ? this_thread_identity.cell : nullptr;
+  const thread_identity& id = this_thread_identity;
+  const bool on_worker = id.core == core;
+  actor_cell* asker = on_worker ? id.cell : nullptr;
+  // On one of the runtime's workers the timeout goes to that worker's own timers (no lock, no
+  // allocation); elsewhere (plain threads, the timer thread, a simulation) to
+  // the runtime's timer service.
+  worker_timers* local = on_worker ? id.timers : nullptr;
+  if (local != nullptr) local->reserve_one();  // before anything exists that would leak
   auto* slot = new reply_slot<R>(target, core->next_correlation(), access::make_address(asker));
   troupe::reply<R> result(slot);
   slot->retain();  // the envelope's reference
@@ -137,11 +144,17 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
     slot->release();
     throw;
   }
-  const clock::time_point deadline = deadline_after(core->now(), timeout);
-  // A saturated deadline is never reached: it needs no timer.
-  if (deadline != clock::time_point::max()) [[likely]] {
-    core->timers().schedule(deadline, std::make_unique<ask_timeout_task>(slot, timeout),
-                            &slot->timer_);
+  if (local != nullptr) [[likely]] {
+    const clock::time_point deadline = local->deadline_after(timeout);
+    // A saturated deadline is never reached: it needs no timer.
+    if (deadline != clock::time_point::max()) [[likely]]
+      slot->arm_local(*local, deadline, timeout);
+  } else {
+    const clock::time_point deadline = deadline_after(core->now(), timeout);
+    if (deadline != clock::time_point::max()) [[likely]] {
+      core->timers().schedule(deadline, std::make_unique<ask_timeout_task>(slot, timeout),
+                              &slot->timer_);
+    }
   }
   core->post(target, e, true);
   return result;
@@ -149,7 +162,10 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
 
 inline reply_slot_base::reply_slot_base(actor_cell* target, std::uint64_t correlation,
                                         address asker) noexcept
-    : target_(target), correlation_(correlation), asker_(std::move(asker)) {
+    : local_timer(&reply_slot_base::on_local_timer),
+      target_(target),
+      correlation_(correlation),
+      asker_(std::move(asker)) {
   target_->retain();  // keeps the runtime core alive as long as the reply state
   counter_slot& counters = target_->core()->counters_here();
   counters.add(counters.asks_opened);
@@ -197,9 +213,19 @@ inline void reply_slot_base::wait_or_drive() {
 }
 
 inline void reply_slot_base::publish() noexcept {
-  // Cancel first, so that whoever sees the ask done also sees its timer gone. Destroying the
-  // cancelled task drops its reference; the caller still holds one.
-  static_cast<void>(core()->timers().cancel(&timer_));
+  // Cancel first, so that whoever sees the ask done also sees its timer gone (pending_timers).
+  if (worker_timers* owner = owner_; owner != nullptr) [[likely]] {
+    // Armed on a worker (owner_ is set before the request is sent, so it happens-before this).
+    if (owner == this_thread_identity.timers) [[likely]] {
+      owner->disarm(this);  // the common case: the reply comes on the asker's worker
+    } else {
+      retain();  // the owner drops it when it takes the timer out (on_local_timer)
+      if (!owner->cancel_remote(this)) release();  // the owner stopped: not the last reference
+    }
+  } else {
+    // Destroying the cancelled task drops its reference; the caller still holds one.
+    static_cast<void>(core()->timers().cancel(&timer_));
+  }
   if (const std::uint32_t entry = round_trip_entry_.load(std::memory_order_acquire); entry != 0)
       [[unlikely]] {
     core()->record_round_trip(entry - 1, asked_);
@@ -210,6 +236,27 @@ inline void reply_slot_base::publish() noexcept {
     state_.notify_all();
   }
   if (waiter_.exchange(waiter_fired, std::memory_order_acq_rel) == waiter_registered) fire();
+}
+
+inline void reply_slot_base::on_local_timer(local_timer* t, bool fire) noexcept {
+  auto* self = static_cast<reply_slot_base*>(t);
+  if (fire) {
+    self->fail_timeout();
+  } else {
+    self->release();
+  }
+}
+
+inline void reply_slot_base::fail_timeout() noexcept {
+  try {
+    fail(errc::timeout,
+         "no reply within " +
+             std::to_string(
+                 std::chrono::duration_cast<std::chrono::microseconds>(timeout_).count()) +
+             " us");
+  } catch (...) {
+    fail(errc::timeout, {});
+  }
 }
 
 inline void reply_slot_base::before_free() noexcept {

@@ -9,6 +9,8 @@
 
 namespace troupe::detail {
 
+class worker_timers;
+
 // A worker's block has a single writer, so increments are a plain load and store (no locked
 // instruction on the hot path); the shared block, used by every other thread, uses fetch_add.
 // Readers sum all blocks with relaxed loads: exact once the writers are quiet or joined.
@@ -19,6 +21,12 @@ struct alignas(cache_line) counter_slot {
   std::atomic<std::uint64_t> rejected{0};
   std::atomic<std::uint64_t> asks_opened{0};
   std::atomic<std::uint64_t> asks_closed{0};
+  // Task handlers suspended and resumed (or abandoned) by this thread: the difference, summed
+  // over every block, is how many are suspended now (runtime_core::suspended_handlers). Two
+  // monotonic counts rather than one that goes up and down, so that a reader can bound the sum
+  // from below with one pass over each (the resumes first).
+  std::atomic<std::uint64_t> suspends{0};
+  std::atomic<std::uint64_t> resumes{0};
   bool single_writer = false;
 
   void add(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
@@ -40,6 +48,8 @@ struct thread_identity {
   // Metrics or tracing on: the id of the message whose handler runs now (the causation of the
   // messages it sends); 0 outside handlers.
   std::uint64_t message = 0;
+  // A worker's own timers (worker_timers.hpp), where asks made on it arm their timeouts.
+  worker_timers* timers = nullptr;
 };
 inline thread_local constinit thread_identity this_thread_identity;
 

@@ -707,8 +707,17 @@ class runtime_core {
   }
 
   // A handler suspended or resumed (shutdown waits for suspended handlers to finish).
+  // Counted in the calling thread's counter block, not on a line every worker writes.
+  // Release (free on x86): a reader that sees a resume also sees the suspend before it (the
+  // wake word's acquire/release chain links the two), see suspended_handlers.
   void add_suspended(std::int64_t n) noexcept {
-    suspended_.fetch_add(n, std::memory_order_seq_cst);
+    counter_slot& counters = counters_here();
+    std::atomic<std::uint64_t>& c = n > 0 ? counters.suspends : counters.resumes;
+    if (counters.single_writer) {
+      c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    } else {
+      c.fetch_add(1, std::memory_order_release);
+    }
   }
   // A delayed send was scheduled or left the timer (shutdown waits for those too).
   void add_delayed(std::int64_t n) noexcept { delayed_.fetch_add(n, std::memory_order_seq_cst); }
@@ -830,7 +839,14 @@ class runtime_core {
     return live_;
   }
 
-  [[nodiscard]] std::size_t pending_timers() const noexcept { return timers_->pending(); }
+  // The timer service's tasks and the asks' timeouts armed on workers (worker_timers).
+  [[nodiscard]] std::size_t pending_timers() const noexcept {
+    // The service first: a wake-up armed between the two reads then shows as one fewer, not
+    // one more (see own_timers_pending).
+    const auto service = static_cast<std::int64_t>(timers_->pending());
+    const std::int64_t n = service + scheduler_->own_timers_pending();
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
 
  private:
   ~runtime_core() = default;
@@ -844,9 +860,27 @@ class runtime_core {
     return core->live_ == 0;
   }
 
+  // Handlers suspended now, summed over the counter blocks. Every resume follows its suspend,
+  // and both counts only grow: reading every resume count, then (after a fence) every suspend
+  // count gives at least the number suspended at the moment between the two passes, so a zero
+  // is never early (a handler counted in neither pass suspended after that moment, as with one
+  // shared counter read at that moment).
+  [[nodiscard]] std::int64_t suspended_handlers() const noexcept {
+    std::uint64_t resumes = shared_counters_.resumes.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < scheduler_->thread_count(); ++i) {
+      resumes += scheduler_->counters_of(i).resumes.load(std::memory_order_acquire);
+    }
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    std::uint64_t suspends = shared_counters_.suspends.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < scheduler_->thread_count(); ++i) {
+      suspends += scheduler_->counters_of(i).suspends.load(std::memory_order_relaxed);
+    }
+    return static_cast<std::int64_t>(suspends - resumes);
+  }
+
   [[nodiscard]] bool quiet() const noexcept {
-    return delayed_.load(std::memory_order_seq_cst) == 0 &&
-           suspended_.load(std::memory_order_seq_cst) == 0 && scheduler_->idle();
+    return delayed_.load(std::memory_order_seq_cst) == 0 && suspended_handlers() == 0 &&
+           scheduler_->idle();
   }
 
   void link(actor_cell* cell) noexcept {
@@ -867,23 +901,15 @@ class runtime_core {
     --live_;
   }
 
-  std::atomic<std::size_t> refs_{1};
-  std::atomic<troupe::runtime*> owner_;
+  // Fields are grouped by who writes them how often, each group on lines of its own, so that
+  // a write per message or per ask never invalidates the line that every send reads.
+  // Read on (nearly) every send, ask and handler start; written once, or at shutdown.
+  alignas(cache_line) std::atomic<troupe::runtime*> owner_;
   runtime_options options_;
   std::unique_ptr<timer_service> timers_;
   std::unique_ptr<scheduler> pool_;
   scheduler* scheduler_ = nullptr;
   driver* driver_ = nullptr;
-  counter_slot shared_counters_;
-  std::atomic<std::uint64_t> next_id_{1};
-  std::atomic<std::uint64_t> next_correlation_{1};
-  std::atomic<std::uint64_t> next_monitor_id_{1};
-  std::atomic<std::uint64_t> published_{0};
-  std::atomic<std::uint64_t> unrouted_{0};
-  topic_registry topics_;
-  std::atomic<std::uint64_t> spawned_{0};
-  std::atomic<std::uint64_t> stopped_{0};
-  std::atomic<std::uint64_t> failed_{0};
   trace_hook* const trace_;
   const bool metrics_on_;
   // Read on every send and every handler start: the one branch metrics cost when off. Next to
@@ -894,9 +920,23 @@ class runtime_core {
   bool hooked_ = instrumented_;
   std::atomic<bool> accepting_{true};
   std::atomic<phase> phase_{phase::running};
-  std::atomic<std::int64_t> suspended_{0};
+  // Written per spawn, stop or delayed send (and per reference to the core).
+  alignas(cache_line) std::atomic<std::size_t> refs_{1};
+  std::atomic<std::uint64_t> next_id_{1};
+  std::atomic<std::uint64_t> next_monitor_id_{1};
+  std::atomic<std::uint64_t> spawned_{0};
+  std::atomic<std::uint64_t> stopped_{0};
+  std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::int64_t> delayed_{0};
-  mutable std::mutex registry_mutex_;
+  // Written per ask, by any thread.
+  alignas(cache_line) std::atomic<std::uint64_t> next_correlation_{1};
+  // Written per publish, beside (not on) the topic registry's lock.
+  alignas(cache_line) std::atomic<std::uint64_t> published_{0};
+  std::atomic<std::uint64_t> unrouted_{0};
+  alignas(cache_line) topic_registry topics_;
+  counter_slot shared_counters_;  // a line of its own (alignas in its type)
+  // Written per spawn and stop, and when a worker parks during shutdown.
+  alignas(cache_line) mutable std::mutex registry_mutex_;
   mutable std::condition_variable state_cv_;
   actor_cell* registry_head_ = nullptr;
   std::size_t live_ = 0;

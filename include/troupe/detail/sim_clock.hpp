@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include <troupe/detail/timer_heap.hpp>
 #include <troupe/detail/timer_service.hpp>
 
 namespace troupe::detail {
@@ -61,15 +62,12 @@ class sim_timer_service final : public timer_service {
   void schedule(time_point at, std::unique_ptr<timer_task> task,
                 timer_task** handle = nullptr) override {
     if (stopped_) return;  // destroyed unfired: its destructor accounts for it
-    heap_.reserve(heap_.size() + 1);
+    heap_.reserve_one();
     timer_task* t = task.release();
     t->due_ = at < now_ ? now_ : at;
-    t->sequence_ = next_sequence_++;
     t->handle_ = handle;
     if (handle != nullptr) *handle = t;
-    heap_.push_back(t);
-    t->heap_index_ = heap_.size() - 1;
-    sift_up(heap_.size() - 1);
+    heap_.push(t);
   }
 
   std::unique_ptr<timer_task> cancel(timer_task** handle) noexcept override {
@@ -77,7 +75,7 @@ class sim_timer_service final : public timer_service {
     timer_task* t = *handle;
     *handle = nullptr;
     t->handle_ = nullptr;
-    remove_at(t->heap_index_);
+    heap_.remove(t);
     return std::unique_ptr<timer_task>(t);
   }
 
@@ -85,8 +83,7 @@ class sim_timer_service final : public timer_service {
     stopped_ = true;
     // Destroying a task may schedule or cancel others: take them one at a time.
     while (!heap_.empty()) {
-      timer_task* t = heap_.front();
-      remove_at(0);
+      timer_task* t = heap_.pop();
       if (t->handle_ != nullptr) *t->handle_ = nullptr;
       delete t;
     }
@@ -96,15 +93,14 @@ class sim_timer_service final : public timer_service {
 
   // The simulation's side.
   [[nodiscard]] bool empty() const noexcept { return heap_.empty(); }
-  [[nodiscard]] time_point next_due() const noexcept { return heap_.front()->due_; }
+  [[nodiscard]] time_point next_due() const noexcept { return heap_.top()->due_; }
   void advance_to(time_point t) noexcept {
     if (t > now_) now_ = t;
   }
   // Takes the earliest task off the heap and advances the clock to its time; the caller fires
   // and destroys it.
   std::unique_ptr<timer_task> pop_due() noexcept {
-    timer_task* t = heap_.front();
-    remove_at(0);
+    timer_task* t = heap_.pop();
     if (t->handle_ != nullptr) *t->handle_ = nullptr;
     t->handle_ = nullptr;
     advance_to(t->due_);
@@ -112,48 +108,8 @@ class sim_timer_service final : public timer_service {
   }
 
  private:
-  static bool before(const timer_task* a, const timer_task* b) noexcept {
-    return a->due_ != b->due_ ? a->due_ < b->due_ : a->sequence_ < b->sequence_;
-  }
-  void place(std::size_t i, timer_task* t) noexcept {
-    heap_[i] = t;
-    t->heap_index_ = i;
-  }
-  void sift_up(std::size_t i) noexcept {
-    timer_task* t = heap_[i];
-    while (i > 0) {
-      const std::size_t parent = (i - 1) / 2;
-      if (!before(t, heap_[parent])) break;
-      place(i, heap_[parent]);
-      i = parent;
-    }
-    place(i, t);
-  }
-  void sift_down(std::size_t i) noexcept {
-    timer_task* t = heap_[i];
-    const std::size_t n = heap_.size();
-    for (;;) {
-      std::size_t child = 2 * i + 1;
-      if (child >= n) break;
-      if (child + 1 < n && before(heap_[child + 1], heap_[child])) ++child;
-      if (!before(heap_[child], t)) break;
-      place(i, heap_[child]);
-      i = child;
-    }
-    place(i, t);
-  }
-  void remove_at(std::size_t i) noexcept {
-    timer_task* last = heap_.back();
-    heap_.pop_back();
-    if (i == heap_.size()) return;
-    place(i, last);
-    sift_down(i);
-    sift_up(last->heap_index_);
-  }
-
   time_point now_;
-  std::vector<timer_task*> heap_;
-  std::uint64_t next_sequence_ = 0;
+  timer_heap<timer_task> heap_;
   bool stopped_ = false;
 };
 
