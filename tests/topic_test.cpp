@@ -340,6 +340,43 @@ TEST_CASE("a retained topic assigns offsets and keeps the last N events", "[topi
   test::require_accounted(rt.counters());
 }
 
+namespace {
+// A coroutine handler that takes its retained event by reference and reads it only after it
+// has suspended: the reference must outlive the call that started the handler.
+class suspending_offset_log {
+ public:
+  explicit suspending_offset_log(troupe::context& ctx) : ctx_(ctx) {}
+  troupe::task<void> on(const troupe::retained<tick>& r) {
+    co_await ctx_.sleep_for(std::chrono::milliseconds(1));
+    offsets_.push_back(r.offset);
+    values_.push_back(r.event.value);
+  }
+  std::pair<std::vector<std::uint64_t>, std::vector<int>> on(get_offsets) const {
+    return {offsets_, values_};
+  }
+
+ private:
+  troupe::context& ctx_;
+  std::vector<std::uint64_t> offsets_;
+  std::vector<int> values_;
+};
+}  // namespace
+
+TEST_CASE("a coroutine handler may keep its const retained<E>& across a suspension",
+          "[topic][retained][task]") {
+  troupe::runtime rt(troupe::runtime_options{.workers = 2});
+  auto topic = rt.retain<tick>("co.ticks", 8);
+  for (int i = 0; i < 3; ++i) static_cast<void>(topic.publish(tick{100 + i}));
+  auto log = rt.spawn<suspending_offset_log>();
+  auto sub = rt.subscribe<tick>("co.ticks", log, troupe::replay::oldest());
+  for (int i = 3; i < 6; ++i) static_cast<void>(topic.publish(tick{100 + i}));
+  const auto [offsets, values] = log.ask(get_offsets{}).get();
+  require_contiguous(offsets, 0, 6);
+  REQUIRE(values == std::vector<int>{100, 101, 102, 103, 104, 105});
+  rt.shutdown();
+  test::require_accounted(rt.counters());
+}
+
 TEST_CASE("retained topics report misuse with clear errors", "[topic][retained]") {
   troupe::runtime rt(troupe::runtime_options{.workers = 1});
   auto topic = rt.retain<tick>("a.b", 4);

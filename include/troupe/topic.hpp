@@ -207,11 +207,14 @@ concept takes_plain_events = requires(A& actor, const E& event) {
 template <class E>
 struct event_envelope final : envelope {
   event_envelope(const envelope_ops* o, std::shared_ptr<const E> e, std::uint64_t off) noexcept
-      : envelope{nullptr, o, 0}, event(std::move(e)), offset(off) {}
+      : envelope{nullptr, o, 0}, event(std::move(e)), view{off, *event} {}
   static void* operator new(std::size_t n) { return block_pool::allocate(n); }
   static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
   std::shared_ptr<const E> event;
-  std::uint64_t offset;
+  // The argument of a handler that takes offsets, kept here rather than on invoke_event's stack:
+  // a coroutine handler taking `const retained<E>&` holds that reference after invoke_event
+  // returns, and the envelope lives until the handler ends.
+  const retained<E> view;
 };
 
 template <class A, class E>
@@ -220,9 +223,8 @@ handler_start invoke_event(actor_cell& cell, envelope& e) {
   auto& env = static_cast<event_envelope<E>&>(e);
   const E& event = *env.event;
   if constexpr (takes_offsets<A, E> && takes_plain_events<A, E>) {
-    if (env.offset != no_offset) {
-      const retained<E> r{env.offset, event};
-      return start_handler([&]() -> decltype(auto) { return actor.on(r); });
+    if (env.view.offset != no_offset) {
+      return start_handler([&]() -> decltype(auto) { return actor.on(env.view); });
     }
   }
   if constexpr (takes_plain_events<A, E>) {
@@ -230,8 +232,7 @@ handler_start invoke_event(actor_cell& cell, envelope& e) {
   } else {
     // Only offsets will do, and make_subscriber checked the subject is retained; an event
     // published while retention was being configured has none (retained::offset says so).
-    const retained<E> r{env.offset, event};
-    return start_handler([&]() -> decltype(auto) { return actor.on(r); });
+    return start_handler([&]() -> decltype(auto) { return actor.on(env.view); });
   }
 }
 
