@@ -201,6 +201,13 @@ def build_scale(troupe: dict, cores: int | None) -> list[dict]:
     return out
 
 
+def row_label(name: str) -> str:
+    """The size part of a scale row's name: scale_broadcast_1k -> 1k, scale_actors_10m_bytes ->
+    10m, scale_pairs_1w -> 1w."""
+    parts = name.split("_")
+    return parts[-2] if parts[-1] in ("bytes", "spawn", "speedup") and len(parts) > 3 else parts[-1]
+
+
 def scale_markdown(scale: list[dict]) -> list[str]:
     if not scale:
         return []
@@ -209,8 +216,8 @@ def scale_markdown(scale: list[dict]) -> list[str]:
            "| dimension | figures at each size | worst / best (speedup) | goal |",
            "| --- | --- | ---: | --- |"]
     for e in scale:
-        figs = "; ".join(f"{r['name'].split('_')[-1] if e['kind'] == 'flat' else r['name']}: "
-                         f"{fmt(r['median'])} {r['unit']}" for r in e["rows"])
+        figs = "; ".join(f"{row_label(r['name'])}: {fmt(r['median'])} {r['unit']}"
+                         for r in e["rows"])
         goal = e.get("goal")
         status = "—" if goal is None else f"{goal}: {'met' if e['goal_met'] else 'NOT met'}"
         spread = e.get("spread")
