@@ -67,6 +67,10 @@ struct workload {
   // rows are taken from the same runs. The workload's name, its group or any row name selects it.
   std::vector<std::string> rows{};
   std::function<std::vector<double>(const config&)> run_rows{};
+  // Rows in different units (the scale workloads: bytes per actor beside spawn time): one unit
+  // and direction per row; empty: every row has the workload's.
+  std::vector<std::string> row_units{};
+  std::vector<bool> row_lower_is_better{};
 };
 
 void add_actor_workloads(std::vector<workload>& out);
@@ -81,6 +85,7 @@ void add_mailbox_workloads(std::vector<workload>& out);
 void add_queue_store_workloads(std::vector<workload>& out);
 void add_metrics_workloads(std::vector<workload>& out);
 void add_simulation_workloads(std::vector<workload>& out);
+void add_scale_workloads(std::vector<workload>& out);
 
 using clock = std::chrono::steady_clock;
 

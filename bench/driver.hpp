@@ -64,6 +64,8 @@ struct options {
 struct result {
   const workload* w = nullptr;
   std::string name;  // w->name, or the row's name
+  std::string unit;  // w->unit, or the row's own
+  bool lower_is_better = true;
   std::vector<double> runs;
   std::string error;  // empty if the workload succeeded
   double median = 0, min = 0, max = 0;
@@ -226,6 +228,10 @@ inline std::vector<result> run_workload(const workload& w, const config& cfg, st
     rows.emplace_back();
     rows.back().w = &w;
     rows.back().name = name;
+    const std::size_t k = rows.size() - 1;
+    rows.back().unit = k < w.row_units.size() ? w.row_units[k] : w.unit;
+    rows.back().lower_is_better =
+        k < w.row_lower_is_better.size() ? w.row_lower_is_better[k] : w.lower_is_better;
   }
   try {
     for (std::size_t i = 0; i < repeats; ++i) {
@@ -272,11 +278,11 @@ inline void print_header() {
 
 inline void print_row(const result& r) {
   if (!r.error.empty()) {
-    std::printf("%-*s %-*s %*s\n", name_width, r.name.c_str(), unit_width, r.w->unit.c_str(),
+    std::printf("%-*s %-*s %*s\n", name_width, r.name.c_str(), unit_width, r.unit.c_str(),
                 figure_width, "FAILED");
   } else {
     std::printf("%-*s %-*s %*s %*s %*s %5zu\n", name_width, r.name.c_str(), unit_width,
-                r.w->unit.c_str(), figure_width, format_figure(r.median).c_str(), figure_width,
+                r.unit.c_str(), figure_width, format_figure(r.median).c_str(), figure_width,
                 format_figure(r.min).c_str(), figure_width, format_figure(r.max).c_str(),
                 r.runs.size());
   }
@@ -396,8 +402,8 @@ inline bool write_json(const std::string& path, const std::vector<result>& resul
   for (std::size_t i = 0; i < results.size(); ++i) {
     const result& r = results[i];
     j << (i == 0 ? "\n" : ",\n") << "    {\"name\": " << json_string(r.name)
-      << ", \"unit\": " << json_string(r.w->unit)
-      << ", \"lower_is_better\": " << (r.w->lower_is_better ? "true" : "false")
+      << ", \"unit\": " << json_string(r.unit)
+      << ", \"lower_is_better\": " << (r.lower_is_better ? "true" : "false")
       << ", \"size\": " << json_string(r.w->size(o.cfg));
     if (r.error.empty()) {
       j << ", \"median\": " << json_number(r.median) << ", \"min\": " << json_number(r.min)

@@ -25,5 +25,6 @@ int main(int argc, char** argv) {
   add_queue_store_workloads(all);
   add_metrics_workloads(all);
   add_simulation_workloads(all);
+  add_scale_workloads(all);
   return driver::run(argc, argv, "troupe-bench", all);
 }

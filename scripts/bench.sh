@@ -13,7 +13,9 @@
 #   --repeats N  runs of each workload per side (default 3)
 #   --no-docs    do not touch docs/ (results.json and the terminal only)
 #   workload     a subset of: pingpong ask fanin broadcast spawn idle_actor_bytes ring latency
-#                queue restart (default: all)
+#                queue restart, and the scale workloads (troupe only): scale_broadcast
+#                scale_subscriptions scale_actors_1m scale_actors_10m scale_pairs scale_queue
+#                (default: all)
 #
 # Without libcaf-dev (and not root to install it) the CAF column stays empty: never an error.
 # A single run is stopped after TROUPE_BENCH_RUN_TIMEOUT seconds (default 180) and counted failed.
@@ -39,7 +41,7 @@ while [[ $# -gt 0 ]]; do
       ;;
     --no-docs) DOCS=0 ;;
     -h | --help)
-      sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     -*) troupe_log "unknown option $1"; exit 2 ;;
@@ -51,7 +53,8 @@ if [[ $QUICK == 1 ]]; then
   REPEATS=1
   DOCS=0
 fi
-ALL_WORKLOADS=(pingpong ask fanin broadcast spawn idle_actor_bytes ring latency queue restart)
+ALL_WORKLOADS=(pingpong ask fanin broadcast spawn idle_actor_bytes ring latency queue restart
+  scale_broadcast scale_subscriptions scale_actors_1m scale_actors_10m scale_pairs scale_queue)
 PEER_WORKLOADS=" pingpong ask fanin broadcast spawn idle_actor_bytes ring latency "
 [[ ${#WORKLOADS[@]} -eq 0 ]] && WORKLOADS=("${ALL_WORKLOADS[@]}")
 for w in "${WORKLOADS[@]}"; do

@@ -59,6 +59,23 @@ GOALS = {
 }
 FLOOR_GOALS = {"pingpong": 2}  # troupe <= 2 x floor
 
+# The scale workloads (troupe only; DESIGN §5 "scale"): one dimension grown at a time. "flat":
+# the cost per unit at the worst size within SCALE_FLAT of the best; "speedup": the last row is
+# the speedup of every hardware thread over one worker, goal >= SCALE_SPEEDUP x the cores.
+SCALE = [
+    ("subscribers per topic (10 … 10k)", "flat",
+     ["scale_broadcast_10", "scale_broadcast_100", "scale_broadcast_1k", "scale_broadcast_10k"]),
+    ("wildcard subscriptions (10 … 1M)", "flat",
+     ["scale_subscriptions_10", "scale_subscriptions_10k", "scale_subscriptions_1m"]),
+    ("idle actors, bytes (1M, 10M)", "flat", ["scale_actors_1m_bytes", "scale_actors_10m_bytes"]),
+    ("idle actors, spawn (1M, 10M)", "flat", ["scale_actors_1m_spawn", "scale_actors_10m_spawn"]),
+    ("work-queue consumers (1, 4, 64)", "flat", ["scale_queue_1", "scale_queue_4", "scale_queue_64"]),
+    ("cores: independent pairs (1 worker, all)", "speedup",
+     ["scale_pairs_1w", "scale_pairs_all", "scale_pairs_speedup"]),
+]
+SCALE_FLAT = 1.5
+SCALE_SPEEDUP = 0.9  # 1.8x on 2 cores
+
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
 
@@ -153,6 +170,61 @@ def goal_of(e: dict) -> tuple[str | None, bool | None]:
         return None, None
     status = None if any(m is None for m in met) else all(met)
     return ", ".join(parts), status
+
+
+def build_scale(troupe: dict, cores: int | None) -> list[dict]:
+    """One entry per SCALE dimension present in troupe's runs."""
+    out = []
+    for title, kind, names in SCALE:
+        rows = [(n, troupe.get(n)) for n in names]
+        if all(r is None for _, r in rows):
+            continue
+        figures = [(n, summary(r), (r or {}).get("unit", ""), (r or {}).get("lower_is_better", True))
+                   for n, r in rows]
+        entry = {"title": title, "kind": kind, "rows": [
+            {"name": n, "unit": u, "median": f["median"] if f else None} for n, f, u, _ in figures]}
+        if kind == "flat" and all(f for _, f, _, _ in figures):
+            costs = [f["median"] if low else (1 / f["median"] if f["median"] > 0 else math.inf)
+                     for _, f, _, low in figures]
+            spread = max(costs) / min(costs) if min(costs) > 0 else math.inf
+            entry["spread"] = spread
+            entry["goal"] = f"worst ≤ {SCALE_FLAT}× best"
+            entry["goal_met"] = spread <= SCALE_FLAT
+        elif kind == "speedup" and figures[-1][1]:
+            speedup = figures[-1][1]["median"]
+            entry["spread"] = speedup
+            if cores:
+                want = SCALE_SPEEDUP * cores
+                entry["goal"] = f"speedup ≥ {want:g}× ({cores} cores)"
+                entry["goal_met"] = speedup >= want
+        out.append(entry)
+    return out
+
+
+def row_label(name: str) -> str:
+    """The size part of a scale row's name: scale_broadcast_1k -> 1k, scale_actors_10m_bytes ->
+    10m, scale_pairs_1w -> 1w."""
+    parts = name.split("_")
+    return parts[-2] if parts[-1] in ("bytes", "spawn", "speedup") and len(parts) > 3 else parts[-1]
+
+
+def scale_markdown(scale: list[dict]) -> list[str]:
+    if not scale:
+        return []
+    out = ["Scale (troupe only; each row grows one dimension, the figure is the cost or rate per "
+           "unit at each size, medians):", "",
+           "| dimension | figures at each size | worst / best (speedup) | goal |",
+           "| --- | --- | ---: | --- |"]
+    for e in scale:
+        figs = "; ".join(f"{row_label(r['name'])}: {fmt(r['median'])} {r['unit']}"
+                         for r in e["rows"])
+        goal = e.get("goal")
+        status = "—" if goal is None else f"{goal}: {'met' if e['goal_met'] else 'NOT met'}"
+        spread = e.get("spread")
+        out.append(f"| {e['title']} | {figs} | {fmt(spread) if spread is not None else '—'} | "
+                   f"{status} |")
+    out.append("")
+    return out
 
 
 # ---- machine ---------------------------------------------------------------------------------
@@ -263,7 +335,7 @@ def terminal_table(entries: list[dict]) -> str:
 
 
 def markdown_section(entries: list[dict], mach: dict, meta: dict, command: str,
-                     svg_name: str | None) -> str:
+                     svg_name: str | None, scale: list[dict] | None = None) -> str:
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     settings = (meta.get("troupe") or {}).get("settings", {})
     out = [BEGIN,
@@ -295,6 +367,7 @@ def markdown_section(entries: list[dict], mach: dict, meta: dict, command: str,
             fmt_side(e["floor"], True), fmt_ratio(e, "caf"), fmt_ratio(e, "floor"),
             status_text(e) or "—"]) + " |")
     out.append("")
+    out += scale_markdown(scale or [])
     sizes, shown = [], set()
     for e in entries:
         name = "latency" if e["name"].startswith("latency_") else e["name"]
@@ -475,6 +548,11 @@ def main(argv: list[str]) -> int:
         return 1
     entries = build(sides)
     mach = machine(metas)
+    try:
+        cores = int(mach.get("cores")) if mach.get("cores") else None
+    except (TypeError, ValueError):
+        cores = None
+    scale = build_scale(sides["troupe"], cores)
     have = {side: bool(getattr(a, side)) for side in SIDES}
 
     json_out, svg_out, doc_out = a.json_out, a.svg, a.doc
@@ -486,13 +564,17 @@ def main(argv: list[str]) -> int:
         section_out = os.path.join(a.out_dir, "performance-section.md")
 
     print(terminal_table(entries))
+    for e in scale:
+        print(f"scale: {e['title']}: "
+              + ", ".join(f"{fmt(r['median'])}" for r in e["rows"])
+              + (f" -> {e['goal']}: {'met' if e['goal_met'] else 'NOT met'}" if e.get("goal") else ""))
     if not have["caf"]:
         print("(no CAF results: troupe-bench-caf was not built or not run)")
 
     if json_out:
         os.makedirs(os.path.dirname(os.path.abspath(json_out)), exist_ok=True)
         with open(json_out, "w", encoding="utf-8") as f:
-            json.dump({"machine": mach, "workloads": entries}, f, indent=2)
+            json.dump({"machine": mach, "workloads": entries, "scale": scale}, f, indent=2)
             f.write("\n")
     svg_text = svg_plot(entries)
     if svg_out:
@@ -502,7 +584,7 @@ def main(argv: list[str]) -> int:
     if svg_out and (doc_out or section_out):
         base = os.path.dirname(os.path.abspath(doc_out or section_out))
         svg_name = os.path.relpath(os.path.abspath(svg_out), base)
-    section = markdown_section(entries, mach, metas, a.command, svg_name)
+    section = markdown_section(entries, mach, metas, a.command, svg_name, scale)
     if doc_out:
         update_doc(doc_out, section)
     if section_out:
@@ -511,6 +593,10 @@ def main(argv: list[str]) -> int:
 
     if a.check:
         problems = check(entries, have)
+        for e in scale:
+            for r in e["rows"]:
+                if r["median"] is None or not math.isfinite(r["median"]):
+                    problems.append(f"{r['name']}: no finite figure from troupe")
         try:
             ET.fromstring(svg_text)
         except ET.ParseError as e:

@@ -266,7 +266,7 @@ class supervisor {
       detail::actor_cell* cell = detail::access::cell_of(child.ref);
       detail::runtime_core* core = cell->core();
       if (cell->ops()->type_tag == &detail::type_tag<supervisor>) {
-        cell->final_stop_.store(true, std::memory_order_seq_cst);
+        cell->raise_request(detail::actor_cell::req_final, std::memory_order_seq_cst);
         detail::access::make_ref<supervisor>(cell).send(stop_tree{});
       } else {
         cell->request_final_stop();

@@ -19,6 +19,8 @@ class task;
 
 namespace detail {
 
+struct envelope;
+
 // An awaitable that knows how to resume an actor through its scheduler says so with a
 // `troupe_awaitable` member type; only those may be awaited inside a task, because a task
 // resumed by anything else would run on a foreign thread, concurrently with its actor.
@@ -71,6 +73,14 @@ class promise_base {
   [[nodiscard]] const std::exception_ptr& error() const noexcept { return error_; }
 
   std::coroutine_handle<> continuation_;
+
+  // Set only in the promise of a handler's own task (the one the actor record runs), by its
+  // worker: the frame, where it last suspended, and the message it handles. They live here,
+  // not in the actor record, which keeps one pointer to this promise: an idle actor then pays
+  // for none of them (the idle-actor memory goal).
+  std::coroutine_handle<> handler_frame_;
+  std::coroutine_handle<> resume_point_;
+  envelope* current_ = nullptr;
 
  protected:
   std::exception_ptr error_;

@@ -20,34 +20,33 @@ inline void actor_cell::destroy_self() noexcept {
 }
 
 inline activation actor_cell::run(std::size_t batch) {
-  if (parked_.load(std::memory_order_acquire)) {
+  if (requested(req_parked, std::memory_order_acquire)) {
     // Woken while waiting for its supervisor: to be restarted in place, or stopped.
-    parked_.store(false, std::memory_order_relaxed);
+    take_request(req_parked, std::memory_order_relaxed);
     wake_.store((wake_.load(std::memory_order_acquire) & ~std::uint64_t{3}) | wake_running,
                 std::memory_order_relaxed);
-    if (stop_requested_.load(std::memory_order_seq_cst) ||
-        !restart_requested_.load(std::memory_order_seq_cst)) {
+    if (requested(req_stop) || !requested(req_restart)) {
       finalize();
       return activation::finished;
     }
-    restart_requested_.store(false, std::memory_order_seq_cst);
+    take_request(req_restart);
     if (!restart_instance()) return activation::suspended;
   } else if (task_) {
     // A suspended task handler was woken (or is being abandoned at shutdown).
     wake_.store((wake_.load(std::memory_order_acquire) & ~std::uint64_t{3}) | wake_running,
                 std::memory_order_relaxed);
-    if (force_stop_.load(std::memory_order_acquire)) {
+    if (requested(req_force, std::memory_order_acquire)) {
       finalize();
       return activation::finished;
     }
     int settled;
     if (instrumented_) [[unlikely]] {
-      this_thread_identity.message = current_->correlation;  // the causation of its sends
-      resume_point_.resume();
+      this_thread_identity.message = task_->current_->correlation;  // causation of its sends
+      task_->resume_point_.resume();
       settled = settle_task();
       this_thread_identity.message = 0;
     } else {
-      resume_point_.resume();
+      task_->resume_point_.resume();
       settled = settle_task();
     }
     if (settled < 0) return activation::finished;
@@ -55,7 +54,7 @@ inline activation actor_cell::run(std::size_t batch) {
   }
   if (!started_) {
     started_ = true;
-    if (!stop_requested_.load(std::memory_order_acquire)) {
+    if (!requested(req_stop, std::memory_order_acquire)) {
       try {
         ops_->on_start(*this);
         start_ran_ = true;
@@ -69,35 +68,19 @@ inline activation actor_cell::run(std::size_t batch) {
   const bool bounded = ops_->mailbox.capacity != 0;  // once per activation, not per message
   const bool held = bounded && ops_->mailbox.overflow == overflow::drop_oldest;
   for (std::size_t n = 0; n < batch; ++n) {
-    if (stop_requested_.load(std::memory_order_seq_cst)) return stop_now();
-    if (restart_requested_.load(std::memory_order_relaxed) &&
-        restart_requested_.exchange(false, std::memory_order_seq_cst)) {
-      if (!restart_instance()) return activation::suspended;
+    // One load for both requests (they share a byte); seq_cst: see push in mailbox.hpp.
+    if ((requests_.load(std::memory_order_seq_cst) & (req_stop | req_restart)) != 0) [[unlikely]] {
+      if (requested(req_stop)) return stop_now();
+      if (take_request(req_restart) && !restart_instance()) return activation::suspended;
     }
     envelope* e = held ? pop_held() : mailbox_.pop();
     if (e == nullptr) {
-      // Once try_idle succeeds the actor is no longer this worker's: a send or a stop request
-      // may claim it, another worker run it, stop it and free it, all before the re-check
-      // below reads its flags (a read of freed, possibly reused memory: ThreadSanitizer saw it
-      // in the chaos soak). The reference taken first keeps the record alive across that
-      // window; relaxed is enough for the increment (we own the actor here), and release()'s
-      // acq_rel orders our reads before whoever frees it.
-      retain();
-      if (!mailbox_.try_idle()) {
-        release();  // never the last: the actor is still ours, so it has not stopped
-        continue;
-      }
-      // A stop or restart request that raced with going idle must not be lost: whoever claims
-      // the idle actor back (it, or a sender that schedules it) sees the flag. Likewise a
-      // message a drop_oldest sender added after our look: it claims the actor after adding
-      // (post_held), we look again after going idle.
-      if ((stop_requested_.load(std::memory_order_seq_cst) ||
-           restart_requested_.load(std::memory_order_seq_cst) || (held && has_held())) &&
-          mailbox_.claim_if_idle()) {
-        release();  // ours again, so not stopped: not the last reference either
-        continue;
-      }
-      release();  // may free the actor: touch nothing after this
+      // A stop or restart request, or a message a drop_oldest sender holds elsewhere, that
+      // raced with going idle is not lost: its requester marks the mailbox word after making
+      // it (claim_or_flag), so try_idle fails and the loop looks again. Once try_idle succeeds
+      // the actor is no longer this worker's (another may claim, run, stop and free it), so
+      // nothing here reads the record after it.
+      if (!mailbox_.try_idle()) continue;
       return activation::idle;
     }
     if (bounded) [[unlikely]]
@@ -131,11 +114,6 @@ inline envelope* actor_cell::pop_held() noexcept {
   return e;
 }
 
-inline bool actor_cell::has_held() noexcept {
-  std::lock_guard lock(watch_->held_lock);
-  return watch_->held_head != nullptr;
-}
-
 inline void actor_cell::wake_room_waiters() noexcept {
   std::vector<std::pair<actor_cell*, std::uint64_t>> waiters;
   {
@@ -156,7 +134,7 @@ inline void actor_cell::wake_room_waiters() noexcept {
 // moment another thread may wake, run, stop and free the actor, so this one keeps it alive.
 inline activation actor_cell::after_suspension() noexcept {
   activation result = activation::suspended;
-  if (force_stop_.load(std::memory_order_seq_cst)) {
+  if (requested(req_force)) {
     std::uint64_t w = wake_.load(std::memory_order_acquire);
     if ((w & 3) == wake_suspended &&
         wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_running,
@@ -187,11 +165,11 @@ inline int actor_cell::dispatch(envelope* e) {
 
 // A handler returned a task: run it to its first suspension or its end.
 inline int actor_cell::begin_task(const handler_start& started, envelope* e) {
-  task_ = started.frame;
-  task_promise_ = started.promise;
-  current_ = e;
-  resume_point_ = task_;
-  task_.resume();
+  task_ = started.promise;
+  task_->handler_frame_ = started.frame;
+  task_->current_ = e;
+  task_->resume_point_ = started.frame;
+  started.frame.resume();
   return settle_task();
 }
 
@@ -222,19 +200,19 @@ inline int actor_cell::dispatch_instrumented(envelope* e) {
 
 inline int actor_cell::settle_task() {
   for (;;) {
-    if (task_.done()) {
-      std::exception_ptr error = task_promise_->error();
-      if (!error && current_->ops->task_done != nullptr) {
+    promise_base* const promise = task_;
+    if (promise->handler_frame_.done()) {
+      envelope* e = promise->current_;
+      std::exception_ptr error = promise->error();
+      if (!error && e->ops->task_done != nullptr) {
         try {
-          current_->ops->task_done(*current_, *task_promise_);  // the reply of an ask
+          e->ops->task_done(*e, *promise);  // the reply of an ask
         } catch (...) {
           error = std::current_exception();
         }
       }
-      task_.destroy();
-      task_ = {};
-      task_promise_ = nullptr;
-      envelope* e = std::exchange(current_, nullptr);
+      promise->handler_frame_.destroy();  // the promise goes with it
+      task_ = nullptr;
       if (instrumented_) [[unlikely]]
         core_->on_handler_end(this, e, error != nullptr);
       if (error) {
@@ -259,7 +237,7 @@ inline int actor_cell::settle_task() {
     if ((w & 3) == wake_woken) {
       // The wake-up beat us to it: resume in place.
       wake_.store(generation_bits | wake_running, std::memory_order_relaxed);
-      resume_point_.resume();
+      promise->resume_point_.resume();
       continue;
     }
     // Suspended without arming: await_transform admits only troupe awaitables, so this is a
@@ -288,9 +266,9 @@ inline void actor_cell::wake(std::uint64_t generation) noexcept {
 }
 
 inline void actor_cell::request_stop(bool force) noexcept {
-  if (force) force_stop_.store(true, std::memory_order_seq_cst);
-  stop_requested_.store(true, std::memory_order_seq_cst);
-  if (mailbox_.claim_if_idle()) {
+  // seq_cst: the request and claim_if_idle's CAS below, against try_idle and run's re-check.
+  raise_request(force ? req_stop | req_force : req_stop);
+  if (mailbox_.claim_or_flag()) {
     core_->schedule(this);
     return;
   }

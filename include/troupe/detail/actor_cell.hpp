@@ -124,7 +124,7 @@ class actor_cell : public context {
   // Worker, from an awaiter's await_suspend: the handler will suspend at `resume_point` until
   // wake(generation) is called (from any thread). Returns the generation to wake.
   std::uint64_t arm_suspension(std::coroutine_handle<> resume_point) noexcept {
-    resume_point_ = resume_point;
+    task_->resume_point_ = resume_point;
     const std::uint64_t generation = (wake_.load(std::memory_order_relaxed) >> 2) + 1;
     wake_.store(generation << 2 | wake_armed, std::memory_order_release);
     return generation;
@@ -136,8 +136,8 @@ class actor_cell : public context {
   [[nodiscard]] const cell_ops* ops() const noexcept { return ops_; }
   [[nodiscard]] bool closed() const noexcept { return mailbox_.closed(); }
 
-  // Field order packs the record into 120 bytes, so that with a small actor it fills one
-  // 128-byte pool block (the idle-actor memory goal).
+  // Field order packs the record into 88 bytes, so that with an empty actor it fills one
+  // 96-byte pool block (the idle-actor memory goal: ≤ 96 bytes; the size is checked below).
   mailbox mailbox_;
   // Registry links, guarded by the runtime's registry mutex.
   actor_cell* registry_prev_ = nullptr;
@@ -175,7 +175,6 @@ class actor_cell : public context {
   inline activation stop_now() noexcept;
   inline void account_bounded_pop(bool depth_taken) noexcept;
   inline envelope* pop_held() noexcept;
-  inline bool has_held() noexcept;
 
  public:
   inline void wake_room_waiters() noexcept;
@@ -189,47 +188,67 @@ class actor_cell : public context {
   inline void request_restart() noexcept;
   // Any thread: a stop that a supervisor will not turn into a restart.
   void request_final_stop() noexcept {
-    final_stop_.store(true, std::memory_order_seq_cst);
+    raise_request(req_final);
     request_stop(false);
   }
   [[nodiscard]] watch_state* extras() const noexcept { return watch_; }
   // Worker-free setup before the actor first runs (supervised spawn).
   void set_extras(watch_state* extras) noexcept { watch_ = extras; }
 
+  // Requests from other threads, one bit each in requests_ (one byte, so that the record stays
+  // small; each is set with an atomic or, so setting one never loses another).
+  static constexpr std::uint8_t req_stop = 1;   // stop after the current handler
+  static constexpr std::uint8_t req_force = 2;  // also abandon a suspended task handler
+  static constexpr std::uint8_t req_shutdown =
+      4;                                          // the stop comes from shutdown: late sends say so
+  static constexpr std::uint8_t req_restart = 8;  // supervision: restart at the next boundary
+  static constexpr std::uint8_t req_parked =
+      16;  // supervision: no instance, waits for its supervisor
+  static constexpr std::uint8_t req_final = 32;  // the next stop is for good (not restarted)
+  [[nodiscard]] bool requested(std::uint8_t bits,
+                               std::memory_order order = std::memory_order_seq_cst) const noexcept {
+    return (requests_.load(order) & bits) != 0;
+  }
+  void raise_request(std::uint8_t bits,
+                     std::memory_order order = std::memory_order_seq_cst) noexcept {
+    requests_.fetch_or(bits, order);
+  }
+  // Clears `bits`; true if any of them was set.
+  bool take_request(std::uint8_t bits,
+                    std::memory_order order = std::memory_order_seq_cst) noexcept {
+    return (requests_.fetch_and(static_cast<std::uint8_t>(~bits), order) & bits) != 0;
+  }
+  // monitor_lock: the actor stopped (why: exit_cause_), so monitors get their down at once.
+  [[nodiscard]] bool sealed() const noexcept { return exit_cause_ != stop_cause::none; }
+
  private:
   runtime_core* const core_;
   const cell_ops* const ops_;
   std::atomic<std::uint32_t> refs_{1};  // one for the runtime while the actor lives
-  std::atomic<bool> stop_requested_{false};
-  std::atomic<bool> force_stop_{false};
-  bool started_ = false;        // worker: the first activation happened
-  bool start_ran_ : 1 = false;  // worker: on_start returned, so on_stop is due
+  // Worker-only bits, one byte; the fields after it are separate memory locations (no race).
+  bool started_ : 1 = false;        // the first activation happened
+  bool start_ran_ : 1 = false;      // on_start returned, so on_stop is due
+  bool instance_alive_ : 1 = true;  // the actor object exists (not between restarts)
   // The runtime's metrics or tracing are on (constant): the one branch they cost the handling
   // path when off reads this bit of the record the worker already has in hand (no pointer
-  // chase), and it shares start_ran_'s byte so that the record stays 120 bytes.
+  // chase).
   const bool instrumented_ : 1;
   stop_cause cause_ = stop_cause::none;  // worker
+  std::atomic<std::uint8_t> requests_{0};
 
  public:
-  // Set once the actor stopped because of shutdown, so that late sends say so.
-  std::atomic<bool> stopped_by_shutdown_{false};
-  bool sealed_ = false;                       // monitor_lock: stopped, downs go out at once
-  stop_cause exit_cause_ = stop_cause::none;  // monitor_lock: why it stopped, once sealed
-  // Supervision: a restart was asked for; the actor waits for its supervisor (no instance);
-  // the next stop is for good (not restarted).
-  std::atomic<bool> restart_requested_{false};
-  std::atomic<bool> parked_{false};
-  std::atomic<bool> final_stop_{false};
-  bool instance_alive_ = true;  // worker
+  // monitor_lock: why it stopped, set when it stops (never none after that: see sealed()).
+  stop_cause exit_cause_ = stop_cause::none;
 
  private:
   std::atomic<std::uint64_t> wake_{0};
   const std::uint64_t id_;
-  std::coroutine_handle<> task_;          // worker: the running task handler, if any
-  std::coroutine_handle<> resume_point_;  // worker: where that task suspended
-  promise_base* task_promise_ = nullptr;  // worker
-  envelope* current_ = nullptr;           // worker: the message a task handler is handling
+  // worker: the promise of the running task handler, if any; it holds the frame, where the
+  // task suspended and the message it handles (promise_base).
+  promise_base* task_ = nullptr;
 };
+static_assert(sizeof(void*) != 8 || sizeof(actor_cell) <= 88,
+              "the actor record must fit a 96-byte pool block with an empty actor");
 
 template <class A, class M>
 handler_start invoke_handler(actor_cell& cell, envelope& e);

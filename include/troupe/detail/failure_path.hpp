@@ -18,7 +18,7 @@ inline void send_exit_signal(actor_cell* to, actor_cell* from, stop_cause cause,
 inline activation actor_cell::stop_now() noexcept {
   if (supervised_restartable(false)) {
     drop_instance();
-    stop_requested_.store(false, std::memory_order_seq_cst);
+    take_request(req_stop, std::memory_order_seq_cst);
     park_for_supervisor(false, "stopped");
     return activation::suspended;
   }
@@ -28,8 +28,7 @@ inline activation actor_cell::stop_now() noexcept {
 
 inline bool actor_cell::supervised_restartable(bool failed) const noexcept {
   if (watch_ == nullptr || watch_->supervisor == nullptr) return false;
-  if (final_stop_.load(std::memory_order_seq_cst) || force_stop_.load(std::memory_order_seq_cst) ||
-      stopped_by_shutdown_.load(std::memory_order_seq_cst)) {
+  if (requested(req_final | req_force | req_shutdown)) {
     return false;
   }
   return watch_->restart == restart_kind::permanent ||
@@ -40,12 +39,14 @@ inline bool actor_cell::supervised_restartable(bool failed) const noexcept {
 // suspended, until its supervisor restarts it (request_restart) or stops it.
 //
 // Invariant (no lost final stop): a request that ends the wait for good — request_final_stop
-// (final_stop_) or a forced stop (force_stop_) — made while this actor is failing either finds
+// (req_final) or a forced stop (req_force) — made while this actor is failing either finds
 // it parked and wakes it, or is seen here and stops it now. Both sides are a store then a load,
 // all seq_cst (Dekker):
-//   requester: store final_stop_ / force_stop_; load parked_, load wake_ (kick_parked,
+//   requester: set req_final / req_force; load req_parked, load wake_ (kick_parked,
 //              request_stop)
-//   parker:    store parked_, store wake_ = suspended; load final_stop_, force_stop_
+//   parker:    set req_parked, store wake_ = suspended; load req_final, req_force
+// (The request bits share one atomic byte, so the flag half of this is also plain coherence:
+// both sides read-modify-write that byte.)
 // In the single total order of seq_cst operations, if the requester's load of parked_ or wake_
 // misses the park, that load comes before the parker's store, so the requester's flag store
 // comes before the parker's load of the flag, which sees it. Both may see each other: both then
@@ -57,19 +58,18 @@ inline void actor_cell::park_for_supervisor(bool failed, const std::string& reas
   // Once parked, the actor may be restarted or stopped (and freed) elsewhere: keep it alive
   // until this function is done with it.
   retain();
-  parked_.store(true, std::memory_order_seq_cst);
+  raise_request(req_parked, std::memory_order_seq_cst);
   core_->add_suspended(1);
   const std::uint64_t generation = (wake_.load(std::memory_order_relaxed) >> 2) + 1;
   std::uint64_t parked_word = generation << 2 | wake_suspended;
   wake_.store(parked_word, std::memory_order_seq_cst);
-  if ((force_stop_.load(std::memory_order_seq_cst) ||
-       final_stop_.load(std::memory_order_seq_cst)) &&
+  if (requested(req_force | req_final) &&
       wake_.compare_exchange_strong(parked_word, generation << 2 | wake_running,
                                     std::memory_order_acq_rel)) {
     // Shutdown or the supervisor's final stop raced with the failure: stop for good now (its
     // wake-up found the actor not yet parked).
     core_->add_suspended(-1);
-    parked_.store(false, std::memory_order_relaxed);
+    take_request(req_parked, std::memory_order_relaxed);
     finalize();
     release();
     return;
@@ -118,8 +118,8 @@ inline bool actor_cell::restart_instance() noexcept {
 }
 
 inline void actor_cell::request_restart() noexcept {
-  restart_requested_.store(true, std::memory_order_seq_cst);
-  if (mailbox_.claim_if_idle()) {
+  raise_request(req_restart, std::memory_order_seq_cst);
+  if (mailbox_.claim_or_flag()) {
     core_->schedule(this);
     return;
   }
@@ -128,7 +128,7 @@ inline void actor_cell::request_restart() noexcept {
 
 // seq_cst loads: the requester's half of park_for_supervisor's invariant.
 inline void actor_cell::kick_parked() noexcept {
-  if (!parked_.load(std::memory_order_seq_cst)) return;
+  if (!requested(req_parked)) return;
   std::uint64_t w = wake_.load(std::memory_order_seq_cst);
   if ((w & 3) == wake_suspended &&
       wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
@@ -175,10 +175,10 @@ inline void actor_cell::fail(std::exception_ptr error, envelope* failing) noexce
 }
 
 inline void actor_cell::abandon_task() noexcept {
-  task_.destroy();  // also destroys the frames it awaits; their pending wake-ups go stale
-  task_ = {};
-  task_promise_ = nullptr;
-  if (envelope* e = std::exchange(current_, nullptr)) {
+  envelope* e = task_->current_;
+  task_->handler_frame_.destroy();  // also the frames it awaits; their pending wake-ups go stale
+  task_ = nullptr;
+  if (e != nullptr) {
     core_->dead_letter_out(this, e, dead_letter_reason::shutdown,
                            "the handler was still suspended when the runtime shut down");
   }
@@ -192,14 +192,13 @@ inline void actor_cell::finalize() noexcept {
     wake_room_waiters();  // senders waiting for room: the message is dead-lettered instead
   }
   if (cause_ == stop_cause::none) {
-    cause_ = stopped_by_shutdown_.load(std::memory_order_relaxed) ? stop_cause::shutdown
-                                                                  : stop_cause::requested;
+    cause_ = requested(req_shutdown, std::memory_order_relaxed) ? stop_cause::shutdown
+                                                                : stop_cause::requested;
   }
   notify_watchers();
   // A supervisor that stopped its child (or a runtime shutting down) needs no report.
   if (watch_ != nullptr && watch_->supervisor != nullptr && watch_->notify != nullptr &&
-      !final_stop_.load(std::memory_order_relaxed) &&
-      !stopped_by_shutdown_.load(std::memory_order_relaxed)) {
+      !requested(req_final | req_shutdown, std::memory_order_relaxed)) {
     std::string reason;
     try {
       reason = cause_ == stop_cause::failed ? watch_->failure : "stopped";
@@ -216,7 +215,6 @@ inline void actor_cell::notify_watchers() noexcept {
   std::string detail;
   {
     std::lock_guard lock(runtime_core::monitor_lock(this));
-    sealed_ = true;
     exit_cause_ = cause_;
     if (watch_ == nullptr) return;
     watchers.swap(watch_->entries);
@@ -256,7 +254,7 @@ class stopped_awaiter {
     bool already = false;
     {
       std::lock_guard lock(runtime_core::monitor_lock(target_));
-      if (target_->sealed_) {
+      if (target_->sealed()) {
         already = true;
       } else {
         if (target_->watch_ == nullptr) target_->watch_ = new watch_state;
@@ -275,7 +273,7 @@ class stopped_awaiter {
  private:
   [[nodiscard]] bool stopped() const noexcept {
     std::lock_guard lock(runtime_core::monitor_lock(target_));
-    return target_->sealed_;
+    return target_->sealed();
   }
   actor_cell* target_;
   clock::time_point deadline_;

@@ -80,7 +80,7 @@ ref<A> context::spawn(Args&&... args) const {
 }
 
 inline void context::stop() noexcept {
-  detail::cell_of(*this).stop_requested_.store(true, std::memory_order_seq_cst);
+  detail::cell_of(*this).raise_request(detail::actor_cell::req_stop, std::memory_order_seq_cst);
 }
 
 inline detail::sleep_awaiter context::sleep_for(std::chrono::nanoseconds delay) const {
@@ -132,7 +132,7 @@ inline monitor_handle context::monitor(const address& target) {
   std::string detail_text;
   {
     std::lock_guard lock(detail::runtime_core::monitor_lock(watched));
-    if (watched->sealed_) {
+    if (watched->sealed()) {
       already_stopped = true;
       cause = watched->exit_cause_;
       // The failure text may be left from an earlier failure the actor was restarted after.

@@ -59,7 +59,7 @@ inline bool actor_cell::drop_link_back(actor_cell* peer) noexcept {
   {
     std::lock_guard lock(runtime_core::monitor_lock(peer));
     dropped = erase_link_entry(peer, this);
-    alive = !peer->sealed_ && !peer->closed();
+    alive = !peer->sealed() && !peer->closed();
   }
   if (dropped) release();  // not the last reference: finalize still holds the runtime's
   return alive;
@@ -118,7 +118,7 @@ inline void context::link(const address& other) {
   std::string detail_text;
   {
     detail::pair_lock lock(&self, peer);
-    if (peer->sealed_) {
+    if (peer->sealed()) {
       already_stopped = true;
       cause = peer->exit_cause_;
       // The failure text may be left from an earlier failure the actor was restarted after.

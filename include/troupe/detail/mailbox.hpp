@@ -15,6 +15,9 @@ namespace troupe::detail {
 // consumer reverses in batches):
 //   idle_tag    empty, and the actor is idle: the next push must schedule it
 //   0           empty, and the actor is scheduled, running or suspended in a handler
+//   wake_tag    as 0, and something other than a message arrived (a stop or restart request, a
+//               message of a drop_oldest mailbox, which is held elsewhere): the consumer may
+//               not go idle before it has looked at its requests again
 //   closed_tag  the actor has stopped: pushes fail
 //   pointer     messages waiting, and the actor is scheduled, running or suspended
 // Envelopes are at least 8-byte aligned, so the tags never collide with a pointer.
@@ -43,24 +46,49 @@ class mailbox {
     }
   }
 
-  // Any thread: if the actor is idle, mark it scheduled without a message (used to deliver a
-  // stop request). Returns true if the caller now owns scheduling it.
-  // seq_cst: the caller stored a flag (stop, restart) before; this CAS and the consumer's
-  // try_idle + flag re-check form the same pattern as push/try_idle.
-  bool claim_if_idle() noexcept {
-    std::uintptr_t expected = idle_tag;
-    return head_.compare_exchange_strong(expected, 0, std::memory_order_seq_cst);
+  // Any thread, after publishing a request (a flag, a held message) that the consumer reads at
+  // its next message boundary: if the actor is idle, mark it scheduled (returns true: the caller
+  // now owns scheduling it); if it is running with an empty mailbox, set wake_tag so that its
+  // try_idle fails and it looks at its requests before going idle. Either way the request cannot
+  // be missed, and the consumer needs no re-check after going idle (which would read the record
+  // when another thread may already have freed it).
+  // Why: if the consumer's try_idle succeeds, it read 0, so this operation either came after
+  // (it finds idle_tag and claims) or came before and found a pointer (messages the consumer
+  // had not yet taken: its exchange in pop and its request check at the next loop turn both
+  // follow this operation in the seq_cst order, so the check sees the request), or it found
+  // wake_tag or set it (then the consumer's try_idle read wake_tag, not 0, unless the consumer
+  // cleared it, in try_idle, after which it checks its requests: acquiring this release).
+  // seq_cst: the request's own store, this operation and the consumer's exchange, try_idle and
+  // request check are one store-then-load pattern on each side (Dekker).
+  bool claim_or_flag() noexcept {
+    std::uintptr_t head = head_.load(std::memory_order_seq_cst);
+    for (;;) {
+      std::uintptr_t next;
+      if (head == idle_tag) {
+        next = 0;
+      } else if (head == 0) {
+        next = wake_tag;
+      } else {
+        return false;  // messages waiting, already flagged, or closed: nothing to do
+      }
+      if (head_.compare_exchange_weak(head, next, std::memory_order_seq_cst,
+                                      std::memory_order_seq_cst)) {
+        return next == 0;
+      }
+    }
   }
 
   // Consumer only: the oldest envelope, or null if none is waiting right now.
   envelope* pop() noexcept {
     if (cache_ == nullptr) {
-      // relaxed: a cheap peek. Seeing 0 here only sends the caller to try_idle, whose seq_cst
-      // CAS fails if a push came in meanwhile.
-      if (head_.load(std::memory_order_relaxed) == 0) return nullptr;
-      // acquire: pairs with the pushes' CAS (release part), so the envelopes' contents and
-      // next links written before each push are visible here.
-      std::uintptr_t taken = head_.exchange(0, std::memory_order_acquire);
+      // relaxed: a cheap peek. Seeing a tag (0 or wake_tag; never idle or closed while the
+      // consumer runs) only sends the caller to try_idle, whose seq_cst CAS fails if a push came
+      // in meanwhile. The tag is left in place: try_idle consumes wake_tag.
+      if (is_tag(head_.load(std::memory_order_relaxed))) return nullptr;
+      // seq_cst (acquire would do for the envelopes: it pairs with the pushes' CAS, so their
+      // contents and next links are visible here): claim_or_flag's argument needs this
+      // exchange in the single total order. On x86 and ARMv8 it is the same instruction.
+      std::uintptr_t taken = head_.exchange(0, std::memory_order_seq_cst);
       // Reverse the LIFO list into FIFO order.
       envelope* fifo = nullptr;
       auto* e = reinterpret_cast<envelope*>(taken);
@@ -79,12 +107,18 @@ class mailbox {
   }
 
   // Consumer only: if nothing is waiting, mark the actor idle and return true; the next push
-  // will schedule it. Returns false if messages arrived meanwhile.
-  // seq_cst: see push.
+  // will schedule it. Returns false if messages or requests (wake_tag) arrived meanwhile; the
+  // caller then looks at its requests and its mailbox again. Once this returns true the actor
+  // is no longer the caller's: another thread may claim, run, stop and free it.
+  // seq_cst: see push and claim_or_flag.
   bool try_idle() noexcept {
     if (cache_ != nullptr) return false;
     std::uintptr_t expected = 0;
-    return head_.compare_exchange_strong(expected, idle_tag, std::memory_order_seq_cst);
+    if (head_.compare_exchange_strong(expected, idle_tag, std::memory_order_seq_cst)) return true;
+    // Consume the flag (a push may have replaced it with a message: then the CAS fails, and
+    // the message is found at the next pop).
+    if (expected == wake_tag) head_.compare_exchange_strong(expected, 0, std::memory_order_seq_cst);
+    return false;
   }
 
   // Consumer only (or any thread once no consumer can run): refuse further pushes and return
@@ -144,6 +178,7 @@ class mailbox {
  private:
   static constexpr std::uintptr_t idle_tag = 1;
   static constexpr std::uintptr_t closed_tag = 2;
+  static constexpr std::uintptr_t wake_tag = 3;
   static bool is_tag(std::uintptr_t v) noexcept { return v < 8; }
 
   std::atomic<std::uintptr_t> head_{0};  // a new actor starts scheduled, to run on_start

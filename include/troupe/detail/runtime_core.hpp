@@ -309,9 +309,9 @@ class runtime_core {
       dead_letter_out(target, dropped, dead_letter_reason::mailbox_full,
                       "dropped as the oldest message of a full mailbox");
     }
-    // After adding (the lock released it): either this claims the idle actor, or the consumer,
-    // which looks again after going idle, sees the message (actor_cell::run).
-    if (target->mailbox_.claim_if_idle()) schedule(target);
+    // After adding (the lock released it): either this claims the idle actor, or it flags the
+    // running one so that it looks again before going idle (mailbox::claim_or_flag).
+    if (target->mailbox_.claim_or_flag()) schedule(target);
     return true;
   }
 
@@ -692,7 +692,7 @@ class runtime_core {
   }
 
   static dead_letter_reason stop_reason_of(const actor_cell* cell) noexcept {
-    return cell->stopped_by_shutdown_.load(std::memory_order_relaxed)
+    return cell->requested(actor_cell::req_shutdown, std::memory_order_relaxed)
                ? dead_letter_reason::shutdown
                : dead_letter_reason::target_stopped;
   }
@@ -770,7 +770,7 @@ class runtime_core {
       }
     }
     for (actor_cell* c : cells) {
-      c->stopped_by_shutdown_.store(true, std::memory_order_relaxed);
+      c->raise_request(actor_cell::req_shutdown, std::memory_order_relaxed);
       c->request_stop(true);
       c->release();
     }
