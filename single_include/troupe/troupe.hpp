@@ -54,10 +54,95 @@
 #include <type_traits>
 #include <utility>
 
+// ---- begin troupe/detail/frame_census.hpp ----
+// Internal: how many task frames are alive in the process, counted per thread.
+
+#include <mutex>
+
+namespace troupe::detail {
+
+// Every task frame's allocation adds one and its release subtracts one, in a tally of the
+// calling thread: a plain load and store on a line that thread owns, where one process-wide
+// counter made every worker write the same line per frame. A frame freed on another thread
+// than the one that made it moves two tallies; the sum over all threads (and over the threads
+// that ended, folded into retired_) is exact once the threads are quiet.
+class frame_census {
+ public:
+  static void add(std::int64_t n) noexcept {
+    tally* t = mine_;
+    if (t == nullptr) [[unlikely]] {
+      t = enrol();
+      if (t == nullptr) {  // the thread is ending and its tally is gone
+        retired_.fetch_add(n, std::memory_order_relaxed);
+        return;
+      }
+    }
+    // Single writer (this thread): no locked instruction. Relaxed: alive() is a statistic.
+    t->live.store(t->live.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+
+  // Any thread: frames alive in the process.
+  [[nodiscard]] static std::int64_t alive() noexcept {
+    std::lock_guard lock(mutex_);
+    std::int64_t n = retired_.load(std::memory_order_relaxed);
+    for (const tally* t = head_; t != nullptr; t = t->next) {
+      n += t->live.load(std::memory_order_relaxed);
+    }
+    return n;
+  }
+
+ private:
+  struct tally {
+    std::atomic<std::int64_t> live{0};
+    tally* prev = nullptr;
+    tally* next = nullptr;
+  };
+  // The calling thread's tally, listed while the thread lives.
+  struct enrolment {
+    tally mine;
+    enrolment() noexcept {
+      std::lock_guard lock(mutex_);
+      mine.next = head_;
+      if (head_ != nullptr) head_->prev = &mine;
+      head_ = &mine;
+    }
+    ~enrolment() {
+      std::lock_guard lock(mutex_);
+      retired_.fetch_add(mine.live.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      if (mine.prev != nullptr) {
+        mine.prev->next = mine.next;
+      } else {
+        head_ = mine.next;
+      }
+      if (mine.next != nullptr) mine.next->prev = mine.prev;
+      mine_ = nullptr;
+      ended_ = true;
+    }
+    enrolment(const enrolment&) = delete;
+    enrolment& operator=(const enrolment&) = delete;
+  };
+
+  // Out of line: once per thread. Null once the thread's tally has been folded away.
+  [[gnu::noinline]] static tally* enrol() noexcept {
+    if (ended_) return nullptr;
+    static thread_local enrolment e;
+    mine_ = &e.mine;
+    return mine_;
+  }
+
+  // constinit: the hot path reads them without a TLS wrapper call.
+  static inline thread_local constinit tally* mine_ = nullptr;
+  static inline thread_local constinit bool ended_ = false;
+  static inline std::mutex mutex_;
+  static inline tally* head_ = nullptr;                 // guarded by mutex_
+  static inline std::atomic<std::int64_t> retired_{0};  // ended threads, and ending ones
+};
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/frame_census.hpp ----
 // ---- begin troupe/detail/pool.hpp ----
 // Internal: the recycling allocator behind envelopes, coroutine frames and actor cells.
 
-#include <mutex>
 #include <new>
 #include <vector>
 
@@ -99,16 +184,18 @@ struct pool_free_node {
 };
 
 // Trivially destructible, so it stays readable while thread_local destructors run: a block
-// freed after the thread's cache is gone goes straight back to operator delete.
+// freed after the thread's cache is gone goes straight back to the central store.
 inline thread_local constinit bool block_pool_cache_destroyed = false;
+
+inline constexpr std::size_t pool_class_count = 7;
 
 // A thread's free lists. Trivially destructible and constant-initialised on purpose: a
 // thread_local with a destructor is reached through a TLS wrapper call on every access (it must
 // register the destructor on first use), which the hot path should not pay. The lists are
-// freed by pool_cache_reaper instead, armed on a thread's first use of the pool.
+// handed back by pool_cache_reaper instead, armed on a thread's first use of the pool.
 struct pool_thread_cache {
-  pool_free_node* heads[4];
-  std::size_t counts[4];
+  pool_free_node* heads[pool_class_count];
+  std::size_t counts[pool_class_count];
   bool reaper_armed;
 };
 inline thread_local constinit pool_thread_cache block_pool_cache{};
@@ -117,75 +204,100 @@ struct pool_cache_reaper {
   pool_cache_reaper() noexcept = default;
   pool_cache_reaper(const pool_cache_reaper&) = delete;
   pool_cache_reaper& operator=(const pool_cache_reaper&) = delete;
-  ~pool_cache_reaper() {
-    block_pool_cache_destroyed = true;
-    pool_thread_cache& tc = block_pool_cache;
-    for (std::size_t c = 0; c < 4; ++c) {
-      while (tc.heads[c] != nullptr) {
-        pool_free_node* next = tc.heads[c]->next;
-        ::operator delete(tc.heads[c]);
-        tc.heads[c] = next;
-      }
-      tc.counts[c] = 0;
-    }
-  }
+  inline ~pool_cache_reaper();
 };
 inline thread_local pool_cache_reaper block_pool_reaper;
 
-// Small blocks (at most 512 bytes, four size classes) recycle through a free list per thread,
+// Small blocks (at most 512 bytes, seven size classes) recycle through a free list per thread,
 // so the send path allocates without a lock or a call into malloc. A thread whose list grows
 // past a limit (a receiver freeing what senders allocated) hands a batch of blocks to a central
-// store; a thread whose list is empty takes a batch back. The mutex is paid once per batch.
+// store; a thread whose list is empty takes a batch back, or carves a fresh batch from a slab.
+// The mutex is paid once per batch.
+//
+// Blocks are carved from 64 KiB slabs aligned to 64 bytes, never separate mallocs: no malloc
+// header per block (an idle actor's record is its block, nothing more), and a block of 64, 128,
+// 192, 256 or 512 bytes starts on a cache line, so a 64-byte envelope never straddles two lines
+// or shares one with a neighbour. The 96-byte class fits an empty actor record (96 bytes) and
+// small coroutine frames without rounding them up to 128. Slabs are never returned to the
+// system: the pool keeps its peak (as malloc's arenas largely do), and freed blocks serve the
+// next allocations of their class in any thread.
 // Under AddressSanitizer the pool is bypassed so that use-after-free stays detectable.
 class block_pool {
  public:
-  static constexpr std::size_t class_count = 4;
+  static constexpr std::size_t class_count = pool_class_count;
   static constexpr std::size_t max_block = 512;
   static constexpr std::size_t batch = 64;
   static constexpr std::size_t local_limit = 4 * batch;
-  static constexpr std::size_t central_limit = 512;  // batches kept per size class
+  static constexpr std::size_t slab_bytes = std::size_t{64} << 10;
+  static constexpr std::size_t slab_alignment = 64;
 
   static constexpr std::size_t size_class(std::size_t n) noexcept {
-    return n <= 64 ? 0 : n <= 128 ? 1 : n <= 256 ? 2 : 3;
+    return n <= 64    ? 0
+           : n <= 96  ? 1
+           : n <= 128 ? 2
+           : n <= 192 ? 3
+           : n <= 256 ? 4
+           : n <= 384 ? 5
+                      : 6;
   }
-  static constexpr std::size_t class_bytes(std::size_t c) noexcept { return std::size_t{64} << c; }
+  static constexpr std::size_t class_bytes(std::size_t c) noexcept {
+    constexpr std::size_t bytes[class_count] = {64, 96, 128, 192, 256, 384, 512};
+    return bytes[c];
+  }
+  // Every class keeps the alignment operator new promises.
+  static_assert(96 % __STDCPP_DEFAULT_NEW_ALIGNMENT__ == 0 &&
+                384 % __STDCPP_DEFAULT_NEW_ALIGNMENT__ == 0);
 
   static void* allocate(std::size_t n) {
     if (TROUPE_DETAIL_ASAN || n > max_block) return ::operator new(n);
     const std::size_t c = size_class(n);
-    // Always a whole class-sized block: another thread may recycle it for any size in the class.
-    if (block_pool_cache_destroyed) return ::operator new(class_bytes(c));
+    if (block_pool_cache_destroyed) [[unlikely]]
+      return allocate_uncached(c);
     pool_thread_cache& tc = block_pool_cache;
     if (!tc.reaper_armed) [[unlikely]]
       arm(tc);
-    if (tc.heads[c] == nullptr) refill(tc, c);
-    if (pool_free_node* node = tc.heads[c]) {
-      tc.heads[c] = node->next;
-      --tc.counts[c];
-      return node;
-    }
-    return ::operator new(class_bytes(c));
+    if (tc.heads[c] == nullptr) [[unlikely]]
+      refill(tc, c);
+    pool_free_node* node = tc.heads[c];
+    tc.heads[c] = node->next;
+    --tc.counts[c];
+    return node;
   }
 
   static void deallocate(void* p, std::size_t n) noexcept {
-    if (TROUPE_DETAIL_ASAN || n > max_block || block_pool_cache_destroyed) {
+    if (TROUPE_DETAIL_ASAN || n > max_block) {
       ::operator delete(p);
       return;
     }
     const std::size_t c = size_class(n);
+    auto* node = static_cast<pool_free_node*>(p);
+    if (block_pool_cache_destroyed) [[unlikely]] {
+      node->next = nullptr;
+      give_back(c, node, 1);
+      return;
+    }
     pool_thread_cache& tc = block_pool_cache;
     if (!tc.reaper_armed) [[unlikely]]
       arm(tc);
-    auto* node = static_cast<pool_free_node*>(p);
     node->next = tc.heads[c];
     tc.heads[c] = node;
-    if (++tc.counts[c] > local_limit) spill(tc, c);
+    if (++tc.counts[c] > local_limit) [[unlikely]]
+      spill(tc, c);
   }
 
  private:
+  friend struct pool_cache_reaper;
+
+  struct free_batch {
+    pool_free_node* head;
+    std::size_t count;
+  };
   struct central_store {
     std::mutex mutex;
-    std::vector<pool_free_node*> batches[class_count];
+    std::vector<free_batch> batches[class_count];
+    // The slab being carved, per class: [cursor, end).
+    char* cursor[class_count] = {};
+    char* end[class_count] = {};
   };
 
   // Never destroyed: threads may exit (and return blocks) after static destruction began.
@@ -200,29 +312,83 @@ class block_pool {
     tc.reaper_armed = true;
   }
 
-  // Takes a batch from the central store or, when it has none (a sender running ahead of its
-  // receivers), allocates a batch, so that the store's mutex is paid once per batch either way.
-  static void refill(pool_thread_cache& tc, std::size_t c) {
-    central_store& store = central();
-    {
-      std::lock_guard lock(store.mutex);
-      if (!store.batches[c].empty()) {
-        tc.heads[c] = store.batches[c].back();
-        tc.counts[c] = batch;
-        store.batches[c].pop_back();
-        return;
-      }
+  // Caller holds the store's mutex: up to `batch` fresh blocks of class c, linked in address
+  // order (so that a thread allocating a run of them walks memory forward), from the slab being
+  // carved or a new one. Throws std::bad_alloc if there is no memory for a new slab.
+  static free_batch carve(central_store& store, std::size_t c) {
+    const std::size_t size = class_bytes(c);
+    if (static_cast<std::size_t>(store.end[c] - store.cursor[c]) < size) {
+      char* slab =
+          static_cast<char*>(::operator new (slab_bytes, std::align_val_t{slab_alignment}));
+      store.cursor[c] = slab;
+      store.end[c] = slab + slab_bytes;
     }
-    for (std::size_t i = 0; i < batch; ++i) {
-      auto* node = static_cast<pool_free_node*>(::operator new(class_bytes(c), std::nothrow));
-      if (node == nullptr) return;  // allocate() falls back to a throwing operator new
-      node->next = tc.heads[c];
-      tc.heads[c] = node;
-      ++tc.counts[c];
+    std::size_t count = static_cast<std::size_t>(store.end[c] - store.cursor[c]) / size;
+    if (count > batch) count = batch;
+    auto* head = reinterpret_cast<pool_free_node*>(store.cursor[c]);
+    pool_free_node* node = head;
+    for (std::size_t i = 1; i < count; ++i) {
+      auto* next = reinterpret_cast<pool_free_node*>(store.cursor[c] + i * size);
+      node->next = next;
+      node = next;
+    }
+    node->next = nullptr;
+    store.cursor[c] += count * size;
+    return {head, count};
+  }
+
+  // A batch from the central store or, when it has none (a sender running ahead of its
+  // receivers), freshly carved: the store's mutex is paid once per batch either way.
+  [[gnu::noinline]] static void refill(pool_thread_cache& tc, std::size_t c) {
+    central_store& store = central();
+    std::lock_guard lock(store.mutex);
+    free_batch b;
+    if (!store.batches[c].empty()) {
+      b = store.batches[c].back();
+      store.batches[c].pop_back();
+    } else {
+      b = carve(store, c);
+    }
+    tc.heads[c] = b.head;
+    tc.counts[c] = b.count;
+  }
+
+  // A thread whose cache is gone (its thread_local destructors ran): one block at a time,
+  // under the mutex. Rare: only destructors that run after the pool's own.
+  [[gnu::noinline]] static void* allocate_uncached(std::size_t c) {
+    central_store& store = central();
+    std::lock_guard lock(store.mutex);
+    std::vector<free_batch>& batches = store.batches[c];
+    if (batches.empty()) batches.push_back(carve(store, c));
+    free_batch& b = batches.back();
+    pool_free_node* node = b.head;
+    b.head = node->next;
+    if (--b.count == 0) batches.pop_back();
+    return node;
+  }
+
+  // Hands `count` blocks (a null-terminated list) to the central store. If the store cannot
+  // grow its index, the blocks join an existing batch instead, so that none is ever lost.
+  static void give_back(std::size_t c, pool_free_node* head, std::size_t count) noexcept {
+    if (head == nullptr) return;
+    central_store& store = central();
+    std::lock_guard lock(store.mutex);
+    std::vector<free_batch>& batches = store.batches[c];
+    try {
+      batches.push_back({head, count});
+      return;
+    } catch (...) {
+    }
+    if (!batches.empty()) {  // never empty here in practice: push_back of a first entry failed
+      pool_free_node* tail = head;
+      while (tail->next != nullptr) tail = tail->next;
+      tail->next = batches.back().head;
+      batches.back().head = head;
+      batches.back().count += count;
     }
   }
 
-  static void spill(pool_thread_cache& tc, std::size_t c) noexcept {
+  [[gnu::noinline]] static void spill(pool_thread_cache& tc, std::size_t c) noexcept {
     // Detach the first `batch` nodes; the rest stay local.
     pool_free_node* first = tc.heads[c];
     pool_free_node* last = first;
@@ -230,24 +396,19 @@ class block_pool {
     tc.heads[c] = last->next;
     tc.counts[c] -= batch;
     last->next = nullptr;
-    central_store& store = central();
-    {
-      std::lock_guard lock(store.mutex);
-      if (store.batches[c].size() < central_limit) {
-        try {
-          store.batches[c].push_back(first);
-          return;
-        } catch (...) {  // no room for the bookkeeping: give the memory back instead
-        }
-      }
-    }
-    while (first != nullptr) {
-      pool_free_node* next = first->next;
-      ::operator delete(first);
-      first = next;
-    }
+    give_back(c, first, batch);
   }
 };
+
+inline pool_cache_reaper::~pool_cache_reaper() {
+  block_pool_cache_destroyed = true;
+  pool_thread_cache& tc = block_pool_cache;
+  for (std::size_t c = 0; c < block_pool::class_count; ++c) {
+    block_pool::give_back(c, tc.heads[c], tc.counts[c]);
+    tc.heads[c] = nullptr;
+    tc.counts[c] = 0;
+  }
+}
 
 }  // namespace troupe::detail
 // ---- end troupe/detail/pool.hpp ----
@@ -258,6 +419,8 @@ template <class T = void>
 class task;
 
 namespace detail {
+
+struct envelope;
 
 // An awaitable that knows how to resume an actor through its scheduler says so with a
 // `troupe_awaitable` member type; only those may be awaited inside a task, because a task
@@ -273,19 +436,17 @@ struct awaitable_check : std::bool_constant<troupe_awaitable<A>> {};
 class promise_base {
  public:
   // Frames come from the recycling pool: a handler coroutine costs no malloc in steady state.
-  // The live count (one relaxed add per frame, not per message) lets tests prove that no frame
-  // is left behind.
+  // The live count (per thread, no locked instruction; frame_census.hpp) lets tests prove that
+  // no frame is left behind.
   static void* operator new(std::size_t n) {
     void* p = block_pool::allocate(n);
-    live_frames.fetch_add(1, std::memory_order_relaxed);
+    frame_census::add(1);
     return p;
   }
   static void operator delete(void* p, std::size_t n) noexcept {
-    live_frames.fetch_sub(1, std::memory_order_relaxed);
+    frame_census::add(-1);
     block_pool::deallocate(p, n);
   }
-
-  static inline std::atomic<std::int64_t> live_frames{0};
 
   std::suspend_always initial_suspend() const noexcept { return {}; }
 
@@ -313,6 +474,14 @@ class promise_base {
   [[nodiscard]] const std::exception_ptr& error() const noexcept { return error_; }
 
   std::coroutine_handle<> continuation_;
+
+  // Set only in the promise of a handler's own task (the one the actor record runs), by its
+  // worker: the frame, where it last suspended, and the message it handles. They live here,
+  // not in the actor record, which keeps one pointer to this promise: an idle actor then pays
+  // for none of them (the idle-actor memory goal).
+  std::coroutine_handle<> handler_frame_;
+  std::coroutine_handle<> resume_point_;
+  envelope* current_ = nullptr;
 
  protected:
   std::exception_ptr error_;
@@ -430,7 +599,7 @@ struct is_task<task<T>> : std::true_type {};
 
 // Coroutine frames of troupe::task alive in the process (all runtimes); for leak checks.
 [[nodiscard]] inline std::int64_t task_frames_alive() noexcept {
-  return detail::promise_base::live_frames.load(std::memory_order_relaxed);
+  return detail::frame_census::alive();
 }
 
 }  // namespace troupe
@@ -756,6 +925,8 @@ class context {
 
 namespace troupe::detail {
 
+class worker_timers;
+
 // A worker's block has a single writer, so increments are a plain load and store (no locked
 // instruction on the hot path); the shared block, used by every other thread, uses fetch_add.
 // Readers sum all blocks with relaxed loads: exact once the writers are quiet or joined.
@@ -766,6 +937,12 @@ struct alignas(cache_line) counter_slot {
   std::atomic<std::uint64_t> rejected{0};
   std::atomic<std::uint64_t> asks_opened{0};
   std::atomic<std::uint64_t> asks_closed{0};
+  // Task handlers suspended and resumed (or abandoned) by this thread: the difference, summed
+  // over every block, is how many are suspended now (runtime_core::suspended_handlers). Two
+  // monotonic counts rather than one that goes up and down, so that a reader can bound the sum
+  // from below with one pass over each (the resumes first).
+  std::atomic<std::uint64_t> suspends{0};
+  std::atomic<std::uint64_t> resumes{0};
   bool single_writer = false;
 
   void add(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
@@ -787,6 +964,8 @@ struct thread_identity {
   // Metrics or tracing on: the id of the message whose handler runs now (the causation of the
   // messages it sends); 0 outside handlers.
   std::uint64_t message = 0;
+  // A worker's own timers (worker_timers.hpp), where asks made on it arm their timeouts.
+  worker_timers* timers = nullptr;
 };
 inline thread_local constinit thread_identity this_thread_identity;
 
@@ -847,6 +1026,274 @@ struct std::hash<troupe::address> {
   }
 };
 // ---- end troupe/detail/address.hpp ----
+// ---- begin troupe/detail/worker_timers.hpp ----
+// Internal: each worker's own timers, for the timeouts of the asks its actors make. Arming and
+// cancelling one on the worker that armed it touches only that worker's memory: no lock, no
+// allocation, no shared line (the shared timer thread's heap and mutex did that for every ask).
+
+// ---- begin troupe/detail/timer_heap.hpp ----
+// Internal: the binary min-heap of timers that every clock shares (the Asio timer thread's, the
+// simulation's virtual clock, each worker's own ask timers). Written once here.
+
+namespace troupe::detail {
+
+// A min-heap of pointers to timer nodes ordered by (due_, sequence_): equal deadlines keep the
+// order in which they were pushed. Each node records its index (heap_index_), so that removing
+// a node anywhere in the heap costs O(log n). Not thread-safe: its owner guards it (a lock, or
+// a single thread). `Node` has `due_`, `sequence_` and `heap_index_` members.
+template <class Node>
+class timer_heap {
+ public:
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+  [[nodiscard]] bool empty() const noexcept { return nodes_.empty(); }
+  [[nodiscard]] std::size_t size() const noexcept { return nodes_.size(); }
+  [[nodiscard]] Node* top() const noexcept { return nodes_.front(); }
+
+  // Makes room for one more push, so that push() itself cannot throw.
+  // Geometric growth (reserve(size + 1) alone would reallocate on every push).
+  void reserve_one() {
+    if (nodes_.size() == nodes_.capacity()) [[unlikely]]
+      nodes_.reserve(nodes_.size() < 8 ? 8 : 2 * nodes_.size());
+  }
+
+  // Adds `n` (its due_ already set) with the next sequence number. May throw bad_alloc unless
+  // reserve_one() ran first.
+  void push(Node* n) {
+    n->sequence_ = next_sequence_++;
+    nodes_.push_back(n);
+    n->heap_index_ = nodes_.size() - 1;
+    sift_up(nodes_.size() - 1);
+  }
+
+  // Removes `n`, which must be in this heap; its heap_index_ becomes npos.
+  void remove(Node* n) noexcept {
+    const std::size_t i = n->heap_index_;
+    Node* last = nodes_.back();
+    nodes_.pop_back();
+    if (i < nodes_.size()) {
+      place(i, last);
+      sift_down(i);
+      sift_up(last->heap_index_);
+    }
+    n->heap_index_ = npos;
+  }
+
+  // Removes and returns the earliest node.
+  Node* pop() noexcept {
+    Node* n = nodes_.front();
+    remove(n);
+    return n;
+  }
+
+  // Empties the heap, handing back its nodes (in no particular order), each with npos.
+  std::vector<Node*> take_all() noexcept {
+    std::vector<Node*> all;
+    all.swap(nodes_);
+    for (Node* n : all) n->heap_index_ = npos;
+    return all;
+  }
+
+ private:
+  static bool earlier(const Node* a, const Node* b) noexcept {
+    return a->due_ != b->due_ ? a->due_ < b->due_ : a->sequence_ < b->sequence_;
+  }
+  void place(std::size_t i, Node* n) noexcept {
+    nodes_[i] = n;
+    n->heap_index_ = i;
+  }
+  void sift_up(std::size_t i) noexcept {
+    Node* n = nodes_[i];
+    while (i > 0) {
+      const std::size_t parent = (i - 1) / 2;
+      if (!earlier(n, nodes_[parent])) break;
+      place(i, nodes_[parent]);
+      i = parent;
+    }
+    place(i, n);
+  }
+  void sift_down(std::size_t i) noexcept {
+    Node* n = nodes_[i];
+    const std::size_t count = nodes_.size();
+    for (;;) {
+      std::size_t child = 2 * i + 1;
+      if (child >= count) break;
+      if (child + 1 < count && earlier(nodes_[child + 1], nodes_[child])) ++child;
+      if (!earlier(nodes_[child], n)) break;
+      place(i, nodes_[child]);
+      i = child;
+    }
+    place(i, n);
+  }
+
+  std::vector<Node*> nodes_;
+  std::uint64_t next_sequence_ = 0;
+};
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/timer_heap.hpp ----
+
+namespace troupe::detail {
+
+class worker_timers;
+
+// A timer embedded in what it times (a reply slot), so that arming it allocates nothing.
+// Armed and fired only by its owner, the worker that armed it; cancelled by whichever thread
+// completes what it times (see worker_timers).
+struct local_timer {
+  // On the owner: `fire` true when the deadline passed (the timer is out of the heap), false to
+  // drop the reference a remote cancel took (cancel_remote).
+  using hook_fn = void (*)(local_timer*, bool fire) noexcept;
+
+  explicit constexpr local_timer(hook_fn hook) noexcept : hook_(hook) {}
+
+  std::chrono::steady_clock::time_point due_{};
+  std::uint64_t sequence_ = 0;
+  std::size_t heap_index_ = timer_heap<local_timer>::npos;  // owner only
+  // Set once when armed, before the timed object is handed to another thread; null if the
+  // timer was never armed locally.
+  worker_timers* owner_ = nullptr;
+  local_timer* remote_next_ = nullptr;  // the owner's stack of remote cancels
+  hook_fn hook_;
+};
+
+// One worker's timers: a heap only the worker touches. Other threads never reach into it: a
+// thread that completes an ask armed here pushes the timer onto `remote_` (one CAS on a line
+// of this object, and only when the completion happens on another thread — which crossed cores
+// anyway), and the owner takes it out when it next polls.
+//
+// When a timer fires: the owner polls every poll_interval activations and before it parks, with
+// steady_clock::now(). A worker that parks with timers armed first schedules a wake-up on the
+// runtime's timer thread for the earliest (worker_pool::park). So a timeout fires no earlier
+// than its deadline, and at most the activations the worker runs before its next poll later
+// (or the timer thread's own lateness while it sleeps). Handlers are not preempted: a handler
+// that runs for a second on the owner delays that worker's timeouts by up to a second.
+class worker_timers {
+ public:
+  using time_point = std::chrono::steady_clock::time_point;
+  using duration = std::chrono::steady_clock::duration;
+  static constexpr unsigned poll_interval = 16;  // activations between two polls
+
+  worker_timers() noexcept = default;
+  worker_timers(const worker_timers&) = delete;
+  worker_timers& operator=(const worker_timers&) = delete;
+
+  // Owner. The deadline of a timeout `d` from now, saturated (time_point::max() means never).
+  // steady_clock::now() (a vDSO read, no system call): the kernel's coarse clock was cheaper,
+  // but on this VM under load it lagged by more than its resolution, so a deadline padded by
+  // the resolution still fired early (docs/performance.md).
+  [[nodiscard]] static time_point deadline_after(duration d) noexcept {
+    const time_point now = std::chrono::steady_clock::now();
+    if (d >= time_point::max() - now) return time_point::max();
+    return now + d;
+  }
+
+  // Owner: makes room for one more timer, so that arm() cannot throw. May throw bad_alloc.
+  void reserve_one() { heap_.reserve_one(); }
+
+  // Owner, after reserve_one(): arms `t` for `due`.
+  void arm(local_timer* t, time_point due) noexcept {
+    t->owner_ = this;
+    t->due_ = due;
+    heap_.push(t);
+    size_.store(heap_.size(), std::memory_order_relaxed);
+  }
+
+  // Owner: what `t` timed completed on this thread; `t` no longer fires.
+  void disarm(local_timer* t) noexcept {
+    if (t->heap_index_ == timer_heap<local_timer>::npos) return;  // firing now, or fired
+    heap_.remove(t);
+    size_.store(heap_.size(), std::memory_order_relaxed);
+  }
+
+  // Any other thread: what `t` timed completed. Hands `t` to the owner, who takes it out of
+  // its heap and then calls its hook with fire = false, which must drop a reference the caller
+  // took for the purpose. Returns false (the caller keeps that reference) once the owner has
+  // stopped: its timers will never fire.
+  bool cancel_remote(local_timer* t) noexcept {
+    // Counted first, so that pending() never counts a cancelled timer as armed.
+    queued_.fetch_add(1, std::memory_order_relaxed);
+    local_timer* head = remote_.load(std::memory_order_relaxed);
+    do {
+      if (head == closed_marker()) {
+        queued_.fetch_sub(1, std::memory_order_relaxed);
+        return false;
+      }
+      t->remote_next_ = head;
+      // release: the owner's acquire exchange sees remote_next_ and the completed state.
+    } while (!remote_.compare_exchange_weak(head, t, std::memory_order_release,
+                                            std::memory_order_relaxed));
+    return true;
+  }
+
+  // Owner: anything to do at a poll (timers armed, or remote cancels to take out)?
+  [[nodiscard]] bool active() const noexcept {
+    return !heap_.empty() || remote_.load(std::memory_order_relaxed) != nullptr;
+  }
+  // One load of a line the owner writes: checked after every activation.
+  [[nodiscard]] bool armed() const noexcept { return size_.load(std::memory_order_relaxed) != 0; }
+  [[nodiscard]] time_point next_due() const noexcept { return heap_.top()->due_; }
+
+  // Owner: takes out remote cancels, then fires every timer due at `now`. A hook may arm or
+  // disarm other timers of this worker. Returns true if any fired.
+  bool poll(time_point now) noexcept {
+    drain(remote_.exchange(nullptr, std::memory_order_acquire));
+    bool fired = false;
+    while (!heap_.empty() && heap_.top()->due_ <= now) {
+      local_timer* t = heap_.pop();
+      size_.store(heap_.size(), std::memory_order_relaxed);
+      t->hook_(t, true);
+      fired = true;
+    }
+    return fired;
+  }
+
+  // Owner, as its thread ends: takes out remote cancels and refuses further ones. Timers still
+  // armed never fire; whoever completes what they time finds the owner stopped.
+  void close() noexcept {
+    drain(remote_.exchange(closed_marker(), std::memory_order_acquire));
+    static_cast<void>(heap_.take_all());
+    size_.store(0, std::memory_order_relaxed);
+  }
+
+  // Any thread: timers armed and not cancelled (exact when the owner and the cancelling
+  // threads are quiet).
+  [[nodiscard]] std::size_t pending() const noexcept {
+    // queued_ first: a drain between the two loads can then only make the difference smaller.
+    const std::int64_t queued = queued_.load(std::memory_order_relaxed);
+    const auto armed = static_cast<std::int64_t>(size_.load(std::memory_order_relaxed));
+    return armed > queued ? static_cast<std::size_t>(armed - queued) : 0;
+  }
+
+ private:
+  static local_timer* closed_marker() noexcept { return &closed_; }
+  static constinit inline local_timer closed_{nullptr};
+
+  void drain(local_timer* list) noexcept {
+    std::int64_t n = 0;
+    while (list != nullptr) {
+      local_timer* next = list->remote_next_;  // the hook may free the timer
+      if (list->heap_index_ != timer_heap<local_timer>::npos) heap_.remove(list);
+      list->hook_(list, false);
+      list = next;
+      ++n;
+    }
+    if (n != 0) {
+      size_.store(heap_.size(), std::memory_order_relaxed);
+      queued_.fetch_sub(n, std::memory_order_relaxed);
+    }
+  }
+
+  // Owner's line: the heap, and its size for pending() (written by the owner only).
+  timer_heap<local_timer> heap_;
+  std::atomic<std::size_t> size_{0};
+  // Written by other threads (remote cancels): a line of its own.
+  alignas(cache_line) std::atomic<local_timer*> remote_{nullptr};
+  std::atomic<std::int64_t> queued_{0};  // remote cancels not yet taken out
+};
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/worker_timers.hpp ----
 
 namespace troupe::detail {
 
@@ -858,8 +1305,14 @@ class driver;
 // waiter: a suspended actor to wake or a callback to run. The waiter and the publisher meet on
 // `waiter_`: whichever of them comes second fires the waiter, so it fires exactly once whatever
 // the order. Reference-counted: the asker's reply<R>, the request envelope (or the promise that
-// replaced it) and the timeout task each hold one.
-class reply_slot_base {
+// replaced it), and the timeout task (shared timer) or a remote cancel (worker timer) hold one.
+//
+// The timeout: an ask made on a worker arms the local_timer inside its slot on that worker's
+// timers (worker_timers.hpp; no lock, no allocation); one made elsewhere schedules a task on
+// the runtime's timer service. The worker's heap holds no reference: while the timer is in
+// it, the slot is not yet published, so the envelope or promise that must complete it (or the
+// thread completing it) keeps it alive.
+class reply_slot_base : private local_timer {
  public:
   // Retains `target` (and so the runtime core) for the slot's lifetime.
   inline reply_slot_base(actor_cell* target, std::uint64_t correlation, address asker) noexcept;
@@ -947,6 +1400,14 @@ class reply_slot_base {
   // Pending timeout task; read and written only under the timer service's lock.
   timer_task* timer_ = nullptr;
 
+  // The asking thread, a worker of the slot's runtime: arms the timeout on `timers`, after
+  // timers.reserve_one(). The slot's first reference is still the caller's.
+  void arm_local(worker_timers& timers, std::chrono::steady_clock::time_point due,
+                 std::chrono::steady_clock::duration timeout) noexcept {
+    timeout_ = timeout;
+    timers.arm(this, due);
+  }
+
   // Metrics on: when the request was queued, and which entry of the runtime's message table
   // (index + 1) records the round trip on completion.
   // The timer thread may complete the ask meanwhile (a timeout): the entry is published last.
@@ -986,6 +1447,9 @@ class reply_slot_base {
     if (waiter_.exchange(waiter_registered, std::memory_order_acq_rel) == waiter_fired) fire();
   }
   inline void fire() noexcept;
+  // The local timer's hook (on its worker): the deadline passed, or a remote cancel is taken out.
+  static inline void on_local_timer(local_timer* t, bool fire) noexcept;
+  [[gnu::cold]] inline void fail_timeout() noexcept;
   [[gnu::cold]] inline void fail_deadlock(actor_cell* cell, bool self) noexcept;
   static inline void retain_cell(actor_cell* cell) noexcept;
   static inline void before_free() noexcept;
@@ -994,7 +1458,7 @@ class reply_slot_base {
   std::atomic<std::uint32_t> state_{state_pending};
   std::atomic<std::uint32_t> waiter_{waiter_none};
   // Metrics: 0, or the message-table entry + 1 that records this ask's round trip. A 32-bit
-  // index fills padding, so that with asked_ a reply_slot<int> still fits a 128-byte block.
+  // index fills padding (a reply_slot<int> is 192 bytes with the timer node: a 256-byte block).
   std::atomic<std::uint32_t> round_trip_entry_{0};
   actor_cell* target_;
   std::uint64_t correlation_;
@@ -1003,6 +1467,7 @@ class reply_slot_base {
   std::uint64_t wake_generation_ = 0;
   std::function<void()> callback_;
   std::int64_t asked_ = 0;
+  std::chrono::steady_clock::duration timeout_{};  // of a locally armed timeout, for its text
 };
 
 template <class R>
@@ -1906,6 +2371,9 @@ namespace troupe::detail {
 // consumer reverses in batches):
 //   idle_tag    empty, and the actor is idle: the next push must schedule it
 //   0           empty, and the actor is scheduled, running or suspended in a handler
+//   wake_tag    as 0, and something other than a message arrived (a stop or restart request, a
+//               message of a drop_oldest mailbox, which is held elsewhere): the consumer may
+//               not go idle before it has looked at its requests again
 //   closed_tag  the actor has stopped: pushes fail
 //   pointer     messages waiting, and the actor is scheduled, running or suspended
 // Envelopes are at least 8-byte aligned, so the tags never collide with a pointer.
@@ -1934,24 +2402,49 @@ class mailbox {
     }
   }
 
-  // Any thread: if the actor is idle, mark it scheduled without a message (used to deliver a
-  // stop request). Returns true if the caller now owns scheduling it.
-  // seq_cst: the caller stored a flag (stop, restart) before; this CAS and the consumer's
-  // try_idle + flag re-check form the same pattern as push/try_idle.
-  bool claim_if_idle() noexcept {
-    std::uintptr_t expected = idle_tag;
-    return head_.compare_exchange_strong(expected, 0, std::memory_order_seq_cst);
+  // Any thread, after publishing a request (a flag, a held message) that the consumer reads at
+  // its next message boundary: if the actor is idle, mark it scheduled (returns true: the caller
+  // now owns scheduling it); if it is running with an empty mailbox, set wake_tag so that its
+  // try_idle fails and it looks at its requests before going idle. Either way the request cannot
+  // be missed, and the consumer needs no re-check after going idle (which would read the record
+  // when another thread may already have freed it).
+  // Why: if the consumer's try_idle succeeds, it read 0, so this operation either came after
+  // (it finds idle_tag and claims) or came before and found a pointer (messages the consumer
+  // had not yet taken: its exchange in pop and its request check at the next loop turn both
+  // follow this operation in the seq_cst order, so the check sees the request), or it found
+  // wake_tag or set it (then the consumer's try_idle read wake_tag, not 0, unless the consumer
+  // cleared it, in try_idle, after which it checks its requests: acquiring this release).
+  // seq_cst: the request's own store, this operation and the consumer's exchange, try_idle and
+  // request check are one store-then-load pattern on each side (Dekker).
+  bool claim_or_flag() noexcept {
+    std::uintptr_t head = head_.load(std::memory_order_seq_cst);
+    for (;;) {
+      std::uintptr_t next;
+      if (head == idle_tag) {
+        next = 0;
+      } else if (head == 0) {
+        next = wake_tag;
+      } else {
+        return false;  // messages waiting, already flagged, or closed: nothing to do
+      }
+      if (head_.compare_exchange_weak(head, next, std::memory_order_seq_cst,
+                                      std::memory_order_seq_cst)) {
+        return next == 0;
+      }
+    }
   }
 
   // Consumer only: the oldest envelope, or null if none is waiting right now.
   envelope* pop() noexcept {
     if (cache_ == nullptr) {
-      // relaxed: a cheap peek. Seeing 0 here only sends the caller to try_idle, whose seq_cst
-      // CAS fails if a push came in meanwhile.
-      if (head_.load(std::memory_order_relaxed) == 0) return nullptr;
-      // acquire: pairs with the pushes' CAS (release part), so the envelopes' contents and
-      // next links written before each push are visible here.
-      std::uintptr_t taken = head_.exchange(0, std::memory_order_acquire);
+      // relaxed: a cheap peek. Seeing a tag (0 or wake_tag; never idle or closed while the
+      // consumer runs) only sends the caller to try_idle, whose seq_cst CAS fails if a push came
+      // in meanwhile. The tag is left in place: try_idle consumes wake_tag.
+      if (is_tag(head_.load(std::memory_order_relaxed))) return nullptr;
+      // seq_cst (acquire would do for the envelopes: it pairs with the pushes' CAS, so their
+      // contents and next links are visible here): claim_or_flag's argument needs this
+      // exchange in the single total order. On x86 and ARMv8 it is the same instruction.
+      std::uintptr_t taken = head_.exchange(0, std::memory_order_seq_cst);
       // Reverse the LIFO list into FIFO order.
       envelope* fifo = nullptr;
       auto* e = reinterpret_cast<envelope*>(taken);
@@ -1970,12 +2463,18 @@ class mailbox {
   }
 
   // Consumer only: if nothing is waiting, mark the actor idle and return true; the next push
-  // will schedule it. Returns false if messages arrived meanwhile.
-  // seq_cst: see push.
+  // will schedule it. Returns false if messages or requests (wake_tag) arrived meanwhile; the
+  // caller then looks at its requests and its mailbox again. Once this returns true the actor
+  // is no longer the caller's: another thread may claim, run, stop and free it.
+  // seq_cst: see push and claim_or_flag.
   bool try_idle() noexcept {
     if (cache_ != nullptr) return false;
     std::uintptr_t expected = 0;
-    return head_.compare_exchange_strong(expected, idle_tag, std::memory_order_seq_cst);
+    if (head_.compare_exchange_strong(expected, idle_tag, std::memory_order_seq_cst)) return true;
+    // Consume the flag (a push may have replaced it with a message: then the CAS fails, and
+    // the message is found at the next pop).
+    if (expected == wake_tag) head_.compare_exchange_strong(expected, 0, std::memory_order_seq_cst);
+    return false;
   }
 
   // Consumer only (or any thread once no consumer can run): refuse further pushes and return
@@ -2035,6 +2534,7 @@ class mailbox {
  private:
   static constexpr std::uintptr_t idle_tag = 1;
   static constexpr std::uintptr_t closed_tag = 2;
+  static constexpr std::uintptr_t wake_tag = 3;
   static bool is_tag(std::uintptr_t v) noexcept { return v < 8; }
 
   std::atomic<std::uintptr_t> head_{0};  // a new actor starts scheduled, to run on_start
@@ -2305,7 +2805,7 @@ class actor_cell : public context {
   // Worker, from an awaiter's await_suspend: the handler will suspend at `resume_point` until
   // wake(generation) is called (from any thread). Returns the generation to wake.
   std::uint64_t arm_suspension(std::coroutine_handle<> resume_point) noexcept {
-    resume_point_ = resume_point;
+    task_->resume_point_ = resume_point;
     const std::uint64_t generation = (wake_.load(std::memory_order_relaxed) >> 2) + 1;
     wake_.store(generation << 2 | wake_armed, std::memory_order_release);
     return generation;
@@ -2317,8 +2817,8 @@ class actor_cell : public context {
   [[nodiscard]] const cell_ops* ops() const noexcept { return ops_; }
   [[nodiscard]] bool closed() const noexcept { return mailbox_.closed(); }
 
-  // Field order packs the record into 120 bytes, so that with a small actor it fills one
-  // 128-byte pool block (the idle-actor memory goal).
+  // Field order packs the record into 88 bytes, so that with an empty actor it fills one
+  // 96-byte pool block (the idle-actor memory goal: ≤ 96 bytes; the size is checked below).
   mailbox mailbox_;
   // Registry links, guarded by the runtime's registry mutex.
   actor_cell* registry_prev_ = nullptr;
@@ -2356,7 +2856,6 @@ class actor_cell : public context {
   inline activation stop_now() noexcept;
   inline void account_bounded_pop(bool depth_taken) noexcept;
   inline envelope* pop_held() noexcept;
-  inline bool has_held() noexcept;
 
  public:
   inline void wake_room_waiters() noexcept;
@@ -2370,47 +2869,67 @@ class actor_cell : public context {
   inline void request_restart() noexcept;
   // Any thread: a stop that a supervisor will not turn into a restart.
   void request_final_stop() noexcept {
-    final_stop_.store(true, std::memory_order_seq_cst);
+    raise_request(req_final);
     request_stop(false);
   }
   [[nodiscard]] watch_state* extras() const noexcept { return watch_; }
   // Worker-free setup before the actor first runs (supervised spawn).
   void set_extras(watch_state* extras) noexcept { watch_ = extras; }
 
+  // Requests from other threads, one bit each in requests_ (one byte, so that the record stays
+  // small; each is set with an atomic or, so setting one never loses another).
+  static constexpr std::uint8_t req_stop = 1;   // stop after the current handler
+  static constexpr std::uint8_t req_force = 2;  // also abandon a suspended task handler
+  static constexpr std::uint8_t req_shutdown =
+      4;                                          // the stop comes from shutdown: late sends say so
+  static constexpr std::uint8_t req_restart = 8;  // supervision: restart at the next boundary
+  static constexpr std::uint8_t req_parked =
+      16;  // supervision: no instance, waits for its supervisor
+  static constexpr std::uint8_t req_final = 32;  // the next stop is for good (not restarted)
+  [[nodiscard]] bool requested(std::uint8_t bits,
+                               std::memory_order order = std::memory_order_seq_cst) const noexcept {
+    return (requests_.load(order) & bits) != 0;
+  }
+  void raise_request(std::uint8_t bits,
+                     std::memory_order order = std::memory_order_seq_cst) noexcept {
+    requests_.fetch_or(bits, order);
+  }
+  // Clears `bits`; true if any of them was set.
+  bool take_request(std::uint8_t bits,
+                    std::memory_order order = std::memory_order_seq_cst) noexcept {
+    return (requests_.fetch_and(static_cast<std::uint8_t>(~bits), order) & bits) != 0;
+  }
+  // monitor_lock: the actor stopped (why: exit_cause_), so monitors get their down at once.
+  [[nodiscard]] bool sealed() const noexcept { return exit_cause_ != stop_cause::none; }
+
  private:
   runtime_core* const core_;
   const cell_ops* const ops_;
   std::atomic<std::uint32_t> refs_{1};  // one for the runtime while the actor lives
-  std::atomic<bool> stop_requested_{false};
-  std::atomic<bool> force_stop_{false};
-  bool started_ = false;        // worker: the first activation happened
-  bool start_ran_ : 1 = false;  // worker: on_start returned, so on_stop is due
+  // Worker-only bits, one byte; the fields after it are separate memory locations (no race).
+  bool started_ : 1 = false;        // the first activation happened
+  bool start_ran_ : 1 = false;      // on_start returned, so on_stop is due
+  bool instance_alive_ : 1 = true;  // the actor object exists (not between restarts)
   // The runtime's metrics or tracing are on (constant): the one branch they cost the handling
   // path when off reads this bit of the record the worker already has in hand (no pointer
-  // chase), and it shares start_ran_'s byte so that the record stays 120 bytes.
+  // chase).
   const bool instrumented_ : 1;
   stop_cause cause_ = stop_cause::none;  // worker
+  std::atomic<std::uint8_t> requests_{0};
 
  public:
-  // Set once the actor stopped because of shutdown, so that late sends say so.
-  std::atomic<bool> stopped_by_shutdown_{false};
-  bool sealed_ = false;                       // monitor_lock: stopped, downs go out at once
-  stop_cause exit_cause_ = stop_cause::none;  // monitor_lock: why it stopped, once sealed
-  // Supervision: a restart was asked for; the actor waits for its supervisor (no instance);
-  // the next stop is for good (not restarted).
-  std::atomic<bool> restart_requested_{false};
-  std::atomic<bool> parked_{false};
-  std::atomic<bool> final_stop_{false};
-  bool instance_alive_ = true;  // worker
+  // monitor_lock: why it stopped, set when it stops (never none after that: see sealed()).
+  stop_cause exit_cause_ = stop_cause::none;
 
  private:
   std::atomic<std::uint64_t> wake_{0};
   const std::uint64_t id_;
-  std::coroutine_handle<> task_;          // worker: the running task handler, if any
-  std::coroutine_handle<> resume_point_;  // worker: where that task suspended
-  promise_base* task_promise_ = nullptr;  // worker
-  envelope* current_ = nullptr;           // worker: the message a task handler is handling
+  // worker: the promise of the running task handler, if any; it holds the frame, where the
+  // task suspended and the message it handles (promise_base).
+  promise_base* task_ = nullptr;
 };
+static_assert(sizeof(void*) != 8 || sizeof(actor_cell) <= 88,
+              "the actor record must fit a 96-byte pool block with an empty actor");
 
 template <class A, class M>
 handler_start invoke_handler(actor_cell& cell, envelope& e);
@@ -2588,217 +3107,6 @@ class driver {
 
 #include <concurrentqueue/concurrentqueue.h>
 
-namespace troupe::detail {
-
-// Runs actors that became runnable. Behind an interface so that a deterministic, seeded,
-// single-threaded scheduler can replace the thread pool (the planned simulation mode).
-class scheduler {
- public:
-  scheduler() = default;
-  scheduler(const scheduler&) = delete;
-  scheduler& operator=(const scheduler&) = delete;
-  virtual ~scheduler() = default;
-  // Any thread: `cell` became runnable; the caller owned the right to schedule it.
-  virtual void schedule(actor_cell* cell) noexcept = 0;
-  // True if no actor is runnable or running right now (best effort, for shutdown's drain).
-  [[nodiscard]] virtual bool idle() const noexcept = 0;
-  // Joins the threads; every actor must have finished. Idempotent.
-  virtual void stop() noexcept = 0;
-  [[nodiscard]] virtual std::size_t thread_count() const noexcept = 0;
-  // Starts the threads, if it has any (runtime_core::attach calls it once).
-  virtual void start() {}
-  // The counter block of thread `i` (< thread_count()), which counters_here() hands its actors.
-  [[nodiscard]] virtual const counter_slot& counters_of(std::size_t i) const noexcept = 0;
-};
-
-// Per-worker FIFO run queues (moodycamel ConcurrentQueue: the owner enqueues with its token,
-// the owner and thieves dequeue), a global injection queue for threads outside the pool, and a
-// `next` slot per worker for the actor a running actor just woke: the woken actor runs next on
-// the same core while its message is hot in cache (the ping-pong case). A worker with nothing
-// to do spins briefly, stealing, then parks on an atomic (futex) until work is published.
-class worker_pool final : public scheduler {
- public:
-  struct alignas(cache_line) worker {
-    explicit worker(worker_pool* p, std::size_t i) : pool(p), index(i), token(queue) {
-      counters.single_writer = true;
-    }
-    worker_pool* pool;
-    std::size_t index;
-    moodycamel::ConcurrentQueue<actor_cell*> queue;
-    moodycamel::ProducerToken token;
-    actor_cell* next = nullptr;  // owner only
-    unsigned streak = 0;         // owner only: consecutive runs taken from `next`
-    std::size_t steal_from = 0;  // owner only
-    counter_slot counters;
-    std::thread thread;
-  };
-
-  using idle_hook = void (*)(const void* core) noexcept;
-
-  worker_pool(const void* core, std::size_t threads, std::size_t batch, idle_hook on_idle)
-      : core_(core), batch_(batch == 0 ? 1 : batch), on_idle_(on_idle) {
-    if (threads == 0) threads = std::max(1U, std::thread::hardware_concurrency());
-    workers_.reserve(threads);
-    for (std::size_t i = 0; i < threads; ++i) {
-      workers_.push_back(std::make_unique<worker>(this, i));
-    }
-  }
-
-  ~worker_pool() override { stop(); }
-
-  void start() override {
-    for (auto& w : workers_) {
-      w->thread = std::thread([this, raw = w.get()] { loop(*raw); });
-    }
-  }
-
-  [[nodiscard]] worker& at(std::size_t i) noexcept { return *workers_[i]; }
-  [[nodiscard]] std::size_t thread_count() const noexcept override { return workers_.size(); }
-  [[nodiscard]] const counter_slot& counters_of(std::size_t i) const noexcept override {
-    return workers_[i]->counters;
-  }
-
-  // The worker the calling thread is, if it belongs to this pool.
-  [[nodiscard]] worker* current() const noexcept {
-    auto* w = static_cast<worker*>(this_thread_identity.worker);
-    return w != nullptr && w->pool == this ? w : nullptr;
-  }
-
-  void schedule(actor_cell* cell) noexcept override {
-    if (worker* w = current()) {
-      if (w->next != nullptr) push_local(*w, w->next);
-      w->next = cell;
-      return;
-    }
-    if (!injection_.enqueue(cell)) std::terminate();  // out of memory: nowhere to put the actor
-    notify_if_idle();
-  }
-
-  // Counts only workers asleep (sleeping_), not those in the parking sequence: a worker whose
-  // final look took an actor is still in parked_ until it leaves, but it is not idle.
-  [[nodiscard]] bool idle() const noexcept override {
-    if (sleeping_.load(std::memory_order_seq_cst) != workers_.size()) return false;
-    if (injection_.size_approx() != 0) return false;
-    for (const auto& w : workers_) {
-      if (w->queue.size_approx() != 0) return false;
-    }
-    return true;
-  }
-
-  void stop() noexcept override {
-    if (stopping_.exchange(true)) return;
-    epoch_.fetch_add(1, std::memory_order_seq_cst);
-    epoch_.notify_all();
-    for (auto& w : workers_) {
-      if (w->thread.joinable()) w->thread.join();
-    }
-  }
-
- private:
-  static constexpr unsigned max_streak = 64;  // `next` runs before the FIFO queue gets a turn
-  static constexpr int spin_rounds = 64;
-
-  void push_local(worker& w, actor_cell* cell, bool wake_a_thief = true) noexcept {
-    if (!w.queue.enqueue(w.token, cell)) std::terminate();
-    if (wake_a_thief) notify_if_idle();
-  }
-
-  // Pairs with the parking sequence in park(): either the parking worker's final look finds the
-  // work, or this sees it parked and bumps the epoch it sleeps on.
-  void notify_if_idle() noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (parked_.load(std::memory_order_relaxed) != 0) {
-      epoch_.fetch_add(1, std::memory_order_seq_cst);
-      epoch_.notify_one();
-    }
-  }
-
-  actor_cell* find_work(worker& w) noexcept {
-    actor_cell* cell = nullptr;
-    if (w.next != nullptr) {
-      if (w.streak < max_streak) {
-        ++w.streak;
-        return std::exchange(w.next, nullptr);
-      }
-      // Fairness only: this worker takes it (or an older entry) from its own queue next, so
-      // waking a parked worker to steal it would cost a futex call for nothing (it showed as
-      // the p99 tail of ping-pong and asks).
-      push_local(w, std::exchange(w.next, nullptr), false);
-    }
-    w.streak = 0;
-    if (w.queue.try_dequeue_from_producer(w.token, cell)) return cell;
-    if (injection_.try_dequeue(cell)) return cell;
-    const std::size_t n = workers_.size();
-    for (std::size_t k = 1; k < n; ++k) {
-      w.steal_from = (w.steal_from + 1) % n;
-      if (w.steal_from == w.index) w.steal_from = (w.steal_from + 1) % n;
-      if (workers_[w.steal_from]->queue.try_dequeue(cell)) return cell;
-    }
-    return nullptr;
-  }
-
-  actor_cell* park(worker& w) noexcept {
-    for (int i = 0; i < spin_rounds; ++i) {
-      if (actor_cell* cell = find_work(w)) return cell;
-      if (stopping_.load(std::memory_order_relaxed)) return nullptr;
-      if (i < spin_rounds / 2) {
-        cpu_relax();
-      } else {
-        std::this_thread::yield();
-      }
-    }
-    for (;;) {
-      const std::uint32_t seen = epoch_.load(std::memory_order_seq_cst);
-      parked_.fetch_add(1, std::memory_order_seq_cst);
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-      if (actor_cell* cell = find_work(w)) {
-        parked_.fetch_sub(1, std::memory_order_seq_cst);
-        return cell;
-      }
-      if (stopping_.load(std::memory_order_seq_cst)) {
-        parked_.fetch_sub(1, std::memory_order_seq_cst);
-        return nullptr;
-      }
-      // Asleep from here until the wait returns: only now may idle() count this worker, and
-      // it stops counting it before the worker looks for work again.
-      sleeping_.fetch_add(1, std::memory_order_seq_cst);
-      on_idle_(core_);
-      epoch_.wait(seen, std::memory_order_seq_cst);
-      sleeping_.fetch_sub(1, std::memory_order_seq_cst);
-      parked_.fetch_sub(1, std::memory_order_seq_cst);
-      if (actor_cell* cell = find_work(w)) return cell;
-    }
-  }
-
-  void loop(worker& w) {
-    this_thread_identity = thread_identity{core_, &w.counters, &w};
-    for (;;) {
-      actor_cell* cell = find_work(w);
-      if (cell == nullptr) cell = park(w);
-      if (cell == nullptr) return;  // stopping
-      this_thread_identity.cell = cell;
-      const activation outcome = cell->run(batch_);
-      this_thread_identity.cell = nullptr;
-      if (outcome == activation::yielded) push_local(w, cell);
-    }
-  }
-
-  const void* core_;
-  std::size_t batch_;
-  idle_hook on_idle_;
-  std::vector<std::unique_ptr<worker>> workers_;
-  moodycamel::ConcurrentQueue<actor_cell*> injection_;
-  // Workers in the parking sequence (the wake-up protocol with notify_if_idle).
-  alignas(cache_line) std::atomic<std::size_t> parked_{0};
-  // Workers asleep on epoch_ after a final look found nothing (idle()); written only when a
-  // worker falls asleep or wakes, so it shares parked_'s line.
-  std::atomic<std::size_t> sleeping_{0};
-  alignas(cache_line) std::atomic<std::uint32_t> epoch_{0};
-  std::atomic<bool> stopping_{false};
-};
-
-}  // namespace troupe::detail
-// ---- end troupe/detail/scheduler.hpp ----
 // ---- begin troupe/detail/timer_service.hpp ----
 // Internal: the clock and timers, behind a small interface so that a simulated clock can
 // replace real time (the deterministic simulation mode the design plans for).
@@ -2899,6 +3207,299 @@ class timer_service {
 
 }  // namespace troupe::detail
 // ---- end troupe/detail/timer_service.hpp ----
+
+namespace troupe::detail {
+
+// Runs actors that became runnable. Behind an interface so that a deterministic, seeded,
+// single-threaded scheduler can replace the thread pool (the planned simulation mode).
+class scheduler {
+ public:
+  scheduler() = default;
+  scheduler(const scheduler&) = delete;
+  scheduler& operator=(const scheduler&) = delete;
+  virtual ~scheduler() = default;
+  // Any thread: `cell` became runnable; the caller owned the right to schedule it.
+  virtual void schedule(actor_cell* cell) noexcept = 0;
+  // True if no actor is runnable or running right now (best effort, for shutdown's drain).
+  [[nodiscard]] virtual bool idle() const noexcept = 0;
+  // Joins the threads; every actor must have finished. Idempotent.
+  virtual void stop() noexcept = 0;
+  [[nodiscard]] virtual std::size_t thread_count() const noexcept = 0;
+  // Starts the threads, if it has any (runtime_core::attach calls it once).
+  virtual void start() {}
+  // The counter block of thread `i` (< thread_count()), which counters_here() hands its actors.
+  [[nodiscard]] virtual const counter_slot& counters_of(std::size_t i) const noexcept = 0;
+  // Timers armed on the threads' own timers (worker_timers) and not cancelled, less the
+  // wake-ups the threads keep on the timer service for them (not timers a user armed). Best
+  // effort: exact when the threads are quiet.
+  [[nodiscard]] virtual std::int64_t own_timers_pending() const noexcept { return 0; }
+};
+
+// Per-worker FIFO run queues (moodycamel ConcurrentQueue: the owner enqueues with its token,
+// the owner and thieves dequeue), a global injection queue for threads outside the pool, and a
+// `next` slot per worker for the actor a running actor just woke: the woken actor runs next on
+// the same core while its message is hot in cache (the ping-pong case). A worker with nothing
+// to do spins briefly, stealing, then parks on an atomic (futex) until work is published.
+class worker_pool final : public scheduler {
+ public:
+  struct alignas(cache_line) worker {
+    explicit worker(worker_pool* p, std::size_t i) : pool(p), index(i), token(queue) {
+      counters.single_writer = true;
+    }
+    worker_pool* pool;
+    std::size_t index;
+    moodycamel::ConcurrentQueue<actor_cell*> queue;
+    moodycamel::ProducerToken token;
+    actor_cell* next = nullptr;  // owner only
+    unsigned streak = 0;         // owner only: consecutive runs taken from `next`
+    std::size_t steal_from = 0;  // owner only
+    counter_slot counters;
+    std::thread thread;
+    // The timeouts of asks made on this worker (owner only, but for remote cancels).
+    worker_timers timers;
+    unsigned since_poll = 0;         // owner only: activations since timers were polled
+    timer_task* backstop = nullptr;  // owner only: the wake-up armed while parked with timers
+  };
+
+  using idle_hook = void (*)(const void* core) noexcept;
+
+  worker_pool(const void* core, std::size_t threads, std::size_t batch, idle_hook on_idle)
+      : core_(core), batch_(batch == 0 ? 1 : batch), on_idle_(on_idle) {
+    if (threads == 0) threads = std::max(1U, std::thread::hardware_concurrency());
+    workers_.reserve(threads);
+    for (std::size_t i = 0; i < threads; ++i) {
+      workers_.push_back(std::make_unique<worker>(this, i));
+    }
+  }
+
+  ~worker_pool() override { stop(); }
+
+  void start() override {
+    for (auto& w : workers_) {
+      w->thread = std::thread([this, raw = w.get()] { loop(*raw); });
+    }
+  }
+
+  // Before start(): where a worker that parks with timers armed schedules its wake-up.
+  void set_backstop(timer_service* timers) noexcept { backstop_ = timers; }
+
+  [[nodiscard]] std::int64_t own_timers_pending() const noexcept override {
+    auto n = -static_cast<std::int64_t>(backstops_.load(std::memory_order_relaxed));
+    for (const auto& w : workers_) n += static_cast<std::int64_t>(w->timers.pending());
+    return n;
+  }
+
+  [[nodiscard]] worker& at(std::size_t i) noexcept { return *workers_[i]; }
+  [[nodiscard]] std::size_t thread_count() const noexcept override { return workers_.size(); }
+  [[nodiscard]] const counter_slot& counters_of(std::size_t i) const noexcept override {
+    return workers_[i]->counters;
+  }
+
+  // The worker the calling thread is, if it belongs to this pool.
+  [[nodiscard]] worker* current() const noexcept {
+    auto* w = static_cast<worker*>(this_thread_identity.worker);
+    return w != nullptr && w->pool == this ? w : nullptr;
+  }
+
+  void schedule(actor_cell* cell) noexcept override {
+    if (worker* w = current()) {
+      if (w->next != nullptr) push_local(*w, w->next);
+      w->next = cell;
+      return;
+    }
+    if (!injection_.enqueue(cell)) std::terminate();  // out of memory: nowhere to put the actor
+    notify_if_idle();
+  }
+
+  // Counts only workers asleep (sleeping_), not those in the parking sequence: a worker whose
+  // final look took an actor is still in parked_ until it leaves, but it is not idle.
+  [[nodiscard]] bool idle() const noexcept override {
+    if (sleeping_.load(std::memory_order_seq_cst) != workers_.size()) return false;
+    if (injection_.size_approx() != 0) return false;
+    for (const auto& w : workers_) {
+      if (w->queue.size_approx() != 0) return false;
+    }
+    return true;
+  }
+
+  void stop() noexcept override {
+    if (stopping_.exchange(true)) return;
+    epoch_.fetch_add(1, std::memory_order_seq_cst);
+    epoch_.notify_all();
+    for (auto& w : workers_) {
+      if (w->thread.joinable()) w->thread.join();
+    }
+  }
+
+ private:
+  static constexpr unsigned max_streak = 64;  // `next` runs before the FIFO queue gets a turn
+  static constexpr int spin_rounds = 64;
+
+  void push_local(worker& w, actor_cell* cell, bool wake_a_thief = true) noexcept {
+    if (!w.queue.enqueue(w.token, cell)) std::terminate();
+    if (wake_a_thief) notify_if_idle();
+  }
+
+  // Pairs with the parking sequence in park(): either the parking worker's final look finds the
+  // work, or this sees it parked and bumps the epoch it sleeps on.
+  void notify_if_idle() noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (parked_.load(std::memory_order_relaxed) != 0) {
+      epoch_.fetch_add(1, std::memory_order_seq_cst);
+      epoch_.notify_one();
+    }
+  }
+
+  actor_cell* find_work(worker& w) noexcept {
+    actor_cell* cell = nullptr;
+    if (w.next != nullptr) {
+      if (w.streak < max_streak) {
+        ++w.streak;
+        return std::exchange(w.next, nullptr);
+      }
+      // Fairness only: this worker takes it (or an older entry) from its own queue next, so
+      // waking a parked worker to steal it would cost a futex call for nothing (it showed as
+      // the p99 tail of ping-pong and asks).
+      push_local(w, std::exchange(w.next, nullptr), false);
+    }
+    w.streak = 0;
+    if (w.queue.try_dequeue_from_producer(w.token, cell)) return cell;
+    if (injection_.try_dequeue(cell)) return cell;
+    const std::size_t n = workers_.size();
+    for (std::size_t k = 1; k < n; ++k) {
+      w.steal_from = (w.steal_from + 1) % n;
+      if (w.steal_from == w.index) w.steal_from = (w.steal_from + 1) % n;
+      if (workers_[w.steal_from]->queue.try_dequeue(cell)) return cell;
+    }
+    return nullptr;
+  }
+
+  actor_cell* park(worker& w) noexcept {
+    for (int i = 0; i < spin_rounds; ++i) {
+      if (actor_cell* cell = find_work(w)) return cell;
+      if (stopping_.load(std::memory_order_relaxed)) return nullptr;
+      if (i < spin_rounds / 2) {
+        cpu_relax();
+      } else {
+        std::this_thread::yield();
+      }
+    }
+    for (;;) {
+      // Due timeouts first: firing one may wake an actor (into this worker's `next`).
+      if (poll_timers(w)) {
+        if (actor_cell* cell = find_work(w)) return cell;
+      }
+      const std::uint32_t seen = epoch_.load(std::memory_order_seq_cst);
+      parked_.fetch_add(1, std::memory_order_seq_cst);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (actor_cell* cell = find_work(w)) {
+        parked_.fetch_sub(1, std::memory_order_seq_cst);
+        return cell;
+      }
+      if (stopping_.load(std::memory_order_seq_cst)) {
+        parked_.fetch_sub(1, std::memory_order_seq_cst);
+        return nullptr;
+      }
+      // Timeouts armed here must fire while it sleeps: the timer thread wakes the pool at the
+      // earliest (a timeout that fell due since the poll above wakes it at once).
+      const bool backstop = w.timers.armed();
+      if (backstop && !arm_backstop(w)) {
+        parked_.fetch_sub(1, std::memory_order_seq_cst);
+        std::this_thread::yield();  // out of memory for the wake-up: poll instead of sleeping
+        continue;
+      }
+      // Asleep from here until the wait returns: only now may idle() count this worker, and
+      // it stops counting it before the worker looks for work again.
+      sleeping_.fetch_add(1, std::memory_order_seq_cst);
+      on_idle_(core_);
+      epoch_.wait(seen, std::memory_order_seq_cst);
+      sleeping_.fetch_sub(1, std::memory_order_seq_cst);
+      parked_.fetch_sub(1, std::memory_order_seq_cst);
+      // Under the service's lock: the timer thread nulls the handle when the wake-up fires.
+      if (backstop) disarm_backstop(w);
+      if (actor_cell* cell = find_work(w)) return cell;
+    }
+  }
+
+  void loop(worker& w) {
+    this_thread_identity = thread_identity{core_, &w.counters, &w};
+    this_thread_identity.timers = &w.timers;
+    for (;;) {
+      actor_cell* cell = find_work(w);
+      if (cell == nullptr) cell = park(w);
+      if (cell == nullptr) break;  // stopping
+      this_thread_identity.cell = cell;
+      const activation outcome = cell->run(batch_);
+      this_thread_identity.cell = nullptr;
+      if (outcome == activation::yielded) push_local(w, cell);
+      // Remote cancels alone (nothing armed) wait for the next poll or park.
+      if (w.timers.armed() && ++w.since_poll >= worker_timers::poll_interval) poll_timers(w);
+    }
+    // Every actor has finished: the asks still armed here can only complete from elsewhere.
+    w.timers.close();
+  }
+
+  // Owner: fires the timeouts due now; true if any fired.
+  bool poll_timers(worker& w) noexcept {
+    w.since_poll = 0;
+    if (!w.timers.active()) return false;
+    return w.timers.poll(std::chrono::steady_clock::now());
+  }
+
+  // Owner, parking with timers armed: the timer thread wakes the pool at the earliest deadline.
+  // False if the wake-up could not be allocated.
+  bool arm_backstop(worker& w) noexcept {
+    if (backstop_ == nullptr) return true;  // no timer thread (tests of the pool alone)
+    bool counted = false;
+    try {
+      auto task = std::make_unique<wake_task>(this);
+      backstops_.fetch_add(1, std::memory_order_relaxed);
+      counted = true;
+      backstop_->schedule(w.timers.next_due(), std::move(task), &w.backstop);
+      return true;
+    } catch (...) {
+      if (counted) backstops_.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
+  }
+  void disarm_backstop(worker& w) noexcept {
+    if (backstop_ == nullptr) return;
+    static_cast<void>(backstop_->cancel(&w.backstop));
+    backstops_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  // The timer thread's wake-up for a parked worker's timers: every parked worker looks again
+  // (the pool has one wait word; this happens only when a timeout falls due while parked).
+  class wake_task final : public timer_task {
+   public:
+    explicit wake_task(worker_pool* pool) noexcept : pool_(pool) {}
+    void fire() noexcept override {
+      pool_->epoch_.fetch_add(1, std::memory_order_seq_cst);
+      pool_->epoch_.notify_all();
+    }
+
+   private:
+    worker_pool* pool_;
+  };
+
+  const void* core_;
+  std::size_t batch_;
+  idle_hook on_idle_;
+  timer_service* backstop_ = nullptr;
+  std::atomic<std::size_t> backstops_{0};  // wake-ups armed on backstop_ (own_timers_pending)
+  std::vector<std::unique_ptr<worker>> workers_;
+  moodycamel::ConcurrentQueue<actor_cell*> injection_;
+  // Workers in the parking sequence (the wake-up protocol with notify_if_idle).
+  alignas(cache_line) std::atomic<std::size_t> parked_{0};
+  // Workers asleep on epoch_ after a final look found nothing (idle()); written only when a
+  // worker falls asleep or wakes, so it shares parked_'s line.
+  std::atomic<std::size_t> sleeping_{0};
+  alignas(cache_line) std::atomic<std::uint32_t> epoch_{0};
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/scheduler.hpp ----
 // ---- begin troupe/detail/topic_registry.hpp ----
 // Internal: subscriptions to dotted subjects, matched through a trie of tokens.
 
@@ -4123,9 +4724,9 @@ class runtime_core {
       dead_letter_out(target, dropped, dead_letter_reason::mailbox_full,
                       "dropped as the oldest message of a full mailbox");
     }
-    // After adding (the lock released it): either this claims the idle actor, or the consumer,
-    // which looks again after going idle, sees the message (actor_cell::run).
-    if (target->mailbox_.claim_if_idle()) schedule(target);
+    // After adding (the lock released it): either this claims the idle actor, or it flags the
+    // running one so that it looks again before going idle (mailbox::claim_or_flag).
+    if (target->mailbox_.claim_or_flag()) schedule(target);
     return true;
   }
 
@@ -4506,7 +5107,7 @@ class runtime_core {
   }
 
   static dead_letter_reason stop_reason_of(const actor_cell* cell) noexcept {
-    return cell->stopped_by_shutdown_.load(std::memory_order_relaxed)
+    return cell->requested(actor_cell::req_shutdown, std::memory_order_relaxed)
                ? dead_letter_reason::shutdown
                : dead_letter_reason::target_stopped;
   }
@@ -4521,8 +5122,17 @@ class runtime_core {
   }
 
   // A handler suspended or resumed (shutdown waits for suspended handlers to finish).
+  // Counted in the calling thread's counter block, not on a line every worker writes.
+  // Release (free on x86): a reader that sees a resume also sees the suspend before it (the
+  // wake word's acquire/release chain links the two), see suspended_handlers.
   void add_suspended(std::int64_t n) noexcept {
-    suspended_.fetch_add(n, std::memory_order_seq_cst);
+    counter_slot& counters = counters_here();
+    std::atomic<std::uint64_t>& c = n > 0 ? counters.suspends : counters.resumes;
+    if (counters.single_writer) {
+      c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    } else {
+      c.fetch_add(1, std::memory_order_release);
+    }
   }
   // A delayed send was scheduled or left the timer (shutdown waits for those too).
   void add_delayed(std::int64_t n) noexcept { delayed_.fetch_add(n, std::memory_order_seq_cst); }
@@ -4575,7 +5185,7 @@ class runtime_core {
       }
     }
     for (actor_cell* c : cells) {
-      c->stopped_by_shutdown_.store(true, std::memory_order_relaxed);
+      c->raise_request(actor_cell::req_shutdown, std::memory_order_relaxed);
       c->request_stop(true);
       c->release();
     }
@@ -4644,7 +5254,14 @@ class runtime_core {
     return live_;
   }
 
-  [[nodiscard]] std::size_t pending_timers() const noexcept { return timers_->pending(); }
+  // The timer service's tasks and the asks' timeouts armed on workers (worker_timers).
+  [[nodiscard]] std::size_t pending_timers() const noexcept {
+    // The service first: a wake-up armed between the two reads then shows as one fewer, not
+    // one more (see own_timers_pending).
+    const auto service = static_cast<std::int64_t>(timers_->pending());
+    const std::int64_t n = service + scheduler_->own_timers_pending();
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
 
  private:
   ~runtime_core() = default;
@@ -4658,9 +5275,27 @@ class runtime_core {
     return core->live_ == 0;
   }
 
+  // Handlers suspended now, summed over the counter blocks. Every resume follows its suspend,
+  // and both counts only grow: reading every resume count, then (after a fence) every suspend
+  // count gives at least the number suspended at the moment between the two passes, so a zero
+  // is never early (a handler counted in neither pass suspended after that moment, as with one
+  // shared counter read at that moment).
+  [[nodiscard]] std::int64_t suspended_handlers() const noexcept {
+    std::uint64_t resumes = shared_counters_.resumes.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < scheduler_->thread_count(); ++i) {
+      resumes += scheduler_->counters_of(i).resumes.load(std::memory_order_acquire);
+    }
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    std::uint64_t suspends = shared_counters_.suspends.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < scheduler_->thread_count(); ++i) {
+      suspends += scheduler_->counters_of(i).suspends.load(std::memory_order_relaxed);
+    }
+    return static_cast<std::int64_t>(suspends - resumes);
+  }
+
   [[nodiscard]] bool quiet() const noexcept {
-    return delayed_.load(std::memory_order_seq_cst) == 0 &&
-           suspended_.load(std::memory_order_seq_cst) == 0 && scheduler_->idle();
+    return delayed_.load(std::memory_order_seq_cst) == 0 && suspended_handlers() == 0 &&
+           scheduler_->idle();
   }
 
   void link(actor_cell* cell) noexcept {
@@ -4681,23 +5316,15 @@ class runtime_core {
     --live_;
   }
 
-  std::atomic<std::size_t> refs_{1};
-  std::atomic<troupe::runtime*> owner_;
+  // Fields are grouped by who writes them how often, each group on lines of its own, so that
+  // a write per message or per ask never invalidates the line that every send reads.
+  // Read on (nearly) every send, ask and handler start; written once, or at shutdown.
+  alignas(cache_line) std::atomic<troupe::runtime*> owner_;
   runtime_options options_;
   std::unique_ptr<timer_service> timers_;
   std::unique_ptr<scheduler> pool_;
   scheduler* scheduler_ = nullptr;
   driver* driver_ = nullptr;
-  counter_slot shared_counters_;
-  std::atomic<std::uint64_t> next_id_{1};
-  std::atomic<std::uint64_t> next_correlation_{1};
-  std::atomic<std::uint64_t> next_monitor_id_{1};
-  std::atomic<std::uint64_t> published_{0};
-  std::atomic<std::uint64_t> unrouted_{0};
-  topic_registry topics_;
-  std::atomic<std::uint64_t> spawned_{0};
-  std::atomic<std::uint64_t> stopped_{0};
-  std::atomic<std::uint64_t> failed_{0};
   trace_hook* const trace_;
   const bool metrics_on_;
   // Read on every send and every handler start: the one branch metrics cost when off. Next to
@@ -4708,9 +5335,23 @@ class runtime_core {
   bool hooked_ = instrumented_;
   std::atomic<bool> accepting_{true};
   std::atomic<phase> phase_{phase::running};
-  std::atomic<std::int64_t> suspended_{0};
+  // Written per spawn, stop or delayed send (and per reference to the core).
+  alignas(cache_line) std::atomic<std::size_t> refs_{1};
+  std::atomic<std::uint64_t> next_id_{1};
+  std::atomic<std::uint64_t> next_monitor_id_{1};
+  std::atomic<std::uint64_t> spawned_{0};
+  std::atomic<std::uint64_t> stopped_{0};
+  std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::int64_t> delayed_{0};
-  mutable std::mutex registry_mutex_;
+  // Written per ask, by any thread.
+  alignas(cache_line) std::atomic<std::uint64_t> next_correlation_{1};
+  // Written per publish, beside (not on) the topic registry's lock.
+  alignas(cache_line) std::atomic<std::uint64_t> published_{0};
+  std::atomic<std::uint64_t> unrouted_{0};
+  alignas(cache_line) topic_registry topics_;
+  counter_slot shared_counters_;  // a line of its own (alignas in its type)
+  // Written per spawn and stop, and when a worker parks during shutdown.
+  alignas(cache_line) mutable std::mutex registry_mutex_;
   mutable std::condition_variable state_cv_;
   actor_cell* registry_head_ = nullptr;
   std::size_t live_ = 0;
@@ -4750,34 +5391,33 @@ inline void actor_cell::destroy_self() noexcept {
 }
 
 inline activation actor_cell::run(std::size_t batch) {
-  if (parked_.load(std::memory_order_acquire)) {
+  if (requested(req_parked, std::memory_order_acquire)) {
     // Woken while waiting for its supervisor: to be restarted in place, or stopped.
-    parked_.store(false, std::memory_order_relaxed);
+    take_request(req_parked, std::memory_order_relaxed);
     wake_.store((wake_.load(std::memory_order_acquire) & ~std::uint64_t{3}) | wake_running,
                 std::memory_order_relaxed);
-    if (stop_requested_.load(std::memory_order_seq_cst) ||
-        !restart_requested_.load(std::memory_order_seq_cst)) {
+    if (requested(req_stop) || !requested(req_restart)) {
       finalize();
       return activation::finished;
     }
-    restart_requested_.store(false, std::memory_order_seq_cst);
+    take_request(req_restart);
     if (!restart_instance()) return activation::suspended;
   } else if (task_) {
     // A suspended task handler was woken (or is being abandoned at shutdown).
     wake_.store((wake_.load(std::memory_order_acquire) & ~std::uint64_t{3}) | wake_running,
                 std::memory_order_relaxed);
-    if (force_stop_.load(std::memory_order_acquire)) {
+    if (requested(req_force, std::memory_order_acquire)) {
       finalize();
       return activation::finished;
     }
     int settled;
     if (instrumented_) [[unlikely]] {
-      this_thread_identity.message = current_->correlation;  // the causation of its sends
-      resume_point_.resume();
+      this_thread_identity.message = task_->current_->correlation;  // causation of its sends
+      task_->resume_point_.resume();
       settled = settle_task();
       this_thread_identity.message = 0;
     } else {
-      resume_point_.resume();
+      task_->resume_point_.resume();
       settled = settle_task();
     }
     if (settled < 0) return activation::finished;
@@ -4785,7 +5425,7 @@ inline activation actor_cell::run(std::size_t batch) {
   }
   if (!started_) {
     started_ = true;
-    if (!stop_requested_.load(std::memory_order_acquire)) {
+    if (!requested(req_stop, std::memory_order_acquire)) {
       try {
         ops_->on_start(*this);
         start_ran_ = true;
@@ -4799,35 +5439,19 @@ inline activation actor_cell::run(std::size_t batch) {
   const bool bounded = ops_->mailbox.capacity != 0;  // once per activation, not per message
   const bool held = bounded && ops_->mailbox.overflow == overflow::drop_oldest;
   for (std::size_t n = 0; n < batch; ++n) {
-    if (stop_requested_.load(std::memory_order_seq_cst)) return stop_now();
-    if (restart_requested_.load(std::memory_order_relaxed) &&
-        restart_requested_.exchange(false, std::memory_order_seq_cst)) {
-      if (!restart_instance()) return activation::suspended;
+    // One load for both requests (they share a byte); seq_cst: see push in mailbox.hpp.
+    if ((requests_.load(std::memory_order_seq_cst) & (req_stop | req_restart)) != 0) [[unlikely]] {
+      if (requested(req_stop)) return stop_now();
+      if (take_request(req_restart) && !restart_instance()) return activation::suspended;
     }
     envelope* e = held ? pop_held() : mailbox_.pop();
     if (e == nullptr) {
-      // Once try_idle succeeds the actor is no longer this worker's: a send or a stop request
-      // may claim it, another worker run it, stop it and free it, all before the re-check
-      // below reads its flags (a read of freed, possibly reused memory: ThreadSanitizer saw it
-      // in the chaos soak). The reference taken first keeps the record alive across that
-      // window; relaxed is enough for the increment (we own the actor here), and release()'s
-      // acq_rel orders our reads before whoever frees it.
-      retain();
-      if (!mailbox_.try_idle()) {
-        release();  // never the last: the actor is still ours, so it has not stopped
-        continue;
-      }
-      // A stop or restart request that raced with going idle must not be lost: whoever claims
-      // the idle actor back (it, or a sender that schedules it) sees the flag. Likewise a
-      // message a drop_oldest sender added after our look: it claims the actor after adding
-      // (post_held), we look again after going idle.
-      if ((stop_requested_.load(std::memory_order_seq_cst) ||
-           restart_requested_.load(std::memory_order_seq_cst) || (held && has_held())) &&
-          mailbox_.claim_if_idle()) {
-        release();  // ours again, so not stopped: not the last reference either
-        continue;
-      }
-      release();  // may free the actor: touch nothing after this
+      // A stop or restart request, or a message a drop_oldest sender holds elsewhere, that
+      // raced with going idle is not lost: its requester marks the mailbox word after making
+      // it (claim_or_flag), so try_idle fails and the loop looks again. Once try_idle succeeds
+      // the actor is no longer this worker's (another may claim, run, stop and free it), so
+      // nothing here reads the record after it.
+      if (!mailbox_.try_idle()) continue;
       return activation::idle;
     }
     if (bounded) [[unlikely]]
@@ -4861,11 +5485,6 @@ inline envelope* actor_cell::pop_held() noexcept {
   return e;
 }
 
-inline bool actor_cell::has_held() noexcept {
-  std::lock_guard lock(watch_->held_lock);
-  return watch_->held_head != nullptr;
-}
-
 inline void actor_cell::wake_room_waiters() noexcept {
   std::vector<std::pair<actor_cell*, std::uint64_t>> waiters;
   {
@@ -4886,7 +5505,7 @@ inline void actor_cell::wake_room_waiters() noexcept {
 // moment another thread may wake, run, stop and free the actor, so this one keeps it alive.
 inline activation actor_cell::after_suspension() noexcept {
   activation result = activation::suspended;
-  if (force_stop_.load(std::memory_order_seq_cst)) {
+  if (requested(req_force)) {
     std::uint64_t w = wake_.load(std::memory_order_acquire);
     if ((w & 3) == wake_suspended &&
         wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_running,
@@ -4917,11 +5536,11 @@ inline int actor_cell::dispatch(envelope* e) {
 
 // A handler returned a task: run it to its first suspension or its end.
 inline int actor_cell::begin_task(const handler_start& started, envelope* e) {
-  task_ = started.frame;
-  task_promise_ = started.promise;
-  current_ = e;
-  resume_point_ = task_;
-  task_.resume();
+  task_ = started.promise;
+  task_->handler_frame_ = started.frame;
+  task_->current_ = e;
+  task_->resume_point_ = started.frame;
+  started.frame.resume();
   return settle_task();
 }
 
@@ -4952,19 +5571,19 @@ inline int actor_cell::dispatch_instrumented(envelope* e) {
 
 inline int actor_cell::settle_task() {
   for (;;) {
-    if (task_.done()) {
-      std::exception_ptr error = task_promise_->error();
-      if (!error && current_->ops->task_done != nullptr) {
+    promise_base* const promise = task_;
+    if (promise->handler_frame_.done()) {
+      envelope* e = promise->current_;
+      std::exception_ptr error = promise->error();
+      if (!error && e->ops->task_done != nullptr) {
         try {
-          current_->ops->task_done(*current_, *task_promise_);  // the reply of an ask
+          e->ops->task_done(*e, *promise);  // the reply of an ask
         } catch (...) {
           error = std::current_exception();
         }
       }
-      task_.destroy();
-      task_ = {};
-      task_promise_ = nullptr;
-      envelope* e = std::exchange(current_, nullptr);
+      promise->handler_frame_.destroy();  // the promise goes with it
+      task_ = nullptr;
       if (instrumented_) [[unlikely]]
         core_->on_handler_end(this, e, error != nullptr);
       if (error) {
@@ -4989,7 +5608,7 @@ inline int actor_cell::settle_task() {
     if ((w & 3) == wake_woken) {
       // The wake-up beat us to it: resume in place.
       wake_.store(generation_bits | wake_running, std::memory_order_relaxed);
-      resume_point_.resume();
+      promise->resume_point_.resume();
       continue;
     }
     // Suspended without arming: await_transform admits only troupe awaitables, so this is a
@@ -5018,9 +5637,9 @@ inline void actor_cell::wake(std::uint64_t generation) noexcept {
 }
 
 inline void actor_cell::request_stop(bool force) noexcept {
-  if (force) force_stop_.store(true, std::memory_order_seq_cst);
-  stop_requested_.store(true, std::memory_order_seq_cst);
-  if (mailbox_.claim_if_idle()) {
+  // seq_cst: the request and claim_if_idle's CAS below, against try_idle and run's re-check.
+  raise_request(force ? req_stop | req_force : req_stop);
+  if (mailbox_.claim_or_flag()) {
     core_->schedule(this);
     return;
   }
@@ -5474,7 +6093,14 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
                 std::string(use_default ? "runtime_options::ask_timeout" : "ask() timeout") +
                     " must be positive, got " + std::to_string(timeout.count()) + " ns");
   }
-  actor_cell* asker = this_thread_identity.core == core ? this_thread_identity.cell : nullptr;
+  const thread_identity& id = this_thread_identity;
+  const bool on_worker = id.core == core;
+  actor_cell* asker = on_worker ? id.cell : nullptr;
+  // On one of the runtime's workers the timeout goes to that worker's own timers (no lock, no
+  // allocation); elsewhere (plain threads, the timer thread, a simulation) to
+  // the runtime's timer service.
+  worker_timers* local = on_worker ? id.timers : nullptr;
+  if (local != nullptr) local->reserve_one();  // before anything exists that would leak
   auto* slot = new reply_slot<R>(target, core->next_correlation(), access::make_address(asker));
   troupe::reply<R> result(slot);
   slot->retain();  // the envelope's reference
@@ -5485,11 +6111,17 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
     slot->release();
     throw;
   }
-  const clock::time_point deadline = deadline_after(core->now(), timeout);
-  // A saturated deadline is never reached: it needs no timer.
-  if (deadline != clock::time_point::max()) [[likely]] {
-    core->timers().schedule(deadline, std::make_unique<ask_timeout_task>(slot, timeout),
-                            &slot->timer_);
+  if (local != nullptr) [[likely]] {
+    const clock::time_point deadline = local->deadline_after(timeout);
+    // A saturated deadline is never reached: it needs no timer.
+    if (deadline != clock::time_point::max()) [[likely]]
+      slot->arm_local(*local, deadline, timeout);
+  } else {
+    const clock::time_point deadline = deadline_after(core->now(), timeout);
+    if (deadline != clock::time_point::max()) [[likely]] {
+      core->timers().schedule(deadline, std::make_unique<ask_timeout_task>(slot, timeout),
+                              &slot->timer_);
+    }
   }
   core->post(target, e, true);
   return result;
@@ -5497,7 +6129,10 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
 
 inline reply_slot_base::reply_slot_base(actor_cell* target, std::uint64_t correlation,
                                         address asker) noexcept
-    : target_(target), correlation_(correlation), asker_(std::move(asker)) {
+    : local_timer(&reply_slot_base::on_local_timer),
+      target_(target),
+      correlation_(correlation),
+      asker_(std::move(asker)) {
   target_->retain();  // keeps the runtime core alive as long as the reply state
   counter_slot& counters = target_->core()->counters_here();
   counters.add(counters.asks_opened);
@@ -5545,9 +6180,19 @@ inline void reply_slot_base::wait_or_drive() {
 }
 
 inline void reply_slot_base::publish() noexcept {
-  // Cancel first, so that whoever sees the ask done also sees its timer gone. Destroying the
-  // cancelled task drops its reference; the caller still holds one.
-  static_cast<void>(core()->timers().cancel(&timer_));
+  // Cancel first, so that whoever sees the ask done also sees its timer gone (pending_timers).
+  if (worker_timers* owner = owner_; owner != nullptr) [[likely]] {
+    // Armed on a worker (owner_ is set before the request is sent, so it happens-before this).
+    if (owner == this_thread_identity.timers) [[likely]] {
+      owner->disarm(this);  // the common case: the reply comes on the asker's worker
+    } else {
+      retain();  // the owner drops it when it takes the timer out (on_local_timer)
+      if (!owner->cancel_remote(this)) release();  // the owner stopped: not the last reference
+    }
+  } else {
+    // Destroying the cancelled task drops its reference; the caller still holds one.
+    static_cast<void>(core()->timers().cancel(&timer_));
+  }
   if (const std::uint32_t entry = round_trip_entry_.load(std::memory_order_acquire); entry != 0)
       [[unlikely]] {
     core()->record_round_trip(entry - 1, asked_);
@@ -5558,6 +6203,27 @@ inline void reply_slot_base::publish() noexcept {
     state_.notify_all();
   }
   if (waiter_.exchange(waiter_fired, std::memory_order_acq_rel) == waiter_registered) fire();
+}
+
+inline void reply_slot_base::on_local_timer(local_timer* t, bool fire) noexcept {
+  auto* self = static_cast<reply_slot_base*>(t);
+  if (fire) {
+    self->fail_timeout();
+  } else {
+    self->release();
+  }
+}
+
+inline void reply_slot_base::fail_timeout() noexcept {
+  try {
+    fail(errc::timeout,
+         "no reply within " +
+             std::to_string(
+                 std::chrono::duration_cast<std::chrono::microseconds>(timeout_).count()) +
+             " us");
+  } catch (...) {
+    fail(errc::timeout, {});
+  }
 }
 
 inline void reply_slot_base::before_free() noexcept {
@@ -5727,7 +6393,7 @@ inline void send_exit_signal(actor_cell* to, actor_cell* from, stop_cause cause,
 inline activation actor_cell::stop_now() noexcept {
   if (supervised_restartable(false)) {
     drop_instance();
-    stop_requested_.store(false, std::memory_order_seq_cst);
+    take_request(req_stop, std::memory_order_seq_cst);
     park_for_supervisor(false, "stopped");
     return activation::suspended;
   }
@@ -5737,8 +6403,7 @@ inline activation actor_cell::stop_now() noexcept {
 
 inline bool actor_cell::supervised_restartable(bool failed) const noexcept {
   if (watch_ == nullptr || watch_->supervisor == nullptr) return false;
-  if (final_stop_.load(std::memory_order_seq_cst) || force_stop_.load(std::memory_order_seq_cst) ||
-      stopped_by_shutdown_.load(std::memory_order_seq_cst)) {
+  if (requested(req_final | req_force | req_shutdown)) {
     return false;
   }
   return watch_->restart == restart_kind::permanent ||
@@ -5749,12 +6414,14 @@ inline bool actor_cell::supervised_restartable(bool failed) const noexcept {
 // suspended, until its supervisor restarts it (request_restart) or stops it.
 //
 // Invariant (no lost final stop): a request that ends the wait for good — request_final_stop
-// (final_stop_) or a forced stop (force_stop_) — made while this actor is failing either finds
+// (req_final) or a forced stop (req_force) — made while this actor is failing either finds
 // it parked and wakes it, or is seen here and stops it now. Both sides are a store then a load,
 // all seq_cst (Dekker):
-//   requester: store final_stop_ / force_stop_; load parked_, load wake_ (kick_parked,
+//   requester: set req_final / req_force; load req_parked, load wake_ (kick_parked,
 //              request_stop)
-//   parker:    store parked_, store wake_ = suspended; load final_stop_, force_stop_
+//   parker:    set req_parked, store wake_ = suspended; load req_final, req_force
+// (The request bits share one atomic byte, so the flag half of this is also plain coherence:
+// both sides read-modify-write that byte.)
 // In the single total order of seq_cst operations, if the requester's load of parked_ or wake_
 // misses the park, that load comes before the parker's store, so the requester's flag store
 // comes before the parker's load of the flag, which sees it. Both may see each other: both then
@@ -5766,19 +6433,18 @@ inline void actor_cell::park_for_supervisor(bool failed, const std::string& reas
   // Once parked, the actor may be restarted or stopped (and freed) elsewhere: keep it alive
   // until this function is done with it.
   retain();
-  parked_.store(true, std::memory_order_seq_cst);
+  raise_request(req_parked, std::memory_order_seq_cst);
   core_->add_suspended(1);
   const std::uint64_t generation = (wake_.load(std::memory_order_relaxed) >> 2) + 1;
   std::uint64_t parked_word = generation << 2 | wake_suspended;
   wake_.store(parked_word, std::memory_order_seq_cst);
-  if ((force_stop_.load(std::memory_order_seq_cst) ||
-       final_stop_.load(std::memory_order_seq_cst)) &&
+  if (requested(req_force | req_final) &&
       wake_.compare_exchange_strong(parked_word, generation << 2 | wake_running,
                                     std::memory_order_acq_rel)) {
     // Shutdown or the supervisor's final stop raced with the failure: stop for good now (its
     // wake-up found the actor not yet parked).
     core_->add_suspended(-1);
-    parked_.store(false, std::memory_order_relaxed);
+    take_request(req_parked, std::memory_order_relaxed);
     finalize();
     release();
     return;
@@ -5827,8 +6493,8 @@ inline bool actor_cell::restart_instance() noexcept {
 }
 
 inline void actor_cell::request_restart() noexcept {
-  restart_requested_.store(true, std::memory_order_seq_cst);
-  if (mailbox_.claim_if_idle()) {
+  raise_request(req_restart, std::memory_order_seq_cst);
+  if (mailbox_.claim_or_flag()) {
     core_->schedule(this);
     return;
   }
@@ -5837,7 +6503,7 @@ inline void actor_cell::request_restart() noexcept {
 
 // seq_cst loads: the requester's half of park_for_supervisor's invariant.
 inline void actor_cell::kick_parked() noexcept {
-  if (!parked_.load(std::memory_order_seq_cst)) return;
+  if (!requested(req_parked)) return;
   std::uint64_t w = wake_.load(std::memory_order_seq_cst);
   if ((w & 3) == wake_suspended &&
       wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
@@ -5884,10 +6550,10 @@ inline void actor_cell::fail(std::exception_ptr error, envelope* failing) noexce
 }
 
 inline void actor_cell::abandon_task() noexcept {
-  task_.destroy();  // also destroys the frames it awaits; their pending wake-ups go stale
-  task_ = {};
-  task_promise_ = nullptr;
-  if (envelope* e = std::exchange(current_, nullptr)) {
+  envelope* e = task_->current_;
+  task_->handler_frame_.destroy();  // also the frames it awaits; their pending wake-ups go stale
+  task_ = nullptr;
+  if (e != nullptr) {
     core_->dead_letter_out(this, e, dead_letter_reason::shutdown,
                            "the handler was still suspended when the runtime shut down");
   }
@@ -5901,14 +6567,13 @@ inline void actor_cell::finalize() noexcept {
     wake_room_waiters();  // senders waiting for room: the message is dead-lettered instead
   }
   if (cause_ == stop_cause::none) {
-    cause_ = stopped_by_shutdown_.load(std::memory_order_relaxed) ? stop_cause::shutdown
-                                                                  : stop_cause::requested;
+    cause_ = requested(req_shutdown, std::memory_order_relaxed) ? stop_cause::shutdown
+                                                                : stop_cause::requested;
   }
   notify_watchers();
   // A supervisor that stopped its child (or a runtime shutting down) needs no report.
   if (watch_ != nullptr && watch_->supervisor != nullptr && watch_->notify != nullptr &&
-      !final_stop_.load(std::memory_order_relaxed) &&
-      !stopped_by_shutdown_.load(std::memory_order_relaxed)) {
+      !requested(req_final | req_shutdown, std::memory_order_relaxed)) {
     std::string reason;
     try {
       reason = cause_ == stop_cause::failed ? watch_->failure : "stopped";
@@ -5925,7 +6590,6 @@ inline void actor_cell::notify_watchers() noexcept {
   std::string detail;
   {
     std::lock_guard lock(runtime_core::monitor_lock(this));
-    sealed_ = true;
     exit_cause_ = cause_;
     if (watch_ == nullptr) return;
     watchers.swap(watch_->entries);
@@ -5965,7 +6629,7 @@ class stopped_awaiter {
     bool already = false;
     {
       std::lock_guard lock(runtime_core::monitor_lock(target_));
-      if (target_->sealed_) {
+      if (target_->sealed()) {
         already = true;
       } else {
         if (target_->watch_ == nullptr) target_->watch_ = new watch_state;
@@ -5984,7 +6648,7 @@ class stopped_awaiter {
  private:
   [[nodiscard]] bool stopped() const noexcept {
     std::lock_guard lock(runtime_core::monitor_lock(target_));
-    return target_->sealed_;
+    return target_->sealed();
   }
   actor_cell* target_;
   clock::time_point deadline_;
@@ -6068,7 +6732,7 @@ ref<A> context::spawn(Args&&... args) const {
 }
 
 inline void context::stop() noexcept {
-  detail::cell_of(*this).stop_requested_.store(true, std::memory_order_seq_cst);
+  detail::cell_of(*this).raise_request(detail::actor_cell::req_stop, std::memory_order_seq_cst);
 }
 
 inline detail::sleep_awaiter context::sleep_for(std::chrono::nanoseconds delay) const {
@@ -6120,7 +6784,7 @@ inline monitor_handle context::monitor(const address& target) {
   std::string detail_text;
   {
     std::lock_guard lock(detail::runtime_core::monitor_lock(watched));
-    if (watched->sealed_) {
+    if (watched->sealed()) {
       already_stopped = true;
       cause = watched->exit_cause_;
       // The failure text may be left from an earlier failure the actor was restarted after.
@@ -6214,7 +6878,7 @@ inline bool actor_cell::drop_link_back(actor_cell* peer) noexcept {
   {
     std::lock_guard lock(runtime_core::monitor_lock(peer));
     dropped = erase_link_entry(peer, this);
-    alive = !peer->sealed_ && !peer->closed();
+    alive = !peer->sealed() && !peer->closed();
   }
   if (dropped) release();  // not the last reference: finalize still holds the runtime's
   return alive;
@@ -6273,7 +6937,7 @@ inline void context::link(const address& other) {
   std::string detail_text;
   {
     detail::pair_lock lock(&self, peer);
-    if (peer->sealed_) {
+    if (peer->sealed()) {
       already_stopped = true;
       cause = peer->exit_cause_;
       // The failure text may be left from an earlier failure the actor was restarted after.
@@ -6840,11 +7504,14 @@ concept takes_plain_events = requires(A& actor, const E& event) {
 template <class E>
 struct event_envelope final : envelope {
   event_envelope(const envelope_ops* o, std::shared_ptr<const E> e, std::uint64_t off) noexcept
-      : envelope{nullptr, o, 0}, event(std::move(e)), offset(off) {}
+      : envelope{nullptr, o, 0}, event(std::move(e)), view{off, *event} {}
   static void* operator new(std::size_t n) { return block_pool::allocate(n); }
   static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
   std::shared_ptr<const E> event;
-  std::uint64_t offset;
+  // The argument of a handler that takes offsets, kept here rather than on invoke_event's stack:
+  // a coroutine handler taking `const retained<E>&` holds that reference after invoke_event
+  // returns, and the envelope lives until the handler ends.
+  const retained<E> view;
 };
 
 template <class A, class E>
@@ -6853,9 +7520,8 @@ handler_start invoke_event(actor_cell& cell, envelope& e) {
   auto& env = static_cast<event_envelope<E>&>(e);
   const E& event = *env.event;
   if constexpr (takes_offsets<A, E> && takes_plain_events<A, E>) {
-    if (env.offset != no_offset) {
-      const retained<E> r{env.offset, event};
-      return start_handler([&]() -> decltype(auto) { return actor.on(r); });
+    if (env.view.offset != no_offset) {
+      return start_handler([&]() -> decltype(auto) { return actor.on(env.view); });
     }
   }
   if constexpr (takes_plain_events<A, E>) {
@@ -6863,8 +7529,7 @@ handler_start invoke_event(actor_cell& cell, envelope& e) {
   } else {
     // Only offsets will do, and make_subscriber checked the subject is retained; an event
     // published while retention was being configured has none (retained::offset says so).
-    const retained<E> r{env.offset, event};
-    return start_handler([&]() -> decltype(auto) { return actor.on(r); });
+    return start_handler([&]() -> decltype(auto) { return actor.on(env.view); });
   }
 }
 
@@ -7507,6 +8172,24 @@ concept Key = std::copyable<K> && std::equality_comparable<K> && requires(const 
 
 namespace detail {
 
+// The recycling pool (detail/pool.hpp) as an allocator: a keyed queue's per-item and per-key
+// nodes are envelope-sized and come and go as fast as envelopes (malloc and free were 40 % of a
+// keyed item's instructions without it; docs/performance.md, "Ordering by key").
+template <class U>
+struct pool_allocator {
+  static_assert(alignof(U) <= alignof(std::max_align_t), "pool blocks are max_align_t-aligned");
+  using value_type = U;
+  pool_allocator() noexcept = default;
+  template <class V>
+  pool_allocator(const pool_allocator<V>&) noexcept {}  // NOLINT: rebinding converts implicitly
+  U* allocate(std::size_t n) { return static_cast<U*>(block_pool::allocate(n * sizeof(U))); }
+  void deallocate(U* p, std::size_t n) noexcept { block_pool::deallocate(p, n * sizeof(U)); }
+  template <class V>
+  bool operator==(const pool_allocator<V>&) const noexcept {
+    return true;
+  }
+};
+
 template <class T, class K>
 class keyed_state final : public event_sink,
                           public std::enable_shared_from_this<keyed_state<T, K>> {
@@ -7689,6 +8372,8 @@ class keyed_state final : public event_sink,
 
  private:
   struct waiting {
+    static void* operator new(std::size_t n) { return block_pool::allocate(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { block_pool::deallocate(p, n); }
     item it;
     waiting* next;
   };
@@ -7760,6 +8445,9 @@ class keyed_state final : public event_sink,
   // Under the lock: drops the consumers that stopped for good (see work_queue: a stopped
   // actor's mailbox is closed for ever; a supervised one waiting for restart keeps it open).
   void prune_stopped() noexcept {
+    bool any = false;
+    for (const consumer& c : consumers_) any = any || c.cell->closed();
+    if (!any) return;
     std::size_t kept = 0;
     for (consumer& c : consumers_) {
       if (c.cell->closed()) {
@@ -7863,7 +8551,10 @@ class keyed_state final : public event_sink,
   keyed_options options_;
   key_fn key_of_;
   mutable std::mutex mutex_;
-  std::unordered_map<K, key_state> keys_;  // the active keys; guarded by mutex_
+  // The active keys; guarded by mutex_.
+  std::unordered_map<K, key_state, std::hash<K>, std::equal_to<K>,
+                     pool_allocator<std::pair<const K, key_state>>>
+      keys_;
   std::deque<K> ready_;              // keys whose next item can go out, in turn; guarded by mutex_
   std::vector<consumer> consumers_;  // guarded by mutex_
   std::size_t next_ = 0;             // where claim_idle looks first; guarded by mutex_
@@ -7966,13 +8657,11 @@ class keyed_queue {
   // function throws.
   void push(T item) {
     require_key_fn("push(item)");
-    state_->push_keyed(std::make_shared<const T>(std::move(item)));
+    state_->push_keyed(make_value(std::move(item)));
   }
   // Queues `item` under `key` (the publisher's key; the key function is not asked). Throws
   // error(runtime_stopped) during shutdown.
-  void push(K key, T item) {
-    state_->push(std::move(key), std::make_shared<const T>(std::move(item)));
-  }
+  void push(K key, T item) { state_->push(std::move(key), make_value(std::move(item))); }
 
   // Makes the queue a keyed consumer group on a topic: every T event published on a subject
   // matching `pattern` goes to it once (as to one group) and is keyed by the key function.
@@ -8019,6 +8708,9 @@ class keyed_queue {
   [[nodiscard]] std::size_t consumers() const { return state_->consumer_count(); }
 
  private:
+  static std::shared_ptr<const T> make_value(T&& item) {
+    return std::allocate_shared<const T>(detail::pool_allocator<T>{}, std::move(item));
+  }
   void require_key_fn(std::string_view what) const {
     if (!state_->has_key_fn()) {
       throw error(errc::invalid_argument, "keyed queue '" + state_->options().name +
@@ -8421,13 +9113,12 @@ class asio_timer_service final : public timer_service {
     {
       std::lock_guard lock(mutex_);
       if (stopped_) return;  // destroying the task accounts for it
+      heap_.reserve_one();   // may throw, before anything changes
       timer_task* raw = task.release();
       raw->due_ = at;
-      raw->sequence_ = sequence_++;
       raw->handle_ = handle;
       if (handle != nullptr) *handle = raw;
-      heap_.push_back(raw);
-      sift_up(heap_.size() - 1);
+      heap_.push(raw);
       if (at < armed_for_) {
         armed_for_ = at;
         rearm = true;
@@ -8439,8 +9130,8 @@ class asio_timer_service final : public timer_service {
   std::unique_ptr<timer_task> cancel(timer_task** handle) noexcept override {
     std::lock_guard lock(mutex_);
     timer_task* task = *handle;
-    if (stopped_ || task == nullptr || task->heap_index_ == npos) return nullptr;
-    remove_at(task->heap_index_);
+    if (stopped_ || task == nullptr || task->heap_index_ == heap::npos) return nullptr;
+    heap_.remove(task);
     forget(task);
     // The Asio timer may stay armed for the removed deadline: it then finds nothing due.
     return std::unique_ptr<timer_task>(task);
@@ -8452,7 +9143,7 @@ class asio_timer_service final : public timer_service {
       std::lock_guard lock(mutex_);
       if (stopped_) return;
       stopped_ = true;
-      leftovers.swap(heap_);
+      leftovers = heap_.take_all();
       for (timer_task* task : leftovers) forget(task);
     }
     guard_.reset();
@@ -8467,54 +9158,12 @@ class asio_timer_service final : public timer_service {
   }
 
  private:
-  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+  using heap = timer_heap<timer_task>;
 
-  static bool earlier(const timer_task* a, const timer_task* b) noexcept {
-    return a->due_ != b->due_ ? a->due_ < b->due_ : a->sequence_ < b->sequence_;
-  }
   // Under the lock: the holder of the handle must no longer reach the task.
   static void forget(timer_task* task) noexcept {
     if (task->handle_ != nullptr) *task->handle_ = nullptr;
     task->handle_ = nullptr;
-  }
-  void place(std::size_t i, timer_task* t) noexcept {
-    heap_[i] = t;
-    t->heap_index_ = i;
-  }
-  void sift_up(std::size_t i) noexcept {
-    timer_task* t = heap_[i];
-    while (i > 0) {
-      const std::size_t parent = (i - 1) / 2;
-      if (!earlier(t, heap_[parent])) break;
-      place(i, heap_[parent]);
-      i = parent;
-    }
-    place(i, t);
-  }
-  void sift_down(std::size_t i) noexcept {
-    timer_task* t = heap_[i];
-    const std::size_t n = heap_.size();
-    for (;;) {
-      std::size_t child = 2 * i + 1;
-      if (child >= n) break;
-      if (child + 1 < n && earlier(heap_[child + 1], heap_[child])) ++child;
-      if (!earlier(heap_[child], t)) break;
-      place(i, heap_[child]);
-      i = child;
-    }
-    place(i, t);
-  }
-  timer_task* remove_at(std::size_t i) noexcept {
-    timer_task* removed = heap_[i];
-    timer_task* last = heap_.back();
-    heap_.pop_back();
-    if (i < heap_.size()) {
-      place(i, last);
-      sift_down(i);
-      sift_up(last->heap_index_);
-    }
-    removed->heap_index_ = npos;
-    return removed;
   }
 
   // Timer thread: point the Asio timer at the earliest deadline.
@@ -8526,7 +9175,7 @@ class asio_timer_service final : public timer_service {
         armed_for_ = time_point::max();
         return;
       }
-      first = heap_.front()->due_;
+      first = heap_.top()->due_;
       armed_for_ = first;
     }
     timer_.expires_at(first);  // cancels a previous wait: its handler sees operation_aborted
@@ -8541,7 +9190,7 @@ class asio_timer_service final : public timer_service {
     {
       std::lock_guard lock(mutex_);
       const time_point current = now();
-      while (!heap_.empty() && heap_.front()->due_ <= current) due.push_back(remove_at(0));
+      while (!heap_.empty() && heap_.top()->due_ <= current) due.push_back(heap_.pop());
     }
     for (timer_task* task : due) {
       task->fire();
@@ -8558,8 +9207,7 @@ class asio_timer_service final : public timer_service {
   asio::steady_timer timer_{io_};
   asio::executor_work_guard<asio::io_context::executor_type> guard_;
   mutable std::mutex mutex_;
-  std::vector<timer_task*> heap_;  // a binary min-heap; each task knows its index
-  std::uint64_t sequence_ = 0;
+  heap heap_;
   time_point armed_for_ = time_point::max();
   bool stopped_ = false;
   std::thread thread_;  // last: starts after everything above is constructed
@@ -8584,6 +9232,7 @@ class runtime {
       auto timers = std::make_unique<detail::asio_timer_service>(core_);
       auto pool = std::make_unique<detail::worker_pool>(core_, o.workers, o.batch,
                                                         &detail::runtime_core::worker_idle);
+      pool->set_backstop(timers.get());
       core_->attach(std::move(timers), std::move(pool));
     } catch (...) {
       core_->release();
@@ -8852,15 +9501,12 @@ class sim_timer_service final : public timer_service {
   void schedule(time_point at, std::unique_ptr<timer_task> task,
                 timer_task** handle = nullptr) override {
     if (stopped_) return;  // destroyed unfired: its destructor accounts for it
-    heap_.reserve(heap_.size() + 1);
+    heap_.reserve_one();
     timer_task* t = task.release();
     t->due_ = at < now_ ? now_ : at;
-    t->sequence_ = next_sequence_++;
     t->handle_ = handle;
     if (handle != nullptr) *handle = t;
-    heap_.push_back(t);
-    t->heap_index_ = heap_.size() - 1;
-    sift_up(heap_.size() - 1);
+    heap_.push(t);
   }
 
   std::unique_ptr<timer_task> cancel(timer_task** handle) noexcept override {
@@ -8868,7 +9514,7 @@ class sim_timer_service final : public timer_service {
     timer_task* t = *handle;
     *handle = nullptr;
     t->handle_ = nullptr;
-    remove_at(t->heap_index_);
+    heap_.remove(t);
     return std::unique_ptr<timer_task>(t);
   }
 
@@ -8876,8 +9522,7 @@ class sim_timer_service final : public timer_service {
     stopped_ = true;
     // Destroying a task may schedule or cancel others: take them one at a time.
     while (!heap_.empty()) {
-      timer_task* t = heap_.front();
-      remove_at(0);
+      timer_task* t = heap_.pop();
       if (t->handle_ != nullptr) *t->handle_ = nullptr;
       delete t;
     }
@@ -8887,15 +9532,14 @@ class sim_timer_service final : public timer_service {
 
   // The simulation's side.
   [[nodiscard]] bool empty() const noexcept { return heap_.empty(); }
-  [[nodiscard]] time_point next_due() const noexcept { return heap_.front()->due_; }
+  [[nodiscard]] time_point next_due() const noexcept { return heap_.top()->due_; }
   void advance_to(time_point t) noexcept {
     if (t > now_) now_ = t;
   }
   // Takes the earliest task off the heap and advances the clock to its time; the caller fires
   // and destroys it.
   std::unique_ptr<timer_task> pop_due() noexcept {
-    timer_task* t = heap_.front();
-    remove_at(0);
+    timer_task* t = heap_.pop();
     if (t->handle_ != nullptr) *t->handle_ = nullptr;
     t->handle_ = nullptr;
     advance_to(t->due_);
@@ -8903,48 +9547,8 @@ class sim_timer_service final : public timer_service {
   }
 
  private:
-  static bool before(const timer_task* a, const timer_task* b) noexcept {
-    return a->due_ != b->due_ ? a->due_ < b->due_ : a->sequence_ < b->sequence_;
-  }
-  void place(std::size_t i, timer_task* t) noexcept {
-    heap_[i] = t;
-    t->heap_index_ = i;
-  }
-  void sift_up(std::size_t i) noexcept {
-    timer_task* t = heap_[i];
-    while (i > 0) {
-      const std::size_t parent = (i - 1) / 2;
-      if (!before(t, heap_[parent])) break;
-      place(i, heap_[parent]);
-      i = parent;
-    }
-    place(i, t);
-  }
-  void sift_down(std::size_t i) noexcept {
-    timer_task* t = heap_[i];
-    const std::size_t n = heap_.size();
-    for (;;) {
-      std::size_t child = 2 * i + 1;
-      if (child >= n) break;
-      if (child + 1 < n && before(heap_[child + 1], heap_[child])) ++child;
-      if (!before(heap_[child], t)) break;
-      place(i, heap_[child]);
-      i = child;
-    }
-    place(i, t);
-  }
-  void remove_at(std::size_t i) noexcept {
-    timer_task* last = heap_.back();
-    heap_.pop_back();
-    if (i == heap_.size()) return;
-    place(i, last);
-    sift_down(i);
-    sift_up(last->heap_index_);
-  }
-
   time_point now_;
-  std::vector<timer_task*> heap_;
-  std::uint64_t next_sequence_ = 0;
+  timer_heap<timer_task> heap_;
   bool stopped_ = false;
 };
 
@@ -10322,7 +10926,7 @@ class supervisor {
       detail::actor_cell* cell = detail::access::cell_of(child.ref);
       detail::runtime_core* core = cell->core();
       if (cell->ops()->type_tag == &detail::type_tag<supervisor>) {
-        cell->final_stop_.store(true, std::memory_order_seq_cst);
+        cell->raise_request(detail::actor_cell::req_final, std::memory_order_seq_cst);
         detail::access::make_ref<supervisor>(cell).send(stop_tree{});
       } else {
         cell->request_final_stop();
