@@ -326,10 +326,13 @@ struct link {
     std::string text;
     {
       std::lock_guard lock(troupe::detail::runtime_core::monitor_lock(watched));
-      if (watched->sealed_) {
+      if (watched->sealed()) {
         already = true;
         cause = watched->exit_cause_;
-        if (watched->watch_ != nullptr) text = watched->watch_->failure;
+        // The failure text may be left from an earlier failure the actor was restarted after.
+        if (cause == troupe::detail::stop_cause::failed && watched->watch_ != nullptr) {
+          text = watched->watch_->failure;
+        }
       } else {
         if (watched->watch_ == nullptr) watched->watch_ = new troupe::detail::watch_state;
         watched->watch_->entries.push_back({me, x.monitor_id});
