@@ -389,19 +389,7 @@ class node {
   }
   // Dotted tokens; with `wildcards`, a token may be `*`, and the last one `>`.
   static void check_name(std::string_view name, bool wildcards = false) {
-    bool ok = !name.empty() && name.front() != '.' && name.back() != '.';
-    std::size_t token = 0;
-    for (std::size_t i = 0; ok && i <= name.size(); ++i) {
-      if (i == name.size() || name[i] == '.') {
-        const std::string_view t = name.substr(token, i - token);
-        ok = !t.empty() && (t.find_first_of("*>") == std::string_view::npos ||
-                            (wildcards && (t == "*" || (t == ">" && i == name.size()))));
-        token = i + 1;
-      } else {
-        ok = name[i] > ' ' && name[i] != 0x7f;
-      }
-    }
-    if (!ok) {
+    if (!detail::valid_wire_subject(name, wildcards)) {
       throw error(errc::invalid_subject, "'" + std::string(name) +
                                              "' is not a name for the wire (dotted tokens, no "
                                              "spaces or wildcards)");

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -88,6 +89,25 @@ struct wire_counters {
 };
 
 namespace detail {
+
+// A subject or name as NATS takes it: dotted non-empty tokens of visible characters; with
+// `wildcards`, a token may be `*`, and the last one `>`. The node and JetStream each throw their
+// own error(invalid_subject) when it is not.
+inline bool valid_wire_subject(std::string_view name, bool wildcards) noexcept {
+  bool ok = !name.empty() && name.front() != '.' && name.back() != '.';
+  std::size_t token = 0;
+  for (std::size_t i = 0; ok && i <= name.size(); ++i) {
+    if (i == name.size() || name[i] == '.') {
+      const std::string_view t = name.substr(token, i - token);
+      ok = !t.empty() && (t.find_first_of("*>") == std::string_view::npos ||
+                          (wildcards && (t == "*" || (t == ">" && i == name.size()))));
+      token = i + 1;
+    } else {
+      ok = name[i] > ' ' && name[i] != 0x7f;
+    }
+  }
+  return ok;
+}
 
 // Header names on the wire.
 inline constexpr const char* h_type = "troupe-type";
