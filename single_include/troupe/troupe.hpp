@@ -3258,6 +3258,7 @@ class worker_pool final : public scheduler {
     // The timeouts of asks made on this worker (owner only, but for remote cancels).
     worker_timers timers;
     unsigned since_poll = 0;         // owner only: activations since timers were polled
+    unsigned since_injection = 0;    // owner only: local picks since the injection queue came first
     timer_task* backstop = nullptr;  // owner only: the wake-up armed while parked with timers
   };
 
@@ -3333,6 +3334,9 @@ class worker_pool final : public scheduler {
 
  private:
   static constexpr unsigned max_streak = 64;  // `next` runs before the FIFO queue gets a turn
+  // Local picks before the injection queue gets a turn first (61: prime, as Go's scheduler uses,
+  // so it does not beat in step with batch sizes).
+  static constexpr unsigned injection_interval = 61;
   static constexpr int spin_rounds = 64;
 
   void push_local(worker& w, actor_cell* cell, bool wake_a_thief = true) noexcept {
@@ -3363,6 +3367,13 @@ class worker_pool final : public scheduler {
       push_local(w, std::exchange(w.next, nullptr), false);
     }
     w.streak = 0;
+    // Fairness: now and then the injection queue comes first. Otherwise a worker whose own queue
+    // never empties (an actor that keeps sending to itself) would never run what the timer
+    // thread or a plain thread woke: an ask's timeout, a sleep's end, a send from outside.
+    if (++w.since_injection >= injection_interval) {
+      w.since_injection = 0;
+      if (injection_.try_dequeue(cell)) return cell;
+    }
     if (w.queue.try_dequeue_from_producer(w.token, cell)) return cell;
     if (injection_.try_dequeue(cell)) return cell;
     const std::size_t n = workers_.size();
@@ -5976,6 +5987,15 @@ bool send_message_after(actor_cell* target, clock::duration delay, M&& message) 
 
 namespace troupe::detail {
 
+// Off: an ask's timeout is armed on the runtime's timer thread, as before per-worker timers.
+// With it on (detail/worker_timers.hpp: no lock or allocation per ask, -5.5 % instructions on
+// pingpong+ask) a timeout can only fire when its worker looks at its timers, and a handler that
+// blocks that worker — say the very target of the ask, woken onto the asker's worker — keeps it
+// from ever firing: the asker and the target wait for each other (documented_behaviour_test
+// deadlocked so in CI). It stays off until a blocked worker's timers can be fired by another
+// thread (see docs/performance.md, "Asks on one core").
+inline constexpr bool ask_timeouts_on_worker_timers = false;
+
 template <class M, class R>
 struct ask_envelope final : envelope {
   template <class Arg>
@@ -6096,10 +6116,9 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
   const thread_identity& id = this_thread_identity;
   const bool on_worker = id.core == core;
   actor_cell* asker = on_worker ? id.cell : nullptr;
-  // On one of the runtime's workers the timeout goes to that worker's own timers (no lock, no
-  // allocation); elsewhere (plain threads, the timer thread, a simulation) to
-  // the runtime's timer service.
-  worker_timers* local = on_worker ? id.timers : nullptr;
+  // Where the timeout is armed: the runtime's timer service (its own thread), or — switched off,
+  // see ask_timeouts_on_worker_timers — the asking worker's own timers.
+  worker_timers* local = ask_timeouts_on_worker_timers && on_worker ? id.timers : nullptr;
   if (local != nullptr) local->reserve_one();  // before anything exists that would leak
   auto* slot = new reply_slot<R>(target, core->next_correlation(), access::make_address(asker));
   troupe::reply<R> result(slot);

@@ -67,6 +67,7 @@ class worker_pool final : public scheduler {
     // The timeouts of asks made on this worker (owner only, but for remote cancels).
     worker_timers timers;
     unsigned since_poll = 0;         // owner only: activations since timers were polled
+    unsigned since_injection = 0;    // owner only: local picks since the injection queue came first
     timer_task* backstop = nullptr;  // owner only: the wake-up armed while parked with timers
   };
 
@@ -142,6 +143,9 @@ class worker_pool final : public scheduler {
 
  private:
   static constexpr unsigned max_streak = 64;  // `next` runs before the FIFO queue gets a turn
+  // Local picks before the injection queue gets a turn first (61: prime, as Go's scheduler uses,
+  // so it does not beat in step with batch sizes).
+  static constexpr unsigned injection_interval = 61;
   static constexpr int spin_rounds = 64;
 
   void push_local(worker& w, actor_cell* cell, bool wake_a_thief = true) noexcept {
@@ -172,6 +176,13 @@ class worker_pool final : public scheduler {
       push_local(w, std::exchange(w.next, nullptr), false);
     }
     w.streak = 0;
+    // Fairness: now and then the injection queue comes first. Otherwise a worker whose own queue
+    // never empties (an actor that keeps sending to itself) would never run what the timer
+    // thread or a plain thread woke: an ask's timeout, a sleep's end, a send from outside.
+    if (++w.since_injection >= injection_interval) {
+      w.since_injection = 0;
+      if (injection_.try_dequeue(cell)) return cell;
+    }
     if (w.queue.try_dequeue_from_producer(w.token, cell)) return cell;
     if (injection_.try_dequeue(cell)) return cell;
     const std::size_t n = workers_.size();
