@@ -53,11 +53,11 @@ troupe::errc code_of(auto&& reply) {
 // Fills a capacity-2 mailbox behind a held handler, then sends one more and asks one more.
 template <troupe::overflow P>
 struct overflow_run {
+  std::latch entered{1};          // before the runtime: the held handler reads them until
+  std::atomic<bool> open{false};  // the runtime has stopped
   test::observer obs;
   troupe::runtime rt{obs.options()};
   troupe::ref<boxed<P>> box = rt.spawn<boxed<P>>();
-  std::latch entered{1};
-  std::atomic<bool> open{false};
   bool third_send = false;
   std::unique_ptr<troupe::reply<int>> first;
   std::unique_ptr<troupe::reply<int>> extra;

@@ -274,12 +274,12 @@ TEST_CASE("metrics counts match known traffic") {
 }
 
 TEST_CASE("queue wait and service time bound a handler that sleeps") {
+  std::atomic<bool> open{false}, entered{false};  // outlive the runtime: the gate reads them
   troupe::runtime rt(metrics_options(1));
   auto c = rt.spawn<counter>();
   // Five naps queued at once on one actor: each sleeps 2 ms, so the last waits >= 8 ms. The
   // only worker is held by a gate while they are queued, so none starts before all are in,
   // however the asking thread is scheduled.
-  std::atomic<bool> open{false}, entered{false};
   auto g = rt.spawn<gate>(&open, &entered);
   g.send(hold{});
   while (!entered.load()) std::this_thread::yield();
@@ -301,8 +301,8 @@ TEST_CASE("queue wait and service time bound a handler that sleeps") {
 }
 
 TEST_CASE("mailbox depth and high-water mark follow a blocked actor") {
+  std::atomic<bool> open{false}, entered{false};  // outlive the runtime: the gate reads them
   troupe::runtime rt(metrics_options(1));
-  std::atomic<bool> open{false}, entered{false};
   auto g = rt.spawn<gate>(&open, &entered);
   g.send(hold{});
   while (!entered.load()) std::this_thread::yield();
@@ -319,6 +319,8 @@ TEST_CASE("mailbox depth and high-water mark follow a blocked actor") {
 }
 
 TEST_CASE("failures, restarts and dead letters are counted per actor") {
+  // Outlive the runtime: small_box's handler reads them until the runtime has stopped it.
+  std::atomic<bool> open{false}, entered{false};
   troupe::runtime rt(metrics_options());
   auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{.max_restarts = 10, .within = 60s});
   auto f = troupe::start_child<flaky>(sup, {.name = "f"});
@@ -339,15 +341,17 @@ TEST_CASE("failures, restarts and dead letters are counted per actor") {
   REQUIRE(booms->service_time.count() == 2);
 
   // A full bounded mailbox dead-letters (drop_newest) to a live actor.
-  std::atomic<bool> open{false}, entered{false};
   auto b = rt.spawn<small_box>(&open, &entered);
+  struct release_on_exit {
+    std::atomic<bool>& flag;
+    ~release_on_exit() { flag.store(true); }
+  } release{open};
   b.send(hold{});
   while (!entered.load()) std::this_thread::yield();
   for (int i = 0; i < 5; ++i) b.send(ping{i});  // one fits, four are dropped
   m = rt.metrics();
   REQUIRE(find_actor(m, b.id())->dead_letters == 4);
   REQUIRE(find_actor(m, b.id())->mailbox_high_water == 1);
-  open.store(true);
 }
 
 TEST_CASE("topic deliveries are counted per subject") {
