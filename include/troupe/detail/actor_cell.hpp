@@ -135,6 +135,12 @@ class actor_cell : public context {
   [[nodiscard]] runtime_core* core() const noexcept { return core_; }
   [[nodiscard]] const cell_ops* ops() const noexcept { return ops_; }
   [[nodiscard]] bool closed() const noexcept { return mailbox_.closed(); }
+  // Owner only, and exact only on one thread (the simulation): no message, held message or
+  // request waits, so the next activation would only go idle.
+  [[nodiscard]] bool nothing_waiting() const noexcept {
+    return ops_->mailbox.capacity == 0 && mailbox_.looks_empty() &&
+           requests_.load(std::memory_order_relaxed) == 0;
+  }
 
   // Field order packs the record into 88 bytes, so that with an empty actor it fills one
   // 96-byte pool block (the idle-actor memory goal: ≤ 96 bytes; the size is checked below).

@@ -169,6 +169,12 @@ class mailbox {
     }
   }
 
+  // Consumer only: nothing is waiting (a relaxed peek, exact only when no other thread pushes:
+  // the simulation's one thread uses it to let an actor go idle without being picked again).
+  [[nodiscard]] bool looks_empty() const noexcept {
+    return cache_ == nullptr && is_tag(head_.load(std::memory_order_relaxed));
+  }
+
   // seq_cst: see close(). (A plain load on x86 and ARMv8, so the senders that check it pay
   // nothing for the order.)
   [[nodiscard]] bool closed() const noexcept {

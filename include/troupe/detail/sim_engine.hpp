@@ -354,7 +354,13 @@ class sim_engine final : public scheduler, public driver {
       mix(1, cell->id());
       if (settings_.keep_lines) line("run " + describe_cell(cell));
       this_thread_identity.cell = cell;
-      const activation outcome = cell->run(settings_.batch);  // may free the cell
+      activation outcome = cell->run(settings_.batch);  // may free the cell
+      // An actor whose batch ended with its mailbox empty goes idle in this step: picking it
+      // again only to find nothing cost half a step per message. (Both are orders the threaded
+      // runtime can produce: a message sent later schedules it again.)
+      if (outcome == activation::yielded && cell->nothing_waiting()) {
+        outcome = cell->run(settings_.batch);
+      }
       this_thread_identity.cell = nullptr;
       if (outcome == activation::yielded) runnable_.push_back(cell);
       return true;
@@ -583,12 +589,12 @@ class sim_engine final : public scheduler, public driver {
 
   // Folds (kind, virtual time, value) into the trace hash, a word at a time (a byte-wise FNV
   // cost more than the rest of a step).
+  // Two multiply-xorshift rounds per event (kind and time, then value): every step pays for
+  // it, so it is kept short; it only has to tell two runs apart, not resist an adversary.
   void mix(std::uint64_t kind, std::uint64_t value) noexcept {
-    const auto time = static_cast<std::uint64_t>((now() - start_).count());
-    for (const std::uint64_t w : {kind, time, value}) {
-      hash_ ^= w + 0x9e3779b97f4a7c15ULL + (hash_ << 6) + (hash_ >> 2);
-      hash_ *= 0xff51afd7ed558ccdULL;
-    }
+    const auto time = static_cast<std::uint64_t>((timers_->now() - start_).count());
+    hash_ = (hash_ ^ (time * 0x9e3779b97f4a7c15ULL + kind)) * 0xff51afd7ed558ccdULL;
+    hash_ = (hash_ ^ (hash_ >> 29) ^ value) * 0xc4ceb9fe1a85ec53ULL;
   }
 
   runtime_core* core_;
