@@ -256,9 +256,13 @@ inline void actor_cell::wake(std::uint64_t generation) noexcept {
     if (wake_.compare_exchange_weak(w, generation << 2 | wake_woken, std::memory_order_acq_rel,
                                     std::memory_order_acquire)) {
       if (state == wake_suspended) {
-        // Once scheduled the actor may run, stop and be freed elsewhere: touch nothing after.
-        core_->add_suspended(-1);
-        core_->schedule(this);
+        // Scheduled first, counted as resumed second: a quiet() check between the two then sees
+        // it suspended still, never neither suspended nor runnable (shutdown's drain would end
+        // early). Once scheduled the actor may run, stop and be freed elsewhere: only the core,
+        // which outlives every thread that can wake an actor, is touched after.
+        runtime_core* const core = core_;
+        core->schedule(this);
+        core->add_suspended(-1);
       }
       return;
     }
@@ -279,9 +283,13 @@ inline void actor_cell::request_stop(bool force) noexcept {
     if ((w & 3) == wake_suspended &&
         wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
                                       std::memory_order_acq_rel)) {
-      // Once scheduled the actor may run, stop and be freed elsewhere: touch nothing after.
-      core_->add_suspended(-1);
-      core_->schedule(this);
+      // Scheduled first, counted as resumed second: a quiet() check between the two then sees
+      // it suspended still, never neither suspended nor runnable (shutdown's drain would end
+      // early). Once scheduled the actor may run, stop and be freed elsewhere: only the core,
+      // which outlives every thread that can wake an actor, is touched after.
+      runtime_core* const core = core_;
+      core->schedule(this);
+      core->add_suspended(-1);
     }
     return;
   }
