@@ -703,8 +703,9 @@ int drive(const char* self, const std::string& url) {
   }
   streams.orders.push_sync(placed[0], {.id = placed[0].id});  // a client's retry: stored once
   payments = start("payments");
-  std::printf("payments: restarted; %s\n",
-              payments->said().empty() ? "" : payments->said().back().c_str());
+  for (const auto& line : payments->said()) {
+    if (line.rfind("rebuilt", 0) == 0) std::printf("payments: restarted; %s\n", line.c_str());
+  }
 
   const bool ended = b.outcome_count.wait_for(placed.size(), bound);
   // The held charge comes back to the new process after the ack wait; then every queue is empty.
