@@ -10,6 +10,11 @@
 #                                   nats-server on 127.0.0.1 (a free port), runs the driver, which
 #                                   starts one process per service and stops them, then stops the
 #                                   server; the exit status is the driver's.
+#   scripts/demo.sh --distributed saga
+#                                   the order saga as separate processes on durable JetStream
+#                                   queues and topics (examples/distributed/order_saga.cpp), the
+#                                   payments process killed (SIGKILL) mid-saga and restarted
+#                                   (the server started and stopped as above).
 # Missing tools/packages are apt-get installed when run as root.
 set -euo pipefail
 
@@ -18,9 +23,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/deps.sh
 
 distributed=0
+distributed_demo=user_registration
 if [[ ${1:-} == --distributed ]]; then
   distributed=1
   shift
+  if [[ ${1:-} == saga ]]; then
+    distributed_demo=order_saga
+    shift
+  fi
 fi
 
 declare -a specs=(cmd:cmake:cmake cmd:g++:g++ "${TROUPE_LIBRARY_PACKAGES[@]}")
@@ -36,12 +46,28 @@ if ((distributed)); then
   CXX=${CXX:-g++} cmake -S . -B "$dir" -G "$generator" -DCMAKE_BUILD_TYPE=Release \
     -DTROUPE_BUILD_EXAMPLES=ON -DTROUPE_BUILD_TESTS=OFF -DTROUPE_BUILD_BENCH=OFF \
     -DTROUPE_WERROR=OFF -DTROUPE_SANITIZER= >/dev/null
-  cmake --build "$dir" --target example_user_registration_distributed --parallel "$(troupe_nproc)"
+  cmake --build "$dir" --target "example_${distributed_demo}_distributed" --parallel "$(troupe_nproc)"
   state=$(mktemp -d)
   # Stop the server (and remove its store) however this script ends.
   trap 'bash tests/nats/nats_server.sh stop "$state" >/dev/null 2>&1 || true; rm -rf "$state"' EXIT
   bash tests/nats/nats_server.sh start "$(command -v nats-server)" "$state"
-  cat <<BANNER
+  if [[ $distributed_demo == order_saga ]]; then
+    cat <<BANNER
+
+==========================================================================
+ troupe demo: examples/distributed/order_saga.cpp
+--------------------------------------------------------------------------
+ The order saga as separate processes -- orders (the coordinator),
+ inventory (with shipping) and payments -- on durable JetStream queues and
+ topics over one nats-server ($(cat "$state/url")). The payments process
+ is killed (SIGKILL) holding a charge and restarted: every saga completes
+ or compensates, no order is lost, none is charged twice (idempotency by
+ key, message-id de-duplication), with the accounting across processes.
+==========================================================================
+
+BANNER
+  else
+    cat <<BANNER
 
 ==========================================================================
  troupe demo: examples/distributed/user_registration.cpp
@@ -54,8 +80,9 @@ if ((distributed)); then
 ==========================================================================
 
 BANNER
+  fi
   status=0
-  "$dir/examples/example_user_registration_distributed" "$(cat "$state/url")" || status=$?
+  "$dir/examples/example_${distributed_demo}_distributed" "$(cat "$state/url")" || status=$?
   exit "$status"
 fi
 
