@@ -41,4 +41,5 @@ int main() {
   const auto c = rt.counters();
   std::cout << "sent " << c.sent << ", handled " << c.handled << ", dead " << c.dead_lettered
             << "\n";
+  return 0;
 }
