@@ -2525,6 +2525,12 @@ class mailbox {
     }
   }
 
+  // Consumer only: nothing is waiting (a relaxed peek, exact only when no other thread pushes:
+  // the simulation's one thread uses it to let an actor go idle without being picked again).
+  [[nodiscard]] bool looks_empty() const noexcept {
+    return cache_ == nullptr && is_tag(head_.load(std::memory_order_relaxed));
+  }
+
   // seq_cst: see close(). (A plain load on x86 and ARMv8, so the senders that check it pay
   // nothing for the order.)
   [[nodiscard]] bool closed() const noexcept {
@@ -2816,6 +2822,12 @@ class actor_cell : public context {
   [[nodiscard]] runtime_core* core() const noexcept { return core_; }
   [[nodiscard]] const cell_ops* ops() const noexcept { return ops_; }
   [[nodiscard]] bool closed() const noexcept { return mailbox_.closed(); }
+  // Owner only, and exact only on one thread (the simulation): no message, held message or
+  // request waits, so the next activation would only go idle.
+  [[nodiscard]] bool nothing_waiting() const noexcept {
+    return ops_->mailbox.capacity == 0 && mailbox_.looks_empty() &&
+           requests_.load(std::memory_order_relaxed) == 0;
+  }
 
   // Field order packs the record into 88 bytes, so that with an empty actor it fills one
   // 96-byte pool block (the idle-actor memory goal: ≤ 96 bytes; the size is checked below).
@@ -4780,67 +4792,14 @@ class runtime_core {
   // Counts, reports and destroys a message that will not be handled; an ask's reply completes
   // with the matching error at once (not after its timeout).
   void dead_letter_out(actor_cell* target, envelope* e, dead_letter_reason reason,
-                       const std::string& detail, const std::exception_ptr& cause = {}) noexcept {
-    if (e->ops->abort != nullptr) {
-      std::string why;
-      try {
-        why = detail.empty() ? std::string(to_string(reason)) : detail;
-      } catch (...) {
-      }
-      e->ops->abort(*e, errc_for(reason), why, cause);
-    }
-    if (e->ops->reroute != nullptr) reason = e->ops->reroute(*e, reason);
-    record_dead_letter(target, e->ops->message_type, reason, e->correlation, detail);
-    e->destroy();
-  }
+                       const std::string& detail, const std::exception_ptr& cause = {}) noexcept;
 
   // Closes a stopped actor's mailbox and dead-letters what it still held with `reason`, oldest
   // first. When nobody looks at dead letters one by one (no on_dead_letter hook, no metrics, no
   // dead-letter topic subscriber) and a message needs no reply or reroute, it is only counted
   // and freed, in any order: a backlog of millions left at shutdown's deadline then costs about
   // a free per message, which keeps shutdown close to its timeout.
-  void dead_letter_backlog(actor_cell* target, dead_letter_reason reason) noexcept {
-    envelope* held = nullptr;  // a drop_oldest mailbox's messages, oldest first
-    if (target->ops()->mailbox.capacity != 0 &&
-        target->ops()->mailbox.overflow == overflow::drop_oldest) {
-      watch_state& x = *target->extras();
-      std::lock_guard lock(x.held_lock);
-      x.held_closed = true;
-      held = std::exchange(x.held_head, nullptr);
-      x.held_tail = nullptr;
-    }
-    actor_stats* stats = actor_stats_of(target);
-    if (options_.on_dead_letter || stats != nullptr || !topics_.empty()) {
-      for (envelope* rest : {held, target->mailbox_.close()}) {
-        while (rest != nullptr) {
-          envelope* next = rest->next;
-          if (stats != nullptr) stats->dequeued();
-          dead_letter_out(target, rest, reason, {});
-          rest = next;
-        }
-      }
-      return;
-    }
-    std::uint64_t quiet_dead = 0;
-    auto each = [&](envelope* e) {
-      if (e->ops->abort != nullptr || e->ops->reroute != nullptr) {
-        dead_letter_out(target, e, reason, {});  // counted there
-      } else {
-        e->destroy();
-        ++quiet_dead;
-      }
-    };
-    target->mailbox_.close_unordered(each);
-    while (held != nullptr) {
-      envelope* next = held->next;
-      each(held);
-      held = next;
-    }
-    if (quiet_dead != 0) {
-      counter_slot& counters = counters_here();
-      counters.add(counters.dead, quiet_dead);
-    }
-  }
+  void dead_letter_backlog(actor_cell* target, dead_letter_reason reason) noexcept;
 
   // Counts and reports a dead letter (the message itself is gone or was never an envelope).
   void record_dead_letter(actor_cell* target, std::string_view type, dead_letter_reason reason,
@@ -4848,35 +4807,7 @@ class runtime_core {
     record_dead_letter(access::make_address(target), type, reason, correlation, detail);
   }
   void record_dead_letter(const address& target, std::string_view type, dead_letter_reason reason,
-                          std::uint64_t correlation, const std::string& detail) noexcept {
-    counter_slot& counters = counters_here();
-    counters.add(counters.dead);
-    if (metrics_on_) {
-      if (actor_stats* a = actor_stats_of(access::cell_of(target))) {
-        a->dead_letters.fetch_add(1, std::memory_order_relaxed);
-      }
-    }
-    if (options_.on_dead_letter) {
-      try {
-        const dead_letter record{target, type, reason, correlation, detail};
-        options_.on_dead_letter(record);
-      } catch (...) {  // a throwing hook must not take the runtime down; documented
-      }
-    }
-    // The dead-letter topic. A dead letter of a dead-letter event is counted but not published
-    // again (no feedback loop).
-    static thread_local bool publishing_dead_letter = false;
-    if (!publishing_dead_letter && !topics_.empty()) {
-      publishing_dead_letter = true;
-      try {
-        publish_event<dead_letter>(this, "troupe.dead_letter",
-                                   std::make_shared<const dead_letter>(
-                                       dead_letter{target, type, reason, correlation, detail}));
-      } catch (...) {
-      }
-      publishing_dead_letter = false;
-    }
-  }
+                          std::uint64_t correlation, const std::string& detail) noexcept;
 
   // ---- metrics and tracing (runtime_options::metrics, ::trace) ----
 
@@ -4980,86 +4911,13 @@ class runtime_core {
     topic_stats_->count(subject, deliveries);
   }
 
-  [[nodiscard]] metrics_snapshot metrics() const {
-    metrics_snapshot r;
-    r.counters = snapshot();
-    if (!metrics_on_) return r;
-    r.enabled = true;
-    {
-      std::lock_guard lock(registry_mutex_);
-      for (actor_cell* c = registry_head_; c != nullptr; c = c->registry_next_) {
-        const watch_state* x = c->extras();
-        if (x == nullptr) continue;
-        actor_metrics a;
-        a.id = c->id();
-        a.type = std::string(c->ops()->type_name);
-        a.name = a.type + "#" + std::to_string(a.id);
-        a.handled = x->stats.handled.load(std::memory_order_relaxed);
-        a.failed = x->stats.failed.load(std::memory_order_relaxed);
-        a.restarts = x->stats.restarts.load(std::memory_order_relaxed);
-        a.dead_letters = x->stats.dead_letters.load(std::memory_order_relaxed);
-        a.mailbox_depth = static_cast<std::uint64_t>(
-            std::max<std::int64_t>(0, x->stats.depth.load(std::memory_order_relaxed)));
-        a.mailbox_high_water = static_cast<std::uint64_t>(
-            std::max<std::int64_t>(0, x->stats.high_water.load(std::memory_order_relaxed)));
-        r.actors.push_back(std::move(a));
-      }
-    }
-    std::sort(r.actors.begin(), r.actors.end(),
-              [](const actor_metrics& a, const actor_metrics& b) { return a.id < b.id; });
-    // A plain send, an ask and an event of one pair have separate entries: merge them by name.
-    message_stats_->for_each([&r](const message_stats& m) {
-      auto it = std::find_if(r.messages.begin(), r.messages.end(), [&m](const message_metrics& x) {
-        return x.actor_type == m.actor_type && x.message_type == m.message_type;
-      });
-      if (it == r.messages.end()) {
-        r.messages.emplace_back();
-        it = r.messages.end() - 1;
-        it->actor_type = std::string(m.actor_type);
-        it->message_type = std::string(m.message_type);
-      }
-      it->queue_wait.merge(m.queue_wait);
-      it->service_time.merge(m.service_time);
-      it->ask_round_trip.merge(m.ask_round_trip);
-      it->failed += m.failed.load(std::memory_order_relaxed);
-    });
-    std::sort(r.messages.begin(), r.messages.end(),
-              [](const message_metrics& a, const message_metrics& b) {
-                return std::tie(a.actor_type, a.message_type) <
-                       std::tie(b.actor_type, b.message_type);
-              });
-    topic_stats_->for_each(
-        [&r](const std::string& subject, std::uint64_t published, std::uint64_t deliveries) {
-          r.topics.push_back(topic_metrics{subject, published, deliveries});
-        });
-    return r;
-  }
+  [[nodiscard]] metrics_snapshot metrics() const;
 
   [[nodiscard]] topic_registry& topics() noexcept { return topics_; }
   void count_publish() noexcept { published_.fetch_add(1, std::memory_order_relaxed); }
   void count_unrouted() noexcept { unrouted_.fetch_add(1, std::memory_order_relaxed); }
 
-  static errc errc_for(dead_letter_reason reason) noexcept {
-    switch (reason) {
-      case dead_letter_reason::target_stopped:
-        return errc::actor_stopped;
-      case dead_letter_reason::handler_failed:
-        return errc::handler_failed;
-      case dead_letter_reason::shutdown:
-        return errc::runtime_stopped;
-      case dead_letter_reason::mailbox_full:
-        return errc::mailbox_full;
-      case dead_letter_reason::expired:
-        return errc::timeout;
-      case dead_letter_reason::retries_exhausted:
-        return errc::handler_failed;
-      case dead_letter_reason::dropped:
-        return errc::timeout;  // what an asker of a lost request sees (the simulation)
-      default:                 // the transport's reasons (troupe/nats/) never reach an envelope
-        break;
-    }
-    return errc::actor_stopped;
-  }
+  static errc errc_for(dead_letter_reason reason) noexcept;
 
   [[nodiscard]] std::uint64_t next_correlation() noexcept {
     return next_correlation_.fetch_add(1, std::memory_order_relaxed);
@@ -5149,67 +5007,14 @@ class runtime_core {
   void add_delayed(std::int64_t n) noexcept { delayed_.fetch_add(n, std::memory_order_seq_cst); }
 
   // Called by a worker about to park. Wakes shutdown's drain wait, which re-checks quiet().
-  static void worker_idle(const void* raw) noexcept {
-    auto* self = static_cast<const runtime_core*>(raw);
-    if (self->phase_.load(std::memory_order_acquire) == phase::draining) {
-      std::lock_guard lock(self->registry_mutex_);
-      self->state_cv_.notify_all();
-    }
-  }
+  static void worker_idle(const void* raw) noexcept;
 
   // Graceful, bounded: refuse new work from outside, let actors go quiet (no runnable actor, no
   // suspended handler, no delayed send pending) for up to `timeout`, then stop every actor
   // (queued messages are dead-lettered, handlers still suspended are abandoned), join the
   // threads and dead-letter delayed sends not yet due. Idempotent; must not be called from the
   // runtime's own threads.
-  void shutdown(std::chrono::nanoseconds timeout) {
-    if (internal_thread()) {
-      throw error(errc::shutdown_from_worker,
-                  "shutdown() joins the runtime's threads, so it must be called from outside them "
-                  "(an actor can stop itself with ctx.stop())");
-    }
-    std::lock_guard serial(shutdown_mutex_);
-    if (phase_.load() == phase::stopped) return;
-    // Saturating: shutdown(nanoseconds::max()) means "wait as long as it takes", not an overflow.
-    const auto deadline =
-        deadline_after(std::chrono::steady_clock::now(), saturating_duration(timeout));
-    std::vector<actor_cell*> cells;
-    {
-      std::unique_lock lock(registry_mutex_);
-      accepting_.store(false, std::memory_order_seq_cst);
-      phase_.store(phase::draining, std::memory_order_seq_cst);
-      if (driver_ != nullptr) {  // simulated: no threads; run the actors here, on virtual time
-        lock.unlock();
-        driver_->run_until(&runtime_core::quiet_of, this, timeout);
-        lock.lock();
-      }
-      while (!quiet() && std::chrono::steady_clock::now() < deadline) {
-        if (driver_ != nullptr) break;
-        // Parking workers notify; the short bound only covers a notification that raced ahead.
-        state_cv_.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() +
-                                                          std::chrono::milliseconds(5)));
-      }
-      phase_.store(phase::stopping, std::memory_order_seq_cst);
-      for (actor_cell* c = registry_head_; c != nullptr; c = c->registry_next_) {
-        c->retain();
-        cells.push_back(c);
-      }
-    }
-    for (actor_cell* c : cells) {
-      c->raise_request(actor_cell::req_shutdown, std::memory_order_relaxed);
-      c->request_stop(true);
-      c->release();
-    }
-    if (driver_ != nullptr) driver_->run_until(&runtime_core::all_stopped, this, {});
-    {
-      std::unique_lock lock(registry_mutex_);
-      // Unbounded only if a synchronous handler never returns: C++ cannot preempt it.
-      state_cv_.wait(lock, [this] { return live_ == 0; });
-    }
-    scheduler_->stop();
-    timers_->stop();
-    phase_.store(phase::stopped, std::memory_order_seq_cst);
-  }
+  void shutdown(std::chrono::nanoseconds timeout);
 
   // The runtime object is being destroyed on one of the runtime's own threads (a handler
   // destroyed it). That thread cannot wait for its own handler to return, nor join itself, so
@@ -5217,48 +5022,9 @@ class runtime_core {
   // caller's handler returns and its worker is joined like the others. Refuses outside work at
   // once, as shutdown() does. Only if no thread can be started does it stop the process, saying
   // what to do instead.
-  void shutdown_in_background() noexcept {
-    owner_.store(nullptr, std::memory_order_release);
-    accepting_.store(false, std::memory_order_seq_cst);
-    retain();  // the shutdown thread's reference
-    try {
-      std::thread([this] {
-        try {
-          shutdown(options_.shutdown_timeout);
-        } catch (const std::exception& e) {  // a thread could not be joined: say so
-          std::fprintf(stderr, "troupe: background shutdown failed: %s\n", e.what());
-        }
-        release();
-      }).detach();
-    } catch (...) {
-      std::fputs(
-          "troupe: the runtime was destroyed inside one of its handlers and no thread could be "
-          "started to shut it down; destroy it from a thread outside the runtime (or call "
-          "shutdown() there first)\n",
-          stderr);
-      std::abort();
-    }
-  }
+  void shutdown_in_background() noexcept;
 
-  [[nodiscard]] runtime_counters snapshot() const noexcept {
-    runtime_counters r;
-    auto add = [&r](const counter_slot& s) {
-      r.sent += s.sent.load(std::memory_order_relaxed);
-      r.handled += s.handled.load(std::memory_order_relaxed);
-      r.dead_lettered += s.dead.load(std::memory_order_relaxed);
-      r.rejected += s.rejected.load(std::memory_order_relaxed);
-      r.open_asks += s.asks_opened.load(std::memory_order_relaxed);
-      r.open_asks -= s.asks_closed.load(std::memory_order_relaxed);
-    };
-    add(shared_counters_);
-    for (std::size_t i = 0; i < pool_->thread_count(); ++i) add(pool_->counters_of(i));
-    r.spawned = spawned_.load(std::memory_order_relaxed);
-    r.stopped = stopped_.load(std::memory_order_relaxed);
-    r.failed = failed_.load(std::memory_order_relaxed);
-    r.published = published_.load(std::memory_order_relaxed);
-    r.unrouted = unrouted_.load(std::memory_order_relaxed);
-    return r;
-  }
+  [[nodiscard]] runtime_counters snapshot() const noexcept;
 
   [[nodiscard]] std::size_t live_actors() const noexcept {
     std::lock_guard lock(registry_mutex_);
@@ -5291,18 +5057,7 @@ class runtime_core {
   // count gives at least the number suspended at the moment between the two passes, so a zero
   // is never early (a handler counted in neither pass suspended after that moment, as with one
   // shared counter read at that moment).
-  [[nodiscard]] std::int64_t suspended_handlers() const noexcept {
-    std::uint64_t resumes = shared_counters_.resumes.load(std::memory_order_acquire);
-    for (std::size_t i = 0; i < scheduler_->thread_count(); ++i) {
-      resumes += scheduler_->counters_of(i).resumes.load(std::memory_order_acquire);
-    }
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    std::uint64_t suspends = shared_counters_.suspends.load(std::memory_order_relaxed);
-    for (std::size_t i = 0; i < scheduler_->thread_count(); ++i) {
-      suspends += scheduler_->counters_of(i).suspends.load(std::memory_order_relaxed);
-    }
-    return static_cast<std::int64_t>(suspends - resumes);
-  }
+  [[nodiscard]] std::int64_t suspended_handlers() const noexcept;
 
   [[nodiscard]] bool quiet() const noexcept {
     return delayed_.load(std::memory_order_seq_cst) == 0 && suspended_handlers() == 0 &&
@@ -5385,6 +5140,321 @@ class runtime_core {
 };
 
 }  // namespace troupe::detail
+
+// The out-of-line parts of runtime_core, one path each (as Asio keeps impl/ beside its headers).
+// ---- begin troupe/detail/dead_letter_path.hpp ----
+// Internal: part of runtime_core (detail/runtime_core.hpp includes it at its end); never
+// included by users.
+// The dead-letter path: a message that will not be handled is counted, reported (hook, metrics,
+// the troupe.dead_letter topic) and freed, and an ask behind it fails at once with the matching
+// error. Every message ends here, in a handler, or as a rejected send.
+
+namespace troupe::detail {
+
+inline void runtime_core::dead_letter_out(actor_cell* target, envelope* e,
+                                          dead_letter_reason reason, const std::string& detail,
+                                          const std::exception_ptr& cause) noexcept {
+  if (e->ops->abort != nullptr) {
+    std::string why;
+    try {
+      why = detail.empty() ? std::string(to_string(reason)) : detail;
+    } catch (...) {
+    }
+    e->ops->abort(*e, errc_for(reason), why, cause);
+  }
+  if (e->ops->reroute != nullptr) reason = e->ops->reroute(*e, reason);
+  record_dead_letter(target, e->ops->message_type, reason, e->correlation, detail);
+  e->destroy();
+}
+
+inline void runtime_core::dead_letter_backlog(actor_cell* target,
+                                              dead_letter_reason reason) noexcept {
+  envelope* held = nullptr;  // a drop_oldest mailbox's messages, oldest first
+  if (target->ops()->mailbox.capacity != 0 &&
+      target->ops()->mailbox.overflow == overflow::drop_oldest) {
+    watch_state& x = *target->extras();
+    std::lock_guard lock(x.held_lock);
+    x.held_closed = true;
+    held = std::exchange(x.held_head, nullptr);
+    x.held_tail = nullptr;
+  }
+  actor_stats* stats = actor_stats_of(target);
+  if (options_.on_dead_letter || stats != nullptr || !topics_.empty()) {
+    for (envelope* rest : {held, target->mailbox_.close()}) {
+      while (rest != nullptr) {
+        envelope* next = rest->next;
+        if (stats != nullptr) stats->dequeued();
+        dead_letter_out(target, rest, reason, {});
+        rest = next;
+      }
+    }
+    return;
+  }
+  std::uint64_t quiet_dead = 0;
+  auto each = [&](envelope* e) {
+    if (e->ops->abort != nullptr || e->ops->reroute != nullptr) {
+      dead_letter_out(target, e, reason, {});  // counted there
+    } else {
+      e->destroy();
+      ++quiet_dead;
+    }
+  };
+  target->mailbox_.close_unordered(each);
+  while (held != nullptr) {
+    envelope* next = held->next;
+    each(held);
+    held = next;
+  }
+  if (quiet_dead != 0) {
+    counter_slot& counters = counters_here();
+    counters.add(counters.dead, quiet_dead);
+  }
+}
+
+inline void runtime_core::record_dead_letter(const address& target, std::string_view type,
+                                             dead_letter_reason reason, std::uint64_t correlation,
+                                             const std::string& detail) noexcept {
+  counter_slot& counters = counters_here();
+  counters.add(counters.dead);
+  if (metrics_on_) {
+    if (actor_stats* a = actor_stats_of(access::cell_of(target))) {
+      a->dead_letters.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (options_.on_dead_letter) {
+    try {
+      const dead_letter record{target, type, reason, correlation, detail};
+      options_.on_dead_letter(record);
+    } catch (...) {  // a throwing hook must not take the runtime down; documented
+    }
+  }
+  // The dead-letter topic. A dead letter of a dead-letter event is counted but not published
+  // again (no feedback loop).
+  static thread_local bool publishing_dead_letter = false;
+  if (!publishing_dead_letter && !topics_.empty()) {
+    publishing_dead_letter = true;
+    try {
+      publish_event<dead_letter>(this, "troupe.dead_letter",
+                                 std::make_shared<const dead_letter>(
+                                     dead_letter{target, type, reason, correlation, detail}));
+    } catch (...) {
+    }
+    publishing_dead_letter = false;
+  }
+}
+
+inline errc runtime_core::errc_for(dead_letter_reason reason) noexcept {
+  switch (reason) {
+    case dead_letter_reason::target_stopped:
+      return errc::actor_stopped;
+    case dead_letter_reason::handler_failed:
+      return errc::handler_failed;
+    case dead_letter_reason::shutdown:
+      return errc::runtime_stopped;
+    case dead_letter_reason::mailbox_full:
+      return errc::mailbox_full;
+    case dead_letter_reason::expired:
+      return errc::timeout;
+    case dead_letter_reason::retries_exhausted:
+      return errc::handler_failed;
+    case dead_letter_reason::dropped:
+      return errc::timeout;  // what an asker of a lost request sees (the simulation)
+    default:                 // the transport's reasons (troupe/nats/) never reach an envelope
+      break;
+  }
+  return errc::actor_stopped;
+}
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/dead_letter_path.hpp ----
+// ---- begin troupe/detail/runtime_report.hpp ----
+// Internal: part of runtime_core (detail/runtime_core.hpp includes it at its end); never
+// included by users.
+// What the runtime reports about itself: the counters (summed over the threads' counter blocks)
+// and the metrics snapshot.
+
+namespace troupe::detail {
+
+inline metrics_snapshot runtime_core::metrics() const {
+  metrics_snapshot r;
+  r.counters = snapshot();
+  if (!metrics_on_) return r;
+  r.enabled = true;
+  {
+    std::lock_guard lock(registry_mutex_);
+    for (actor_cell* c = registry_head_; c != nullptr; c = c->registry_next_) {
+      const watch_state* x = c->extras();
+      if (x == nullptr) continue;
+      actor_metrics a;
+      a.id = c->id();
+      a.type = std::string(c->ops()->type_name);
+      a.name = a.type + "#" + std::to_string(a.id);
+      a.handled = x->stats.handled.load(std::memory_order_relaxed);
+      a.failed = x->stats.failed.load(std::memory_order_relaxed);
+      a.restarts = x->stats.restarts.load(std::memory_order_relaxed);
+      a.dead_letters = x->stats.dead_letters.load(std::memory_order_relaxed);
+      a.mailbox_depth = static_cast<std::uint64_t>(
+          std::max<std::int64_t>(0, x->stats.depth.load(std::memory_order_relaxed)));
+      a.mailbox_high_water = static_cast<std::uint64_t>(
+          std::max<std::int64_t>(0, x->stats.high_water.load(std::memory_order_relaxed)));
+      r.actors.push_back(std::move(a));
+    }
+  }
+  std::sort(r.actors.begin(), r.actors.end(),
+            [](const actor_metrics& a, const actor_metrics& b) { return a.id < b.id; });
+  // A plain send, an ask and an event of one pair have separate entries: merge them by name.
+  message_stats_->for_each([&r](const message_stats& m) {
+    auto it = std::find_if(r.messages.begin(), r.messages.end(), [&m](const message_metrics& x) {
+      return x.actor_type == m.actor_type && x.message_type == m.message_type;
+    });
+    if (it == r.messages.end()) {
+      r.messages.emplace_back();
+      it = r.messages.end() - 1;
+      it->actor_type = std::string(m.actor_type);
+      it->message_type = std::string(m.message_type);
+    }
+    it->queue_wait.merge(m.queue_wait);
+    it->service_time.merge(m.service_time);
+    it->ask_round_trip.merge(m.ask_round_trip);
+    it->failed += m.failed.load(std::memory_order_relaxed);
+  });
+  std::sort(
+      r.messages.begin(), r.messages.end(), [](const message_metrics& a, const message_metrics& b) {
+        return std::tie(a.actor_type, a.message_type) < std::tie(b.actor_type, b.message_type);
+      });
+  topic_stats_->for_each(
+      [&r](const std::string& subject, std::uint64_t published, std::uint64_t deliveries) {
+        r.topics.push_back(topic_metrics{subject, published, deliveries});
+      });
+  return r;
+}
+
+inline runtime_counters runtime_core::snapshot() const noexcept {
+  runtime_counters r;
+  auto add = [&r](const counter_slot& s) {
+    r.sent += s.sent.load(std::memory_order_relaxed);
+    r.handled += s.handled.load(std::memory_order_relaxed);
+    r.dead_lettered += s.dead.load(std::memory_order_relaxed);
+    r.rejected += s.rejected.load(std::memory_order_relaxed);
+    r.open_asks += s.asks_opened.load(std::memory_order_relaxed);
+    r.open_asks -= s.asks_closed.load(std::memory_order_relaxed);
+  };
+  add(shared_counters_);
+  for (std::size_t i = 0; i < pool_->thread_count(); ++i) add(pool_->counters_of(i));
+  r.spawned = spawned_.load(std::memory_order_relaxed);
+  r.stopped = stopped_.load(std::memory_order_relaxed);
+  r.failed = failed_.load(std::memory_order_relaxed);
+  r.published = published_.load(std::memory_order_relaxed);
+  r.unrouted = unrouted_.load(std::memory_order_relaxed);
+  return r;
+}
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/runtime_report.hpp ----
+// ---- begin troupe/detail/shutdown_path.hpp ----
+// Internal: part of runtime_core (detail/runtime_core.hpp includes it at its end); never
+// included by users.
+// The shutdown path: drain until quiet (no runnable actor, no suspended handler, no delayed send)
+// within the timeout, stop every actor, join the threads; and the background shutdown of a
+// runtime destroyed inside its own handler.
+
+namespace troupe::detail {
+
+inline void runtime_core::worker_idle(const void* raw) noexcept {
+  auto* self = static_cast<const runtime_core*>(raw);
+  if (self->phase_.load(std::memory_order_acquire) == phase::draining) {
+    std::lock_guard lock(self->registry_mutex_);
+    self->state_cv_.notify_all();
+  }
+}
+
+inline void runtime_core::shutdown(std::chrono::nanoseconds timeout) {
+  if (internal_thread()) {
+    throw error(errc::shutdown_from_worker,
+                "shutdown() joins the runtime's threads, so it must be called from outside them "
+                "(an actor can stop itself with ctx.stop())");
+  }
+  std::lock_guard serial(shutdown_mutex_);
+  if (phase_.load() == phase::stopped) return;
+  // Saturating: shutdown(nanoseconds::max()) means "wait as long as it takes", not an overflow.
+  const auto deadline =
+      deadline_after(std::chrono::steady_clock::now(), saturating_duration(timeout));
+  std::vector<actor_cell*> cells;
+  {
+    std::unique_lock lock(registry_mutex_);
+    accepting_.store(false, std::memory_order_seq_cst);
+    phase_.store(phase::draining, std::memory_order_seq_cst);
+    if (driver_ != nullptr) {  // simulated: no threads; run the actors here, on virtual time
+      lock.unlock();
+      driver_->run_until(&runtime_core::quiet_of, this, timeout);
+      lock.lock();
+    }
+    while (!quiet() && std::chrono::steady_clock::now() < deadline) {
+      if (driver_ != nullptr) break;
+      // Parking workers notify; the short bound only covers a notification that raced ahead.
+      state_cv_.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() +
+                                                        std::chrono::milliseconds(5)));
+    }
+    phase_.store(phase::stopping, std::memory_order_seq_cst);
+    for (actor_cell* c = registry_head_; c != nullptr; c = c->registry_next_) {
+      c->retain();
+      cells.push_back(c);
+    }
+  }
+  for (actor_cell* c : cells) {
+    c->raise_request(actor_cell::req_shutdown, std::memory_order_relaxed);
+    c->request_stop(true);
+    c->release();
+  }
+  if (driver_ != nullptr) driver_->run_until(&runtime_core::all_stopped, this, {});
+  {
+    std::unique_lock lock(registry_mutex_);
+    // Unbounded only if a synchronous handler never returns: C++ cannot preempt it.
+    state_cv_.wait(lock, [this] { return live_ == 0; });
+  }
+  scheduler_->stop();
+  timers_->stop();
+  phase_.store(phase::stopped, std::memory_order_seq_cst);
+}
+
+inline void runtime_core::shutdown_in_background() noexcept {
+  owner_.store(nullptr, std::memory_order_release);
+  accepting_.store(false, std::memory_order_seq_cst);
+  retain();  // the shutdown thread's reference
+  try {
+    std::thread([this] {
+      try {
+        shutdown(options_.shutdown_timeout);
+      } catch (const std::exception& e) {  // a thread could not be joined: say so
+        std::fprintf(stderr, "troupe: background shutdown failed: %s\n", e.what());
+      }
+      release();
+    }).detach();
+  } catch (...) {
+    std::fputs(
+        "troupe: the runtime was destroyed inside one of its handlers and no thread could be "
+        "started to shut it down; destroy it from a thread outside the runtime (or call "
+        "shutdown() there first)\n",
+        stderr);
+    std::abort();
+  }
+}
+
+inline std::int64_t runtime_core::suspended_handlers() const noexcept {
+  std::uint64_t resumes = shared_counters_.resumes.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < scheduler_->thread_count(); ++i) {
+    resumes += scheduler_->counters_of(i).resumes.load(std::memory_order_acquire);
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  std::uint64_t suspends = shared_counters_.suspends.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < scheduler_->thread_count(); ++i) {
+    suspends += scheduler_->counters_of(i).suspends.load(std::memory_order_relaxed);
+  }
+  return static_cast<std::int64_t>(suspends - resumes);
+}
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/shutdown_path.hpp ----
 // ---- end troupe/detail/runtime_core.hpp ----
 
 namespace troupe::detail {
@@ -5638,9 +5708,13 @@ inline void actor_cell::wake(std::uint64_t generation) noexcept {
     if (wake_.compare_exchange_weak(w, generation << 2 | wake_woken, std::memory_order_acq_rel,
                                     std::memory_order_acquire)) {
       if (state == wake_suspended) {
-        // Once scheduled the actor may run, stop and be freed elsewhere: touch nothing after.
-        core_->add_suspended(-1);
-        core_->schedule(this);
+        // Scheduled first, counted as resumed second: a quiet() check between the two then sees
+        // it suspended still, never neither suspended nor runnable (shutdown's drain would end
+        // early). Once scheduled the actor may run, stop and be freed elsewhere: only the core,
+        // which outlives every thread that can wake an actor, is touched after.
+        runtime_core* const core = core_;
+        core->schedule(this);
+        core->add_suspended(-1);
       }
       return;
     }
@@ -5661,9 +5735,13 @@ inline void actor_cell::request_stop(bool force) noexcept {
     if ((w & 3) == wake_suspended &&
         wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
                                       std::memory_order_acq_rel)) {
-      // Once scheduled the actor may run, stop and be freed elsewhere: touch nothing after.
-      core_->add_suspended(-1);
-      core_->schedule(this);
+      // Scheduled first, counted as resumed second: a quiet() check between the two then sees
+      // it suspended still, never neither suspended nor runnable (shutdown's drain would end
+      // early). Once scheduled the actor may run, stop and be freed elsewhere: only the core,
+      // which outlives every thread that can wake an actor, is touched after.
+      runtime_core* const core = core_;
+      core->schedule(this);
+      core->add_suspended(-1);
     }
     return;
   }
@@ -6527,9 +6605,13 @@ inline void actor_cell::kick_parked() noexcept {
   if ((w & 3) == wake_suspended &&
       wake_.compare_exchange_strong(w, (w & ~std::uint64_t{3}) | wake_woken,
                                     std::memory_order_acq_rel)) {
-    // Once scheduled the actor may run, stop and be freed elsewhere: touch nothing after.
-    core_->add_suspended(-1);
-    core_->schedule(this);
+    // Scheduled first, counted as resumed second: a quiet() check between the two then sees
+    // it suspended still, never neither suspended nor runnable (shutdown's drain would end
+    // early). Once scheduled the actor may run, stop and be freed elsewhere: only the core,
+    // which outlives every thread that can wake an actor, is touched after.
+    runtime_core* const core = core_;
+    core->schedule(this);
+    core->add_suspended(-1);
   }
 }
 
@@ -9973,7 +10055,13 @@ class sim_engine final : public scheduler, public driver {
       mix(1, cell->id());
       if (settings_.keep_lines) line("run " + describe_cell(cell));
       this_thread_identity.cell = cell;
-      const activation outcome = cell->run(settings_.batch);  // may free the cell
+      activation outcome = cell->run(settings_.batch);  // may free the cell
+      // An actor whose batch ended with its mailbox empty goes idle in this step: picking it
+      // again only to find nothing cost half a step per message. (Both are orders the threaded
+      // runtime can produce: a message sent later schedules it again.)
+      if (outcome == activation::yielded && cell->nothing_waiting()) {
+        outcome = cell->run(settings_.batch);
+      }
       this_thread_identity.cell = nullptr;
       if (outcome == activation::yielded) runnable_.push_back(cell);
       return true;
@@ -10202,12 +10290,12 @@ class sim_engine final : public scheduler, public driver {
 
   // Folds (kind, virtual time, value) into the trace hash, a word at a time (a byte-wise FNV
   // cost more than the rest of a step).
+  // Two multiply-xorshift rounds per event (kind and time, then value): every step pays for
+  // it, so it is kept short; it only has to tell two runs apart, not resist an adversary.
   void mix(std::uint64_t kind, std::uint64_t value) noexcept {
-    const auto time = static_cast<std::uint64_t>((now() - start_).count());
-    for (const std::uint64_t w : {kind, time, value}) {
-      hash_ ^= w + 0x9e3779b97f4a7c15ULL + (hash_ << 6) + (hash_ >> 2);
-      hash_ *= 0xff51afd7ed558ccdULL;
-    }
+    const auto time = static_cast<std::uint64_t>((timers_->now() - start_).count());
+    hash_ = (hash_ ^ (time * 0x9e3779b97f4a7c15ULL + kind)) * 0xff51afd7ed558ccdULL;
+    hash_ = (hash_ ^ (hash_ >> 29) ^ value) * 0xc4ceb9fe1a85ec53ULL;
   }
 
   runtime_core* core_;
