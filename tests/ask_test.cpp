@@ -538,10 +538,10 @@ TEST_CASE("1,000,000 asks leave no reply state or timer behind", "[ask][leak]") 
   test::require_accounted(rt.counters());
 }
 
-// Asks made inside actors arm their timeouts on the asking worker's own timers
-// (detail/worker_timers.hpp): they must fire while that worker sleeps and while it stays busy,
-// a reply completed on another thread must cancel them, and a worker that stops must leave
-// nothing behind.
+// The timeouts of asks made inside actors: they must fire while the asking worker sleeps and
+// while it stays busy, a reply completed on another thread must cancel them, and a worker that
+// stops must leave nothing behind. (They were once armed on each worker's own timers, which a
+// handler blocking that worker kept from firing: docs/performance.md, "Asks on one core".)
 namespace {
 struct timed_ask {
   troupe::ref<server> target;
@@ -578,8 +578,8 @@ class timed_asker {
       co_return static_cast<int>(e.code());
     }
   }
-  // Replies come from plain threads (the server's promises): each cancels a timer armed on
-  // this actor's worker from another thread.
+  // Replies come from plain threads (the server's promises): each cancels the timeout of an
+  // ask made on this actor's worker from another thread.
   troupe::task<int> on(deferred_ask a) {
     int sum = 0;
     for (int i = 0; i < a.count; ++i) sum += co_await a.target.ask(get_deferred{}, 60s);
@@ -611,8 +611,7 @@ class ticker {
 };
 }  // namespace
 
-TEST_CASE("an actor's ask times out on its worker's timers while the worker sleeps",
-          "[ask][timeout][worker_timers]") {
+TEST_CASE("an actor's ask times out while its worker sleeps", "[ask][timeout]") {
   troupe::runtime rt(troupe::runtime_options{.workers = 1});
   auto s = rt.spawn<server>();
   auto a = rt.spawn<timed_asker>();
@@ -623,7 +622,7 @@ TEST_CASE("an actor's ask times out on its worker's timers while the worker slee
   REQUIRE(waited >= 30ms);
   REQUIRE(waited < 30ms + 20s);
   // The answered case on the same worker (another server: the first one is still asleep): the
-  // reply cancels the timer there.
+  // reply cancels the timeout.
   auto s2 = rt.spawn<server>();
   REQUIRE(a.ask(timed_ask{s2, 1ms, 60s}, 60s).get() == -1);
   REQUIRE(rt.pending_timers() == 1);  // only the first server's 10 s sleep
@@ -631,8 +630,7 @@ TEST_CASE("an actor's ask times out on its worker's timers while the worker slee
   REQUIRE(rt.counters().open_asks == 0);
 }
 
-TEST_CASE("an actor's ask times out on its worker's timers while the worker stays busy",
-          "[ask][timeout][worker_timers]") {
+TEST_CASE("an actor's ask times out while its worker stays busy", "[ask][timeout]") {
   troupe::runtime rt(troupe::runtime_options{.workers = 1});
   auto s = rt.spawn<server>();
   auto a = rt.spawn<timed_asker>();
@@ -648,8 +646,8 @@ TEST_CASE("an actor's ask times out on its worker's timers while the worker stay
   REQUIRE(rt.counters().open_asks == 0);
 }
 
-TEST_CASE("replies completed on other threads cancel the timers armed on a worker",
-          "[ask][worker_timers]") {
+TEST_CASE("replies completed on other threads cancel the timeouts of asks made on a worker",
+          "[ask]") {
   troupe::runtime rt(troupe::runtime_options{.workers = 2});
   auto s = rt.spawn<server>();
   auto a = rt.spawn<timed_asker>();
@@ -660,7 +658,7 @@ TEST_CASE("replies completed on other threads cancel the timers armed on a worke
   test::require_accounted(rt.counters());
 }
 
-TEST_CASE("an ask armed on a worker completes after that worker stopped", "[ask][worker_timers]") {
+TEST_CASE("an ask made on a worker completes after that worker stopped", "[ask]") {
   std::promise<troupe::promise<int>> out;
   auto kept = out.get_future();
   troupe::runtime rt(troupe::runtime_options{.workers = 1});
@@ -670,8 +668,8 @@ TEST_CASE("an ask armed on a worker completes after that worker stopped", "[ask]
     auto outer = a.ask(held_ask{h, &out}, 60s);
     troupe::promise<int> reply = kept.get();  // the asker now awaits it, its timer armed
     rt.shutdown(0ms);                         // abandons the asker; its worker stops
-    // The inner ask completes from this thread after its worker is gone: its timer is not
-    // touched (the worker's timers are closed), and the reply state is freed.
+    // The inner ask completes from this thread after its worker is gone: its timeout is
+    // cancelled, and the reply state is freed.
     static_cast<void>(reply.set_value(5));
     REQUIRE_THROWS_AS(outer.get(), troupe::error);  // the asker never answered
   }

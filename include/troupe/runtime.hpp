@@ -37,7 +37,6 @@ class runtime {
       auto timers = std::make_unique<detail::asio_timer_service>(core_);
       auto pool = std::make_unique<detail::worker_pool>(core_, o.workers, o.batch,
                                                         &detail::runtime_core::worker_idle);
-      pool->set_backstop(timers.get());
       core_->attach(std::move(timers), std::move(pool));
     } catch (...) {
       core_->release();

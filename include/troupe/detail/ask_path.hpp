@@ -9,15 +9,6 @@
 
 namespace troupe::detail {
 
-// Off: an ask's timeout is armed on the runtime's timer thread, as before per-worker timers.
-// With it on (detail/worker_timers.hpp: no lock or allocation per ask, -5.5 % instructions on
-// pingpong+ask) a timeout can only fire when its worker looks at its timers, and a handler that
-// blocks that worker — say the very target of the ask, woken onto the asker's worker — keeps it
-// from ever firing: the asker and the target wait for each other (documented_behaviour_test
-// deadlocked so in CI). It stays off until a blocked worker's timers can be fired by another
-// thread (see docs/performance.md, "Asks on one core").
-inline constexpr bool ask_timeouts_on_worker_timers = false;
-
 template <class M, class R>
 struct ask_envelope final : envelope {
   template <class Arg>
@@ -138,10 +129,6 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
   const thread_identity& id = this_thread_identity;
   const bool on_worker = id.core == core;
   actor_cell* asker = on_worker ? id.cell : nullptr;
-  // Where the timeout is armed: the runtime's timer service (its own thread), or — switched off,
-  // see ask_timeouts_on_worker_timers — the asking worker's own timers.
-  worker_timers* local = ask_timeouts_on_worker_timers && on_worker ? id.timers : nullptr;
-  if (local != nullptr) local->reserve_one();  // before anything exists that would leak
   auto* slot = new reply_slot<R>(target, core->next_correlation(), access::make_address(asker));
   troupe::reply<R> result(slot);
   slot->retain();  // the envelope's reference
@@ -152,17 +139,14 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
     slot->release();
     throw;
   }
-  if (local != nullptr) [[likely]] {
-    const clock::time_point deadline = local->deadline_after(timeout);
-    // A saturated deadline is never reached: it needs no timer.
-    if (deadline != clock::time_point::max()) [[likely]]
-      slot->arm_local(*local, deadline, timeout);
-  } else {
-    const clock::time_point deadline = deadline_after(core->now(), timeout);
-    if (deadline != clock::time_point::max()) [[likely]] {
-      core->timers().schedule(deadline, std::make_unique<ask_timeout_task>(slot, timeout),
-                              &slot->timer_);
-    }
+  // On the runtime's timer service (its own thread, or the simulation's virtual clock), never on
+  // the asking worker: a handler blocking that worker — the ask's own target, woken onto it —
+  // must not keep the timeout from firing (docs/design.md, Timers). A saturated deadline is
+  // never reached: it needs no timer.
+  const clock::time_point deadline = deadline_after(core->now(), timeout);
+  if (deadline != clock::time_point::max()) [[likely]] {
+    core->timers().schedule(deadline, std::make_unique<ask_timeout_task>(slot, timeout),
+                            &slot->timer_);
   }
   core->post(target, e, true);
   return result;
@@ -170,10 +154,7 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
 
 inline reply_slot_base::reply_slot_base(actor_cell* target, std::uint64_t correlation,
                                         address asker) noexcept
-    : local_timer(&reply_slot_base::on_local_timer),
-      target_(target),
-      correlation_(correlation),
-      asker_(std::move(asker)) {
+    : target_(target), correlation_(correlation), asker_(std::move(asker)) {
   target_->retain();  // keeps the runtime core alive as long as the reply state
   counter_slot& counters = target_->core()->counters_here();
   counters.add(counters.asks_opened);
@@ -222,18 +203,8 @@ inline void reply_slot_base::wait_or_drive() {
 
 inline void reply_slot_base::publish() noexcept {
   // Cancel first, so that whoever sees the ask done also sees its timer gone (pending_timers).
-  if (worker_timers* owner = owner_; owner != nullptr) [[likely]] {
-    // Armed on a worker (owner_ is set before the request is sent, so it happens-before this).
-    if (owner == this_thread_identity.timers) [[likely]] {
-      owner->disarm(this);  // the common case: the reply comes on the asker's worker
-    } else {
-      retain();  // the owner drops it when it takes the timer out (on_local_timer)
-      if (!owner->cancel_remote(this)) release();  // the owner stopped: not the last reference
-    }
-  } else {
-    // Destroying the cancelled task drops its reference; the caller still holds one.
-    static_cast<void>(core()->timers().cancel(&timer_));
-  }
+  // Destroying the cancelled task drops its reference; the caller still holds one.
+  static_cast<void>(core()->timers().cancel(&timer_));
   if (const std::uint32_t entry = round_trip_entry_.load(std::memory_order_acquire); entry != 0)
       [[unlikely]] {
     core()->record_round_trip(entry - 1, asked_);
@@ -244,27 +215,6 @@ inline void reply_slot_base::publish() noexcept {
     state_.notify_all();
   }
   if (waiter_.exchange(waiter_fired, std::memory_order_acq_rel) == waiter_registered) fire();
-}
-
-inline void reply_slot_base::on_local_timer(local_timer* t, bool fire) noexcept {
-  auto* self = static_cast<reply_slot_base*>(t);
-  if (fire) {
-    self->fail_timeout();
-  } else {
-    self->release();
-  }
-}
-
-inline void reply_slot_base::fail_timeout() noexcept {
-  try {
-    fail(errc::timeout,
-         "no reply within " +
-             std::to_string(
-                 std::chrono::duration_cast<std::chrono::microseconds>(timeout_).count()) +
-             " us");
-  } catch (...) {
-    fail(errc::timeout, {});
-  }
 }
 
 inline void reply_slot_base::before_free() noexcept {

@@ -9,8 +9,6 @@
 
 namespace troupe::detail {
 
-class worker_timers;
-
 // A worker's block has a single writer, so increments are a plain load and store (no locked
 // instruction on the hot path); the shared block, used by every other thread, uses fetch_add.
 // Readers sum all blocks with relaxed loads: exact once the writers are quiet or joined.
@@ -48,8 +46,6 @@ struct thread_identity {
   // Metrics or tracing on: the id of the message whose handler runs now (the causation of the
   // messages it sends); 0 outside handlers.
   std::uint64_t message = 0;
-  // A worker's own timers (worker_timers.hpp), where asks made on it arm their timeouts.
-  worker_timers* timers = nullptr;
 };
 inline thread_local constinit thread_identity this_thread_identity;
 

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -13,7 +12,6 @@
 #include <troupe/detail/address.hpp>
 #include <troupe/detail/fwd.hpp>
 #include <troupe/detail/pool.hpp>
-#include <troupe/detail/worker_timers.hpp>
 #include <troupe/error.hpp>
 
 namespace troupe::detail {
@@ -26,14 +24,11 @@ class driver;
 // waiter: a suspended actor to wake or a callback to run. The waiter and the publisher meet on
 // `waiter_`: whichever of them comes second fires the waiter, so it fires exactly once whatever
 // the order. Reference-counted: the asker's reply<R>, the request envelope (or the promise that
-// replaced it), and the timeout task (shared timer) or a remote cancel (worker timer) hold one.
+// replaced it) and the timeout task each hold one.
 //
-// The timeout: an ask made on a worker arms the local_timer inside its slot on that worker's
-// timers (worker_timers.hpp; no lock, no allocation); one made elsewhere schedules a task on
-// the runtime's timer service. The worker's heap holds no reference: while the timer is in
-// it, the slot is not yet published, so the envelope or promise that must complete it (or the
-// thread completing it) keeps it alive.
-class reply_slot_base : private local_timer {
+// The timeout is a task on the runtime's timer service (its own thread), wherever the ask was
+// made: it fires even while a handler blocks the asker's worker (docs/design.md, Timers).
+class reply_slot_base {
  public:
   // Retains `target` (and so the runtime core) for the slot's lifetime.
   inline reply_slot_base(actor_cell* target, std::uint64_t correlation, address asker) noexcept;
@@ -121,14 +116,6 @@ class reply_slot_base : private local_timer {
   // Pending timeout task; read and written only under the timer service's lock.
   timer_task* timer_ = nullptr;
 
-  // The asking thread, a worker of the slot's runtime: arms the timeout on `timers`, after
-  // timers.reserve_one(). The slot's first reference is still the caller's.
-  void arm_local(worker_timers& timers, std::chrono::steady_clock::time_point due,
-                 std::chrono::steady_clock::duration timeout) noexcept {
-    timeout_ = timeout;
-    timers.arm(this, due);
-  }
-
   // Metrics on: when the request was queued, and which entry of the runtime's message table
   // (index + 1) records the round trip on completion.
   // The timer thread may complete the ask meanwhile (a timeout): the entry is published last.
@@ -168,9 +155,6 @@ class reply_slot_base : private local_timer {
     if (waiter_.exchange(waiter_registered, std::memory_order_acq_rel) == waiter_fired) fire();
   }
   inline void fire() noexcept;
-  // The local timer's hook (on its worker): the deadline passed, or a remote cancel is taken out.
-  static inline void on_local_timer(local_timer* t, bool fire) noexcept;
-  [[gnu::cold]] inline void fail_timeout() noexcept;
   [[gnu::cold]] inline void fail_deadlock(actor_cell* cell, bool self) noexcept;
   static inline void retain_cell(actor_cell* cell) noexcept;
   static inline void before_free() noexcept;
@@ -179,7 +163,7 @@ class reply_slot_base : private local_timer {
   std::atomic<std::uint32_t> state_{state_pending};
   std::atomic<std::uint32_t> waiter_{waiter_none};
   // Metrics: 0, or the message-table entry + 1 that records this ask's round trip. A 32-bit
-  // index fills padding (a reply_slot<int> is 192 bytes with the timer node: a 256-byte block).
+  // index fills what would be padding.
   std::atomic<std::uint32_t> round_trip_entry_{0};
   actor_cell* target_;
   std::uint64_t correlation_;
@@ -188,7 +172,6 @@ class reply_slot_base : private local_timer {
   std::uint64_t wake_generation_ = 0;
   std::function<void()> callback_;
   std::int64_t asked_ = 0;
-  std::chrono::steady_clock::duration timeout_{};  // of a locally armed timeout, for its text
 };
 
 template <class R>

@@ -593,14 +593,8 @@ class runtime_core {
     return live_;
   }
 
-  // The timer service's tasks and the asks' timeouts armed on workers (worker_timers).
-  [[nodiscard]] std::size_t pending_timers() const noexcept {
-    // The service first: a wake-up armed between the two reads then shows as one fewer, not
-    // one more (see own_timers_pending).
-    const auto service = static_cast<std::int64_t>(timers_->pending());
-    const std::int64_t n = service + scheduler_->own_timers_pending();
-    return n > 0 ? static_cast<std::size_t>(n) : 0;
-  }
+  // The timer service's tasks (every timer lives there: sleeps, delayed sends, ask timeouts).
+  [[nodiscard]] std::size_t pending_timers() const noexcept { return timers_->pending(); }
 
  private:
   ~runtime_core() = default;

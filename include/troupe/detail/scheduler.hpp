@@ -14,8 +14,6 @@
 #include <troupe/detail/actor_cell.hpp>
 #include <troupe/detail/config.hpp>
 #include <troupe/detail/counters.hpp>
-#include <troupe/detail/timer_service.hpp>
-#include <troupe/detail/worker_timers.hpp>
 
 namespace troupe::detail {
 
@@ -38,10 +36,6 @@ class scheduler {
   virtual void start() {}
   // The counter block of thread `i` (< thread_count()), which counters_here() hands its actors.
   [[nodiscard]] virtual const counter_slot& counters_of(std::size_t i) const noexcept = 0;
-  // Timers armed on the threads' own timers (worker_timers) and not cancelled, less the
-  // wake-ups the threads keep on the timer service for them (not timers a user armed). Best
-  // effort: exact when the threads are quiet.
-  [[nodiscard]] virtual std::int64_t own_timers_pending() const noexcept { return 0; }
 };
 
 // Per-worker FIFO run queues (moodycamel ConcurrentQueue: the owner enqueues with its token,
@@ -64,11 +58,7 @@ class worker_pool final : public scheduler {
     std::size_t steal_from = 0;  // owner only
     counter_slot counters;
     std::thread thread;
-    // The timeouts of asks made on this worker (owner only, but for remote cancels).
-    worker_timers timers;
-    unsigned since_poll = 0;         // owner only: activations since timers were polled
-    unsigned since_injection = 0;    // owner only: local picks since the injection queue came first
-    timer_task* backstop = nullptr;  // owner only: the wake-up armed while parked with timers
+    unsigned since_injection = 0;  // owner only: local picks since the injection queue came first
   };
 
   using idle_hook = void (*)(const void* core) noexcept;
@@ -88,15 +78,6 @@ class worker_pool final : public scheduler {
     for (auto& w : workers_) {
       w->thread = std::thread([this, raw = w.get()] { loop(*raw); });
     }
-  }
-
-  // Before start(): where a worker that parks with timers armed schedules its wake-up.
-  void set_backstop(timer_service* timers) noexcept { backstop_ = timers; }
-
-  [[nodiscard]] std::int64_t own_timers_pending() const noexcept override {
-    auto n = -static_cast<std::int64_t>(backstops_.load(std::memory_order_relaxed));
-    for (const auto& w : workers_) n += static_cast<std::int64_t>(w->timers.pending());
-    return n;
   }
 
   [[nodiscard]] worker& at(std::size_t i) noexcept { return *workers_[i]; }
@@ -205,10 +186,6 @@ class worker_pool final : public scheduler {
       }
     }
     for (;;) {
-      // Due timeouts first: firing one may wake an actor (into this worker's `next`).
-      if (poll_timers(w)) {
-        if (actor_cell* cell = find_work(w)) return cell;
-      }
       const std::uint32_t seen = epoch_.load(std::memory_order_seq_cst);
       parked_.fetch_add(1, std::memory_order_seq_cst);
       std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -220,14 +197,6 @@ class worker_pool final : public scheduler {
         parked_.fetch_sub(1, std::memory_order_seq_cst);
         return nullptr;
       }
-      // Timeouts armed here must fire while it sleeps: the timer thread wakes the pool at the
-      // earliest (a timeout that fell due since the poll above wakes it at once).
-      const bool backstop = w.timers.armed();
-      if (backstop && !arm_backstop(w)) {
-        parked_.fetch_sub(1, std::memory_order_seq_cst);
-        std::this_thread::yield();  // out of memory for the wake-up: poll instead of sleeping
-        continue;
-      }
       // Asleep from here until the wait returns: only now may idle() count this worker, and
       // it stops counting it before the worker looks for work again.
       sleeping_.fetch_add(1, std::memory_order_seq_cst);
@@ -235,15 +204,12 @@ class worker_pool final : public scheduler {
       epoch_.wait(seen, std::memory_order_seq_cst);
       sleeping_.fetch_sub(1, std::memory_order_seq_cst);
       parked_.fetch_sub(1, std::memory_order_seq_cst);
-      // Under the service's lock: the timer thread nulls the handle when the wake-up fires.
-      if (backstop) disarm_backstop(w);
       if (actor_cell* cell = find_work(w)) return cell;
     }
   }
 
   void loop(worker& w) {
     this_thread_identity = thread_identity{core_, &w.counters, &w};
-    this_thread_identity.timers = &w.timers;
     for (;;) {
       actor_cell* cell = find_work(w);
       if (cell == nullptr) cell = park(w);
@@ -252,61 +218,12 @@ class worker_pool final : public scheduler {
       const activation outcome = cell->run(batch_);
       this_thread_identity.cell = nullptr;
       if (outcome == activation::yielded) push_local(w, cell);
-      // Remote cancels alone (nothing armed) wait for the next poll or park.
-      if (w.timers.armed() && ++w.since_poll >= worker_timers::poll_interval) poll_timers(w);
-    }
-    // Every actor has finished: the asks still armed here can only complete from elsewhere.
-    w.timers.close();
-  }
-
-  // Owner: fires the timeouts due now; true if any fired.
-  bool poll_timers(worker& w) noexcept {
-    w.since_poll = 0;
-    if (!w.timers.active()) return false;
-    return w.timers.poll(std::chrono::steady_clock::now());
-  }
-
-  // Owner, parking with timers armed: the timer thread wakes the pool at the earliest deadline.
-  // False if the wake-up could not be allocated.
-  bool arm_backstop(worker& w) noexcept {
-    if (backstop_ == nullptr) return true;  // no timer thread (tests of the pool alone)
-    bool counted = false;
-    try {
-      auto task = std::make_unique<wake_task>(this);
-      backstops_.fetch_add(1, std::memory_order_relaxed);
-      counted = true;
-      backstop_->schedule(w.timers.next_due(), std::move(task), &w.backstop);
-      return true;
-    } catch (...) {
-      if (counted) backstops_.fetch_sub(1, std::memory_order_relaxed);
-      return false;
     }
   }
-  void disarm_backstop(worker& w) noexcept {
-    if (backstop_ == nullptr) return;
-    static_cast<void>(backstop_->cancel(&w.backstop));
-    backstops_.fetch_sub(1, std::memory_order_relaxed);
-  }
-
-  // The timer thread's wake-up for a parked worker's timers: every parked worker looks again
-  // (the pool has one wait word; this happens only when a timeout falls due while parked).
-  class wake_task final : public timer_task {
-   public:
-    explicit wake_task(worker_pool* pool) noexcept : pool_(pool) {}
-    void fire() noexcept override {
-      pool_->epoch_.fetch_add(1, std::memory_order_seq_cst);
-      pool_->epoch_.notify_all();
-    }
-
-   private:
-    worker_pool* pool_;
-  };
 
   const void* core_;
   std::size_t batch_;
   idle_hook on_idle_;
-  timer_service* backstop_ = nullptr;
-  std::atomic<std::size_t> backstops_{0};  // wake-ups armed on backstop_ (own_timers_pending)
   std::vector<std::unique_ptr<worker>> workers_;
   moodycamel::ConcurrentQueue<actor_cell*> injection_;
   // Workers in the parking sequence (the wake-up protocol with notify_if_idle).

@@ -1,5 +1,5 @@
-// Internal: the binary min-heap of timers that every clock shares (the Asio timer thread's, the
-// simulation's virtual clock, each worker's own ask timers). Written once here.
+// Internal: the binary min-heap of timers that every clock shares (the Asio timer thread's and
+// the simulation's virtual clock). Written once here.
 #pragma once
 
 #include <cstddef>
