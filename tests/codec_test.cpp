@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -13,6 +14,7 @@
 
 #include <troupe/codec.hpp>
 #include <troupe/codec_msgpack.hpp>
+#include <troupe/upcast.hpp>
 
 namespace shop {
 
@@ -223,4 +225,84 @@ TEST_CASE("bad input is a decode failure with a reason, never a crash", "[codec]
   for (std::size_t n = 0; n < good.size(); ++n) {
     CHECK_FALSE(troupe::decode<shop::order>(good.substr(0, n)).has_value());
   }
+}
+
+// ---- versions and upcasters (include/troupe/upcast.hpp) --------------------------------------
+
+namespace bank {
+
+struct deposit_v1 {
+  static constexpr std::string_view troupe_wire_name = "bank.deposit";
+  long cents = 0;
+};
+struct deposit_v2 {
+  static constexpr std::string_view troupe_wire_name = "bank.deposit";
+  static constexpr unsigned troupe_wire_version = 2;
+  long cents = 0;
+  std::string currency;
+};
+struct deposit {  // version 3: the current type
+  static constexpr std::string_view troupe_wire_name = "bank.deposit";
+  static constexpr unsigned troupe_wire_version = 3;
+  long cents = 0;
+  std::string currency;
+  std::string memo;
+};
+
+}  // namespace bank
+
+TEST_CASE("a versioned wire name; upcasters chain older versions up to the current type",
+          "[codec][versions]") {
+  CHECK(troupe::wire_name_of<bank::deposit_v1>() == "bank.deposit");
+  CHECK(troupe::wire_name_of<bank::deposit_v2>() == "bank.deposit@2");
+  CHECK(troupe::wire_name_of<bank::deposit>() == "bank.deposit@3");
+  STATIC_REQUIRE(troupe::wire_version_of<shop::order>() == 1);
+  STATIC_REQUIRE(troupe::parse_wire_name("bank.deposit@3").base == "bank.deposit");
+
+  troupe::upcasters<bank::deposit> up;
+  up.add<bank::deposit_v1>([](bank::deposit_v1 d) { return bank::deposit_v2{d.cents, "EUR"}; });
+  up.add<bank::deposit_v2>([](bank::deposit_v2 d) {
+    if (d.cents < 0) throw std::invalid_argument("negative deposit");
+    return bank::deposit{d.cents, d.currency, "migrated"};
+  });
+  CHECK(up.reads(1));
+  CHECK(up.reads(3));
+  CHECK_FALSE(up.reads(4));
+
+  auto bytes = [](const auto& v) {
+    std::string out;
+    troupe::encode(v, out);
+    return out;
+  };
+  troupe::dead_letter_reason why{};
+  auto v1 = up.read("bank.deposit", "msgpack", bytes(bank::deposit_v1{250}), why);
+  REQUIRE(v1.has_value());
+  CHECK(v1.value().cents == 250);
+  CHECK(v1.value().currency == "EUR");
+  CHECK(v1.value().memo == "migrated");
+  auto v3 = up.read("bank.deposit@3", "msgpack", bytes(bank::deposit{7, "USD", "x"}), why);
+  REQUIRE(v3.has_value());
+  CHECK(v3.value().memo == "x");
+
+  auto newer = up.read("bank.deposit@4", "msgpack", "", why);
+  CHECK(why == troupe::dead_letter_reason::unknown_type);
+  CHECK_THAT(newer.error(), Catch::Contains("newer"));
+  auto other = up.read("bank.withdrawal", "msgpack", "", why);
+  CHECK(why == troupe::dead_letter_reason::unknown_type);
+  CHECK_THAT(other.error(), Catch::Contains("where bank.deposit@3 is expected"));
+  auto garbage = up.read("bank.deposit@2", "msgpack", "\xc1", why);
+  CHECK(why == troupe::dead_letter_reason::decode_failed);
+  auto codec = up.read("bank.deposit@2", "json", bytes(bank::deposit_v2{1, "EUR"}), why);
+  CHECK(why == troupe::dead_letter_reason::wrong_codec);
+  auto threw = up.read("bank.deposit@2", "msgpack", bytes(bank::deposit_v2{-1, "EUR"}), why);
+  CHECK(why == troupe::dead_letter_reason::decode_failed);
+  CHECK_THAT(threw.error(), Catch::Contains("negative deposit"));
+
+  troupe::upcasters<bank::deposit> only_v2;
+  only_v2.add<bank::deposit_v2>([](bank::deposit_v2 d) { return bank::deposit{d.cents, "", ""}; });
+  auto missing = only_v2.read("bank.deposit", "msgpack", bytes(bank::deposit_v1{1}), why);
+  CHECK(why == troupe::dead_letter_reason::unknown_type);
+  CHECK_THAT(missing.error(), Catch::Contains("no upcaster from version 1"));
+  CHECK_THROWS_AS(only_v2.add<bank::deposit_v2>([](bank::deposit_v2) { return bank::deposit{}; }),
+                  troupe::error);
 }

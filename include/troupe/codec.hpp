@@ -13,6 +13,15 @@
 // matches (never typeid, which differs between compilers). Standard types (integers by width,
 // floating point, bool, std::string, vectors, optionals, maps, troupe::unit) are named already.
 //
+// Versions: a type that changed its fields keeps its name and declares the next version,
+//   struct deposit {                                       // was { long cents; }: version 1
+//     static constexpr std::string_view troupe_wire_name = "bank.deposit";
+//     static constexpr unsigned troupe_wire_version = 2;   // on the wire: "bank.deposit@2"
+//     long cents; std::string currency; };
+// (or `static constexpr unsigned version = 2;` in a wire_name<T> specialisation). Version 1 is
+// the plain name, so what was written before a type had a version reads as version 1. A reader
+// turns an older version into its current type with troupe::upcasters (upcast.hpp).
+//
 // A type picks its codec with `using troupe_codec = my_codec;` or a specialisation of
 // troupe::codec_of<T>; the default is troupe::msgpack_codec. A codec is a class with
 //   static constexpr std::string_view id;                       // travels beside the payload
@@ -104,6 +113,15 @@ concept specialised_wire_name = requires {
 };
 
 template <class T>
+concept member_wire_version = requires {
+  { T::troupe_wire_version } -> std::convertible_to<unsigned>;
+};
+template <class T>
+concept specialised_wire_version = requires {
+  { wire_name<T>::version } -> std::convertible_to<unsigned>;
+};
+
+template <class T>
 struct is_vector : std::false_type {};
 template <class T, class A>
 struct is_vector<std::vector<T, A>> : std::true_type {};
@@ -153,8 +171,75 @@ struct type_has_a_wire_name {
 template <class T>
 concept WireNamed = detail::type_has_a_wire_name<std::remove_cvref_t<T>>::value;
 
-// T's wire name, e.g. "bank.deposit", "i64", "vector<string>". Thread-safe; the view lives as
-// long as the program.
+// T's wire version: troupe_wire_version (or wire_name<T>::version), else 1.
+template <class T>
+[[nodiscard]] constexpr unsigned wire_version_of() noexcept {
+  using type = std::remove_cvref_t<T>;
+  if constexpr (detail::specialised_wire_version<type>) {
+    return wire_name<type>::version;
+  } else if constexpr (detail::member_wire_version<type>) {
+    return type::troupe_wire_version;
+  } else {
+    return 1;
+  }
+}
+
+namespace detail {
+
+// Spelled as class templates so that a failing static_assert prints the type's name.
+template <class VersionedType>
+struct wire_version_is_at_least_1 {
+  static constexpr bool value = wire_version_of<VersionedType>() >= 1;
+};
+template <class NamedType>
+struct wire_name_has_no_at_sign {
+  static constexpr bool value = [] {
+    if constexpr (specialised_wire_name<NamedType>) {
+      return std::string_view(wire_name<NamedType>::value).find('@') == std::string_view::npos;
+    } else if constexpr (member_wire_name<NamedType>) {
+      return std::string_view(NamedType::troupe_wire_name).find('@') == std::string_view::npos;
+    } else {
+      return true;
+    }
+  }();
+};
+
+}  // namespace detail
+
+// T's wire name without its version: "bank.deposit" for "bank.deposit@2".
+template <class T>
+[[nodiscard]] constexpr std::string_view wire_base_name_of() noexcept {
+  using type = std::remove_cvref_t<T>;
+  static_assert(detail::specialised_wire_name<type> || detail::member_wire_name<type>,
+                "troupe::wire_base_name_of: only a type named by troupe_wire_name or "
+                "TROUPE_WIRE_NAME has a base name and a version");
+  if constexpr (detail::specialised_wire_name<type>) {
+    return wire_name<type>::value;
+  } else {
+    return type::troupe_wire_name;
+  }
+}
+
+// A wire name split into its base name and version: "a.b@3" is {"a.b", 3}, "a.b" is {"a.b", 1};
+// a version that is not a number >= 1 is 0.
+struct wire_type {
+  std::string_view base;
+  unsigned version = 1;
+};
+[[nodiscard]] constexpr wire_type parse_wire_name(std::string_view name) noexcept {
+  const auto at = name.rfind('@');
+  if (at == std::string_view::npos) return {name, 1};
+  const std::string_view digits = name.substr(at + 1);
+  unsigned v = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9' || v > 100'000'000) return {name.substr(0, at), 0};
+    v = v * 10 + static_cast<unsigned>(c - '0');
+  }
+  return {name.substr(0, at), digits.empty() ? 0 : v};
+}
+
+// T's wire name, e.g. "bank.deposit", "bank.deposit@2" (version 2), "i64", "vector<string>".
+// Thread-safe; the view lives as long as the program.
 template <class T>
 [[nodiscard]] std::string_view wire_name_of() {
   using type = std::remove_cvref_t<T>;
@@ -162,7 +247,17 @@ template <class T>
                 "troupe: this type crosses the wire but has no wire name: give it a member "
                 "`static constexpr std::string_view troupe_wire_name = \"app.name\";` or write "
                 "TROUPE_WIRE_NAME(type, \"app.name\") at global scope (see codec.hpp)");
-  if constexpr (detail::specialised_wire_name<type>) {
+  static_assert(detail::wire_name_has_no_at_sign<type>::value,
+                "troupe: a wire name may not contain '@' (it separates the version on the wire): "
+                "declare `static constexpr unsigned troupe_wire_version = N;` instead");
+  static_assert(detail::wire_version_is_at_least_1<type>::value,
+                "troupe: troupe_wire_version starts at 1 (1 is the plain name)");
+  if constexpr ((detail::specialised_wire_name<type> ||
+                 detail::member_wire_name<type>)&&wire_version_of<type>() > 1) {
+    static const std::string name =
+        std::string(wire_base_name_of<type>()) + "@" + std::to_string(wire_version_of<type>());
+    return name;
+  } else if constexpr (detail::specialised_wire_name<type>) {
     return wire_name<type>::value;
   } else if constexpr (detail::member_wire_name<type>) {
     return type::troupe_wire_name;

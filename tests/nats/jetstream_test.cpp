@@ -83,6 +83,38 @@ std::vector<long> sorted(std::vector<long> v) {
   return v;
 }
 
+// A stored dead letter's troupe-dead-* headers (and its troupe-type), by header name.
+using stored_letter = std::map<std::string, std::string>;
+
+// The dead letters stored on `subject`, read back from the dead-letter stream, oldest first.
+std::vector<stored_letter> stored_dead_letters(troupe::nats::node& n, const std::string& stream,
+                                               const std::string& subject) {
+  std::vector<stored_letter> out;
+  jsCtx* js = nullptr;
+  REQUIRE(natsConnection_JetStream(&js, n.native_handle(), nullptr) == NATS_OK);
+  jsStreamInfo* si = nullptr;
+  REQUIRE(js_GetStreamInfo(&si, js, stream.c_str(), nullptr, nullptr) == NATS_OK);
+  const std::uint64_t first = si->State.FirstSeq;
+  const std::uint64_t last = si->State.LastSeq;
+  jsStreamInfo_Destroy(si);
+  for (std::uint64_t seq = first; seq <= last && last != 0; ++seq) {
+    natsMsg* m = nullptr;
+    if (js_GetMsg(&m, js, stream.c_str(), seq, nullptr, nullptr) != NATS_OK) continue;
+    if (subject == natsMsg_GetSubject(m)) {
+      stored_letter letter;
+      for (const char* h : {"troupe-type", "troupe-dead-reason", "troupe-dead-detail",
+                            "troupe-dead-sequence", "troupe-dead-attempts", "troupe-dead-error"}) {
+        const char* v = nullptr;
+        if (natsMsgHeader_Get(m, h, &v) == NATS_OK && v != nullptr) letter[h] = v;
+      }
+      out.push_back(std::move(letter));
+    }
+    natsMsg_Destroy(m);
+  }
+  jsCtx_Destroy(js);
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("a durable topic replays from an offset, then continues live: no gap, no duplicate",
@@ -279,6 +311,20 @@ TEST_CASE("a durable work queue: competing consumers, redelivery, dead letters, 
   CHECK(s.seen.dead_count(troupe::dead_letter_reason::unknown_type) == 1);
   CHECK(s.seen.dead_count(troupe::dead_letter_reason::retries_exhausted) ==
         static_cast<std::size_t>(poison));
+  // A handler that threw: the stored dead letter carries the exception's type and text.
+  std::size_t with_error = 0;
+  for (const auto& letter :
+       stored_dead_letters(s.n, s.js.dead_letter_stream(), q.dead_letter_subject())) {
+    if (letter.at("troupe-dead-reason") != "retries exhausted") continue;
+    ++with_error;
+    INFO(letter.at("troupe-dead-detail"));
+    CHECK(letter.at("troupe-dead-error").rfind("std::runtime_error: cannot do order -20", 0) == 0);
+    CHECK(letter.at("troupe-dead-detail")
+              .find("the last threw std::runtime_error: cannot do "
+                    "order -20") != std::string::npos);
+    CHECK(letter.at("troupe-dead-attempts") == "2");
+  }
+  CHECK(with_error == static_cast<std::size_t>(poison));
 
   c1.end();
   c2.end();
@@ -323,6 +369,292 @@ TEST_CASE("nats-server restarted on its store mid-run: nothing lost, reconnects 
   CHECK(unique.size() == 100);
   CHECK(*unique.begin() == 1);
   CHECK(*unique.rbegin() == 100);
+}
+
+TEST_CASE(
+    "a three-server cluster: a replicated stream goes on through a stopped server; nothing "
+    "is lost",
+    "[jetstream][cluster]") {
+  test::server_cluster cluster(3);  // declared first: the servers outlive the clients below
+  REQUIRE(cluster.wait_for_meta_leader());
+  test::observer seen;
+  troupe::runtime rt(seen.options(2));
+  troupe::nats::node n(
+      rt, {.servers = cluster.urls(), .name = "js-cluster", .prefix = setup::prefix_for()});
+  troupe::nats::jetstream js(n, {.api_wait = 5000ms, .dead_letter_replicas = 3});
+  auto q = js.make_queue<order>(
+      "cluster.jobs", {.limits = {.replicas = 3},
+                       .consumer = {.max_attempts = 2, .ack_wait = 2000ms, .backoff = 10ms}});
+  REQUIRE(q.state().replicas == 3);
+  auto sup = rt.spawn<troupe::supervisor>(troupe::one_for_one{.max_restarts = 100, .within = 60s});
+  book done;
+  auto c = q.add_consumer(troupe::start_child<flaky>(sup, {.name = "w"}, &done));
+
+  constexpr long items = 200;
+  std::set<long> poison;
+  auto push = [&](long i) {
+    const long v = i % 25 == 0 ? -2000 - i : i;
+    if (v < -1000) poison.insert(v);
+    // While the stream elects a new leader a publish fails: retried under the same message id,
+    // which the stream stores once (a retry of a publish that was stored is a duplicate).
+    REQUIRE(test::eventually(
+        [&] {
+          try {
+            q.push_sync(order{v}, {.id = "job-" + std::to_string(i)});
+            return true;
+          } catch (const troupe::error&) {
+            return false;
+          }
+        },
+        60000ms));
+  };
+  for (long i = 1; i <= items / 2; ++i) push(i);
+
+  // Stop the server that leads the stream: the one whose loss is hardest to hide.
+  std::string leader;
+  {
+    jsCtx* raw = nullptr;
+    REQUIRE(natsConnection_JetStream(&raw, n.native_handle(), nullptr) == NATS_OK);
+    jsStreamInfo* si = nullptr;
+    REQUIRE(js_GetStreamInfo(&si, raw, q.stream().c_str(), nullptr, nullptr) == NATS_OK);
+    if (si->Cluster != nullptr && si->Cluster->Leader != nullptr) leader = si->Cluster->Leader;
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(raw);
+  }
+  const int stopped = cluster.index_of(leader);
+  REQUIRE(stopped >= 0);
+  cluster.stop(stopped);
+  for (long i = items / 2 + 1; i <= items; ++i) push(i);
+
+  auto unique_done = [&] {
+    std::lock_guard lock(done.mutex);
+    return std::set<long>(done.values.begin(), done.values.end());
+  };
+  const std::size_t good = static_cast<std::size_t>(items) - poison.size();
+  REQUIRE(test::eventually(
+      [&] { return unique_done().size() >= good && c.counters().dead_lettered >= poison.size(); },
+      60000ms));
+  std::uint64_t still_stored = 0;
+  REQUIRE(test::eventually(
+      [&] {
+        try {
+          still_stored = q.state().messages;
+          return still_stored == 0;
+        } catch (const troupe::error&) {
+          return false;  // the API may answer late while leaders move
+        }
+      },
+      60000ms));
+  std::set<std::string> dead_sequences;
+  for (const auto& letter :
+       stored_dead_letters(n, js.dead_letter_stream(), q.dead_letter_subject())) {
+    dead_sequences.insert(letter.at("troupe-dead-sequence"));
+  }
+  const std::set<long> handled = unique_done();
+  // published = handled + dead-lettered + still stored (each counted once: at least once
+  // delivery may repeat an item whose ack was lost with the leader)
+  CHECK(static_cast<std::uint64_t>(items) == handled.size() + dead_sequences.size() + still_stored);
+  CHECK(handled.size() == good);
+  CHECK(dead_sequences.size() == poison.size());
+  CHECK(*handled.begin() == 1);
+  CHECK(*handled.rbegin() == items - 1);                       // 200 was poison
+  CHECK(q.state().last == static_cast<std::uint64_t>(items));  // each id stored once
+  c.end();
+  js.close();
+  n.close();
+  rt.shutdown();
+  test::require_accounted(rt.counters());
+}
+
+// ---- events that outlive their code: versions and upcasters -----------------------------------
+
+namespace versioned {
+
+// Version 1 of a deposit, as it was written before the type changed.
+struct deposit_v1 {
+  static constexpr std::string_view troupe_wire_name = "bank.deposit";
+  long cents = 0;
+};
+// The changed type: same name, version 2 ("bank.deposit@2" on the wire).
+struct deposit {
+  static constexpr std::string_view troupe_wire_name = "bank.deposit";
+  static constexpr unsigned troupe_wire_version = 2;
+  long cents = 0;
+  std::string currency;
+};
+// A version written by newer code than the reader's.
+struct deposit_v3 {
+  static constexpr std::string_view troupe_wire_name = "bank.deposit";
+  static constexpr unsigned troupe_wire_version = 3;
+  long cents = 0;
+  std::string currency;
+  std::string memo;
+};
+
+struct ledger {
+  std::mutex mutex;
+  std::vector<std::uint64_t> offsets;
+  std::vector<std::string> entries;  // "<cents> <currency>"
+  std::size_t size() {
+    std::lock_guard lock(mutex);
+    return offsets.size();
+  }
+};
+
+struct bookkeeper {
+  ledger* l;
+  void on(const troupe::nats::delivery<deposit>& d) {
+    std::lock_guard lock(l->mutex);
+    l->offsets.push_back(d.sequence);
+    l->entries.push_back(std::to_string(d.value.cents) + " " + d.value.currency);
+  }
+};
+
+troupe::upcasters<deposit> upcast_v1() {
+  troupe::upcasters<deposit> up;
+  up.add<deposit_v1>([](deposit_v1 old) { return deposit{old.cents, "EUR"}; });
+  return up;
+}
+
+}  // namespace versioned
+
+static_assert(troupe::wire_version_of<versioned::deposit_v1>() == 1);
+static_assert(troupe::wire_version_of<versioned::deposit>() == 2);
+static_assert(troupe::wire_base_name_of<versioned::deposit>() == "bank.deposit");
+static_assert(troupe::parse_wire_name("bank.deposit@12").version == 12);
+static_assert(troupe::parse_wire_name("bank.deposit").version == 1);
+static_assert(troupe::parse_wire_name("bank.deposit@x").version == 0);
+
+TEST_CASE(
+    "versioned wire names: an upcaster reads version 1 as the changed type; what it cannot "
+    "read is a dead letter with its sequence",
+    "[jetstream][versions]") {
+  using namespace versioned;
+  CHECK(troupe::wire_name_of<deposit_v1>() == "bank.deposit");
+  CHECK(troupe::wire_name_of<deposit>() == "bank.deposit@2");
+  CHECK(troupe::wire_name_of<deposit_v3>() == "bank.deposit@3");
+  CHECK_THROWS_AS(upcast_v1().add<deposit_v1>([](deposit_v1) { return deposit{}; }),
+                  troupe::error);  // one step per version
+
+  setup s(test::server_url());
+  // Last year's code wrote version 1 (sequences 1..5) ...
+  auto old_code = s.js.retain<deposit_v1>("bank.deposits");
+  for (long i = 1; i <= 5; ++i) {
+    REQUIRE(old_code.publish_sync(deposit_v1{i * 100}) == static_cast<std::uint64_t>(i));
+  }
+  // ... today's writes version 2 (6, 7), newer code version 3 (8) ...
+  auto today = s.js.retain<deposit>("bank.deposits");
+  REQUIRE(today.publish_sync(deposit{600, "USD"}) == 6);
+  REQUIRE(today.publish_sync(deposit{700, "USD"}) == 7);
+  REQUIRE(s.js.retain<deposit_v3>("bank.deposits").publish_sync(deposit_v3{800, "USD", "x"}) == 8);
+  // ... and a version-1 event whose bytes do not decode (9).
+  {
+    natsMsg* m = nullptr;
+    const std::string subject = s.n.internals()->prefix + ".topic.bank.deposits";
+    REQUIRE(natsMsg_Create(&m, subject.c_str(), nullptr, "\xc1", 1) == NATS_OK);
+    natsMsgHeader_Set(m, "troupe-type", "bank.deposit");
+    natsMsgHeader_Set(m, "troupe-codec", "msgpack");
+    REQUIRE(natsConnection_PublishMsg(s.n.native_handle(), m) == NATS_OK);
+    natsMsg_Destroy(m);
+    REQUIRE(test::eventually([&] { return today.state().last == 9; }));
+  }
+  const troupe::nats::consumer_options fast{.max_attempts = 2, .ack_wait = 2000ms, .backoff = 10ms};
+
+  // With the upcaster: version 1 reads as the changed type, in stream order.
+  ledger replayed;
+  ledger grouped;
+  auto reader = today.with_upcasters(upcast_v1());
+  auto a = reader.subscribe(s.rt.spawn<bookkeeper>(&replayed), troupe::replay::oldest());
+  auto g = reader.subscribe(s.rt.spawn<bookkeeper>(&grouped), troupe::group{"books"},
+                            troupe::replay::oldest(), fast);
+  // Without one: version 1 cannot be read, and is not skipped either.
+  ledger strict;
+  auto h = today.subscribe(s.rt.spawn<bookkeeper>(&strict), troupe::group{"strict"},
+                           troupe::replay::oldest(), fast);
+  REQUIRE(test::eventually([&] {
+    return replayed.size() >= 7 && a.counters().bad_input >= 2 && g.counters().handled >= 7 &&
+           g.counters().dead_lettered >= 2 && h.counters().handled >= 2 &&
+           h.counters().dead_lettered >= 7;
+  }));
+  const std::vector<std::string> upcast_entries{"100 EUR", "200 EUR", "300 EUR", "400 EUR",
+                                                "500 EUR", "600 USD", "700 USD"};
+  {
+    std::lock_guard lock(replayed.mutex);
+    CHECK(replayed.offsets == std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6, 7});
+    CHECK(replayed.entries == upcast_entries);
+  }
+  {
+    std::lock_guard lock(grouped.mutex);
+    CHECK(grouped.entries == upcast_entries);  // one member: in stream order
+  }
+  {
+    std::lock_guard lock(strict.mutex);
+    CHECK(strict.offsets == std::vector<std::uint64_t>{6, 7});
+  }
+  CHECK(a.counters().bad_input == 2);
+  CHECK(g.counters().bad_input == 2);
+  CHECK(h.counters().bad_input == 7);
+  CHECK(g.counters().retried == 0);  // not read is not retried: dead at once
+
+  // Stored dead letters, with the sequence, the reason and why.
+  auto by_sequence = [&](const std::string& group_name) {
+    std::map<std::string, stored_letter> out;
+    for (auto& letter : stored_dead_letters(s.n, s.js.dead_letter_stream(),
+                                            s.js.dead_letter_subject(troupe::group{group_name}))) {
+      out[letter.at("troupe-dead-sequence")] = letter;
+    }
+    return out;
+  };
+  const auto books = by_sequence("books");
+  REQUIRE(books.size() == 2);
+  CHECK(books.at("8").at("troupe-dead-reason") == "unknown type");
+  CHECK(books.at("8").at("troupe-type") == "bank.deposit@3");
+  CHECK(books.at("8").at("troupe-dead-detail").find("newer") != std::string::npos);
+  CHECK(books.at("9").at("troupe-dead-reason") == "decode failed");
+  const auto strict_letters = by_sequence("strict");
+  REQUIRE(strict_letters.size() == 7);
+  for (const char* seq : {"1", "2", "3", "4", "5", "9"}) {
+    CAPTURE(seq);
+    CHECK(strict_letters.at(seq).at("troupe-dead-reason") == "unknown type");
+    CHECK(strict_letters.at(seq).at("troupe-dead-detail").find("no upcaster from version 1") !=
+          std::string::npos);
+  }
+  CHECK(strict_letters.at("8").at("troupe-dead-reason") == "unknown type");
+
+  // Acknowledged, so they do not loop: nothing pending on either group.
+  for (const char* name : {"books", "strict"}) {
+    jsCtx* js = nullptr;
+    REQUIRE(natsConnection_JetStream(&js, s.n.native_handle(), nullptr) == NATS_OK);
+    REQUIRE(test::eventually([&] {
+      jsConsumerInfo* ci = nullptr;
+      if (js_GetConsumerInfo(&ci, js, today.stream().c_str(), name, nullptr, nullptr) != NATS_OK)
+        return false;
+      const bool idle = ci->NumAckPending == 0 && ci->NumPending == 0;
+      jsConsumerInfo_Destroy(ci);
+      return idle;
+    }));
+    jsCtx_Destroy(js);
+  }
+  // The replaying subscriber reports what it could not read as local dead letters, with place.
+  {
+    std::lock_guard lock(s.seen.mutex);
+    std::size_t with_place = 0;
+    for (const auto& d : s.seen.dead) {
+      with_place += d.detail.find("(sequence 8 on bank.deposits)") != std::string::npos ||
+                    d.detail.find("(sequence 9 on bank.deposits)") != std::string::npos;
+    }
+    CHECK(with_place == 2);
+  }
+  // Accounting per group: published = handled + dead-lettered (+ still stored: none pending).
+  CHECK(g.counters().handled + g.counters().dead_lettered == 9);
+  CHECK(h.counters().handled + h.counters().dead_lettered == 9);
+  a.end();
+  g.end();
+  h.end();
+  s.js.close();
+  s.n.close();
+  s.rt.shutdown();
+  test::require_accounted(s.rt.counters());
 }
 
 // ---- separate processes ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 // Support of the NATS tests: the fixture's server URL, a private nats-server a test can stop and
-// restart (faults), and waiting for a condition with a bound (never a sleep as synchronisation).
+// restart (faults), a private three-server cluster (server_cluster), and waiting for a condition
+// with a bound (never a sleep as synchronisation).
 #pragma once
 
 #include <arpa/inet.h>
@@ -15,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -123,6 +125,176 @@ class private_server {
   std::filesystem::path store_;
   int port_;
   pid_t pid_ = -1;
+};
+
+// The body of an HTTP GET on 127.0.0.1:port (a server's monitoring endpoint); empty unless the
+// answer is 200. Bounded: two seconds per read.
+inline std::string http_get(int port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return {};
+  timeval limit{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  std::string reply;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(request.size())) {
+      char buf[4096];
+      for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) reply.append(buf, n);
+    }
+  }
+  ::close(fd);
+  if (reply.rfind("HTTP/1.", 0) != 0 || reply.find(" 200 ") == std::string::npos) return {};
+  const auto body = reply.find("\r\n\r\n");
+  return body == std::string::npos ? std::string() : reply.substr(body + 4);
+}
+
+// nats-servers on 127.0.0.1 in one cluster (three by default), each with its client, cluster
+// and monitoring port, its own store and server_name, routes to the others, JetStream on -- to
+// stop and start one at a time. Destroying it stops them all and removes the stores.
+class server_cluster {
+ public:
+  explicit server_cluster(int size = 3) {
+    const char* bin = std::getenv("TROUPE_NATS_SERVER");
+    REQUIRE(bin != nullptr);
+    binary_ = bin;
+    const std::string tag = std::to_string(::getpid()) + "-" + std::to_string(free_port());
+    name_ = "troupe-" + tag;
+    for (int i = 0; i < size; ++i) {
+      member m;
+      m.port = free_port();
+      m.cluster_port = free_port();
+      m.monitor_port = free_port();
+      m.name = name_ + "-s" + std::to_string(i + 1);
+      m.store = std::filesystem::temp_directory_path() / ("troupe-nats-" + m.name);
+      members_.push_back(m);
+    }
+    for (int i = 0; i < size; ++i) start(i);
+  }
+  server_cluster(const server_cluster&) = delete;
+  server_cluster& operator=(const server_cluster&) = delete;
+  ~server_cluster() {
+    for (int i = 0; i < size(); ++i) stop(i);
+    for (const auto& m : members_) {
+      std::error_code ignored;
+      std::filesystem::remove_all(m.store, ignored);
+    }
+  }
+
+  [[nodiscard]] int size() const { return static_cast<int>(members_.size()); }
+  [[nodiscard]] std::string url(int i) const {
+    return "nats://127.0.0.1:" + std::to_string(members_.at(i).port);
+  }
+  [[nodiscard]] std::vector<std::string> urls() const {
+    std::vector<std::string> out;
+    for (int i = 0; i < size(); ++i) out.push_back(url(i));
+    return out;
+  }
+  // The server_name of member i; -1 from index_of for a name not in the cluster.
+  [[nodiscard]] const std::string& name(int i) const { return members_.at(i).name; }
+  [[nodiscard]] int index_of(const std::string& server_name) const {
+    for (int i = 0; i < size(); ++i) {
+      if (members_[i].name == server_name) return i;
+    }
+    return -1;
+  }
+  [[nodiscard]] bool running(int i) const { return members_.at(i).pid > 0; }
+
+  // Starts member i on its ports and store; returns once it accepts clients.
+  void start(int i) {
+    member& m = members_.at(i);
+    std::string routes;
+    for (const auto& other : members_) {
+      if (&other == &m) continue;
+      routes += (routes.empty() ? "" : ",") + std::string("nats://127.0.0.1:") +
+                std::to_string(other.cluster_port);
+    }
+    std::vector<std::string> args{binary_,
+                                  "-a",
+                                  "127.0.0.1",
+                                  "-p",
+                                  std::to_string(m.port),
+                                  "-m",
+                                  std::to_string(m.monitor_port),
+                                  "-js",
+                                  "-sd",
+                                  m.store.string(),
+                                  "--server_name",
+                                  m.name,
+                                  "--cluster_name",
+                                  name_,
+                                  "--cluster",
+                                  "nats://127.0.0.1:" + std::to_string(m.cluster_port),
+                                  "--routes",
+                                  routes};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    REQUIRE(posix_spawn(&m.pid, binary_.c_str(), &actions, nullptr, argv.data(), environ) == 0);
+    posix_spawn_file_actions_destroy(&actions);
+    REQUIRE(eventually([&m] { return port_open(m.port); }));
+  }
+
+  // Stops member i at once (SIGKILL, as a crash) and reaps it.
+  void stop(int i) {
+    member& m = members_.at(i);
+    if (m.pid <= 0) return;
+    ::kill(m.pid, SIGKILL);
+    ::waitpid(m.pid, nullptr, 0);
+    m.pid = -1;
+  }
+
+  // The JetStream meta leader member i's monitoring endpoint names; empty if none (yet).
+  [[nodiscard]] std::string meta_leader(int i) const {
+    const std::string body = http_get(members_.at(i).monitor_port, "/jsz");
+    const auto meta = body.find("\"meta_cluster\"");
+    if (meta == std::string::npos) return {};
+    const auto key = body.find("\"leader\":", meta);
+    if (key == std::string::npos) return {};
+    const auto open = body.find('"', key + 9);
+    const auto close = open == std::string::npos ? open : body.find('"', open + 1);
+    if (close == std::string::npos) return {};
+    return body.substr(open + 1, close - open - 1);
+  }
+
+  // Waits (bounded; JetStream elects its meta leader some seconds after the routes form) until
+  // every running member names the same running meta leader; true if they do.
+  bool wait_for_meta_leader(std::chrono::milliseconds bound = std::chrono::milliseconds(60000)) {
+    return eventually(
+        [this] {
+          std::string leader;
+          for (int i = 0; i < size(); ++i) {
+            if (!running(i)) continue;
+            const std::string l = meta_leader(i);
+            if (l.empty() || (!leader.empty() && l != leader)) return false;
+            leader = l;
+          }
+          const int k = index_of(leader);
+          return k >= 0 && running(k);
+        },
+        bound);
+  }
+
+ private:
+  struct member {
+    int port = 0;
+    int cluster_port = 0;
+    int monitor_port = 0;
+    std::string name;
+    std::filesystem::path store;
+    pid_t pid = -1;
+  };
+  std::string binary_;
+  std::string name_;
+  std::vector<member> members_;
 };
 
 // A child process with its stdin and stdout on pipes: the peers of the multi-process tests.

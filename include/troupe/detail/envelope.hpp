@@ -35,7 +35,8 @@ struct envelope_ops {
   std::string_view message_type;
   // Asks only (null for plain sends): a task handler finished, so move its result into the
   // reply (may throw: the handler then counts as failed); or the request will not be handled,
-  // so complete the reply with this error.
+  // so complete the reply with this error. (Durable messages, troupe/nats/, use both too: a
+  // finished task acknowledges; abort, called before reroute, keeps a throw's text.)
   void (*task_done)(envelope& e, promise_base& result) = nullptr;
   void (*abort)(envelope& e, errc code, const std::string& detail,
                 const std::exception_ptr& cause) noexcept = nullptr;

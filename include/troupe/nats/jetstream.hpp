@@ -19,6 +19,8 @@
 //
 // Actors do not change: a handler takes `const E&`, `const troupe::retained<E>&` (offset = the
 // stream sequence) or `const troupe::nats::delivery<E>&` (sequence, attempt, subject, message id).
+// Events written by older code: `orders.with_upcasters(up)` reads older versions of E through
+// troupe::upcasters<E> (troupe/upcast.hpp).
 //
 // Guarantees: at-least-once for groups and queues (a handler that returned or whose task
 // finished acknowledges; one that threw gives the message back with a backoff; after
@@ -40,6 +42,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -103,6 +106,16 @@ struct durable_queue_options {
 struct jetstream_options {
   std::chrono::milliseconds api_wait{5000};   // JetStream API calls and synchronous publishes
   std::int64_t max_pending_publishes = 4096;  // asynchronous publishes awaiting their ack
+  // Copies of the dead-letter stream in a JetStream cluster (as retention::replicas): with 3,
+  // dead letters are still stored while one server is down.
+  int dead_letter_replicas = 1;
+};
+
+// An event read back from a stream with its offset (durable_topic::last).
+template <class E>
+struct stored_event {
+  std::uint64_t offset = 0;
+  E event;
 };
 
 // What was published through a jetstream context. A snapshot; thread-safe.
@@ -275,6 +288,16 @@ class durable_topic {
   [[nodiscard]] const std::string& subject() const noexcept { return subject_; }
   [[nodiscard]] const std::string& stream() const noexcept { return stream_; }
 
+  // This topic, read through `up`: the subscriptions made from the copy returned turn older
+  // versions of E into E (upcast.hpp); an event none of them reads -- a newer version, an older
+  // one without a step, bytes that do not decode -- is a dead letter with its sequence (stored
+  // and acknowledged for a group; reported locally for a replaying subscriber).
+  [[nodiscard]] durable_topic with_upcasters(upcasters<E> up) const {
+    durable_topic copy = *this;
+    copy.upcast_ = std::make_shared<const upcasters<E>>(std::move(up));
+    return copy;
+  }
+
   // Publishes on `subject` (the topic's, or one its pattern matches) and returns at once; the
   // stream's ack is counted later (jetstream::counters). False (counted as rejected) if it could
   // not go out. Throws error(invalid_subject).
@@ -322,6 +345,7 @@ class durable_topic {
     o->cell = cell;
     o->strip = shared_->prefix.size() + 7;  // "<prefix>.topic."
     o->deliver = &detail::deliver_ordered<A, E>;
+    o->upcast = upcast_;
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = stream_.c_str();
@@ -371,11 +395,33 @@ class durable_topic {
     s.ack_wait = o.ack_wait;
     s.backoff = o.backoff;
     s.max_backoff = o.max_backoff;
+    s.upcast = upcast_;
     return durable_subscription(detail::start_pool<A, E>(shared_, std::move(s), cell));
   }
 
   // The stream's limits and the sequences it keeps now. Throws error(disconnected).
   [[nodiscard]] stream_state state() const { return detail::state_of(*shared_, stream_); }
+
+  // The newest event the stream keeps, with its offset; nullopt if it keeps none. For a topic
+  // that holds one value (a snapshot: retention::max_messages = 1). Read through the upcasters
+  // (with_upcasters). Throws error(decode_failed) if it cannot be read, error(disconnected).
+  [[nodiscard]] std::optional<stored_event<E>> last() const {
+    const stream_state st = state();
+    if (st.messages == 0) return std::nullopt;
+    natsMsg* m = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    detail::js_check(js_GetMsg(&m, shared_->js, stream_.c_str(), st.last, nullptr, &code), code,
+                     "the last event of '" + stream_ + "'");
+    const detail::msg_ptr owned(m);
+    dead_letter_reason why = dead_letter_reason::decode_failed;
+    std::string text;
+    auto value = detail::decode_durable<E>(m, 0, why, text, upcast_.get());
+    if (!value) {
+      throw error(errc::decode_failed, "the last event of '" + subject_ + "' (sequence " +
+                                           std::to_string(st.last) + "): " + text);
+    }
+    return stored_event<E>{st.last, std::move(*value)};
+  }
 
  private:
   [[nodiscard]] std::string wire_subject(std::string_view s, bool pattern = false) const {
@@ -386,6 +432,7 @@ class durable_topic {
   std::shared_ptr<detail::js_shared> shared_;
   std::string subject_;
   std::string stream_;
+  std::shared_ptr<const upcasters<E>> upcast_;  // null: E's own version only
 };
 
 // A durable work queue (jetstream::make_queue): items in a work-queue stream, taken by competing
@@ -400,6 +447,14 @@ class durable_queue {
 
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   [[nodiscard]] const std::string& stream() const noexcept { return stream_; }
+
+  // This queue, its consumers reading older versions of T through `up` (as
+  // durable_topic::with_upcasters).
+  [[nodiscard]] durable_queue with_upcasters(upcasters<T> up) const {
+    durable_queue copy = *this;
+    copy.upcast_ = std::make_shared<const upcasters<T>>(std::move(up));
+    return copy;
+  }
   // Where items that could not be done go ("<prefix>.dead.queue_<name>", kept by a stream).
   [[nodiscard]] std::string dead_letter_subject() const {
     return shared_->prefix + ".dead." + consumer();
@@ -436,6 +491,7 @@ class durable_queue {
     s.ack_wait = options_.ack_wait;
     s.backoff = options_.backoff;
     s.max_backoff = options_.max_backoff;
+    s.upcast = upcast_;
     return durable_subscription(detail::start_pool<A, T>(shared_, std::move(s), cell));
   }
 
@@ -450,6 +506,7 @@ class durable_queue {
   std::string name_;
   std::string stream_;
   consumer_options options_;
+  std::shared_ptr<const upcasters<T>> upcast_;  // null: T's own version only
 };
 
 // The JetStream side of a node: makes durable topics and queues. Make it after its node and
@@ -477,6 +534,7 @@ class jetstream {
     detail::js_check(natsConnection_JetStream(&s.js, s.conn, &jo), static_cast<jsErrCode>(0),
                      "context");
     retention dead;
+    dead.replicas = o.dead_letter_replicas;
     detail::make_stream(s, dead_letter_stream(), s.prefix + ".dead.>", dead, false);
   }
   jetstream(const jetstream&) = delete;

@@ -25,6 +25,7 @@
 
 #include <troupe/nats/node.hpp>
 #include <troupe/topic.hpp>
+#include <troupe/upcast.hpp>
 
 namespace troupe::nats {
 
@@ -60,6 +61,7 @@ inline constexpr const char* h_dead_attempts = "troupe-dead-attempts";
 inline constexpr const char* h_dead_subject = "troupe-dead-subject";
 inline constexpr const char* h_dead_stream = "troupe-dead-stream";
 inline constexpr const char* h_dead_sequence = "troupe-dead-sequence";
+inline constexpr const char* h_dead_error = "troupe-dead-error";  // "type: what()" of a throw
 inline constexpr const char* h_msg_id = "Nats-Msg-Id";
 
 inline void js_check(natsStatus s, jsErrCode code, const std::string& what) {
@@ -280,31 +282,20 @@ inline js_origin origin_of(natsMsg* m, std::size_t strip) {
   return o;
 }
 
-// Checks the type and codec headers and decodes; on failure says why (and which reason).
+// Checks the type and codec headers and decodes -- an older version of T through `up` (null:
+// none); on failure says why (and which reason).
 template <class T>
 std::optional<T> decode_durable(natsMsg* m, std::size_t limit, dead_letter_reason& why,
-                                std::string& detail) {
-  const std::string_view type = header(m, h_type);
-  const std::string_view codec = header(m, h_codec);
+                                std::string& detail, const upcasters<T>* up) {
   const std::string_view bytes = payload(m);
-  if (type != wire_name_of<T>()) {
-    why = dead_letter_reason::unknown_type;
-    detail = "'" + std::string(type) + "' where " + std::string(wire_name_of<T>()) + " is expected";
-    return std::nullopt;
-  }
-  if (codec != codec_id_of<T>()) {
-    why = dead_letter_reason::wrong_codec;
-    detail = "'" + std::string(codec) + "' for " + std::string(type);
-    return std::nullopt;
-  }
   if (limit != 0 && bytes.size() > limit) {
     why = dead_letter_reason::too_large;
     detail = std::to_string(bytes.size()) + " bytes (limit " + std::to_string(limit) + ")";
     return std::nullopt;
   }
-  auto d = troupe::decode<T>(bytes);
+  static const upcasters<T> none;
+  auto d = (up != nullptr ? *up : none).read(header(m, h_type), header(m, h_codec), bytes, why);
   if (!d) {
-    why = dead_letter_reason::decode_failed;
     detail = d.error();
     return std::nullopt;
   }
@@ -350,6 +341,7 @@ struct durable_envelope final : troupe::detail::envelope {
   natsMsg* msg = nullptr;               // owned by the pool's in-flight list until settled
   troupe::detail::actor_cell* member = nullptr;
   bool settled = false;
+  std::string failure;  // "type: what()" of the exception that failed this attempt, if one did
   inline ~durable_envelope();
 };
 
@@ -368,6 +360,7 @@ class consumer_pool : public std::enable_shared_from_this<consumer_pool> {
     std::chrono::milliseconds ack_wait{30000};
     std::chrono::milliseconds backoff{100};  // after the first failure; doubles, up to max_backoff
     std::chrono::milliseconds max_backoff{5000};
+    std::shared_ptr<const void> upcast;  // the upcasters<T> of deliver_fn's T, or null
   };
   // Decodes a message and posts it to the member; false if the runtime refused the post (the
   // envelope's settlement has run then). Set by the typed maker.
@@ -450,8 +443,9 @@ class consumer_pool : public std::enable_shared_from_this<consumer_pool> {
   // The message was not handled (`reason`): give it back with a backoff, or -- on its last
   // attempt -- have the fetching thread move it to the dead-letter subject. Returns how the
   // runtime should record this attempt.
+  // `failure` is the exception's "type: what()", when a handler threw.
   dead_letter_reason failed(troupe::detail::actor_cell* cell, natsMsg* m, const js_origin& from,
-                            dead_letter_reason reason) noexcept {
+                            dead_letter_reason reason, const std::string& failure = {}) noexcept {
     dead_letter_reason outcome = reason;
     if (take_in_flight(m)) {
       if (reason == dead_letter_reason::handler_failed &&
@@ -461,7 +455,9 @@ class consumer_pool : public std::enable_shared_from_this<consumer_pool> {
           std::lock_guard lock(mutex_);
           dead_.push_back(dead_item{
               m, from, outcome,
-              "the handler failed on each of " + std::to_string(from.attempt) + " attempts"});
+              "the handler failed on each of " + std::to_string(from.attempt) + " attempts" +
+                  (failure.empty() ? std::string() : "; the last threw " + failure),
+              failure});
           m = nullptr;
         } catch (...) {  // out of memory: give it back, a later delivery dead-letters it
         }
@@ -486,6 +482,7 @@ class consumer_pool : public std::enable_shared_from_this<consumer_pool> {
     js_origin from;
     dead_letter_reason reason;
     std::string detail;
+    std::string error;  // the last attempt's exception, "type: what()" (or empty)
   };
 
   void nak(natsMsg* m, std::uint64_t attempt) noexcept {
@@ -532,7 +529,7 @@ class consumer_pool : public std::enable_shared_from_this<consumer_pool> {
   // back. If the dead letter cannot be stored, the original is given back (it returns and is
   // dead-lettered then). On the fetching thread (it may block for the server's ack).
   void dead_letter(natsMsg* m, const js_origin& from, dead_letter_reason reason,
-                   const std::string& detail) noexcept {
+                   const std::string& detail, const std::string& error = {}) noexcept {
     try {
       natsMsg* d = nullptr;
       const std::string_view bytes = payload(m);
@@ -547,7 +544,9 @@ class consumer_pool : public std::enable_shared_from_this<consumer_pool> {
       const std::string attempts = std::to_string(from.attempt);
       const std::string seq = std::to_string(from.sequence);
       const char* subject = natsMsg_GetSubject(m);
-      const std::string id = "troupe-dead-" + settings_.stream + "-" + seq;
+      // One per consumer and message: two groups dead-lettering one event store two letters.
+      const std::string id =
+          "troupe-dead-" + settings_.stream + "-" + settings_.consumer + "-" + seq;
       natsStatus s = natsMsgHeader_Set(d, h_type, type.c_str());
       if (s == NATS_OK) s = natsMsgHeader_Set(d, h_codec, codec.c_str());
       if (s == NATS_OK)
@@ -557,6 +556,7 @@ class consumer_pool : public std::enable_shared_from_this<consumer_pool> {
       if (s == NATS_OK) s = natsMsgHeader_Set(d, h_dead_subject, subject != nullptr ? subject : "");
       if (s == NATS_OK) s = natsMsgHeader_Set(d, h_dead_stream, settings_.stream.c_str());
       if (s == NATS_OK) s = natsMsgHeader_Set(d, h_dead_sequence, seq.c_str());
+      if (s == NATS_OK && !error.empty()) s = natsMsgHeader_Set(d, h_dead_error, error.c_str());
       jsPubOptions o;
       jsPubOptions_Init(&o);
       o.MaxWait = shared_->api_wait.count();
@@ -613,7 +613,7 @@ class consumer_pool : public std::enable_shared_from_this<consumer_pool> {
         }
       }
       for (auto& d : dead) {
-        dead_letter(d.msg, d.from, d.reason, d.detail);
+        dead_letter(d.msg, d.from, d.reason, d.detail, d.error);
         natsMsg_Destroy(d.msg);
       }
       if (idle == 0) continue;
@@ -759,7 +759,21 @@ dead_letter_reason durable_reroute(troupe::detail::envelope& e,
   auto& env = static_cast<durable_envelope<T>&>(e);
   if (!env.pool || env.settled) return reason;
   env.settled = true;
-  return env.pool->failed(env.member, env.msg, env.origin, reason);
+  return env.pool->failed(env.member, env.msg, env.origin, reason, env.failure);
+}
+
+// Called by the runtime just before durable_reroute when the message will not be handled: keeps
+// the exception of a handler that threw, for the stored dead letter.
+template <class T>
+void durable_abort(troupe::detail::envelope& e, errc, const std::string&,
+                   const std::exception_ptr& cause) noexcept {
+  if (!cause) return;
+  auto& env = static_cast<durable_envelope<T>&>(e);
+  try {
+    auto [type, what] = describe_exception(cause);
+    env.failure = type + ": " + what;
+  } catch (...) {  // out of memory: the dead letter goes without the text
+  }
 }
 
 template <class T>
@@ -768,18 +782,16 @@ void destroy_durable(troupe::detail::envelope* e) noexcept {
 }
 
 template <class A, class T>
-inline constexpr troupe::detail::envelope_ops durable_ops{&invoke_durable<A, T>,
-                                                          &destroy_durable<T>,
-                                                          troupe::detail::type_name<T>(),
-                                                          &durable_task_done<T>,
-                                                          nullptr,
-                                                          &durable_reroute<T>};
+inline constexpr troupe::detail::envelope_ops durable_ops{
+    &invoke_durable<A, T>, &destroy_durable<T>, troupe::detail::type_name<T>(),
+    &durable_task_done<T>, &durable_abort<T>,   &durable_reroute<T>};
 
 // The typed deliver_fn of a pool whose members are actors of class A taking T.
 template <class A, class T>
 bool deliver_pulled(consumer_pool& pool, troupe::detail::actor_cell* cell, natsMsg* m,
                     js_origin from, dead_letter_reason& why, std::string& detail) {
-  auto value = decode_durable<T>(m, 0, why, detail);
+  auto value = decode_durable<T>(m, 0, why, detail,
+                                 static_cast<const upcasters<T>*>(pool.config().upcast.get()));
   if (!value) return false;
   auto* e = new durable_envelope<T>(&durable_ops<A, T>, std::move(*value), std::move(from));
   e->pool = pool.shared_from_this();
@@ -796,6 +808,7 @@ struct ordered_sub {
   natsSubscription* sub = nullptr;
   std::size_t strip = 0;
   bool (*deliver)(ordered_sub&, natsMsg*) = nullptr;
+  std::shared_ptr<const void> upcast;  // the upcasters<T> of deliver's T, or null
   std::atomic<std::uint64_t> c_delivered{0}, c_bad{0};
   std::mutex done_mutex;
   std::condition_variable done_cv;
@@ -839,7 +852,8 @@ bool deliver_ordered(ordered_sub& o, natsMsg* m) {
   dead_letter_reason why = dead_letter_reason::decode_failed;
   std::string detail;
   js_origin from = origin_of(m, o.strip);
-  auto value = decode_durable<T>(m, 0, why, detail);
+  auto value =
+      decode_durable<T>(m, 0, why, detail, static_cast<const upcasters<T>*>(o.upcast.get()));
   if (!value) {
     // Nothing to acknowledge on an ordered consumer: it does not loop. Reported with its place.
     js_shared::bump(o.c_bad);
