@@ -29,3 +29,4 @@
 #include <troupe/task.hpp>
 #include <troupe/topic.hpp>
 #include <troupe/tracing.hpp>
+#include <troupe/upcast.hpp>

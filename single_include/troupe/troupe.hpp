@@ -925,8 +925,6 @@ class context {
 
 namespace troupe::detail {
 
-class worker_timers;
-
 // A worker's block has a single writer, so increments are a plain load and store (no locked
 // instruction on the hot path); the shared block, used by every other thread, uses fetch_add.
 // Readers sum all blocks with relaxed loads: exact once the writers are quiet or joined.
@@ -964,8 +962,6 @@ struct thread_identity {
   // Metrics or tracing on: the id of the message whose handler runs now (the causation of the
   // messages it sends); 0 outside handlers.
   std::uint64_t message = 0;
-  // A worker's own timers (worker_timers.hpp), where asks made on it arm their timeouts.
-  worker_timers* timers = nullptr;
 };
 inline thread_local constinit thread_identity this_thread_identity;
 
@@ -1026,274 +1022,6 @@ struct std::hash<troupe::address> {
   }
 };
 // ---- end troupe/detail/address.hpp ----
-// ---- begin troupe/detail/worker_timers.hpp ----
-// Internal: each worker's own timers, for the timeouts of the asks its actors make. Arming and
-// cancelling one on the worker that armed it touches only that worker's memory: no lock, no
-// allocation, no shared line (the shared timer thread's heap and mutex did that for every ask).
-
-// ---- begin troupe/detail/timer_heap.hpp ----
-// Internal: the binary min-heap of timers that every clock shares (the Asio timer thread's, the
-// simulation's virtual clock, each worker's own ask timers). Written once here.
-
-namespace troupe::detail {
-
-// A min-heap of pointers to timer nodes ordered by (due_, sequence_): equal deadlines keep the
-// order in which they were pushed. Each node records its index (heap_index_), so that removing
-// a node anywhere in the heap costs O(log n). Not thread-safe: its owner guards it (a lock, or
-// a single thread). `Node` has `due_`, `sequence_` and `heap_index_` members.
-template <class Node>
-class timer_heap {
- public:
-  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
-
-  [[nodiscard]] bool empty() const noexcept { return nodes_.empty(); }
-  [[nodiscard]] std::size_t size() const noexcept { return nodes_.size(); }
-  [[nodiscard]] Node* top() const noexcept { return nodes_.front(); }
-
-  // Makes room for one more push, so that push() itself cannot throw.
-  // Geometric growth (reserve(size + 1) alone would reallocate on every push).
-  void reserve_one() {
-    if (nodes_.size() == nodes_.capacity()) [[unlikely]]
-      nodes_.reserve(nodes_.size() < 8 ? 8 : 2 * nodes_.size());
-  }
-
-  // Adds `n` (its due_ already set) with the next sequence number. May throw bad_alloc unless
-  // reserve_one() ran first.
-  void push(Node* n) {
-    n->sequence_ = next_sequence_++;
-    nodes_.push_back(n);
-    n->heap_index_ = nodes_.size() - 1;
-    sift_up(nodes_.size() - 1);
-  }
-
-  // Removes `n`, which must be in this heap; its heap_index_ becomes npos.
-  void remove(Node* n) noexcept {
-    const std::size_t i = n->heap_index_;
-    Node* last = nodes_.back();
-    nodes_.pop_back();
-    if (i < nodes_.size()) {
-      place(i, last);
-      sift_down(i);
-      sift_up(last->heap_index_);
-    }
-    n->heap_index_ = npos;
-  }
-
-  // Removes and returns the earliest node.
-  Node* pop() noexcept {
-    Node* n = nodes_.front();
-    remove(n);
-    return n;
-  }
-
-  // Empties the heap, handing back its nodes (in no particular order), each with npos.
-  std::vector<Node*> take_all() noexcept {
-    std::vector<Node*> all;
-    all.swap(nodes_);
-    for (Node* n : all) n->heap_index_ = npos;
-    return all;
-  }
-
- private:
-  static bool earlier(const Node* a, const Node* b) noexcept {
-    return a->due_ != b->due_ ? a->due_ < b->due_ : a->sequence_ < b->sequence_;
-  }
-  void place(std::size_t i, Node* n) noexcept {
-    nodes_[i] = n;
-    n->heap_index_ = i;
-  }
-  void sift_up(std::size_t i) noexcept {
-    Node* n = nodes_[i];
-    while (i > 0) {
-      const std::size_t parent = (i - 1) / 2;
-      if (!earlier(n, nodes_[parent])) break;
-      place(i, nodes_[parent]);
-      i = parent;
-    }
-    place(i, n);
-  }
-  void sift_down(std::size_t i) noexcept {
-    Node* n = nodes_[i];
-    const std::size_t count = nodes_.size();
-    for (;;) {
-      std::size_t child = 2 * i + 1;
-      if (child >= count) break;
-      if (child + 1 < count && earlier(nodes_[child + 1], nodes_[child])) ++child;
-      if (!earlier(nodes_[child], n)) break;
-      place(i, nodes_[child]);
-      i = child;
-    }
-    place(i, n);
-  }
-
-  std::vector<Node*> nodes_;
-  std::uint64_t next_sequence_ = 0;
-};
-
-}  // namespace troupe::detail
-// ---- end troupe/detail/timer_heap.hpp ----
-
-namespace troupe::detail {
-
-class worker_timers;
-
-// A timer embedded in what it times (a reply slot), so that arming it allocates nothing.
-// Armed and fired only by its owner, the worker that armed it; cancelled by whichever thread
-// completes what it times (see worker_timers).
-struct local_timer {
-  // On the owner: `fire` true when the deadline passed (the timer is out of the heap), false to
-  // drop the reference a remote cancel took (cancel_remote).
-  using hook_fn = void (*)(local_timer*, bool fire) noexcept;
-
-  explicit constexpr local_timer(hook_fn hook) noexcept : hook_(hook) {}
-
-  std::chrono::steady_clock::time_point due_{};
-  std::uint64_t sequence_ = 0;
-  std::size_t heap_index_ = timer_heap<local_timer>::npos;  // owner only
-  // Set once when armed, before the timed object is handed to another thread; null if the
-  // timer was never armed locally.
-  worker_timers* owner_ = nullptr;
-  local_timer* remote_next_ = nullptr;  // the owner's stack of remote cancels
-  hook_fn hook_;
-};
-
-// One worker's timers: a heap only the worker touches. Other threads never reach into it: a
-// thread that completes an ask armed here pushes the timer onto `remote_` (one CAS on a line
-// of this object, and only when the completion happens on another thread — which crossed cores
-// anyway), and the owner takes it out when it next polls.
-//
-// When a timer fires: the owner polls every poll_interval activations and before it parks, with
-// steady_clock::now(). A worker that parks with timers armed first schedules a wake-up on the
-// runtime's timer thread for the earliest (worker_pool::park). So a timeout fires no earlier
-// than its deadline, and at most the activations the worker runs before its next poll later
-// (or the timer thread's own lateness while it sleeps). Handlers are not preempted: a handler
-// that runs for a second on the owner delays that worker's timeouts by up to a second.
-class worker_timers {
- public:
-  using time_point = std::chrono::steady_clock::time_point;
-  using duration = std::chrono::steady_clock::duration;
-  static constexpr unsigned poll_interval = 16;  // activations between two polls
-
-  worker_timers() noexcept = default;
-  worker_timers(const worker_timers&) = delete;
-  worker_timers& operator=(const worker_timers&) = delete;
-
-  // Owner. The deadline of a timeout `d` from now, saturated (time_point::max() means never).
-  // steady_clock::now() (a vDSO read, no system call): the kernel's coarse clock was cheaper,
-  // but on this VM under load it lagged by more than its resolution, so a deadline padded by
-  // the resolution still fired early (docs/performance.md).
-  [[nodiscard]] static time_point deadline_after(duration d) noexcept {
-    const time_point now = std::chrono::steady_clock::now();
-    if (d >= time_point::max() - now) return time_point::max();
-    return now + d;
-  }
-
-  // Owner: makes room for one more timer, so that arm() cannot throw. May throw bad_alloc.
-  void reserve_one() { heap_.reserve_one(); }
-
-  // Owner, after reserve_one(): arms `t` for `due`.
-  void arm(local_timer* t, time_point due) noexcept {
-    t->owner_ = this;
-    t->due_ = due;
-    heap_.push(t);
-    size_.store(heap_.size(), std::memory_order_relaxed);
-  }
-
-  // Owner: what `t` timed completed on this thread; `t` no longer fires.
-  void disarm(local_timer* t) noexcept {
-    if (t->heap_index_ == timer_heap<local_timer>::npos) return;  // firing now, or fired
-    heap_.remove(t);
-    size_.store(heap_.size(), std::memory_order_relaxed);
-  }
-
-  // Any other thread: what `t` timed completed. Hands `t` to the owner, who takes it out of
-  // its heap and then calls its hook with fire = false, which must drop a reference the caller
-  // took for the purpose. Returns false (the caller keeps that reference) once the owner has
-  // stopped: its timers will never fire.
-  bool cancel_remote(local_timer* t) noexcept {
-    // Counted first, so that pending() never counts a cancelled timer as armed.
-    queued_.fetch_add(1, std::memory_order_relaxed);
-    local_timer* head = remote_.load(std::memory_order_relaxed);
-    do {
-      if (head == closed_marker()) {
-        queued_.fetch_sub(1, std::memory_order_relaxed);
-        return false;
-      }
-      t->remote_next_ = head;
-      // release: the owner's acquire exchange sees remote_next_ and the completed state.
-    } while (!remote_.compare_exchange_weak(head, t, std::memory_order_release,
-                                            std::memory_order_relaxed));
-    return true;
-  }
-
-  // Owner: anything to do at a poll (timers armed, or remote cancels to take out)?
-  [[nodiscard]] bool active() const noexcept {
-    return !heap_.empty() || remote_.load(std::memory_order_relaxed) != nullptr;
-  }
-  // One load of a line the owner writes: checked after every activation.
-  [[nodiscard]] bool armed() const noexcept { return size_.load(std::memory_order_relaxed) != 0; }
-  [[nodiscard]] time_point next_due() const noexcept { return heap_.top()->due_; }
-
-  // Owner: takes out remote cancels, then fires every timer due at `now`. A hook may arm or
-  // disarm other timers of this worker. Returns true if any fired.
-  bool poll(time_point now) noexcept {
-    drain(remote_.exchange(nullptr, std::memory_order_acquire));
-    bool fired = false;
-    while (!heap_.empty() && heap_.top()->due_ <= now) {
-      local_timer* t = heap_.pop();
-      size_.store(heap_.size(), std::memory_order_relaxed);
-      t->hook_(t, true);
-      fired = true;
-    }
-    return fired;
-  }
-
-  // Owner, as its thread ends: takes out remote cancels and refuses further ones. Timers still
-  // armed never fire; whoever completes what they time finds the owner stopped.
-  void close() noexcept {
-    drain(remote_.exchange(closed_marker(), std::memory_order_acquire));
-    static_cast<void>(heap_.take_all());
-    size_.store(0, std::memory_order_relaxed);
-  }
-
-  // Any thread: timers armed and not cancelled (exact when the owner and the cancelling
-  // threads are quiet).
-  [[nodiscard]] std::size_t pending() const noexcept {
-    // queued_ first: a drain between the two loads can then only make the difference smaller.
-    const std::int64_t queued = queued_.load(std::memory_order_relaxed);
-    const auto armed = static_cast<std::int64_t>(size_.load(std::memory_order_relaxed));
-    return armed > queued ? static_cast<std::size_t>(armed - queued) : 0;
-  }
-
- private:
-  static local_timer* closed_marker() noexcept { return &closed_; }
-  static constinit inline local_timer closed_{nullptr};
-
-  void drain(local_timer* list) noexcept {
-    std::int64_t n = 0;
-    while (list != nullptr) {
-      local_timer* next = list->remote_next_;  // the hook may free the timer
-      if (list->heap_index_ != timer_heap<local_timer>::npos) heap_.remove(list);
-      list->hook_(list, false);
-      list = next;
-      ++n;
-    }
-    if (n != 0) {
-      size_.store(heap_.size(), std::memory_order_relaxed);
-      queued_.fetch_sub(n, std::memory_order_relaxed);
-    }
-  }
-
-  // Owner's line: the heap, and its size for pending() (written by the owner only).
-  timer_heap<local_timer> heap_;
-  std::atomic<std::size_t> size_{0};
-  // Written by other threads (remote cancels): a line of its own.
-  alignas(cache_line) std::atomic<local_timer*> remote_{nullptr};
-  std::atomic<std::int64_t> queued_{0};  // remote cancels not yet taken out
-};
-
-}  // namespace troupe::detail
-// ---- end troupe/detail/worker_timers.hpp ----
 
 namespace troupe::detail {
 
@@ -1305,14 +1033,11 @@ class driver;
 // waiter: a suspended actor to wake or a callback to run. The waiter and the publisher meet on
 // `waiter_`: whichever of them comes second fires the waiter, so it fires exactly once whatever
 // the order. Reference-counted: the asker's reply<R>, the request envelope (or the promise that
-// replaced it), and the timeout task (shared timer) or a remote cancel (worker timer) hold one.
+// replaced it) and the timeout task each hold one.
 //
-// The timeout: an ask made on a worker arms the local_timer inside its slot on that worker's
-// timers (worker_timers.hpp; no lock, no allocation); one made elsewhere schedules a task on
-// the runtime's timer service. The worker's heap holds no reference: while the timer is in
-// it, the slot is not yet published, so the envelope or promise that must complete it (or the
-// thread completing it) keeps it alive.
-class reply_slot_base : private local_timer {
+// The timeout is a task on the runtime's timer service (its own thread), wherever the ask was
+// made: it fires even while a handler blocks the asker's worker (docs/design.md, Timers).
+class reply_slot_base {
  public:
   // Retains `target` (and so the runtime core) for the slot's lifetime.
   inline reply_slot_base(actor_cell* target, std::uint64_t correlation, address asker) noexcept;
@@ -1400,14 +1125,6 @@ class reply_slot_base : private local_timer {
   // Pending timeout task; read and written only under the timer service's lock.
   timer_task* timer_ = nullptr;
 
-  // The asking thread, a worker of the slot's runtime: arms the timeout on `timers`, after
-  // timers.reserve_one(). The slot's first reference is still the caller's.
-  void arm_local(worker_timers& timers, std::chrono::steady_clock::time_point due,
-                 std::chrono::steady_clock::duration timeout) noexcept {
-    timeout_ = timeout;
-    timers.arm(this, due);
-  }
-
   // Metrics on: when the request was queued, and which entry of the runtime's message table
   // (index + 1) records the round trip on completion.
   // The timer thread may complete the ask meanwhile (a timeout): the entry is published last.
@@ -1447,9 +1164,6 @@ class reply_slot_base : private local_timer {
     if (waiter_.exchange(waiter_registered, std::memory_order_acq_rel) == waiter_fired) fire();
   }
   inline void fire() noexcept;
-  // The local timer's hook (on its worker): the deadline passed, or a remote cancel is taken out.
-  static inline void on_local_timer(local_timer* t, bool fire) noexcept;
-  [[gnu::cold]] inline void fail_timeout() noexcept;
   [[gnu::cold]] inline void fail_deadlock(actor_cell* cell, bool self) noexcept;
   static inline void retain_cell(actor_cell* cell) noexcept;
   static inline void before_free() noexcept;
@@ -1458,7 +1172,7 @@ class reply_slot_base : private local_timer {
   std::atomic<std::uint32_t> state_{state_pending};
   std::atomic<std::uint32_t> waiter_{waiter_none};
   // Metrics: 0, or the message-table entry + 1 that records this ask's round trip. A 32-bit
-  // index fills padding (a reply_slot<int> is 192 bytes with the timer node: a 256-byte block).
+  // index fills what would be padding.
   std::atomic<std::uint32_t> round_trip_entry_{0};
   actor_cell* target_;
   std::uint64_t correlation_;
@@ -1467,7 +1181,6 @@ class reply_slot_base : private local_timer {
   std::uint64_t wake_generation_ = 0;
   std::function<void()> callback_;
   std::int64_t asked_ = 0;
-  std::chrono::steady_clock::duration timeout_{};  // of a locally armed timeout, for its text
 };
 
 template <class R>
@@ -1862,7 +1575,8 @@ struct envelope_ops {
   std::string_view message_type;
   // Asks only (null for plain sends): a task handler finished, so move its result into the
   // reply (may throw: the handler then counts as failed); or the request will not be handled,
-  // so complete the reply with this error.
+  // so complete the reply with this error. (Durable messages, troupe/nats/, use both too: a
+  // finished task acknowledges; abort, called before reroute, keeps a throw's text.)
   void (*task_done)(envelope& e, promise_base& result) = nullptr;
   void (*abort)(envelope& e, errc code, const std::string& detail,
                 const std::exception_ptr& cause) noexcept = nullptr;
@@ -3119,107 +2833,6 @@ class driver {
 
 #include <concurrentqueue/concurrentqueue.h>
 
-// ---- begin troupe/detail/timer_service.hpp ----
-// Internal: the clock and timers, behind a small interface so that a simulated clock can
-// replace real time (the deterministic simulation mode the design plans for).
-
-#include <ratio>
-
-namespace troupe::detail {
-
-// Durations and deadlines that cannot overflow. Timeouts and delays come from users, who may
-// write nanoseconds::max() or milliseconds::max() for "never": converting those to the clock's
-// nanoseconds, or adding them to now, would overflow a signed integer (undefined behaviour,
-// and in practice a deadline in the past). Instead they saturate: a duration beyond the
-// clock's range becomes its maximum, and a deadline beyond it becomes time_point::max(), which
-// no timer reaches ("practically never": the clock's range is about 292 years).
-template <class Rep, class Period>
-requires std::is_integral_v<Rep>
-[[nodiscard]] constexpr std::chrono::steady_clock::duration saturating_duration(
-    std::chrono::duration<Rep, Period> d) noexcept {
-  using target = std::chrono::steady_clock::duration;
-  using source = std::chrono::duration<Rep, Period>;
-  if constexpr (std::ratio_divide<Period, target::period>::den == 1) {
-    // A whole number of clock ticks per unit (seconds, milliseconds, ...): compare against the
-    // largest representable span in the source unit, then convert exactly. Integer only: this
-    // is on the path of every ask that uses the default timeout.
-    constexpr source hi = std::chrono::floor<source>(target::max());
-    constexpr source lo = std::chrono::ceil<source>(target::min());
-    if (d > hi) return target::max();
-    if (d < lo) return target::min();
-    return std::chrono::duration_cast<target>(d);
-  } else {
-    using limits = std::numeric_limits<target::rep>;
-    // Exact for every 64-bit count where long double has a 64-bit mantissa (x86); elsewhere
-    // the comparison is merely rounded, never undefined.
-    const long double scaled = static_cast<long double>(d.count()) *
-                               (static_cast<long double>(Period::num) * target::period::den) /
-                               (static_cast<long double>(Period::den) * target::period::num);
-    if (scaled >= static_cast<long double>(limits::max())) return target::max();
-    if (scaled <= static_cast<long double>(limits::min())) return target::min();
-    return target(static_cast<target::rep>(scaled));
-  }
-}
-
-// now + d, saturated: time_point::max() when that is past the clock's range, and `now` for a
-// negative or zero d (what is due already is due now).
-[[nodiscard]] constexpr std::chrono::steady_clock::time_point deadline_after(
-    std::chrono::steady_clock::time_point now, std::chrono::steady_clock::duration d) noexcept {
-  using time_point = std::chrono::steady_clock::time_point;
-  if (d <= d.zero()) return now;
-  const auto since = now.time_since_epoch();
-  if (since > since.zero() && d > time_point::max().time_since_epoch() - since) {
-    return time_point::max();
-  }
-  return now + d;
-}
-
-// Work to do at a time. fire() runs on the timer thread and must not block; a task that never
-// fires (the runtime shut down first) is destroyed instead, and its destructor must account for
-// whatever it carried.
-class timer_task {
- public:
-  timer_task() = default;
-  timer_task(const timer_task&) = delete;
-  timer_task& operator=(const timer_task&) = delete;
-  virtual ~timer_task() = default;
-  virtual void fire() noexcept = 0;
-
-  // Bookkeeping of the service that holds the task (guarded by that service's lock).
-  std::chrono::steady_clock::time_point due_{};
-  std::uint64_t sequence_ = 0;
-  std::size_t heap_index_ = static_cast<std::size_t>(-1);
-  timer_task** handle_ = nullptr;
-};
-
-class timer_service {
- public:
-  using time_point = std::chrono::steady_clock::time_point;
-  timer_service() = default;
-  timer_service(const timer_service&) = delete;
-  timer_service& operator=(const timer_service&) = delete;
-  virtual ~timer_service() = default;
-
-  [[nodiscard]] virtual time_point now() const noexcept = 0;
-  // Thread-safe. Tasks due at the same time fire in the order they were scheduled. The service
-  // owns the task until it fires (then destroys it) or until cancel() hands it back. If
-  // `handle` is given, the service keeps *handle pointing at the task while it is pending and
-  // nulls it (under its lock) before the task is destroyed, so cancel(handle) never touches a
-  // destroyed task.
-  virtual void schedule(time_point at, std::unique_ptr<timer_task> task,
-                        timer_task** handle = nullptr) = 0;
-  // Thread-safe. Takes back the task *handle refers to if it has not started firing; returns
-  // null if it fired, is firing, or the service stopped.
-  virtual std::unique_ptr<timer_task> cancel(timer_task** handle) noexcept = 0;
-  // Stops the timer thread; pending tasks are destroyed without firing. Idempotent.
-  virtual void stop() noexcept = 0;
-  // Number of tasks waiting to fire.
-  [[nodiscard]] virtual std::size_t pending() const noexcept = 0;
-};
-
-}  // namespace troupe::detail
-// ---- end troupe/detail/timer_service.hpp ----
-
 namespace troupe::detail {
 
 // Runs actors that became runnable. Behind an interface so that a deterministic, seeded,
@@ -3241,10 +2854,6 @@ class scheduler {
   virtual void start() {}
   // The counter block of thread `i` (< thread_count()), which counters_here() hands its actors.
   [[nodiscard]] virtual const counter_slot& counters_of(std::size_t i) const noexcept = 0;
-  // Timers armed on the threads' own timers (worker_timers) and not cancelled, less the
-  // wake-ups the threads keep on the timer service for them (not timers a user armed). Best
-  // effort: exact when the threads are quiet.
-  [[nodiscard]] virtual std::int64_t own_timers_pending() const noexcept { return 0; }
 };
 
 // Per-worker FIFO run queues (moodycamel ConcurrentQueue: the owner enqueues with its token,
@@ -3267,11 +2876,7 @@ class worker_pool final : public scheduler {
     std::size_t steal_from = 0;  // owner only
     counter_slot counters;
     std::thread thread;
-    // The timeouts of asks made on this worker (owner only, but for remote cancels).
-    worker_timers timers;
-    unsigned since_poll = 0;         // owner only: activations since timers were polled
-    unsigned since_injection = 0;    // owner only: local picks since the injection queue came first
-    timer_task* backstop = nullptr;  // owner only: the wake-up armed while parked with timers
+    unsigned since_injection = 0;  // owner only: local picks since the injection queue came first
   };
 
   using idle_hook = void (*)(const void* core) noexcept;
@@ -3291,15 +2896,6 @@ class worker_pool final : public scheduler {
     for (auto& w : workers_) {
       w->thread = std::thread([this, raw = w.get()] { loop(*raw); });
     }
-  }
-
-  // Before start(): where a worker that parks with timers armed schedules its wake-up.
-  void set_backstop(timer_service* timers) noexcept { backstop_ = timers; }
-
-  [[nodiscard]] std::int64_t own_timers_pending() const noexcept override {
-    auto n = -static_cast<std::int64_t>(backstops_.load(std::memory_order_relaxed));
-    for (const auto& w : workers_) n += static_cast<std::int64_t>(w->timers.pending());
-    return n;
   }
 
   [[nodiscard]] worker& at(std::size_t i) noexcept { return *workers_[i]; }
@@ -3408,10 +3004,6 @@ class worker_pool final : public scheduler {
       }
     }
     for (;;) {
-      // Due timeouts first: firing one may wake an actor (into this worker's `next`).
-      if (poll_timers(w)) {
-        if (actor_cell* cell = find_work(w)) return cell;
-      }
       const std::uint32_t seen = epoch_.load(std::memory_order_seq_cst);
       parked_.fetch_add(1, std::memory_order_seq_cst);
       std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -3423,14 +3015,6 @@ class worker_pool final : public scheduler {
         parked_.fetch_sub(1, std::memory_order_seq_cst);
         return nullptr;
       }
-      // Timeouts armed here must fire while it sleeps: the timer thread wakes the pool at the
-      // earliest (a timeout that fell due since the poll above wakes it at once).
-      const bool backstop = w.timers.armed();
-      if (backstop && !arm_backstop(w)) {
-        parked_.fetch_sub(1, std::memory_order_seq_cst);
-        std::this_thread::yield();  // out of memory for the wake-up: poll instead of sleeping
-        continue;
-      }
       // Asleep from here until the wait returns: only now may idle() count this worker, and
       // it stops counting it before the worker looks for work again.
       sleeping_.fetch_add(1, std::memory_order_seq_cst);
@@ -3438,15 +3022,12 @@ class worker_pool final : public scheduler {
       epoch_.wait(seen, std::memory_order_seq_cst);
       sleeping_.fetch_sub(1, std::memory_order_seq_cst);
       parked_.fetch_sub(1, std::memory_order_seq_cst);
-      // Under the service's lock: the timer thread nulls the handle when the wake-up fires.
-      if (backstop) disarm_backstop(w);
       if (actor_cell* cell = find_work(w)) return cell;
     }
   }
 
   void loop(worker& w) {
     this_thread_identity = thread_identity{core_, &w.counters, &w};
-    this_thread_identity.timers = &w.timers;
     for (;;) {
       actor_cell* cell = find_work(w);
       if (cell == nullptr) cell = park(w);
@@ -3455,61 +3036,12 @@ class worker_pool final : public scheduler {
       const activation outcome = cell->run(batch_);
       this_thread_identity.cell = nullptr;
       if (outcome == activation::yielded) push_local(w, cell);
-      // Remote cancels alone (nothing armed) wait for the next poll or park.
-      if (w.timers.armed() && ++w.since_poll >= worker_timers::poll_interval) poll_timers(w);
-    }
-    // Every actor has finished: the asks still armed here can only complete from elsewhere.
-    w.timers.close();
-  }
-
-  // Owner: fires the timeouts due now; true if any fired.
-  bool poll_timers(worker& w) noexcept {
-    w.since_poll = 0;
-    if (!w.timers.active()) return false;
-    return w.timers.poll(std::chrono::steady_clock::now());
-  }
-
-  // Owner, parking with timers armed: the timer thread wakes the pool at the earliest deadline.
-  // False if the wake-up could not be allocated.
-  bool arm_backstop(worker& w) noexcept {
-    if (backstop_ == nullptr) return true;  // no timer thread (tests of the pool alone)
-    bool counted = false;
-    try {
-      auto task = std::make_unique<wake_task>(this);
-      backstops_.fetch_add(1, std::memory_order_relaxed);
-      counted = true;
-      backstop_->schedule(w.timers.next_due(), std::move(task), &w.backstop);
-      return true;
-    } catch (...) {
-      if (counted) backstops_.fetch_sub(1, std::memory_order_relaxed);
-      return false;
     }
   }
-  void disarm_backstop(worker& w) noexcept {
-    if (backstop_ == nullptr) return;
-    static_cast<void>(backstop_->cancel(&w.backstop));
-    backstops_.fetch_sub(1, std::memory_order_relaxed);
-  }
-
-  // The timer thread's wake-up for a parked worker's timers: every parked worker looks again
-  // (the pool has one wait word; this happens only when a timeout falls due while parked).
-  class wake_task final : public timer_task {
-   public:
-    explicit wake_task(worker_pool* pool) noexcept : pool_(pool) {}
-    void fire() noexcept override {
-      pool_->epoch_.fetch_add(1, std::memory_order_seq_cst);
-      pool_->epoch_.notify_all();
-    }
-
-   private:
-    worker_pool* pool_;
-  };
 
   const void* core_;
   std::size_t batch_;
   idle_hook on_idle_;
-  timer_service* backstop_ = nullptr;
-  std::atomic<std::size_t> backstops_{0};  // wake-ups armed on backstop_ (own_timers_pending)
   std::vector<std::unique_ptr<worker>> workers_;
   moodycamel::ConcurrentQueue<actor_cell*> injection_;
   // Workers in the parking sequence (the wake-up protocol with notify_if_idle).
@@ -3523,6 +3055,106 @@ class worker_pool final : public scheduler {
 
 }  // namespace troupe::detail
 // ---- end troupe/detail/scheduler.hpp ----
+// ---- begin troupe/detail/timer_service.hpp ----
+// Internal: the clock and timers, behind a small interface so that a simulated clock can
+// replace real time (the deterministic simulation mode the design plans for).
+
+#include <ratio>
+
+namespace troupe::detail {
+
+// Durations and deadlines that cannot overflow. Timeouts and delays come from users, who may
+// write nanoseconds::max() or milliseconds::max() for "never": converting those to the clock's
+// nanoseconds, or adding them to now, would overflow a signed integer (undefined behaviour,
+// and in practice a deadline in the past). Instead they saturate: a duration beyond the
+// clock's range becomes its maximum, and a deadline beyond it becomes time_point::max(), which
+// no timer reaches ("practically never": the clock's range is about 292 years).
+template <class Rep, class Period>
+requires std::is_integral_v<Rep>
+[[nodiscard]] constexpr std::chrono::steady_clock::duration saturating_duration(
+    std::chrono::duration<Rep, Period> d) noexcept {
+  using target = std::chrono::steady_clock::duration;
+  using source = std::chrono::duration<Rep, Period>;
+  if constexpr (std::ratio_divide<Period, target::period>::den == 1) {
+    // A whole number of clock ticks per unit (seconds, milliseconds, ...): compare against the
+    // largest representable span in the source unit, then convert exactly. Integer only: this
+    // is on the path of every ask that uses the default timeout.
+    constexpr source hi = std::chrono::floor<source>(target::max());
+    constexpr source lo = std::chrono::ceil<source>(target::min());
+    if (d > hi) return target::max();
+    if (d < lo) return target::min();
+    return std::chrono::duration_cast<target>(d);
+  } else {
+    using limits = std::numeric_limits<target::rep>;
+    // Exact for every 64-bit count where long double has a 64-bit mantissa (x86); elsewhere
+    // the comparison is merely rounded, never undefined.
+    const long double scaled = static_cast<long double>(d.count()) *
+                               (static_cast<long double>(Period::num) * target::period::den) /
+                               (static_cast<long double>(Period::den) * target::period::num);
+    if (scaled >= static_cast<long double>(limits::max())) return target::max();
+    if (scaled <= static_cast<long double>(limits::min())) return target::min();
+    return target(static_cast<target::rep>(scaled));
+  }
+}
+
+// now + d, saturated: time_point::max() when that is past the clock's range, and `now` for a
+// negative or zero d (what is due already is due now).
+[[nodiscard]] constexpr std::chrono::steady_clock::time_point deadline_after(
+    std::chrono::steady_clock::time_point now, std::chrono::steady_clock::duration d) noexcept {
+  using time_point = std::chrono::steady_clock::time_point;
+  if (d <= d.zero()) return now;
+  const auto since = now.time_since_epoch();
+  if (since > since.zero() && d > time_point::max().time_since_epoch() - since) {
+    return time_point::max();
+  }
+  return now + d;
+}
+
+// Work to do at a time. fire() runs on the timer thread and must not block; a task that never
+// fires (the runtime shut down first) is destroyed instead, and its destructor must account for
+// whatever it carried.
+class timer_task {
+ public:
+  timer_task() = default;
+  timer_task(const timer_task&) = delete;
+  timer_task& operator=(const timer_task&) = delete;
+  virtual ~timer_task() = default;
+  virtual void fire() noexcept = 0;
+
+  // Bookkeeping of the service that holds the task (guarded by that service's lock).
+  std::chrono::steady_clock::time_point due_{};
+  std::uint64_t sequence_ = 0;
+  std::size_t heap_index_ = static_cast<std::size_t>(-1);
+  timer_task** handle_ = nullptr;
+};
+
+class timer_service {
+ public:
+  using time_point = std::chrono::steady_clock::time_point;
+  timer_service() = default;
+  timer_service(const timer_service&) = delete;
+  timer_service& operator=(const timer_service&) = delete;
+  virtual ~timer_service() = default;
+
+  [[nodiscard]] virtual time_point now() const noexcept = 0;
+  // Thread-safe. Tasks due at the same time fire in the order they were scheduled. The service
+  // owns the task until it fires (then destroys it) or until cancel() hands it back. If
+  // `handle` is given, the service keeps *handle pointing at the task while it is pending and
+  // nulls it (under its lock) before the task is destroyed, so cancel(handle) never touches a
+  // destroyed task.
+  virtual void schedule(time_point at, std::unique_ptr<timer_task> task,
+                        timer_task** handle = nullptr) = 0;
+  // Thread-safe. Takes back the task *handle refers to if it has not started firing; returns
+  // null if it fired, is firing, or the service stopped.
+  virtual std::unique_ptr<timer_task> cancel(timer_task** handle) noexcept = 0;
+  // Stops the timer thread; pending tasks are destroyed without firing. Idempotent.
+  virtual void stop() noexcept = 0;
+  // Number of tasks waiting to fire.
+  [[nodiscard]] virtual std::size_t pending() const noexcept = 0;
+};
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/timer_service.hpp ----
 // ---- begin troupe/detail/topic_registry.hpp ----
 // Internal: subscriptions to dotted subjects, matched through a trie of tokens.
 
@@ -5031,14 +4663,8 @@ class runtime_core {
     return live_;
   }
 
-  // The timer service's tasks and the asks' timeouts armed on workers (worker_timers).
-  [[nodiscard]] std::size_t pending_timers() const noexcept {
-    // The service first: a wake-up armed between the two reads then shows as one fewer, not
-    // one more (see own_timers_pending).
-    const auto service = static_cast<std::int64_t>(timers_->pending());
-    const std::int64_t n = service + scheduler_->own_timers_pending();
-    return n > 0 ? static_cast<std::size_t>(n) : 0;
-  }
+  // The timer service's tasks (every timer lives there: sleeps, delayed sends, ask timeouts).
+  [[nodiscard]] std::size_t pending_timers() const noexcept { return timers_->pending(); }
 
  private:
   ~runtime_core() = default;
@@ -6065,15 +5691,6 @@ bool send_message_after(actor_cell* target, clock::duration delay, M&& message) 
 
 namespace troupe::detail {
 
-// Off: an ask's timeout is armed on the runtime's timer thread, as before per-worker timers.
-// With it on (detail/worker_timers.hpp: no lock or allocation per ask, -5.5 % instructions on
-// pingpong+ask) a timeout can only fire when its worker looks at its timers, and a handler that
-// blocks that worker — say the very target of the ask, woken onto the asker's worker — keeps it
-// from ever firing: the asker and the target wait for each other (documented_behaviour_test
-// deadlocked so in CI). It stays off until a blocked worker's timers can be fired by another
-// thread (see docs/performance.md, "Asks on one core").
-inline constexpr bool ask_timeouts_on_worker_timers = false;
-
 template <class M, class R>
 struct ask_envelope final : envelope {
   template <class Arg>
@@ -6194,10 +5811,6 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
   const thread_identity& id = this_thread_identity;
   const bool on_worker = id.core == core;
   actor_cell* asker = on_worker ? id.cell : nullptr;
-  // Where the timeout is armed: the runtime's timer service (its own thread), or — switched off,
-  // see ask_timeouts_on_worker_timers — the asking worker's own timers.
-  worker_timers* local = ask_timeouts_on_worker_timers && on_worker ? id.timers : nullptr;
-  if (local != nullptr) local->reserve_one();  // before anything exists that would leak
   auto* slot = new reply_slot<R>(target, core->next_correlation(), access::make_address(asker));
   troupe::reply<R> result(slot);
   slot->retain();  // the envelope's reference
@@ -6208,17 +5821,14 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
     slot->release();
     throw;
   }
-  if (local != nullptr) [[likely]] {
-    const clock::time_point deadline = local->deadline_after(timeout);
-    // A saturated deadline is never reached: it needs no timer.
-    if (deadline != clock::time_point::max()) [[likely]]
-      slot->arm_local(*local, deadline, timeout);
-  } else {
-    const clock::time_point deadline = deadline_after(core->now(), timeout);
-    if (deadline != clock::time_point::max()) [[likely]] {
-      core->timers().schedule(deadline, std::make_unique<ask_timeout_task>(slot, timeout),
-                              &slot->timer_);
-    }
+  // On the runtime's timer service (its own thread, or the simulation's virtual clock), never on
+  // the asking worker: a handler blocking that worker — the ask's own target, woken onto it —
+  // must not keep the timeout from firing (docs/design.md, Timers). A saturated deadline is
+  // never reached: it needs no timer.
+  const clock::time_point deadline = deadline_after(core->now(), timeout);
+  if (deadline != clock::time_point::max()) [[likely]] {
+    core->timers().schedule(deadline, std::make_unique<ask_timeout_task>(slot, timeout),
+                            &slot->timer_);
   }
   core->post(target, e, true);
   return result;
@@ -6226,10 +5836,7 @@ auto ask_message(actor_cell* target, Arg&& message, clock::duration timeout, boo
 
 inline reply_slot_base::reply_slot_base(actor_cell* target, std::uint64_t correlation,
                                         address asker) noexcept
-    : local_timer(&reply_slot_base::on_local_timer),
-      target_(target),
-      correlation_(correlation),
-      asker_(std::move(asker)) {
+    : target_(target), correlation_(correlation), asker_(std::move(asker)) {
   target_->retain();  // keeps the runtime core alive as long as the reply state
   counter_slot& counters = target_->core()->counters_here();
   counters.add(counters.asks_opened);
@@ -6278,18 +5885,8 @@ inline void reply_slot_base::wait_or_drive() {
 
 inline void reply_slot_base::publish() noexcept {
   // Cancel first, so that whoever sees the ask done also sees its timer gone (pending_timers).
-  if (worker_timers* owner = owner_; owner != nullptr) [[likely]] {
-    // Armed on a worker (owner_ is set before the request is sent, so it happens-before this).
-    if (owner == this_thread_identity.timers) [[likely]] {
-      owner->disarm(this);  // the common case: the reply comes on the asker's worker
-    } else {
-      retain();  // the owner drops it when it takes the timer out (on_local_timer)
-      if (!owner->cancel_remote(this)) release();  // the owner stopped: not the last reference
-    }
-  } else {
-    // Destroying the cancelled task drops its reference; the caller still holds one.
-    static_cast<void>(core()->timers().cancel(&timer_));
-  }
+  // Destroying the cancelled task drops its reference; the caller still holds one.
+  static_cast<void>(core()->timers().cancel(&timer_));
   if (const std::uint32_t entry = round_trip_entry_.load(std::memory_order_acquire); entry != 0)
       [[unlikely]] {
     core()->record_round_trip(entry - 1, asked_);
@@ -6300,27 +5897,6 @@ inline void reply_slot_base::publish() noexcept {
     state_.notify_all();
   }
   if (waiter_.exchange(waiter_fired, std::memory_order_acq_rel) == waiter_registered) fire();
-}
-
-inline void reply_slot_base::on_local_timer(local_timer* t, bool fire) noexcept {
-  auto* self = static_cast<reply_slot_base*>(t);
-  if (fire) {
-    self->fail_timeout();
-  } else {
-    self->release();
-  }
-}
-
-inline void reply_slot_base::fail_timeout() noexcept {
-  try {
-    fail(errc::timeout,
-         "no reply within " +
-             std::to_string(
-                 std::chrono::duration_cast<std::chrono::microseconds>(timeout_).count()) +
-             " us");
-  } catch (...) {
-    fail(errc::timeout, {});
-  }
 }
 
 inline void reply_slot_base::before_free() noexcept {
@@ -7833,6 +7409,15 @@ std::size_t context::publish(std::string_view subject, E&& event) const {
 // matches (never typeid, which differs between compilers). Standard types (integers by width,
 // floating point, bool, std::string, vectors, optionals, maps, troupe::unit) are named already.
 //
+// Versions: a type that changed its fields keeps its name and declares the next version,
+//   struct deposit {                                       // was { long cents; }: version 1
+//     static constexpr std::string_view troupe_wire_name = "bank.deposit";
+//     static constexpr unsigned troupe_wire_version = 2;   // on the wire: "bank.deposit@2"
+//     long cents; std::string currency; };
+// (or `static constexpr unsigned version = 2;` in a wire_name<T> specialisation). Version 1 is
+// the plain name, so what was written before a type had a version reads as version 1. A reader
+// turns an older version into its current type with troupe::upcasters (upcast.hpp).
+//
 // A type picks its codec with `using troupe_codec = my_codec;` or a specialisation of
 // troupe::codec_of<T>; the default is troupe::msgpack_codec. A codec is a class with
 //   static constexpr std::string_view id;                       // travels beside the payload
@@ -7911,6 +7496,15 @@ concept specialised_wire_name = requires {
 };
 
 template <class T>
+concept member_wire_version = requires {
+  { T::troupe_wire_version } -> std::convertible_to<unsigned>;
+};
+template <class T>
+concept specialised_wire_version = requires {
+  { wire_name<T>::version } -> std::convertible_to<unsigned>;
+};
+
+template <class T>
 struct is_vector : std::false_type {};
 template <class T, class A>
 struct is_vector<std::vector<T, A>> : std::true_type {};
@@ -7960,8 +7554,75 @@ struct type_has_a_wire_name {
 template <class T>
 concept WireNamed = detail::type_has_a_wire_name<std::remove_cvref_t<T>>::value;
 
-// T's wire name, e.g. "bank.deposit", "i64", "vector<string>". Thread-safe; the view lives as
-// long as the program.
+// T's wire version: troupe_wire_version (or wire_name<T>::version), else 1.
+template <class T>
+[[nodiscard]] constexpr unsigned wire_version_of() noexcept {
+  using type = std::remove_cvref_t<T>;
+  if constexpr (detail::specialised_wire_version<type>) {
+    return wire_name<type>::version;
+  } else if constexpr (detail::member_wire_version<type>) {
+    return type::troupe_wire_version;
+  } else {
+    return 1;
+  }
+}
+
+namespace detail {
+
+// Spelled as class templates so that a failing static_assert prints the type's name.
+template <class VersionedType>
+struct wire_version_is_at_least_1 {
+  static constexpr bool value = wire_version_of<VersionedType>() >= 1;
+};
+template <class NamedType>
+struct wire_name_has_no_at_sign {
+  static constexpr bool value = [] {
+    if constexpr (specialised_wire_name<NamedType>) {
+      return std::string_view(wire_name<NamedType>::value).find('@') == std::string_view::npos;
+    } else if constexpr (member_wire_name<NamedType>) {
+      return std::string_view(NamedType::troupe_wire_name).find('@') == std::string_view::npos;
+    } else {
+      return true;
+    }
+  }();
+};
+
+}  // namespace detail
+
+// T's wire name without its version: "bank.deposit" for "bank.deposit@2".
+template <class T>
+[[nodiscard]] constexpr std::string_view wire_base_name_of() noexcept {
+  using type = std::remove_cvref_t<T>;
+  static_assert(detail::specialised_wire_name<type> || detail::member_wire_name<type>,
+                "troupe::wire_base_name_of: only a type named by troupe_wire_name or "
+                "TROUPE_WIRE_NAME has a base name and a version");
+  if constexpr (detail::specialised_wire_name<type>) {
+    return wire_name<type>::value;
+  } else {
+    return type::troupe_wire_name;
+  }
+}
+
+// A wire name split into its base name and version: "a.b@3" is {"a.b", 3}, "a.b" is {"a.b", 1};
+// a version that is not a number >= 1 is 0.
+struct wire_type {
+  std::string_view base;
+  unsigned version = 1;
+};
+[[nodiscard]] constexpr wire_type parse_wire_name(std::string_view name) noexcept {
+  const auto at = name.rfind('@');
+  if (at == std::string_view::npos) return {name, 1};
+  const std::string_view digits = name.substr(at + 1);
+  unsigned v = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9' || v > 100'000'000) return {name.substr(0, at), 0};
+    v = v * 10 + static_cast<unsigned>(c - '0');
+  }
+  return {name.substr(0, at), digits.empty() ? 0 : v};
+}
+
+// T's wire name, e.g. "bank.deposit", "bank.deposit@2" (version 2), "i64", "vector<string>".
+// Thread-safe; the view lives as long as the program.
 template <class T>
 [[nodiscard]] std::string_view wire_name_of() {
   using type = std::remove_cvref_t<T>;
@@ -7969,7 +7630,17 @@ template <class T>
                 "troupe: this type crosses the wire but has no wire name: give it a member "
                 "`static constexpr std::string_view troupe_wire_name = \"app.name\";` or write "
                 "TROUPE_WIRE_NAME(type, \"app.name\") at global scope (see codec.hpp)");
-  if constexpr (detail::specialised_wire_name<type>) {
+  static_assert(detail::wire_name_has_no_at_sign<type>::value,
+                "troupe: a wire name may not contain '@' (it separates the version on the wire): "
+                "declare `static constexpr unsigned troupe_wire_version = N;` instead");
+  static_assert(detail::wire_version_is_at_least_1<type>::value,
+                "troupe: troupe_wire_version starts at 1 (1 is the plain name)");
+  if constexpr ((detail::specialised_wire_name<type> ||
+                 detail::member_wire_name<type>)&&wire_version_of<type>() > 1) {
+    static const std::string name =
+        std::string(wire_base_name_of<type>()) + "@" + std::to_string(wire_version_of<type>());
+    return name;
+  } else if constexpr (detail::specialised_wire_name<type>) {
     return wire_name<type>::value;
   } else if constexpr (detail::member_wire_name<type>) {
     return type::troupe_wire_name;
@@ -9189,6 +8860,108 @@ inline std::string to_prometheus(const metrics_snapshot& m) {
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
+// ---- begin troupe/detail/timer_heap.hpp ----
+// Internal: the binary min-heap of timers that every clock shares (the Asio timer thread's and
+// the simulation's virtual clock). Written once here.
+
+namespace troupe::detail {
+
+// A min-heap of pointers to timer nodes ordered by (due_, sequence_): equal deadlines keep the
+// order in which they were pushed. Each node records its index (heap_index_), so that removing
+// a node anywhere in the heap costs O(log n). Not thread-safe: its owner guards it (a lock, or
+// a single thread). `Node` has `due_`, `sequence_` and `heap_index_` members.
+template <class Node>
+class timer_heap {
+ public:
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+  [[nodiscard]] bool empty() const noexcept { return nodes_.empty(); }
+  [[nodiscard]] std::size_t size() const noexcept { return nodes_.size(); }
+  [[nodiscard]] Node* top() const noexcept { return nodes_.front(); }
+
+  // Makes room for one more push, so that push() itself cannot throw.
+  // Geometric growth (reserve(size + 1) alone would reallocate on every push).
+  void reserve_one() {
+    if (nodes_.size() == nodes_.capacity()) [[unlikely]]
+      nodes_.reserve(nodes_.size() < 8 ? 8 : 2 * nodes_.size());
+  }
+
+  // Adds `n` (its due_ already set) with the next sequence number. May throw bad_alloc unless
+  // reserve_one() ran first.
+  void push(Node* n) {
+    n->sequence_ = next_sequence_++;
+    nodes_.push_back(n);
+    n->heap_index_ = nodes_.size() - 1;
+    sift_up(nodes_.size() - 1);
+  }
+
+  // Removes `n`, which must be in this heap; its heap_index_ becomes npos.
+  void remove(Node* n) noexcept {
+    const std::size_t i = n->heap_index_;
+    Node* last = nodes_.back();
+    nodes_.pop_back();
+    if (i < nodes_.size()) {
+      place(i, last);
+      sift_down(i);
+      sift_up(last->heap_index_);
+    }
+    n->heap_index_ = npos;
+  }
+
+  // Removes and returns the earliest node.
+  Node* pop() noexcept {
+    Node* n = nodes_.front();
+    remove(n);
+    return n;
+  }
+
+  // Empties the heap, handing back its nodes (in no particular order), each with npos.
+  std::vector<Node*> take_all() noexcept {
+    std::vector<Node*> all;
+    all.swap(nodes_);
+    for (Node* n : all) n->heap_index_ = npos;
+    return all;
+  }
+
+ private:
+  static bool earlier(const Node* a, const Node* b) noexcept {
+    return a->due_ != b->due_ ? a->due_ < b->due_ : a->sequence_ < b->sequence_;
+  }
+  void place(std::size_t i, Node* n) noexcept {
+    nodes_[i] = n;
+    n->heap_index_ = i;
+  }
+  void sift_up(std::size_t i) noexcept {
+    Node* n = nodes_[i];
+    while (i > 0) {
+      const std::size_t parent = (i - 1) / 2;
+      if (!earlier(n, nodes_[parent])) break;
+      place(i, nodes_[parent]);
+      i = parent;
+    }
+    place(i, n);
+  }
+  void sift_down(std::size_t i) noexcept {
+    Node* n = nodes_[i];
+    const std::size_t count = nodes_.size();
+    for (;;) {
+      std::size_t child = 2 * i + 1;
+      if (child >= count) break;
+      if (child + 1 < count && earlier(nodes_[child + 1], nodes_[child])) ++child;
+      if (!earlier(nodes_[child], n)) break;
+      place(i, nodes_[child]);
+      i = child;
+    }
+    place(i, n);
+  }
+
+  std::vector<Node*> nodes_;
+  std::uint64_t next_sequence_ = 0;
+};
+
+}  // namespace troupe::detail
+// ---- end troupe/detail/timer_heap.hpp ----
+
 namespace troupe::detail {
 
 class asio_timer_service final : public timer_service {
@@ -9333,7 +9106,6 @@ class runtime {
       auto timers = std::make_unique<detail::asio_timer_service>(core_);
       auto pool = std::make_unique<detail::worker_pool>(core_, o.workers, o.batch,
                                                         &detail::runtime_core::worker_idle);
-      pool->set_backstop(timers.get());
       core_->attach(std::move(timers), std::move(pool));
     } catch (...) {
       core_->release();
@@ -11276,3 +11048,196 @@ requires(!detail::first_is_child_options<Args...>::value) task<ref<A>> start_chi
 
 }  // namespace troupe
 // ---- end troupe/supervisor.hpp ----
+// ---- begin troupe/upcast.hpp ----
+// troupe::upcasters<E>: how a reader turns older versions of an event type into the current one
+// -- for events that outlive their code (a durable topic read months after it was written).
+//
+//   struct order_v1 {                                       // what was written last year
+//     static constexpr std::string_view troupe_wire_name = "shop.order";       // version 1
+//     long id; long cents; };
+//   struct order {                                          // the type as it is now
+//     static constexpr std::string_view troupe_wire_name = "shop.order";
+//     static constexpr unsigned troupe_wire_version = 2;    // "shop.order@2" on the wire
+//     long id; long cents; std::string currency; };
+//
+//   troupe::upcasters<order> up;
+//   up.add<order_v1>([](order_v1 o) { return order{o.id, o.cents, "EUR"}; });
+//   auto orders = js.retain<order>("orders").with_upcasters(up);   // (troupe/nats/jetstream.hpp)
+//
+// Each step takes version N-1 to version N (checked at compile time); steps chain, so v1 -> v2 ->
+// v3 needs an upcaster per step and the last step returns E itself. What a reader cannot read --
+// a newer version, an older one without a step, bytes its codec rejects, a step that throws --
+// is a failed read with the reason, which a durable consumer turns into a dead letter with the
+// event's sequence (never a crash, never a silent skip).
+
+namespace troupe {
+
+namespace detail {
+
+// One address per type: tells the types of two versions apart without RTTI.
+template <class T>
+inline constexpr char upcast_tag = 0;
+
+// Spelled as class templates so that a failing static_assert prints the types.
+template <class OlderType, class CurrentType>
+struct upcast_from_same_base_name {
+  static constexpr bool value = wire_base_name_of<OlderType>() == wire_base_name_of<CurrentType>();
+};
+template <class OlderType, class NextType>
+struct upcast_goes_one_version_up {
+  static constexpr bool value = wire_version_of<NextType>() == wire_version_of<OlderType>() + 1;
+};
+template <class NextType, class CurrentType>
+struct upcast_ends_at_the_current_type {
+  static constexpr bool value = std::is_same_v<NextType, CurrentType> ||
+                                wire_version_of<NextType>() < wire_version_of<CurrentType>();
+};
+
+}  // namespace detail
+
+// The upcasters of E, one per older version (see the top of this file). Register them before
+// sharing; afterwards read() is const and thread-safe. Copyable.
+template <class E>
+class upcasters {
+ public:
+  static_assert(detail::type_has_a_wire_name<E>::value,
+                "troupe::upcasters<E>: the event type has no wire name (see codec.hpp)");
+
+  // Registers how version `Old` becomes the next version: `step(Old&&)` returns E, or the type of
+  // version N+1 (which needs its own step, up to E). Old and the result must share E's base wire
+  // name. Throws error(invalid_argument) if Old's version already has a step.
+  template <class Old, class F>
+  upcasters& add(F step) {
+    using Next = std::remove_cvref_t<std::invoke_result_t<F&, Old&&>>;
+    static_assert(detail::upcast_from_same_base_name<Old, E>::value &&
+                      detail::upcast_from_same_base_name<Next, E>::value,
+                  "troupe::upcasters<E>::add<Old>: Old and what the step returns must have E's "
+                  "wire name (troupe_wire_name), differing in troupe_wire_version only");
+    static_assert(detail::upcast_goes_one_version_up<Old, Next>::value,
+                  "troupe::upcasters<E>::add<Old>: a step takes version N-1 to version N (the "
+                  "step returns a type whose troupe_wire_version is Old's + 1)");
+    static_assert(detail::upcast_ends_at_the_current_type<Next, E>::value,
+                  "troupe::upcasters<E>::add<Old>: the step returning E's version must return E");
+    constexpr unsigned from = wire_version_of<Old>();
+    if (steps_.count(from) != 0) {
+      throw error(errc::invalid_argument, "an upcaster from version " + std::to_string(from) +
+                                              " of " + std::string(wire_base_name_of<E>()) +
+                                              " is registered already");
+    }
+    step_fns s;
+    s.tag = &detail::upcast_tag<Old>;
+    s.from_bytes = [](const upcasters& self, std::string_view codec, std::string_view bytes,
+                      dead_letter_reason& why) -> decoded<E> {
+      if (codec != codec_id_of<Old>()) {
+        why = dead_letter_reason::wrong_codec;
+        return decoded<E>::fail("'" + std::string(codec) + "' for " +
+                                std::string(wire_name_of<Old>()));
+      }
+      decoded<Old> d = troupe::decode<Old>(bytes);
+      if (!d) {
+        why = dead_letter_reason::decode_failed;
+        return decoded<E>::fail(std::string(wire_name_of<Old>()) + ": " + d.error());
+      }
+      return self.lift(wire_version_of<Old>(), &detail::upcast_tag<Old>, &d.value(), why);
+    };
+    s.from_value = [f = std::move(step)](const upcasters& self, void* old,
+                                         dead_letter_reason& why) -> decoded<E> {
+      Next next = f(std::move(*static_cast<Old*>(old)));
+      if constexpr (std::is_same_v<Next, E>) {
+        return decoded<E>::ok(std::move(next));
+      } else {
+        return self.lift(wire_version_of<Next>(), &detail::upcast_tag<Next>, &next, why);
+      }
+    };
+    steps_.emplace(from, std::move(s));
+    return *this;
+  }
+
+  // Whether version `v` of E can be read (E's own version, or one with a chain of steps).
+  [[nodiscard]] bool reads(unsigned v) const noexcept {
+    if (v == wire_version_of<E>()) return true;
+    for (; v < wire_version_of<E>(); ++v) {
+      if (steps_.count(v) == 0) return false;
+    }
+    return v == wire_version_of<E>();
+  }
+
+  // Reads an E from an event whose wire name is `type` and codec `codec`: E itself, or an older
+  // version of it through the steps. On failure `why` says which kind (unknown_type: another
+  // type, a newer version or one without a step; wrong_codec; decode_failed: bad bytes or a step
+  // that threw) and the result's error() the detail. Never throws but std::bad_alloc.
+  [[nodiscard]] decoded<E> read(std::string_view type, std::string_view codec,
+                                std::string_view bytes, dead_letter_reason& why) const {
+    const std::string_view current = wire_name_of<E>();
+    constexpr unsigned now = wire_version_of<E>();
+    if (type == current) {
+      if (codec != codec_id_of<E>()) {
+        why = dead_letter_reason::wrong_codec;
+        return decoded<E>::fail("'" + std::string(codec) + "' for " + std::string(type));
+      }
+      decoded<E> d = troupe::decode<E>(bytes);
+      if (!d) why = dead_letter_reason::decode_failed;
+      return d;
+    }
+    why = dead_letter_reason::unknown_type;
+    const wire_type t = parse_wire_name(type);
+    if constexpr (detail::specialised_wire_name<E> || detail::member_wire_name<E>) {
+      if (t.version != 0 && t.base == wire_base_name_of<E>()) {
+        if (t.version > now) {
+          return decoded<E>::fail("'" + std::string(type) + "' is version " +
+                                  std::to_string(t.version) + ", newer than this reader's " +
+                                  std::string(current) + " (version " + std::to_string(now) + ")");
+        }
+        const auto it = steps_.find(t.version);
+        if (it == steps_.end()) {
+          return decoded<E>::fail(
+              "'" + std::string(type) + "' is version " + std::to_string(t.version) + " of " +
+              std::string(current) + " (version " + std::to_string(now) +
+              ") and no upcaster from version " + std::to_string(t.version) + " is registered");
+        }
+        try {
+          return it->second.from_bytes(*this, codec, bytes, why);
+        } catch (const std::bad_alloc&) {
+          throw;
+        } catch (const std::exception& e) {
+          why = dead_letter_reason::decode_failed;
+          return decoded<E>::fail("the upcaster of '" + std::string(type) + "' threw: " + e.what());
+        } catch (...) {
+          why = dead_letter_reason::decode_failed;
+          return decoded<E>::fail("the upcaster of '" + std::string(type) + "' threw");
+        }
+      }
+    }
+    return decoded<E>::fail("'" + std::string(type) + "' where " + std::string(current) +
+                            " is expected");
+  }
+
+ private:
+  struct step_fns {
+    const void* tag = nullptr;  // the type of this version (upcast_tag<Old>)
+    decoded<E> (*from_bytes)(const upcasters&, std::string_view codec, std::string_view bytes,
+                             dead_letter_reason& why) = nullptr;
+    std::function<decoded<E>(const upcasters&, void* old, dead_letter_reason& why)> from_value;
+  };
+
+  // Carries a value of version `v` (its type's tag `tag`) on to E.
+  decoded<E> lift(unsigned v, const void* tag, void* value, dead_letter_reason& why) const {
+    const auto it = steps_.find(v);
+    if (it == steps_.end()) {
+      why = dead_letter_reason::unknown_type;
+      return decoded<E>::fail("no upcaster from version " + std::to_string(v) + " of " +
+                              std::string(wire_name_of<E>()) + " is registered");
+    }
+    if (it->second.tag != tag) {
+      why = dead_letter_reason::unknown_type;
+      return decoded<E>::fail("the upcaster from version " + std::to_string(v) + " of " +
+                              std::string(wire_name_of<E>()) + " takes another type");
+    }
+    return it->second.from_value(*this, value, why);
+  }
+
+  std::map<unsigned, step_fns> steps_;
+};
+
+}  // namespace troupe
+// ---- end troupe/upcast.hpp ----
