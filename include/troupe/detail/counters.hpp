@@ -6,6 +6,7 @@
 
 #include <troupe/detail/config.hpp>
 #include <troupe/detail/fwd.hpp>
+#include <troupe/detail/trace_context.hpp>
 
 namespace troupe::detail {
 
@@ -50,6 +51,8 @@ struct thread_identity {
   std::uint64_t message = 0;
   // A worker's own timers (worker_timers.hpp), where asks made on it arm their timeouts.
   worker_timers* timers = nullptr;
+  // Tracing on: the trace of that message (meaningful only while `message` is not 0).
+  trace_id trace{};
 };
 inline thread_local constinit thread_identity this_thread_identity;
 
