@@ -84,7 +84,7 @@ template <class A, class M>
 bool send_message_from(actor_cell* target, M&& message, const message_origin& from) {
   if (target == nullptr) throw error(errc::invalid_ref, "send() through an empty ref");
   envelope* e = make_envelope<A>(std::forward<M>(message));
-  return target->core()->post(target, e, true, &from);
+  return target->core()->post_from(target, e, from);
 }
 
 // False: refused now (shutdown has begun), counted as rejected. Once scheduled, the sender is
