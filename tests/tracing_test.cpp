@@ -107,6 +107,8 @@ TEST_CASE("the trace hook sees every message with correct causation chains") {
       starts += e.point == troupe::trace_point::handle_start;
       ends += e.point == troupe::trace_point::handle_end;
       REQUIRE(e.causation_id == evs.front().causation_id);
+      REQUIRE(e.trace == evs.front().trace);
+      REQUIRE(static_cast<bool>(e.trace));
       REQUIRE_FALSE(e.failed);
     }
     REQUIRE((sends == 1 && starts == 1 && ends == 1));
@@ -124,12 +126,17 @@ TEST_CASE("the trace hook sees every message with correct causation chains") {
     if (e.message_type.find("done") == std::string_view::npos) continue;
     std::vector<std::string> chain{std::string(e.message_type)};
     std::uint64_t cause = e.causation_id;
+    std::uint64_t root = id;
     while (cause != 0) {
       REQUIRE(messages.count(cause) == 1);
       const auto& c = messages.at(cause).front();
       chain.push_back(std::string(c.actor_type));
+      // One trace per chain, also after the asker resumed from its co_await.
+      REQUIRE(c.trace == e.trace);
+      root = cause;
       cause = c.causation_id;
     }
+    REQUIRE(e.trace == troupe::root_trace_of(root));  // the trace go started
     INFO(chain.size());
     REQUIRE(chain.size() == 4);
     REQUIRE(chain[1].find("asker") != std::string::npos);

@@ -529,7 +529,7 @@ bool deliver_keyed_item(actor_cell* consumer, std::uint64_t member,
 
 // A topic subscription feeding a keyed queue (see subscriber_entry's sink).
 inline bool deliver_to_sink(const subscriber_entry& entry, const std::shared_ptr<const void>& event,
-                            std::uint64_t offset) {
+                            std::uint64_t offset, std::string_view) {
   return entry.sink->take(event, offset);
 }
 

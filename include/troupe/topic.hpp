@@ -263,7 +263,7 @@ inline constexpr envelope_ops event_ops{&invoke_event<A, E>, &destroy_event<E>, 
 
 template <class A, class E>
 bool deliver_event(const subscriber_entry& entry, const std::shared_ptr<const void>& event,
-                   std::uint64_t offset) {
+                   std::uint64_t offset, std::string_view) {
   auto* e =
       new event_envelope<E>(&event_ops<A, E>, std::static_pointer_cast<const E>(event), offset);
   return entry.cell->core()->post(entry.cell, e, true);
@@ -271,13 +271,14 @@ bool deliver_event(const subscriber_entry& entry, const std::shared_ptr<const vo
 
 // Hands `erased` to every subscription of `r` (one member per group); returns the deliveries.
 inline std::size_t deliver_route(runtime_core* core, const route& r,
-                                 const std::shared_ptr<const void>& erased, std::uint64_t offset) {
+                                 const std::shared_ptr<const void>& erased, std::uint64_t offset,
+                                 std::string_view subject) {
   std::size_t delivered = 0;
   for (const auto& entry : r.plain) {
     // An unsubscribe that raced with this publish: skip it if already visible (not required,
     // a delivery under way may arrive, but it narrows the window).
     if (!entry->active.load(std::memory_order_relaxed)) continue;
-    delivered += entry->deliver(*entry, erased, offset) ? 1 : 0;
+    delivered += entry->deliver(*entry, erased, offset, subject) ? 1 : 0;
   }
   for (const auto& members : r.groups) {
     // One member per event, in turn; a stopped member is skipped, so its share goes to the
@@ -291,7 +292,7 @@ inline std::size_t deliver_route(runtime_core* core, const route& r,
         break;
       }
     }
-    delivered += chosen->deliver(*chosen, erased, offset) ? 1 : 0;
+    delivered += chosen->deliver(*chosen, erased, offset, subject) ? 1 : 0;
   }
   return delivered;
 }
@@ -309,7 +310,7 @@ inline std::pair<std::uint64_t, std::size_t> publish_retained(runtime_core* core
   if (r->empty()) {
     core->count_unrouted();
   } else {
-    delivered = deliver_route(core, *r, erased, offset);
+    delivered = deliver_route(core, *r, erased, offset, log.subject);
   }
   if (core->metrics_on()) core->count_topic(log.subject, delivered);
   return {offset, delivered};
@@ -330,7 +331,7 @@ std::size_t publish_event(runtime_core* core, std::string_view subject,
     if (core->metrics_on()) core->count_topic(subject, 0);
     return 0;
   }
-  const std::size_t delivered = deliver_route(core, *r, std::move(event), no_offset);
+  const std::size_t delivered = deliver_route(core, *r, std::move(event), no_offset, subject);
   if (core->metrics_on()) core->count_topic(subject, delivered);
   return delivered;
 }
@@ -383,7 +384,8 @@ subscription subscribe_replaying(actor_cell* cell, std::string_view subject, rep
                                           std::to_string(log->next) + ")");
   }
   for (std::uint64_t offset = from; offset < log->next; ++offset) {
-    entry->deliver(*entry, log->events[static_cast<std::size_t>(offset - log->first)], offset);
+    entry->deliver(*entry, log->events[static_cast<std::size_t>(offset - log->first)], offset,
+                   subject);
   }
   cell->core()->topics().add(entry);
   return subscription(std::move(entry));

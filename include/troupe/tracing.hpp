@@ -1,5 +1,6 @@
-// troupe::trace_hook: sees every message sent, started and finished, with its id and the id of
-// the message whose handler sent it (causation); troupe::json_lines_trace writes spans.
+// troupe::trace_hook: sees every message sent, started and finished, with its id, the id of the
+// message whose handler sent it (causation) and the trace it belongs to; troupe::json_lines_trace
+// writes spans.
 #pragma once
 
 #include <chrono>
@@ -13,6 +14,7 @@
 #include <string_view>
 
 #include <troupe/detail/json.hpp>
+#include <troupe/detail/trace_context.hpp>
 
 namespace troupe {
 
@@ -32,6 +34,12 @@ struct trace_event {
   // The id of the message whose handler sent this one; 0 for a root message (sent from outside
   // any handler: main, a timer, on_start).
   std::uint64_t causation_id = 0;
+  // The causal chain the message belongs to, as a W3C trace-id (filled in only when a trace hook
+  // is installed, which is what this record is for): a root message starts a trace of its own
+  // (root_trace_of its id); a message sent from a handler joins the handler's trace; a message
+  // from another process over NATS joins the trace its `traceparent` header names. A message's
+  // span id is its message_id, its parent span the causation_id.
+  trace_id trace;
   std::uint64_t actor_id = 0;  // the target
   std::string_view actor_type;
   std::string_view message_type;

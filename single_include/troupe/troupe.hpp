@@ -923,6 +923,48 @@ class context {
 // ---- begin troupe/detail/counters.hpp ----
 // Internal: message counters, one block per worker thread plus one shared block.
 
+// ---- begin troupe/detail/trace_context.hpp ----
+// troupe::trace_id, the W3C trace-id a traced message carries, and (internal) where a message
+// comes from when it is not sent from the current thread's handler: message_origin.
+
+namespace troupe {
+
+// A W3C trace-id: 16 bytes, as two big-endian halves (high holds the first 8 bytes of the hex
+// form). All zeros is not a trace (W3C: invalid).
+struct trace_id {
+  std::uint64_t high = 0;
+  std::uint64_t low = 0;
+  explicit constexpr operator bool() const noexcept { return (high | low) != 0; }
+  friend constexpr bool operator==(const trace_id&, const trace_id&) noexcept = default;
+};
+
+// The trace a root message (one sent from outside any handler) starts: its low half is the
+// message's id, unique in the runtime (and, with a NATS node, across processes: a node gives its
+// runtime a random range of ids); the high half is a mix of it (W3C asks for random-looking
+// bytes rather than zeros). A function of the id only, so a simulation stays deterministic.
+[[nodiscard]] constexpr trace_id root_trace_of(std::uint64_t message_id) noexcept {
+  std::uint64_t z = message_id + 0x9E3779B97F4A7C15ULL;  // splitmix64
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  return {z | 1, message_id};  // never zero
+}
+
+namespace detail {
+
+// Where a message comes from when the sending thread is not running its cause: a transport's
+// thread handing over a message from the wire (troupe/nats/). `causation`: the id of the message
+// whose handler sent it (0: none); `trace`: its trace (empty: a root, a new trace). Read only by
+// runtimes with metrics or tracing on; others ignore it.
+struct message_origin {
+  std::uint64_t causation = 0;
+  trace_id trace{};
+};
+
+}  // namespace detail
+}  // namespace troupe
+// ---- end troupe/detail/trace_context.hpp ----
+
 namespace troupe::detail {
 
 // A worker's block has a single writer, so increments are a plain load and store (no locked
@@ -962,6 +1004,8 @@ struct thread_identity {
   // Metrics or tracing on: the id of the message whose handler runs now (the causation of the
   // messages it sends); 0 outside handlers.
   std::uint64_t message = 0;
+  // Tracing on: the trace of that message (meaningful only while `message` is not 0).
+  trace_id trace{};
 };
 inline thread_local constinit thread_identity this_thread_identity;
 
@@ -1659,6 +1703,7 @@ constexpr envelope* (*clone_of())(const envelope&) {
 // message type, latency histograms in a fixed lock-free table.
 
 #include <map>
+#include <unordered_map>
 
 // ---- begin troupe/latency_histogram.hpp ----
 // troupe::latency_histogram: a lock-free, constant-memory latency histogram with log-linear
@@ -2070,6 +2115,51 @@ class topic_stats {
   };
   mutable std::mutex mutex_;
   std::map<std::string, entry, std::less<>> by_subject_;
+};
+
+// The trace of each message between its queueing and its handler's end, by message id; kept only
+// when a trace hook is installed. Not in the envelope: its 40-byte header has no room left while
+// the message waits in a mailbox (a 48-byte header would move every ask, and messages of 17 to
+// 24 bytes, to the next pool block size), and a runtime without a hook should pay nothing.
+// Striped mutexes: the hook's own cost (a virtual call per point, usually a lock) dominates.
+class trace_table {
+ public:
+  void put(std::uint64_t message, trace_id trace) noexcept {
+    stripe& s = stripe_of(message);
+    try {
+      std::lock_guard lock(s.mutex);
+      s.traces[message] = trace;
+    } catch (...) {  // out of memory: the message's handler starts a trace of its own
+    }
+  }
+  // The message's trace; if unknown (a simulation's duplicate, or out of memory), a root's.
+  [[nodiscard]] trace_id find(std::uint64_t message) noexcept {
+    stripe& s = stripe_of(message);
+    std::lock_guard lock(s.mutex);
+    const auto it = s.traces.find(message);
+    return it != s.traces.end() ? it->second : root_trace_of(message);
+  }
+  void erase(std::uint64_t message) noexcept {
+    stripe& s = stripe_of(message);
+    std::lock_guard lock(s.mutex);
+    s.traces.erase(message);
+  }
+  [[nodiscard]] std::size_t size() noexcept {
+    std::size_t n = 0;
+    for (stripe& s : stripes_) {
+      std::lock_guard lock(s.mutex);
+      n += s.traces.size();
+    }
+    return n;
+  }
+
+ private:
+  struct alignas(64) stripe {
+    std::mutex mutex;
+    std::unordered_map<std::uint64_t, trace_id> traces;
+  };
+  stripe& stripe_of(std::uint64_t message) noexcept { return stripes_[message % 16]; }
+  stripe stripes_[16];
 };
 
 }  // namespace troupe::detail
@@ -3313,10 +3403,11 @@ struct event_sink {
 // One subscription. Shared between the trie and the subscription handle, so that a publish
 // that matched it can finish delivering after it was removed.
 struct subscriber_entry {
-  // Queues `event` (offset: its place in a retained log, or no_offset) for the entry's actor
-  // (or hands it to its sink).
+  // Queues `event` (offset: its place in a retained log, or no_offset; subject: the one it was
+  // published on) for the entry's actor (or hands it to its sink).
   using deliver_fn = bool (*)(const subscriber_entry& entry,
-                              const std::shared_ptr<const void>& event, std::uint64_t offset);
+                              const std::shared_ptr<const void>& event, std::uint64_t offset,
+                              std::string_view subject);
 
   subscriber_entry(actor_cell* c, const void* type, deliver_fn d, std::string g,
                    std::string p) noexcept
@@ -3923,8 +4014,9 @@ struct std::hash<troupe::ref<A>> : std::hash<troupe::address> {};
 // troupe::runtime_options: how a runtime is configured.
 
 // ---- begin troupe/tracing.hpp ----
-// troupe::trace_hook: sees every message sent, started and finished, with its id and the id of
-// the message whose handler sent it (causation); troupe::json_lines_trace writes spans.
+// troupe::trace_hook: sees every message sent, started and finished, with its id, the id of the
+// message whose handler sent it (causation) and the trace it belongs to; troupe::json_lines_trace
+// writes spans.
 
 #include <fstream>
 #include <ostream>
@@ -3987,6 +4079,12 @@ struct trace_event {
   // The id of the message whose handler sent this one; 0 for a root message (sent from outside
   // any handler: main, a timer, on_start).
   std::uint64_t causation_id = 0;
+  // The causal chain the message belongs to, as a W3C trace-id (filled in only when a trace hook
+  // is installed, which is what this record is for): a root message starts a trace of its own
+  // (root_trace_of its id); a message sent from a handler joins the handler's trace; a message
+  // from another process over NATS joins the trace its `traceparent` header names. A message's
+  // span id is its message_id, its parent span the causation_id.
+  trace_id trace;
   std::uint64_t actor_id = 0;  // the target
   std::string_view actor_type;
   std::string_view message_type;
@@ -4160,6 +4258,7 @@ class runtime_core {
       message_stats_ = std::make_unique<message_table>();
       topic_stats_ = std::make_unique<topic_stats>();
     }
+    if (trace_ != nullptr) traces_ = std::make_unique<trace_table>();
   }
   runtime_core(const runtime_core&) = delete;
   runtime_core& operator=(const runtime_core&) = delete;
@@ -4274,6 +4373,16 @@ class runtime_core {
   // The send path. Counts the attempt (unless it was counted when a delayed send was made),
   // then queues, dead-letters or rejects the envelope, which it always consumes.
   bool post(actor_cell* target, envelope* e, bool count_sent) noexcept {
+    return post_impl(target, e, count_sent, nullptr);
+  }
+  // post() for a message that does not come from this thread's handler: `from` says where it
+  // comes from (see message_origin; only metrics and tracing read it). A function of its own so
+  // that a plain send passes no extra argument: in post(), `from` is a constant null.
+  bool post_from(actor_cell* target, envelope* e, const message_origin& from) noexcept {
+    return post_impl(target, e, true, &from);
+  }
+  [[gnu::always_inline]] inline bool post_impl(actor_cell* target, envelope* e, bool count_sent,
+                                               const message_origin* from) noexcept {
     counter_slot& counters = counters_here();
     if (count_sent) counters.add(counters.sent);
     if (!accepting_.load(std::memory_order_relaxed) && !internal_thread()) {
@@ -4293,21 +4402,22 @@ class runtime_core {
     if (target->ops()->mailbox.capacity != 0) [[unlikely]] {
       if (target->ops()->mailbox.overflow == overflow::drop_oldest) {
         if (instrumented_) [[unlikely]]
-          on_queued(target, e);
+          on_queued(target, e, from);
         return post_held(target, e, false);
       }
       // A delayed send (count_sent false) has no sender left to tell of a rejection.
       if (!admit_bounded(target, e, count_sent)) return false;
     }
     if (hooked_) [[unlikely]]
-      return post_hooked(target, e);
+      return post_hooked(target, e, from);
     return enqueue(target, e);
   }
 
   // Metrics, tracing or a simulation see the message before it is queued. Out of line: the
   // plain send path pays only the branch on hooked_ (which replaced the one on instrumented_).
-  [[gnu::noinline]] bool post_hooked(actor_cell* target, envelope* e) noexcept {
-    if (instrumented_) on_queued(target, e);
+  [[gnu::noinline]] bool post_hooked(actor_cell* target, envelope* e,
+                                     const message_origin* from = nullptr) noexcept {
+    if (instrumented_) on_queued(target, e, from);
     if (driver_ != nullptr) return driver_->intercept(target, e);
     return enqueue(target, e);
   }
@@ -4456,18 +4566,34 @@ class runtime_core {
     return metrics_now();
   }
   [[nodiscard]] bool metrics_on() const noexcept { return metrics_on_; }
+  // A trace hook is installed: messages carry traces (trace_event::trace, message_origin).
+  [[nodiscard]] bool tracing() const noexcept { return trace_ != nullptr; }
+  // The trace of a message being handled (a task handler resuming); tracing() only.
+  [[nodiscard]] trace_id trace_of_message(std::uint64_t id) noexcept { return traces_->find(id); }
+  // Messages whose trace is kept now (queued or being handled); tests prove none is left.
+  [[nodiscard]] std::size_t traces_kept() noexcept { return traces_ ? traces_->size() : 0; }
 
   // The histograms of `cell`'s actor type x `ops`'s message type; null if the table is full.
   message_stats* stats_for(const actor_cell* cell, const envelope_ops* ops) noexcept {
     return message_stats_->find(ops, cell->ops()->type_name, ops->message_type);
   }
 
-  // A message is about to be queued: give it an id, its causation and its time.
-  [[gnu::noinline]] void on_queued(actor_cell* target, envelope* e) noexcept {
+  // A message is about to be queued: give it an id, its causation (and trace) and its time:
+  // from `from` if given, else from the handler running on this thread, if any.
+  [[gnu::noinline]] void on_queued(actor_cell* target, envelope* e,
+                                   const message_origin* from = nullptr) noexcept {
     e->queued = stamp();
     if (e->correlation == 0) e->correlation = next_correlation();
     const thread_identity& id = this_thread_identity;
-    e->causation = id.core == this ? id.message : 0;
+    const bool in_handler = from == nullptr && id.core == this && id.message != 0;
+    e->causation = from != nullptr ? from->causation : in_handler ? id.message : 0;
+    trace_id trace{};
+    if (trace_ != nullptr) {
+      trace = from != nullptr && from->trace ? from->trace
+              : in_handler                   ? id.trace
+                                             : root_trace_of(e->correlation);
+      traces_->put(e->correlation, trace);
+    }
     if (metrics_on_) {
       target->extras()->stats.queued();
       if (e->ops->reply_of != nullptr) {
@@ -4480,6 +4606,7 @@ class runtime_core {
     }
     if (trace_ != nullptr) {
       trace_event t = trace_of(trace_point::send, target, e);
+      t.trace = trace;
       t.time = t.queued;
       trace_->on_event(t);
     }
@@ -4498,6 +4625,7 @@ class runtime_core {
     }
     if (trace_ != nullptr) {
       trace_event t = trace_of(trace_point::handle_start, cell, e);
+      t.trace = this_thread_identity.trace = traces_->find(e->correlation);
       t.time = t.started = metrics_time(now);
       trace_->on_event(t);
     }
@@ -4519,6 +4647,8 @@ class runtime_core {
     }
     if (trace_ != nullptr) {
       trace_event t = trace_of(trace_point::handle_end, cell, e);
+      t.trace = traces_->find(e->correlation);
+      traces_->erase(e->correlation);
       t.started = metrics_time(e->started);
       t.time = metrics_time(now);
       t.failed = failed;
@@ -4750,6 +4880,7 @@ class runtime_core {
   std::mutex shutdown_mutex_;
   std::unique_ptr<message_table> message_stats_;
   std::unique_ptr<topic_stats> topic_stats_;
+  std::unique_ptr<trace_table> traces_;  // tracing only
 
   trace_event trace_of(trace_point point, const actor_cell* target,
                        const envelope* e) const noexcept {
@@ -4790,6 +4921,7 @@ inline void runtime_core::dead_letter_out(actor_cell* target, envelope* e,
   }
   if (e->ops->reroute != nullptr) reason = e->ops->reroute(*e, reason);
   record_dead_letter(target, e->ops->message_type, reason, e->correlation, detail);
+  if (trace_ != nullptr) traces_->erase(e->correlation);  // queued, never handled
   e->destroy();
 }
 
@@ -4821,6 +4953,7 @@ inline void runtime_core::dead_letter_backlog(actor_cell* target,
     if (e->ops->abort != nullptr || e->ops->reroute != nullptr) {
       dead_letter_out(target, e, reason, {});  // counted there
     } else {
+      if (trace_ != nullptr) traces_->erase(e->correlation);
       e->destroy();
       ++quiet_dead;
     }
@@ -5120,6 +5253,8 @@ inline activation actor_cell::run(std::size_t batch) {
     int settled;
     if (instrumented_) [[unlikely]] {
       this_thread_identity.message = task_->current_->correlation;  // causation of its sends
+      if (core_->tracing())
+        this_thread_identity.trace = core_->trace_of_message(this_thread_identity.message);
       task_->resume_point_.resume();
       settled = settle_task();
       this_thread_identity.message = 0;
@@ -5664,6 +5799,17 @@ bool send_message(actor_cell* target, M&& message) {
   if (target == nullptr) throw error(errc::invalid_ref, "send() through an empty ref");
   envelope* e = make_envelope<A>(std::forward<M>(message));
   return target->core()->post(target, e, true);
+}
+
+// send_message for a message that does not come from this thread's handler: a transport's
+// thread hands over a message from the wire with the causation (and trace) it carried, so that a
+// trace hook follows the chain across processes (see message_origin). The thread's own identity
+// is neither read nor changed; without metrics or tracing, `from` is ignored.
+template <class A, class M>
+bool send_message_from(actor_cell* target, M&& message, const message_origin& from) {
+  if (target == nullptr) throw error(errc::invalid_ref, "send() through an empty ref");
+  envelope* e = make_envelope<A>(std::forward<M>(message));
+  return target->core()->post_from(target, e, from);
 }
 
 // False: refused now (shutdown has begun), counted as rejected. Once scheduled, the sender is
@@ -7237,7 +7383,7 @@ inline constexpr envelope_ops event_ops{&invoke_event<A, E>, &destroy_event<E>, 
 
 template <class A, class E>
 bool deliver_event(const subscriber_entry& entry, const std::shared_ptr<const void>& event,
-                   std::uint64_t offset) {
+                   std::uint64_t offset, std::string_view) {
   auto* e =
       new event_envelope<E>(&event_ops<A, E>, std::static_pointer_cast<const E>(event), offset);
   return entry.cell->core()->post(entry.cell, e, true);
@@ -7245,13 +7391,14 @@ bool deliver_event(const subscriber_entry& entry, const std::shared_ptr<const vo
 
 // Hands `erased` to every subscription of `r` (one member per group); returns the deliveries.
 inline std::size_t deliver_route(runtime_core* core, const route& r,
-                                 const std::shared_ptr<const void>& erased, std::uint64_t offset) {
+                                 const std::shared_ptr<const void>& erased, std::uint64_t offset,
+                                 std::string_view subject) {
   std::size_t delivered = 0;
   for (const auto& entry : r.plain) {
     // An unsubscribe that raced with this publish: skip it if already visible (not required,
     // a delivery under way may arrive, but it narrows the window).
     if (!entry->active.load(std::memory_order_relaxed)) continue;
-    delivered += entry->deliver(*entry, erased, offset) ? 1 : 0;
+    delivered += entry->deliver(*entry, erased, offset, subject) ? 1 : 0;
   }
   for (const auto& members : r.groups) {
     // One member per event, in turn; a stopped member is skipped, so its share goes to the
@@ -7265,7 +7412,7 @@ inline std::size_t deliver_route(runtime_core* core, const route& r,
         break;
       }
     }
-    delivered += chosen->deliver(*chosen, erased, offset) ? 1 : 0;
+    delivered += chosen->deliver(*chosen, erased, offset, subject) ? 1 : 0;
   }
   return delivered;
 }
@@ -7283,7 +7430,7 @@ inline std::pair<std::uint64_t, std::size_t> publish_retained(runtime_core* core
   if (r->empty()) {
     core->count_unrouted();
   } else {
-    delivered = deliver_route(core, *r, erased, offset);
+    delivered = deliver_route(core, *r, erased, offset, log.subject);
   }
   if (core->metrics_on()) core->count_topic(log.subject, delivered);
   return {offset, delivered};
@@ -7304,7 +7451,7 @@ std::size_t publish_event(runtime_core* core, std::string_view subject,
     if (core->metrics_on()) core->count_topic(subject, 0);
     return 0;
   }
-  const std::size_t delivered = deliver_route(core, *r, std::move(event), no_offset);
+  const std::size_t delivered = deliver_route(core, *r, std::move(event), no_offset, subject);
   if (core->metrics_on()) core->count_topic(subject, delivered);
   return delivered;
 }
@@ -7357,7 +7504,8 @@ subscription subscribe_replaying(actor_cell* cell, std::string_view subject, rep
                                           std::to_string(log->next) + ")");
   }
   for (std::uint64_t offset = from; offset < log->next; ++offset) {
-    entry->deliver(*entry, log->events[static_cast<std::size_t>(offset - log->first)], offset);
+    entry->deliver(*entry, log->events[static_cast<std::size_t>(offset - log->first)], offset,
+                   subject);
   }
   cell->core()->topics().add(entry);
   return subscription(std::move(entry));
@@ -7423,8 +7571,6 @@ std::size_t context::publish(std::string_view subject, E&& event) const {
 //   static constexpr std::string_view id;                       // travels beside the payload
 //   template <class T> static void encode(const T&, std::string& out);   // appends; may throw
 //   template <class T> static troupe::decoded<T> decode(std::string_view bytes);  // never throws
-
-#include <unordered_map>
 
 namespace troupe {
 
@@ -8404,7 +8550,7 @@ bool deliver_keyed_item(actor_cell* consumer, std::uint64_t member,
 
 // A topic subscription feeding a keyed queue (see subscriber_entry's sink).
 inline bool deliver_to_sink(const subscriber_entry& entry, const std::shared_ptr<const void>& event,
-                            std::uint64_t offset) {
+                            std::uint64_t offset, std::string_view) {
   return entry.sink->take(event, offset);
 }
 

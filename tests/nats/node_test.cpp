@@ -466,6 +466,92 @@ TEST_CASE("topics across processes: bridges with wildcards, no echo, queue group
   test::require_accounted(b.rt.counters());
 }
 
+namespace shop {
+
+struct order_note {  // another event type on the same subjects: it stays local
+  static constexpr std::string_view troupe_wire_name = "shop.order_note";
+  long id = 0;
+};
+struct note_counter {
+  std::atomic<long>* count;
+  void on(const order_note&) { count->fetch_add(1); }
+};
+
+// Publishes from inside a handler (context::publish), as a service would.
+struct publish_order {
+  long id = 0;
+};
+class shopfront {
+ public:
+  explicit shopfront(troupe::context& ctx) : ctx_(ctx) {}
+  void on(publish_order p) { ctx_.publish("orders.web.placed", order_placed{p.id}); }
+
+ private:
+  troupe::context& ctx_;
+};
+
+}  // namespace shop
+
+TEST_CASE("a bridge works both ways: local publishes go out once, nothing echoes or loops",
+          "[nats][node][topics]") {
+  const std::string url = test::server_url();
+  side a(url, "out-a");
+  side b(url, "out-b");
+  std::atomic<long> a_count{0}, a_sum{0}, b_count{0}, b_sum{0}, g_count{0}, g_sum{0}, notes{0};
+  auto sa =
+      a.rt.subscribe<shop::order_placed>("orders.>", a.rt.spawn<shop::tally>(&a_count, &a_sum));
+  auto sb =
+      b.rt.subscribe<shop::order_placed>("orders.>", b.rt.spawn<shop::tally>(&b_count, &b_sum));
+  auto sn = b.rt.subscribe<shop::order_note>("orders.>", b.rt.spawn<shop::note_counter>(&notes));
+  // Both sides bridge the same pattern: each side's bridge-in must not send on what came in,
+  // or the two would bounce every event between them.
+  auto bridge_a = a.node.bridge<shop::order_placed>("orders.>");
+  b.node.bridge<shop::order_placed>("orders.>");
+  // A queue group member in b: the only way to it is NATS, for a's and b's publishes alike.
+  b.node.subscribe<shop::order_placed>("orders.>", b.rt.spawn<shop::tally>(&g_count, &g_sum),
+                                       troupe::group{"bill"});
+  auto front = a.rt.spawn<shop::shopfront>();
+  constexpr long n = 100;
+  long expected = 0;
+  for (long i = 1; i <= n; ++i) {
+    expected += i;
+    if (i % 2 == 0) {
+      CHECK(a.rt.publish("orders.eu.placed", shop::order_placed{i}) == 2);  // a's tally, NATS
+    } else {
+      front.send(shop::publish_order{i});  // context::publish inside a handler
+    }
+  }
+  a.rt.publish("orders.eu.placed", shop::order_note{1});  // not bridged: stays in a
+  REQUIRE(test::eventually([&] { return b_count.load() == n && g_count.load() == n; }));
+  // b publishes a sentinel locally; it reaches a after anything b might have sent before it
+  // (FIFO per pair), such as an echo of a's events.
+  CHECK(b.rt.publish("orders.eu.placed", shop::order_placed{1'000'000}) == 2);  // b's tally, NATS
+  REQUIRE(test::eventually([&] { return a_count.load() == n + 1 && g_count.load() == n + 1; }));
+  CHECK(a_sum.load() == expected + 1'000'000);  // each once: its own locally, b's through NATS
+  CHECK(b_count.load() == n + 1);
+  CHECK(b_sum.load() == expected + 1'000'000);
+  CHECK(g_sum.load() == expected + 1'000'000);
+  CHECK(notes.load() == 0);
+  CHECK(a.node.counters().events_published == n);
+  CHECK(b.node.counters().events_published == 1);
+  // node::publish on a bridged subject goes out once, not once more through the bridge.
+  CHECK(a.node.publish("orders.eu.placed", shop::order_placed{7}));
+  CHECK(a.node.counters().events_published == n + 1);
+  REQUIRE(test::eventually([&] { return b_count.load() == n + 2; }));
+  // A closed bridge no longer takes local publishes out.
+  CHECK(bridge_a.close());
+  CHECK(a.rt.publish("orders.eu.placed", shop::order_placed{9}) == 1);
+  CHECK(a.node.counters().events_published == n + 1);
+  a.node.close();
+  b.node.close();
+  a.rt.shutdown();
+  b.rt.shutdown();
+  CHECK(a_count.load() == n + 3);
+  CHECK(b_count.load() == n + 2);
+  test::require_accounted(a.rt.counters());
+  test::require_accounted(b.rt.counters());
+}
+
 TEST_CASE("bindings undo expose and group membership", "[nats][node][binding]") {
   const std::string url = test::server_url();
   side a(url, "bind-a");
@@ -526,10 +612,10 @@ struct recorded_trace final : troupe::trace_hook {
 
 TEST_CASE("tracing across processes: the causation chain crosses the wire", "[nats][node][trace]") {
   const std::string url = test::server_url();
-  auto trace = std::make_shared<recorded_trace>();
+  auto hook = std::make_shared<recorded_trace>();
   troupe::runtime_options o;
   o.workers = 2;
-  o.trace = trace;  // one hook sees both runtimes, as a collector would see both processes
+  o.trace = hook;  // one hook sees both runtimes, as a collector would see both processes
   troupe::runtime ra(o);
   troupe::runtime rb(o);
   const std::string prefix = "tr" + std::to_string(::getpid());
@@ -543,10 +629,10 @@ TEST_CASE("tracing across processes: the causation chain crosses the wire", "[na
   ra.shutdown();
   rb.shutdown();
 
-  std::lock_guard lock(trace->mutex);
+  std::lock_guard lock(hook->mutex);
   auto starts = [&](std::string_view message_part, std::string_view actor_part) {
     std::vector<troupe::trace_event> found;
-    for (const auto& e : trace->events) {
+    for (const auto& e : hook->events) {
       if (e.point == troupe::trace_point::handle_start &&
           e.message_type.find(message_part) != std::string_view::npos &&
           e.actor_type.find(actor_part) != std::string_view::npos) {
@@ -556,7 +642,7 @@ TEST_CASE("tracing across processes: the causation chain crosses the wire", "[na
     return found;
   };
   auto by_id = [&](std::uint64_t id) -> const troupe::trace_event* {
-    for (const auto& e : trace->events) {
+    for (const auto& e : hook->events) {
       if (e.point == troupe::trace_point::handle_start && e.message_id == id) return &e;
     }
     return nullptr;
@@ -570,12 +656,117 @@ TEST_CASE("tracing across processes: the causation chain crosses the wire", "[na
   const troupe::trace_event* inbound = by_id(deposit[0].causation_id);
   REQUIRE(inbound != nullptr);
   CHECK(inbound->actor_type.find("agent") != std::string_view::npos);
-  CHECK(inbound->causation_id == go[0].message_id);  // across the wire
+  CHECK(inbound->causation_id == go[0].message_id);  // across the wire (traceparent's parent)
+  // One trace, the one go started (a root: sent from main), through every hop of both
+  // processes: go -> (wire) -> b's agent -> deposit; go -> (wire) -> b's agent -> balance ->
+  // (wire) -> a's agent, which completes the ask.
+  const troupe::trace_id trace = go[0].trace;
+  CHECK(trace == troupe::root_trace_of(go[0].message_id));
+  CHECK(inbound->trace == trace);
+  CHECK(deposit[0].trace == trace);
+  const auto balance = starts("balance", "account");
+  REQUIRE(balance.size() == 1);
+  CHECK(balance[0].trace == trace);
+  const troupe::trace_event* asked = by_id(balance[0].causation_id);
+  REQUIRE(asked != nullptr);
+  CHECK(asked->causation_id == go[0].message_id);
+  CHECK(asked->trace == trace);
+  std::size_t replies = 0;
+  for (const auto& e : hook->events) {
+    if (e.point == troupe::trace_point::handle_start && e.causation_id == balance[0].message_id) {
+      ++replies;  // the reply, taken off the wire by a's agent
+      CHECK(e.actor_type.find("agent") != std::string_view::npos);
+      CHECK(e.trace == trace);
+    }
+  }
+  CHECK(replies == 1);
+  // Every event of the run has a trace; every send, start and end of one message the same.
+  for (const auto& e : hook->events) {
+    CHECK(static_cast<bool>(e.trace));
+    if (const troupe::trace_event* s = by_id(e.message_id)) CHECK(s->trace == e.trace);
+  }
+  CHECK(na.counters().malformed_traceparents == 0);
+  CHECK(nb.counters().malformed_traceparents == 0);
   // Ids are unique across both runtimes, so a causation id names one message.
   std::vector<std::uint64_t> ids;
-  for (const auto& e : trace->events) {
+  for (const auto& e : hook->events) {
     if (e.point == troupe::trace_point::handle_start) ids.push_back(e.message_id);
   }
   std::sort(ids.begin(), ids.end());
   CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end());
+}
+
+TEST_CASE("traceparent: a foreign trace is joined, a malformed one starts a new trace",
+          "[nats][node][trace]") {
+  const std::string url = test::server_url();
+  auto hook = std::make_shared<recorded_trace>();
+  troupe::runtime_options o;
+  o.workers = 2;
+  o.trace = hook;
+  troupe::runtime rt(o);
+  troupe::nats::node n(
+      rt, {.servers = {url}, .name = "w3c", .prefix = "tp" + std::to_string(::getpid())});
+  auto acc = rt.spawn<bank::account>();
+  n.expose<bank::deposit, bank::audit>("bank.w3c", acc);
+  // What another (not necessarily troupe) process would send, on the node's own connection.
+  auto inject = [&](const char* traceparent, long seq) {
+    std::string bytes;
+    troupe::encode(bank::deposit{1, seq}, bytes);
+    natsMsg* m = nullptr;
+    REQUIRE(natsMsg_Create(&m, n.subject_of("bank.w3c").c_str(), nullptr, bytes.data(),
+                           static_cast<int>(bytes.size())) == NATS_OK);
+    const std::string codec(troupe::codec_id_of<bank::deposit>());
+    natsMsgHeader_Set(m, "troupe-type", "bank.deposit");
+    natsMsgHeader_Set(m, "troupe-codec", codec.c_str());
+    if (traceparent != nullptr) natsMsgHeader_Set(m, "traceparent", traceparent);
+    CHECK(natsConnection_PublishMsg(n.native_handle(), m) == NATS_OK);
+    natsMsg_Destroy(m);
+  };
+  const troupe::trace_id foreign{0x4bf92f3577b34da6ULL, 0xa3ce929d0e0e4736ULL};
+  inject("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 1);    // joined
+  inject("00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01", 2);    // upper case
+  inject("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-x", 3);  // a later version
+  inject("00-00000000000000000000000000000000-00f067aa0ba902b7-01", 4);    // zero trace
+  inject("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", 5);    // zero parent
+  inject("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", 6);  // 00 is 55 long
+  inject(nullptr, 7);                                                      // none: a new trace
+  // All arrive in order on one connection; the statement comes after them.
+  const auto st = n.remote<bank::account_api>("bank.w3c").ask(bank::audit{"w3c"}).get();
+  CHECK(st.deposits == 7);
+  CHECK(st.in_order);
+  CHECK(n.counters().malformed_traceparents == 4);
+  n.close();
+  rt.shutdown();
+  CHECK(troupe::detail::access::cell_of(acc)->core()->traces_kept() == 0);  // none left behind
+
+  std::lock_guard lock(hook->mutex);
+  std::vector<troupe::trace_event> deposits;
+  std::vector<troupe::trace_event> starts;
+  for (const auto& e : hook->events) {
+    if (e.point != troupe::trace_point::handle_start) continue;
+    starts.push_back(e);
+    if (e.message_type.find("deposit") != std::string_view::npos &&
+        e.actor_type.find("account") != std::string_view::npos) {
+      deposits.push_back(e);
+    }
+  }
+  REQUIRE(deposits.size() == 7);  // handled in the order sent (FIFO on the connection)
+  auto inbound_of = [&](const troupe::trace_event& d) -> troupe::trace_event {
+    for (const auto& e : starts) {
+      if (e.message_id == d.causation_id) return e;
+    }
+    FAIL("no inbound message for a deposit");
+    return {};
+  };
+  for (std::size_t i = 0; i < deposits.size(); ++i) {
+    const troupe::trace_event in = inbound_of(deposits[i]);
+    CHECK(deposits[i].trace == in.trace);  // the agent's hop keeps the trace
+    if (i == 0 || i == 2) {                // joined: the foreign trace, the foreign parent span
+      CHECK(in.trace == foreign);
+      CHECK(in.causation_id == 0x00f067aa0ba902b7ULL);
+    } else {  // a new trace, rooted at the message that took it off the wire
+      CHECK(in.trace == troupe::root_trace_of(in.message_id));
+      CHECK(in.causation_id == 0);
+    }
+  }
 }

@@ -42,6 +42,8 @@ inline activation actor_cell::run(std::size_t batch) {
     int settled;
     if (instrumented_) [[unlikely]] {
       this_thread_identity.message = task_->current_->correlation;  // causation of its sends
+      if (core_->tracing())
+        this_thread_identity.trace = core_->trace_of_message(this_thread_identity.message);
       task_->resume_point_.resume();
       settled = settle_task();
       this_thread_identity.message = 0;

@@ -6,6 +6,7 @@
 
 #include <troupe/detail/config.hpp>
 #include <troupe/detail/fwd.hpp>
+#include <troupe/detail/trace_context.hpp>
 
 namespace troupe::detail {
 
@@ -46,6 +47,8 @@ struct thread_identity {
   // Metrics or tracing on: the id of the message whose handler runs now (the causation of the
   // messages it sends); 0 outside handlers.
   std::uint64_t message = 0;
+  // Tracing on: the trace of that message (meaningful only while `message` is not 0).
+  trace_id trace{};
 };
 inline thread_local constinit thread_identity this_thread_identity;
 

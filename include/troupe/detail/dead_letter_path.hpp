@@ -22,6 +22,7 @@ inline void runtime_core::dead_letter_out(actor_cell* target, envelope* e,
   }
   if (e->ops->reroute != nullptr) reason = e->ops->reroute(*e, reason);
   record_dead_letter(target, e->ops->message_type, reason, e->correlation, detail);
+  if (trace_ != nullptr) traces_->erase(e->correlation);  // queued, never handled
   e->destroy();
 }
 
@@ -53,6 +54,7 @@ inline void runtime_core::dead_letter_backlog(actor_cell* target,
     if (e->ops->abort != nullptr || e->ops->reroute != nullptr) {
       dead_letter_out(target, e, reason, {});  // counted there
     } else {
+      if (trace_ != nullptr) traces_->erase(e->correlation);
       e->destroy();
       ++quiet_dead;
     }

@@ -90,6 +90,7 @@ class runtime_core {
       message_stats_ = std::make_unique<message_table>();
       topic_stats_ = std::make_unique<topic_stats>();
     }
+    if (trace_ != nullptr) traces_ = std::make_unique<trace_table>();
   }
   runtime_core(const runtime_core&) = delete;
   runtime_core& operator=(const runtime_core&) = delete;
@@ -204,6 +205,16 @@ class runtime_core {
   // The send path. Counts the attempt (unless it was counted when a delayed send was made),
   // then queues, dead-letters or rejects the envelope, which it always consumes.
   bool post(actor_cell* target, envelope* e, bool count_sent) noexcept {
+    return post_impl(target, e, count_sent, nullptr);
+  }
+  // post() for a message that does not come from this thread's handler: `from` says where it
+  // comes from (see message_origin; only metrics and tracing read it). A function of its own so
+  // that a plain send passes no extra argument: in post(), `from` is a constant null.
+  bool post_from(actor_cell* target, envelope* e, const message_origin& from) noexcept {
+    return post_impl(target, e, true, &from);
+  }
+  [[gnu::always_inline]] inline bool post_impl(actor_cell* target, envelope* e, bool count_sent,
+                                               const message_origin* from) noexcept {
     counter_slot& counters = counters_here();
     if (count_sent) counters.add(counters.sent);
     if (!accepting_.load(std::memory_order_relaxed) && !internal_thread()) {
@@ -223,21 +234,22 @@ class runtime_core {
     if (target->ops()->mailbox.capacity != 0) [[unlikely]] {
       if (target->ops()->mailbox.overflow == overflow::drop_oldest) {
         if (instrumented_) [[unlikely]]
-          on_queued(target, e);
+          on_queued(target, e, from);
         return post_held(target, e, false);
       }
       // A delayed send (count_sent false) has no sender left to tell of a rejection.
       if (!admit_bounded(target, e, count_sent)) return false;
     }
     if (hooked_) [[unlikely]]
-      return post_hooked(target, e);
+      return post_hooked(target, e, from);
     return enqueue(target, e);
   }
 
   // Metrics, tracing or a simulation see the message before it is queued. Out of line: the
   // plain send path pays only the branch on hooked_ (which replaced the one on instrumented_).
-  [[gnu::noinline]] bool post_hooked(actor_cell* target, envelope* e) noexcept {
-    if (instrumented_) on_queued(target, e);
+  [[gnu::noinline]] bool post_hooked(actor_cell* target, envelope* e,
+                                     const message_origin* from = nullptr) noexcept {
+    if (instrumented_) on_queued(target, e, from);
     if (driver_ != nullptr) return driver_->intercept(target, e);
     return enqueue(target, e);
   }
@@ -386,18 +398,34 @@ class runtime_core {
     return metrics_now();
   }
   [[nodiscard]] bool metrics_on() const noexcept { return metrics_on_; }
+  // A trace hook is installed: messages carry traces (trace_event::trace, message_origin).
+  [[nodiscard]] bool tracing() const noexcept { return trace_ != nullptr; }
+  // The trace of a message being handled (a task handler resuming); tracing() only.
+  [[nodiscard]] trace_id trace_of_message(std::uint64_t id) noexcept { return traces_->find(id); }
+  // Messages whose trace is kept now (queued or being handled); tests prove none is left.
+  [[nodiscard]] std::size_t traces_kept() noexcept { return traces_ ? traces_->size() : 0; }
 
   // The histograms of `cell`'s actor type x `ops`'s message type; null if the table is full.
   message_stats* stats_for(const actor_cell* cell, const envelope_ops* ops) noexcept {
     return message_stats_->find(ops, cell->ops()->type_name, ops->message_type);
   }
 
-  // A message is about to be queued: give it an id, its causation and its time.
-  [[gnu::noinline]] void on_queued(actor_cell* target, envelope* e) noexcept {
+  // A message is about to be queued: give it an id, its causation (and trace) and its time:
+  // from `from` if given, else from the handler running on this thread, if any.
+  [[gnu::noinline]] void on_queued(actor_cell* target, envelope* e,
+                                   const message_origin* from = nullptr) noexcept {
     e->queued = stamp();
     if (e->correlation == 0) e->correlation = next_correlation();
     const thread_identity& id = this_thread_identity;
-    e->causation = id.core == this ? id.message : 0;
+    const bool in_handler = from == nullptr && id.core == this && id.message != 0;
+    e->causation = from != nullptr ? from->causation : in_handler ? id.message : 0;
+    trace_id trace{};
+    if (trace_ != nullptr) {
+      trace = from != nullptr && from->trace ? from->trace
+              : in_handler                   ? id.trace
+                                             : root_trace_of(e->correlation);
+      traces_->put(e->correlation, trace);
+    }
     if (metrics_on_) {
       target->extras()->stats.queued();
       if (e->ops->reply_of != nullptr) {
@@ -410,6 +438,7 @@ class runtime_core {
     }
     if (trace_ != nullptr) {
       trace_event t = trace_of(trace_point::send, target, e);
+      t.trace = trace;
       t.time = t.queued;
       trace_->on_event(t);
     }
@@ -428,6 +457,7 @@ class runtime_core {
     }
     if (trace_ != nullptr) {
       trace_event t = trace_of(trace_point::handle_start, cell, e);
+      t.trace = this_thread_identity.trace = traces_->find(e->correlation);
       t.time = t.started = metrics_time(now);
       trace_->on_event(t);
     }
@@ -449,6 +479,8 @@ class runtime_core {
     }
     if (trace_ != nullptr) {
       trace_event t = trace_of(trace_point::handle_end, cell, e);
+      t.trace = traces_->find(e->correlation);
+      traces_->erase(e->correlation);
       t.started = metrics_time(e->started);
       t.time = metrics_time(now);
       t.failed = failed;
@@ -680,6 +712,7 @@ class runtime_core {
   std::mutex shutdown_mutex_;
   std::unique_ptr<message_table> message_stats_;
   std::unique_ptr<topic_stats> topic_stats_;
+  std::unique_ptr<trace_table> traces_;  // tracing only
 
   trace_event trace_of(trace_point point, const actor_cell* target,
                        const envelope* e) const noexcept {

@@ -76,6 +76,17 @@ bool send_message(actor_cell* target, M&& message) {
   return target->core()->post(target, e, true);
 }
 
+// send_message for a message that does not come from this thread's handler: a transport's
+// thread hands over a message from the wire with the causation (and trace) it carried, so that a
+// trace hook follows the chain across processes (see message_origin). The thread's own identity
+// is neither read nor changed; without metrics or tracing, `from` is ignored.
+template <class A, class M>
+bool send_message_from(actor_cell* target, M&& message, const message_origin& from) {
+  if (target == nullptr) throw error(errc::invalid_ref, "send() through an empty ref");
+  envelope* e = make_envelope<A>(std::forward<M>(message));
+  return target->core()->post_from(target, e, from);
+}
+
 // False: refused now (shutdown has begun), counted as rejected. Once scheduled, the sender is
 // gone: a delayed send that cannot be delivered is a dead letter (see delayed_send_task).
 template <class A, class M>

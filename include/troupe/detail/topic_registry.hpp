@@ -63,10 +63,11 @@ struct event_sink {
 // One subscription. Shared between the trie and the subscription handle, so that a publish
 // that matched it can finish delivering after it was removed.
 struct subscriber_entry {
-  // Queues `event` (offset: its place in a retained log, or no_offset) for the entry's actor
-  // (or hands it to its sink).
+  // Queues `event` (offset: its place in a retained log, or no_offset; subject: the one it was
+  // published on) for the entry's actor (or hands it to its sink).
   using deliver_fn = bool (*)(const subscriber_entry& entry,
-                              const std::shared_ptr<const void>& event, std::uint64_t offset);
+                              const std::shared_ptr<const void>& event, std::uint64_t offset,
+                              std::string_view subject);
 
   subscriber_entry(actor_cell* c, const void* type, deliver_fn d, std::string g,
                    std::string p) noexcept

@@ -44,6 +44,7 @@ class binding {
       } else if (topic_ != nullptr && !topic_->unbound) {
         topic_->unbound = true;
         subs = {topic_->sub};
+        topic_->out.unsubscribe();  // a bridge's way out
       } else {
         return false;
       }

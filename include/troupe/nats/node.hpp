@@ -20,7 +20,8 @@
 //
 // On the wire: an exposed actor is the subject "<prefix>.actor.<name>" (a queue group of that
 // name, so exposing one name in several processes balances it); headers carry the wire type name,
-// the codec id, the correlation and causation ids; an ask is a request whose reply comes to the
+// the codec id, an ask's correlation id and, with a trace hook, a W3C traceparent (the sending
+// handler's trace and message: see tracing.hpp); an ask is a request whose reply comes to the
 // node's one inbox ("_INBOX.<id>.<correlation>"). Delivery is at most once (no JetStream), FIFO per
 // sender->receiver pair. Remote asks complete like local ones, or at once with errc::no_responders
 // (nobody exposes the name), errc::disconnected (the connection dropped: every pending ask fails
@@ -56,7 +57,7 @@ namespace troupe::nats {
 struct node_options {
   // The servers of one NATS cluster, tried in order (nats://host:port).
   std::vector<std::string> servers{"nats://127.0.0.1:4222"};
-  // This process's name on the wire (the connection name, the troupe-from header).
+  // This process's name on the wire (the connection name, the troupe-from header of events).
   std::string name = "troupe";
   // Every subject of this system starts with it: "<prefix>.actor.<name>".
   std::string prefix = "troupe";
@@ -109,7 +110,8 @@ class node {
       throw error(errc::invalid_argument, "node_options::heartbeat_interval must be positive");
     }
     l.agent_ref = rt.spawn<detail::agent>(link_);
-    l.core = troupe::detail::access::cell_of(l.agent_ref)->core();
+    l.agent_cell = troupe::detail::access::cell_of(l.agent_ref);
+    l.core = l.agent_cell->core();
     // A random range of ids for this runtime from now on (2^20 ids apart at least): message ids
     // stay unique across processes, so causation ids on the wire mean one message each.
     {
@@ -220,29 +222,54 @@ class node {
     return binding(link_, raw, nullptr);
   }
 
-  // Topics across processes, (1) in: events of type E that other processes publish (node::publish)
-  // on subjects matching `pattern` (`*`, `>` wildcards) are published into this runtime's topics,
-  // on the same subject, to its local subscribers. This node's own publishes are not echoed
-  // back (they were delivered locally already). Bridge a pattern once: overlapping bridges
-  // deliver twice. An event of another type on the pattern is a dead letter (unknown_type).
-  // Throws error(invalid_subject) for a malformed pattern, error(disconnected) once closed. The
-  // returned binding undoes it (close()).
+  // Topics across processes, both ways, for events of type E on subjects matching `pattern`
+  // (`*`, `>` wildcards):
+  // - in: what other processes publish (runtime::publish under their bridges, node::publish) is
+  //   published into this runtime's topics, on the same subject, to its local subscribers;
+  // - out: what this runtime publishes (runtime::publish, context::publish) goes out too, on the
+  //   publishing thread, to other processes' bridges and queue groups (node::subscribe) --
+  //   this process's group members included, as a queue group is the only way to them.
+  // A process never receives its own event twice: what it sent is not taken back in, and what
+  // came in does not go out again (no loop between two bridges). Bridge a pattern once:
+  // overlapping bridges send and deliver twice. An event of another type on the pattern is a
+  // dead letter (unknown_type); a local event of another type stays local. Throws
+  // error(invalid_subject) for a malformed pattern, error(disconnected) once closed. The returned
+  // binding undoes both ways (close()).
   template <class E>
   binding bridge(std::string_view pattern) {
     static_assert(troupe::detail::type_has_a_wire_name<E>::value,
                   "troupe::nats::node::bridge<E>: the event type has no wire name (see codec.hpp)");
     check_name(pattern, true);
+    detail::link& l = *link_;
+    if (l.closing.load(std::memory_order_acquire)) {
+      throw error(errc::disconnected, "the node is closed");
+    }
     auto t = std::make_unique<detail::topic_sub>();
     t->owner = link_.get();
     t->subject = link_->prefix + ".topic." + std::string(pattern);
     t->forward = &detail::bridge_event<E>;
-    return add_topic_sub(std::move(t), nullptr);
+    {
+      auto entry = std::make_shared<troupe::detail::subscriber_entry>(
+          l.core, std::make_shared<detail::outbound_bridge<E>>(link_), &troupe::detail::type_tag<E>,
+          &detail::outbound_bridge<E>::deliver, std::string(pattern));
+      l.core->topics().add(entry);  // validates the pattern as a local one too
+      t->out = troupe::subscription(std::move(entry));
+    }
+    detail::topic_sub* raw = t.get();
+    try {
+      return add_topic_sub(std::move(t), nullptr);
+    } catch (...) {
+      std::lock_guard lock(l.mutex);
+      raw->out.unsubscribe();
+      throw;
+    }
   }
 
-  // Topics across processes, (2) out: publishes `event` on `subject` to this runtime's local
-  // subscribers (as runtime::publish) and to every other process's bridges and queue groups.
-  // Returns false (counted as rejected) if it could not go out: closed, too large, not
-  // encodable; the local publish happens either way. Throws error(invalid_subject).
+  // Publishes `event` on `subject` to this runtime's local subscribers (as runtime::publish) and
+  // to every other process's bridges and queue groups, whether or not a bridge of this node
+  // covers the subject (it goes out once either way). Returns false (counted as rejected) if it
+  // could not go out: closed, too large, not encodable; the local publish happens either way.
+  // Throws error(invalid_subject).
   template <class E>
   bool publish(std::string_view subject, E&& event) {
     using event_type = std::remove_cvref_t<E>;
@@ -250,24 +277,8 @@ class node {
                   "troupe::nats::node::publish: the event type has no wire name (see codec.hpp)");
     check_name(subject, false);
     detail::link& l = *link_;
-    bool out = false;
-    std::string bytes;
-    try {
-      troupe::encode(static_cast<const event_type&>(event), bytes);
-      out = true;
-    } catch (...) {
-      detail::link::bump(l.c_encode);
-    }
-    if (out) {
-      out = !l.closing.load(std::memory_order_acquire) && bytes.size() <= l.limit() &&
-            l.publish(
-                l.prefix + ".topic." + std::string(subject), nullptr, wire_name_of<event_type>(),
-                codec_id_of<event_type>(), bytes,
-                {{detail::h_cause, std::to_string(troupe::detail::this_thread_identity.message)}},
-                true) == NATS_OK;
-    }
-    if (!out) detail::link::bump(l.c_rejected);
-    l.rt->publish(subject, std::forward<E>(event));
+    const bool out = detail::publish_event(l, subject, static_cast<const event_type&>(event));
+    detail::publish_locally(l, subject, std::forward<E>(event));
     return out;
   }
 
@@ -329,6 +340,7 @@ class node {
         }
         for (auto& t : l.topic_subs) {
           if (t->sub != nullptr) subs.push_back(t->sub);
+          t->out.unsubscribe();  // local publishes no longer go out
         }
       }
       // Watchers of what this node exposes hear it now rather than when the heartbeats stop.
@@ -361,10 +373,10 @@ class node {
   [[nodiscard]] wire_counters counters() const noexcept {
     const detail::link& l = *link_;
     auto v = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-    return {v(l.c_sent),        v(l.c_received),   v(l.c_delivered),  v(l.c_dead),
-            v(l.c_rejected),    v(l.c_encode),     v(l.c_decode),     v(l.c_late),
-            v(l.c_disconnects), v(l.c_reconnects), v(l.c_events_out), v(l.c_events_in),
-            v(l.c_slow)};
+    return {v(l.c_sent),        v(l.c_received),       v(l.c_delivered),  v(l.c_dead),
+            v(l.c_rejected),    v(l.c_encode),         v(l.c_decode),     v(l.c_late),
+            v(l.c_disconnects), v(l.c_reconnects),     v(l.c_events_out), v(l.c_events_in),
+            v(l.c_slow),        v(l.c_bad_traceparent)};
   }
 
   // True while connected to a server (false while reconnecting and once closed).

@@ -39,12 +39,11 @@ class remote_ref {
       detail::link& l = get();
       std::string bytes;
       if (!encode(l, message, bytes)) return false;
-      const natsStatus s =
-          l.closing.load(std::memory_order_acquire) ? NATS_CONNECTION_CLOSED
-          : bytes.size() > l.limit()
-              ? NATS_MAX_PAYLOAD
-              : l.publish(subject_, nullptr, wire_name_of<message_type>(),
-                          codec_id_of<message_type>(), bytes, {{detail::h_cause, cause()}});
+      const natsStatus s = l.closing.load(std::memory_order_acquire) ? NATS_CONNECTION_CLOSED
+                           : bytes.size() > l.limit()
+                               ? NATS_MAX_PAYLOAD
+                               : l.publish(subject_, nullptr, wire_name_of<message_type>(),
+                                           codec_id_of<message_type>(), bytes, {});
       if (s != NATS_OK) {
         reject(l);
         return false;
@@ -103,9 +102,6 @@ class remote_ref {
   detail::link& get() const {
     if (!link_) throw error(errc::invalid_ref, "send() or ask() through an empty remote_ref");
     return *link_;
-  }
-  static std::string cause() {
-    return std::to_string(troupe::detail::this_thread_identity.message);
   }
   static void reject(detail::link& l) {
     detail::link::bump(l.c_rejected);
@@ -178,7 +174,6 @@ class remote_ref {
           subject_, reply_to.c_str(), wire_name_of<message_type>(), codec_id_of<message_type>(),
           bytes,
           {{detail::h_corr, std::to_string(corr)},
-           {detail::h_cause, cause()},
            {detail::h_timeout,
             std::to_string(
                 std::chrono::duration_cast<std::chrono::microseconds>(timeout).count())}});

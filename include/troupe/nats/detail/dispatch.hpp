@@ -74,11 +74,8 @@ void send_reply(link& l, const std::string& to, const std::string& corr, result<
                  {h_corr, corr}});
       return;
     }
-    const natsStatus s =
-        l.publish(to, nullptr, wire_name_of<R>(), codec_id_of<R>(), bytes,
-                  {{h_status, "ok"},
-                   {h_corr, corr},
-                   {h_cause, std::to_string(troupe::detail::this_thread_identity.message)}});
+    const natsStatus s = l.publish(to, nullptr, wire_name_of<R>(), codec_id_of<R>(), bytes,
+                                   {{h_status, "ok"}, {h_corr, corr}});
     if (s == NATS_MAX_PAYLOAD) {
       l.publish(to, nullptr, "troupe.error", "none",
                 "a " + std::to_string(bytes.size()) + "-byte reply exceeds the server's limit",
@@ -197,6 +194,54 @@ std::optional<E> decode_event(link& l, natsMsg* m, const address& target) {
   return std::optional<E>(std::move(d).value());
 }
 
+// Publishes into the local topics what is already on the wire (see publishing_from_wire).
+template <class E>
+void publish_locally(link& l, std::string_view subject, E&& event) {
+  struct guard {
+    guard() noexcept { publishing_from_wire = true; }
+    ~guard() { publishing_from_wire = false; }
+  } g;
+  l.rt->publish(subject, std::forward<E>(event));
+}
+
+// Encodes and publishes a topic event on "<prefix>.topic.<subject>"; false (counted as rejected)
+// if it could not go out: closed, not a wire subject, too large, not encodable.
+template <class E>
+bool publish_event(link& l, std::string_view subject, const E& event) {
+  std::string bytes;
+  try {
+    troupe::encode(event, bytes);
+  } catch (...) {
+    link::bump(l.c_encode);
+    link::bump(l.c_rejected);
+    return false;
+  }
+  const bool out = !l.closing.load(std::memory_order_acquire) && bytes.size() <= l.limit() &&
+                   valid_wire_subject(subject, false) &&
+                   l.publish(l.prefix + ".topic." + std::string(subject), nullptr,
+                             wire_name_of<E>(), codec_id_of<E>(), bytes, {}, true) == NATS_OK;
+  if (!out) link::bump(l.c_rejected);
+  return out;
+}
+
+// A bridge's way out: a subscription to the local topics whose deliveries, on the publishing
+// thread, publish the event to NATS -- unless the node itself is publishing it locally (it came
+// from the wire, or node::publish sent it already).
+template <class E>
+struct outbound_bridge final : troupe::detail::event_sink {
+  explicit outbound_bridge(std::weak_ptr<link> l) noexcept : owner(std::move(l)) {}
+  bool take(const std::shared_ptr<const void>&, std::uint64_t) override { return false; }
+  static bool deliver(const troupe::detail::subscriber_entry& entry,
+                      const std::shared_ptr<const void>& event, std::uint64_t,
+                      std::string_view subject) {
+    if (publishing_from_wire) return false;
+    const std::shared_ptr<link> l = static_cast<const outbound_bridge&>(*entry.sink).owner.lock();
+    if (!l || l->closing.load(std::memory_order_acquire)) return false;
+    return publish_event(*l, subject, *static_cast<const E*>(event.get()));
+  }
+  std::weak_ptr<link> owner;
+};
+
 // A remote event into the local topics, on its subject without the node's prefix.
 template <class E>
 void bridge_event(link& l, topic_sub&, natsMsg* m) {
@@ -205,7 +250,7 @@ void bridge_event(link& l, topic_sub&, natsMsg* m) {
   const std::string_view subject =
       std::string_view(natsMsg_GetSubject(m)).substr(l.prefix.size() + 7);
   link::bump(l.c_delivered);
-  l.rt->publish(subject, std::move(*e));
+  publish_locally(l, subject, std::move(*e));
 }
 
 // A remote event to the one member of a queue group that NATS chose: this actor.

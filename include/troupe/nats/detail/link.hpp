@@ -86,6 +86,9 @@ struct wire_counters {
   // exceeded (node_options::pending_limit_*), a slow consumer. Each is also a dead letter
   // (slow_consumer) in this runtime. Summed over processes: sent = received + these (+ lost).
   std::uint64_t slow_consumer_drops = 0;
+  // Received messages whose `traceparent` header was not a W3C traceparent (read only when a
+  // trace hook is installed): each is still delivered, as the root of a new trace.
+  std::uint64_t malformed_traceparents = 0;
 };
 
 namespace detail {
@@ -113,7 +116,9 @@ inline bool valid_wire_subject(std::string_view name, bool wildcards) noexcept {
 inline constexpr const char* h_type = "troupe-type";
 inline constexpr const char* h_codec = "troupe-codec";
 inline constexpr const char* h_corr = "troupe-corr";
-inline constexpr const char* h_cause = "troupe-cause";
+// W3C trace context: "00-<trace-id>-<parent-id>-<flags>", parent-id = the sending handler's
+// message id (its span). Written and read only when the runtime has a trace hook.
+inline constexpr const char* h_traceparent = "traceparent";
 inline constexpr const char* h_from = "troupe-from";
 inline constexpr const char* h_timeout = "troupe-timeout-us";
 inline constexpr const char* h_status = "troupe-status";  // replies: "ok" or an errc number
@@ -162,6 +167,57 @@ inline std::pair<std::string, std::string> describe_exception(const std::excepti
     return {"unknown", "an exception not derived from std::exception"};
   }
 }
+
+// The traceparent of the handler running on this thread, if it runs in `core` and the core
+// traces: version 00, its trace, its message id as the parent span, flags 01 (sampled: troupe
+// records every message it traces). False (nothing written) otherwise.
+inline bool current_traceparent(troupe::detail::runtime_core* core, char (&out)[56]) noexcept {
+  const troupe::detail::thread_identity& id = troupe::detail::this_thread_identity;
+  if (id.core != core || id.message == 0 || !core->tracing()) return false;
+  static constexpr char digits[] = "0123456789abcdef";
+  auto hex = [&](std::size_t at, std::uint64_t v) {
+    for (int i = 15; i >= 0; --i, v >>= 4) out[at + static_cast<std::size_t>(i)] = digits[v & 15];
+  };
+  std::memcpy(out, "00-", 3);
+  hex(3, id.trace.high);
+  hex(19, id.trace.low);
+  out[35] = '-';
+  hex(36, id.message);
+  std::memcpy(out + 52, "-01", 4);  // with the terminating NUL
+  return true;
+}
+
+// Reads a W3C traceparent header into `o` (trace and parent span). False if it is malformed:
+// not "vv-<32 hex>-<16 hex>-<2 hex>" in lower case, version ff, a trace or parent of zeros, or a
+// version-00 header of another length (later versions may append "-..." fields: ignored).
+inline bool parse_traceparent(std::string_view v, troupe::detail::message_origin& o) noexcept {
+  if (v.size() < 55 || (v.size() > 55 && (v.substr(0, 2) == "00" || v[55] != '-'))) return false;
+  if (v[2] != '-' || v[35] != '-' || v[52] != '-' || v.substr(0, 2) == "ff") return false;
+  bool ok = true;
+  auto hex = [&](std::size_t at, std::size_t n) {
+    std::uint64_t r = 0;
+    for (std::size_t i = at; i < at + n; ++i) {
+      const char c = v[i];
+      const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (d < 0) ok = false;
+      r = r << 4 | static_cast<std::uint64_t>(d & 15);
+    }
+    return r;
+  };
+  hex(0, 2);
+  hex(53, 2);
+  const troupe::trace_id trace{hex(3, 16), hex(19, 16)};
+  const std::uint64_t parent = hex(36, 16);
+  if (!ok || !trace || parent == 0) return false;
+  o.trace = trace;
+  o.causation = parent;
+  return true;
+}
+
+// Set while the node publishes into the local topics what is already on the wire (a remote
+// event through a bridge, node::publish's local half): the bridges' way out skips it, so that
+// nothing is sent twice and nothing loops between a bridge's way in and its way out.
+inline thread_local bool publishing_from_wire = false;
 
 struct link;
 
@@ -217,6 +273,9 @@ struct topic_sub {
   natsSubscription* sub = nullptr;
   std::int64_t dropped_reported = 0;  // of sub's drops (slow consumer), guarded by slow_mutex
   bool unbound = false;               // binding::close() (guarded by the link's mutex)
+  // A bridge's way out: its subscription to the local topics (node::bridge), ended by
+  // binding::close() or the node's close(), both before the runtime goes (guarded by the mutex).
+  troupe::subscription out;
   ~topic_sub() {
     if (destroy_target) destroy_target();
   }
@@ -246,6 +305,7 @@ struct link {
   troupe::runtime* rt = nullptr;
   troupe::detail::runtime_core* core = nullptr;
   troupe::ref<agent> agent_ref;
+  troupe::detail::actor_cell* agent_cell = nullptr;
   natsConnection* conn = nullptr;
   natsSubscription* inbox_sub = nullptr;
   natsSubscription* beat_sub = nullptr;    // <prefix>.node.hb.*: heartbeats (death watch)
@@ -258,7 +318,7 @@ struct link {
   std::int64_t inbox_dropped_reported = 0;
   bool subs_gone = false;
   std::string name;
-  std::string id;  // unique per node: the troupe-from header ("<name>/<inbox id>")
+  std::string id;  // unique per node: the troupe-from header of events ("<name>/<inbox id>")
   std::string prefix;
   std::string inbox;
   std::size_t max_bytes = 0;  // 0: the server's max payload
@@ -270,7 +330,7 @@ struct link {
   std::atomic<bool> closing{false};
   std::atomic<std::uint64_t> c_sent{0}, c_received{0}, c_delivered{0}, c_dead{0}, c_rejected{0},
       c_encode{0}, c_decode{0}, c_late{0}, c_disconnects{0}, c_reconnects{0}, c_events_out{0},
-      c_events_in{0}, c_slow{0};
+      c_events_in{0}, c_slow{0}, c_bad_traceparent{0};
 
   std::mutex mutex;  // pending, exposures
   std::unordered_map<std::uint64_t, pending_ask> pending;
@@ -327,9 +387,14 @@ struct link {
     const std::string codec_s(codec);
     s = natsMsgHeader_Set(m, h_type, type_s.c_str());
     if (s == NATS_OK) s = natsMsgHeader_Set(m, h_codec, codec_s.c_str());
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, h_from, id.c_str());
+    // Only a topic event needs its sender (a bridge drops its own node's events): a header less
+    // per send, ask and reply (each is a hash insert and two copies in nats.c).
+    if (s == NATS_OK && event) s = natsMsgHeader_Set(m, h_from, id.c_str());
     for (const auto& [k, v] : extra) {
       if (s == NATS_OK) s = natsMsgHeader_Set(m, k, v.c_str());
+    }
+    if (char tp[56]; s == NATS_OK && current_traceparent(core, tp)) {
+      s = natsMsgHeader_Set(m, h_traceparent, tp);
     }
     if (s == NATS_OK) s = natsConnection_PublishMsg(conn, m);
     if (s == NATS_OK) bump(event ? c_events_out : c_sent);
@@ -489,29 +554,27 @@ struct link {
     }
   }
 
-  // With tracing or metrics on, a message from the wire is queued for the agent as if sent by
-  // the handler that sent it in the other process (its troupe-cause header: ids are unique
-  // across processes, see node's constructor), so that a trace hook follows the causal chain
-  // from process to process. Only the hand-over runs under that identity: no actor code.
-  void hand_over_caused(inbound in) noexcept {
-    if (!core->instrumented()) {
+  // With a trace hook, a message from the wire is queued for the agent with the causation and
+  // trace its traceparent header names (the sending handler's message and trace: ids are unique
+  // across processes, see node's constructor), so that a trace hook follows one causal chain
+  // from process to process. A missing header: a new trace; a malformed one: the same, counted.
+  void hand_over_traced(inbound in) noexcept {
+    if (!core->tracing()) {
       hand_over(std::move(in));
       return;
     }
-    std::uint64_t cause = 0;
-    for (char c : header(in.msg.get(), h_cause)) {
-      cause = (c >= '0' && c <= '9') ? cause * 10 + static_cast<std::uint64_t>(c - '0') : 0;
-    }
-    troupe::detail::thread_identity& id = troupe::detail::this_thread_identity;
-    if (cause == 0 || id.core != nullptr) {  // (a nats.c thread has no identity of its own)
+    const std::string_view tp = header(in.msg.get(), h_traceparent);
+    troupe::detail::message_origin from;
+    if (tp.empty() || !parse_traceparent(tp, from)) {
+      if (!tp.empty()) bump(c_bad_traceparent);
       hand_over(std::move(in));
       return;
     }
-    id.core = core;
-    id.message = cause;
-    hand_over(std::move(in));
-    id.core = nullptr;
-    id.message = 0;
+    try {
+      troupe::detail::send_message_from<agent>(agent_cell, std::move(in), from);
+    } catch (...) {  // out of memory: the message is lost, and said so
+      bump(c_dead);
+    }
   }
 
   static void on_exposed(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
@@ -521,7 +584,7 @@ struct link {
     in.what = inbound::kind::exposed;
     in.msg.reset(m);
     in.target = x;
-    self->hand_over_caused(std::move(in));
+    self->hand_over_traced(std::move(in));
   }
   static void on_event(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
     auto* t = static_cast<topic_sub*>(closure);
@@ -529,7 +592,7 @@ struct link {
     in.what = inbound::kind::event;
     in.msg.reset(m);
     in.target = t;
-    t->owner->hand_over_caused(std::move(in));
+    t->owner->hand_over_traced(std::move(in));
   }
   static void on_reply(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
     auto* self = static_cast<link*>(closure);
@@ -549,7 +612,7 @@ struct link {
     inbound in;
     in.what = inbound::kind::reply;
     in.msg.reset(m);
-    self->hand_over_caused(std::move(in));
+    self->hand_over_traced(std::move(in));
   }
   // A watch request for an exposed actor: answered here, from the exposure's state.
   static void on_watch(natsConnection*, natsSubscription*, natsMsg* m, void* closure) noexcept {
